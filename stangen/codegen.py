@@ -1,0 +1,88 @@
+"""Stage 3a: ModelDescription → Stan program text, through the Jinja templates in templates/.
+
+Python decides; templates spell. The output is deterministic (no dates or versions),
+because the program text is the compile cache's key.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+import jinja2
+
+from .model import ModelDescription, PriorTarget, Term, prior_targets
+
+LINKS = {"gaussian": "", "bernoulli": "logit", "binomial": "logit", "poisson": "log"}
+
+
+def _template_dir() -> Path:
+    try:
+        return Path(str(resources.files("stangen.templates")))
+    except ModuleNotFoundError:  # running from a source tree that is not installed
+        return Path(__file__).resolve().parent.parent / "templates"
+
+
+def stack_coefficients(terms: tuple[Term, ...]) -> str:
+    """One vector of the pooled coefficients, in design-column order: [b1, b2]' or append_row(b1, v)."""
+    if all(not t.categorical for t in terms):
+        return "[" + ", ".join(t.param for t in terms) + "]'"
+    *head, last = terms
+    expr = last.param if last.categorical else f"[{last.param}]'"
+    for term in reversed(head):
+        expr = f"append_row({term.param}, {expr})"
+    return expr
+
+
+def _prior_data(arg: str, target: PriorTarget) -> str:
+    return target.data_name(arg)
+
+
+@lru_cache(maxsize=1)
+def environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(_template_dir())),
+        undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+        keep_trailing_newline=True, autoescape=False)
+    env.filters["stack_coefficients"] = stack_coefficients
+    env.filters["prior_data"] = _prior_data
+    return env
+
+
+def equations(d: ModelDescription) -> list[str]:
+    """The model as equations in the program's own names, for the header comment."""
+    lhs = {"gaussian": "mu[i]", "bernoulli": "logit(p[i])", "binomial": "logit(p[i])", "poisson": "log(lambda[i])"}
+    first = {"gaussian": f"{d.outcome}[i] ~ normal(mu[i], sigma)",
+             "bernoulli": f"{d.outcome}[i] ~ bernoulli(p[i])",
+             "binomial": f"{d.outcome}[i] ~ binomial({d.trials}[i], p[i])",
+             "poisson": f"{d.outcome}[i] ~ poisson(lambda[i])"}[d.family]
+    parts = ["Intercept"] if d.intercept else []
+    parts += [f"beta_{t.stan} * {t.name}[i]" for t in d.terms]
+    rest = []
+    for lv in d.levels:
+        group = f"{lv.name}[i]"
+        b = f"b_{lv.stan}" if lv.has_effects else f"u_{lv.stan}"
+        for c in lv.coefficients:
+            index = f"{b}[{group}]" if lv.kind == "intercept" else f"{b}[{group}, {c.column}]"
+            parts.append(index if c.term is None else f"{index} * {c.term.name}[i]")
+            if c.effects:
+                u = f"u_{lv.stan}[j]" if lv.kind == "intercept" else f"u_{lv.stan}[j, {c.column}]"
+                lhs_b = f"b_{lv.stan}[j]" if lv.kind == "intercept" else f"b_{lv.stan}[j, {c.column}]"
+                effects = " + ".join(f"{e.param} * {e.predictor.name}[j]" for e in c.effects)
+                rest.append(f"{lhs_b} = {effects} + {u}")
+        nest = f", within {lv.parent}" if lv.parent else ""
+        dist = {"intercept": f"normal(0, sd_{lv.stan})",
+                "independent": f"normal(0, sd_{lv.stan}) independently",
+                "correlated": f"multi_normal(0, diag(sd_{lv.stan}) * corr_{lv.stan} * diag(sd_{lv.stan}))"}[lv.kind]
+        rest.append(f"u_{lv.stan}[j] ~ {dist},  j = 1..J_{lv.stan} ({lv.name} groups{nest})")
+    return [first, f"{lhs[d.family]} = {' + '.join(parts) or '0'}", *rest]
+
+
+def render(desc: ModelDescription) -> str:
+    """The Stan program for a model description."""
+    template = environment().get_template("program.stan.j2")
+    title = f"{desc.name}: {desc.family} multilevel model" if desc.levels else f"{desc.name}: {desc.family} model"
+    return template.render(d=desc, priors=prior_targets(desc), link=LINKS[desc.family], title=title,
+                           equations=equations(desc),
+                           has_generated=desc.intercept_centered or any(t.centered_slope for t in desc.terms)
+                           or any(lv.kind == "correlated" for lv in desc.levels))

@@ -1,0 +1,84 @@
+"""Errors stangen raises for user mistakes and backend failures.
+
+Every user-facing problem is a `Problem`: where it is (a spec path such as
+``levels.county.within``, or a data column/row) and what is wrong and allowed.
+Errors carry *all* problems found, so users fix them in one round.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+MAX_LISTED = 20
+
+
+@dataclass(frozen=True)
+class Problem:
+    path: str
+    message: str
+    line: int | None = None
+
+    def __str__(self) -> str:
+        where = self.path or "(spec)"
+        if self.line is not None:
+            where = f"{where} (line {self.line})"
+        return f"{where}: {self.message}"
+
+
+class StangenError(Exception):
+    """Base class of every error stangen raises on purpose."""
+
+    exit_code = 3
+
+
+class UserError(StangenError):
+    """A mistake in the spec or the data: exit code 1, never a traceback."""
+
+    exit_code = 1
+    kind = "problem"
+
+    def __init__(self, problems: list[Problem] | Problem, source: str | None = None):
+        self.problems = [problems] if isinstance(problems, Problem) else list(problems)
+        self.source = source
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        count = len(self.problems)
+        head = f"{self.source}: " if self.source else ""
+        head += f"{count} {self.kind}{'s' if count != 1 else ''} found"
+        lines = [f"  - {p}" for p in self.problems[:MAX_LISTED]]
+        if count > MAX_LISTED:
+            lines.append(f"  … and {count - MAX_LISTED} more")
+        return "\n".join([head + ":"] + lines)
+
+
+class SpecError(UserError):
+    """The spec is invalid (unknown key, wrong type, inconsistent structure)."""
+
+    kind = "spec problem"
+
+
+class DataError(UserError):
+    """The data do not fit the spec (missing column, bad values, bad grouping)."""
+
+    kind = "data problem"
+
+
+@dataclass
+class RunRecord:
+    """What a backend ran, so a failure message can show it."""
+
+    backend: str
+    program_path: str | None = None
+    details: dict = field(default_factory=dict)
+
+
+class BackendError(StangenError):
+    """Compiling or sampling failed. Exit code 2 (3 for a stangen bug)."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, record: RunRecord | dict | None = None, *, internal: bool = False):
+        super().__init__(message)
+        self.record = record
+        if internal:
+            self.exit_code = 3

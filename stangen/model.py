@@ -1,0 +1,272 @@
+"""Stage 2: Spec (+ which columns are categorical) → ModelDescription.
+
+The description is everything the Stan program depends on: terms, levels, which
+coefficients vary, group-level predictors, prior families, and every Stan name,
+decided once here. It holds no data values, so equal descriptions mean equal
+programs — the property the compile cache relies on.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from .errors import Problem, SpecError
+from .names import NameRegistry, sanitize
+from .spec import Prior, Spec, parse_prior
+from .spec.validate import INTERCEPT, term_variables
+
+LevelKind = Literal["intercept", "independent", "correlated"]
+
+
+@dataclass(frozen=True)
+class PriorChoice:
+    """A prior in the program: its family is structure; its numbers come from the data block."""
+
+    family: str
+    given: Prior | None  # None: a default scaled to the data (see priors.py)
+    source: str  # the spec key it came from, or "default"
+
+    @property
+    def arg_names(self) -> tuple[str, ...]:
+        from .spec.priors import FAMILIES
+        return FAMILIES[self.family][0]
+
+
+@dataclass(frozen=True)
+class Term:
+    """A level-1 term with a pooled coefficient: 'iq_verb', 'sex' or an interaction 'iq_verb:sex'."""
+
+    name: str
+    variables: tuple[str, ...]
+    categorical: bool  # True → several columns, a vector coefficient
+    stan: str  # stem of Stan names: beta_<stan>, x_<stan>
+    prior: PriorChoice
+    centered_slope: bool = False  # has group-level predictors → sampled at their means
+
+    @property
+    def param(self) -> str:
+        return f"beta_{self.stan}_centered" if self.centered_slope else f"beta_{self.stan}"
+
+    @property
+    def size(self) -> str:
+        return f"K_{self.stan}"
+
+
+@dataclass(frozen=True)
+class GroupPredictor:
+    """A predictor measured on groups: a column constant within groups, or a group mean of a level-1 column."""
+
+    name: str  # as in the spec: 'school_ses' or 'mean_iq_verb'
+    column: str  # the data column (for a mean: the level-1 column averaged)
+    is_mean: bool
+    categorical: bool
+    data: str  # Stan data name of its (centered) values
+
+    @property
+    def size(self) -> str:
+        return f"K_{self.data}"
+
+
+@dataclass(frozen=True)
+class GroupEffect:
+    """The effect of one group-level predictor on one varying coefficient (a cross-level interaction for slopes)."""
+
+    predictor: GroupPredictor
+    param: str
+    prior: PriorChoice
+
+
+@dataclass(frozen=True)
+class VaryingCoefficient:
+    name: str  # 'intercept' or a term name
+    column: int  # 1-based position in the level's coefficient matrix
+    term: Term | None  # None for the intercept
+    effects: tuple[GroupEffect, ...]
+
+
+@dataclass(frozen=True)
+class LevelDescription:
+    name: str
+    stan: str
+    id_column: str
+    parent: str | None
+    ancestors: tuple[str, ...]  # outermost first
+    unique_labels: bool
+    coefficients: tuple[VaryingCoefficient, ...]
+    predictors: tuple[GroupPredictor, ...]
+    kind: LevelKind
+    sd_prior: PriorChoice
+    correlation_prior: PriorChoice | None
+
+    @property
+    def n_coef(self) -> int:
+        return len(self.coefficients)
+
+    @property
+    def has_effects(self) -> bool:
+        return any(c.effects for c in self.coefficients)
+
+
+@dataclass(frozen=True)
+class ModelDescription:
+    name: str
+    family: str
+    outcome: str
+    trials: str | None
+    intercept: bool
+    intercept_prior: PriorChoice | None
+    sigma_prior: PriorChoice | None
+    terms: tuple[Term, ...]
+    levels: tuple[LevelDescription, ...]
+    categorical: frozenset[str]
+    reference: tuple[tuple[str, str], ...]
+
+    @property
+    def slope_terms(self) -> tuple[Term, ...]:
+        """Terms that vary at some level (their raw values are passed as x_<term>)."""
+        varying = {c.term.name for lv in self.levels for c in lv.coefficients if c.term is not None}
+        return tuple(t for t in self.terms if t.name in varying)
+
+    @property
+    def intercept_centered(self) -> bool:
+        """The sampler's intercept is at the predictor means; the original-scale one is derived."""
+        return self.intercept and (bool(self.terms) or any(
+            c.effects for lv in self.levels for c in lv.coefficients if c.name == INTERCEPT))
+
+    @property
+    def intercept_param(self) -> str:
+        return "Intercept_centered" if self.intercept_centered else "Intercept"
+
+    def level(self, name: str) -> LevelDescription:
+        return next(lv for lv in self.levels if lv.name == name)
+
+
+_DEFAULTS = {"coefficient": "normal", "scale": "exponential", "correlation": "lkj"}
+_CLASS_OF = {"intercept": "coefficient", "coefficients": "coefficient", "sd": "scale", "sigma": "scale",
+             "correlation": "correlation"}
+
+
+def _prior(spec: Spec, keys: list[str], prior_class: str) -> PriorChoice:
+    for key in keys:
+        if key in spec.priors:
+            prior, _ = parse_prior(spec.priors[key], prior_class)
+            return PriorChoice(prior.family, prior, f"priors.{key}")
+    return PriorChoice(_DEFAULTS[prior_class], None, "default")
+
+
+def describe(spec: Spec, categorical: set[str] | frozenset[str] = frozenset()) -> ModelDescription:
+    """Build the model description. `categorical`: columns the data showed to be non-numeric."""
+    categorical = frozenset(categorical) | frozenset(spec.categorical)
+    problems: list[Problem] = []
+    names = NameRegistry()
+    slopes_with_effects = {c for lv in spec.levels.values() for c in lv.coefficients
+                           if c != INTERCEPT and lv.predictors_of(c)}
+    terms = []
+    for term in spec.predictors:
+        variables = tuple(term_variables(term))
+        terms.append(Term(
+            name=term, variables=variables, categorical=any(v in categorical for v in variables),
+            stan=names.claim(sanitize(term)), prior=_prior(spec, [term, "coefficients"], "coefficient"),
+            centered_slope=term in slopes_with_effects))
+    by_name = {t.name: t for t in terms}
+
+    levels = []
+    level_names = NameRegistry()
+    for name, level in spec.levels.items():
+        stan = level_names.claim(sanitize(name))
+        ancestors: list[str] = []
+        parent = level.within
+        while parent is not None and parent not in ancestors:
+            ancestors.insert(0, parent)
+            parent = spec.levels[parent].within
+        predictors: dict[str, GroupPredictor] = {}
+        for coef in level.coefficients:
+            for pname in level.predictors_of(coef):
+                predictors.setdefault(pname, _group_predictor(pname, pname, False, stan, categorical))
+        for var in level.means:
+            pname = f"mean_{var}"
+            if var in categorical:
+                problems.append(Problem(f"levels.{name}.means", f"'{var}' is categorical; a group mean needs a numeric column"))
+            predictors.setdefault(pname, _group_predictor(pname, var, True, stan, categorical))
+        coefficients = []
+        for i, coef in enumerate(level.coefficients, start=1):
+            term = None if coef == INTERCEPT else by_name[coef]
+            if term is not None and term.categorical:
+                problems.append(Problem(
+                    f"levels.{name}.varying", f"'{coef}' is categorical; varying slopes of categorical predictors "
+                    "are not supported yet (vary a numeric 0/1 indicator column instead)"))
+            pnames = list(level.predictors_of(coef)) + ([f"mean_{v}" for v in level.means] if coef == INTERCEPT else [])
+            coef_stan = "intercept" if term is None else term.stan
+            effects = tuple(GroupEffect(
+                predictor=predictors[p], param=f"gamma_{stan}_{coef_stan}_{sanitize(p)}",
+                prior=_prior(spec, [p, "coefficients"], "coefficient")) for p in pnames)
+            coefficients.append(VaryingCoefficient(coef, i, term, effects))
+        n = len(coefficients)
+        kind: LevelKind = "intercept" if n == 1 and coefficients[0].name == INTERCEPT else (
+            "correlated" if level.correlated and n > 1 else "independent")
+        levels.append(LevelDescription(
+            name=name, stan=stan, id_column=level.id or name, parent=level.within, ancestors=tuple(ancestors),
+            unique_labels=level.unique_labels, coefficients=tuple(coefficients),
+            predictors=tuple(predictors.values()), kind=kind,
+            sd_prior=_prior(spec, [f"sd_{name}", "sd"], "scale"),
+            correlation_prior=_prior(spec, [f"correlation_{name}", "correlation"], "correlation")
+            if kind == "correlated" else None))
+    if not spec.intercept and not terms and not levels:
+        problems.append(Problem("", "the model has no intercept, no predictors and no levels: nothing to estimate"))
+    if problems:
+        raise SpecError(problems)
+    return ModelDescription(
+        name=sanitize(spec.name or "model"), family=spec.family, outcome=spec.outcome, trials=spec.trials,
+        intercept=spec.intercept,
+        intercept_prior=_prior(spec, ["intercept"], "coefficient") if spec.intercept else None,
+        sigma_prior=_prior(spec, ["sigma"], "scale") if spec.family == "gaussian" else None,
+        terms=tuple(terms), levels=tuple(levels), categorical=categorical,
+        reference=tuple(sorted(spec.reference.items())))
+
+
+def _group_predictor(name: str, column: str, is_mean: bool, level_stan: str, categorical) -> GroupPredictor:
+    return GroupPredictor(name=name, column=column, is_mean=is_mean,
+                          categorical=(not is_mean) and column in categorical,
+                          data=f"W_{level_stan}_{sanitize(name)}")
+
+
+@dataclass(frozen=True)
+class PriorTarget:
+    """One prior statement: `<param> ~ family(prior_<key>_<arg>, ...)`."""
+
+    key: str  # stem of its data names: prior_<key>_<arg>
+    param: str  # the Stan parameter it applies to
+    choice: PriorChoice
+    role: str  # intercept | term | sigma | sd | correlation | effect
+    level: LevelDescription | None = None
+    coefficient: VaryingCoefficient | None = None
+    term: Term | None = None
+    effect: GroupEffect | None = None
+    vector: bool = False  # its numbers are vectors (one per element of the parameter)
+
+    def data_name(self, arg: str) -> str:
+        return f"prior_{self.key}_{arg}"
+
+
+def prior_targets(desc: ModelDescription) -> list[PriorTarget]:
+    """Every prior in the program, in program order. Codegen writes them; data.py fills their numbers."""
+    out: list[PriorTarget] = []
+    if desc.intercept:
+        out.append(PriorTarget("Intercept", desc.intercept_param, desc.intercept_prior, "intercept"))
+    for term in desc.terms:
+        out.append(PriorTarget(f"beta_{term.stan}", term.param, term.prior, "term", term=term,
+                               vector=term.categorical))
+    for level in desc.levels:
+        for coef in level.coefficients:
+            for effect in coef.effects:
+                out.append(PriorTarget(effect.param, effect.param, effect.prior, "effect", level=level,
+                                       coefficient=coef, effect=effect, vector=effect.predictor.categorical))
+    if desc.sigma_prior is not None:
+        out.append(PriorTarget("sigma", "sigma", desc.sigma_prior, "sigma"))
+    for level in desc.levels:
+        out.append(PriorTarget(f"sd_{level.stan}", f"sd_{level.stan}", level.sd_prior, "sd", level=level,
+                               vector=level.n_coef > 1))
+        if level.correlation_prior is not None:
+            out.append(PriorTarget(f"L_{level.stan}", f"L_{level.stan}", level.correlation_prior, "correlation",
+                                   level=level))
+    return out

@@ -1,0 +1,111 @@
+"""Default priors, scaled to the data, and the numbers of every prior as Stan data.
+
+Defaults (weakly informative, in the spirit of rstanarm's autoscaling). With s_y the
+outcome's sd for gaussian models and 1 otherwise (logit and log scales), s_x the sd of a
+design column, and s_w the sd of a group-level predictor over groups:
+
+| parameter                         | default prior                                   |
+|-----------------------------------|-------------------------------------------------|
+| intercept (at predictor means)    | normal(m, 2.5·s_y); m = mean(y) gaussian, log(mean(y)) poisson, 0 logit |
+| coefficient of column x           | normal(0, 2.5·s_y / s_x)                        |
+| effect of group predictor w on the intercept | normal(0, 2.5·s_y / s_w)             |
+| effect of w on the slope of x     | normal(0, 2.5·s_y / (s_x·s_w))                  |
+| sigma (gaussian)                  | exponential(1 / s_y)                            |
+| sd of a varying intercept         | exponential(1 / s_y)                            |
+| sd of a varying slope of x        | exponential(s_x / s_y)                          |
+| correlation of varying effects    | lkj(2)                                          |
+
+A prior written in the spec is used exactly as written (no rescaling).
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .model import ModelDescription, PriorTarget, prior_targets
+
+if TYPE_CHECKING:
+    from .data import PreparedData
+
+DEFAULT_LKJ_ETA = 2.0
+COEF_SCALE = 2.5
+
+
+def _outcome_scale(desc: ModelDescription, data: dict) -> tuple[float, float]:
+    """(scale s_y, intercept location)."""
+    y = np.asarray(data["y"], dtype=float)
+    if desc.family == "gaussian":
+        return float(np.std(y)), float(np.mean(y))
+    if desc.family == "poisson":
+        return 1.0, float(np.log(max(np.mean(y), 0.1)))
+    return 1.0, 0.0
+
+
+def _safe(sd: np.ndarray) -> np.ndarray:
+    """A zero sd (constant column; reported as a data problem elsewhere) must not become inf here."""
+    sd = np.atleast_1d(np.asarray(sd, dtype=float))
+    return np.where(sd > 0, sd, 1.0)
+
+
+def _default_args(target: PriorTarget, desc: ModelDescription, prepared: "PreparedData",
+                  offsets: dict[str, slice]) -> dict[str, np.ndarray | float]:
+    data = prepared.stan_data
+    s_y, y_loc = _outcome_scale(desc, data)
+    role = target.role
+    if role == "intercept":
+        return {"location": y_loc, "scale": COEF_SCALE * s_y}
+    if role == "term":
+        s_x = _safe(np.std(data["X"][:, offsets[target.term.name]], axis=0))
+        return {"location": np.zeros_like(s_x), "scale": COEF_SCALE * s_y / s_x}
+    if role == "effect":
+        s_k = 1.0 if target.coefficient.term is None else float(_safe(np.std(data[f"x_{target.coefficient.term.stan}"]))[0])
+        values = np.asarray(data[target.effect.predictor.data], dtype=float)
+        s_w = _safe(np.std(values, axis=0))
+        return {"location": np.zeros_like(s_w), "scale": COEF_SCALE * s_y / (s_k * s_w)}
+    if role == "sigma":
+        return {"rate": 1.0 / s_y}
+    if role == "sd":
+        s_x = np.array([1.0 if c.term is None else float(_safe(np.std(data[f"x_{c.term.stan}"]))[0])
+                        for c in target.level.coefficients])
+        return {"rate": s_x / s_y}
+    if role == "correlation":
+        return {"eta": DEFAULT_LKJ_ETA}
+    raise ValueError(f"no default prior for role {role}")
+
+
+def prior_values(desc: ModelDescription, prepared: "PreparedData") -> None:
+    """Add prior_<key>_<arg> entries to the Stan data, and record what was used in `prepared.priors`."""
+    offsets, start = {}, 0
+    for term in desc.terms:
+        width = len(prepared.columns[term.name])
+        offsets[term.name] = slice(start, start + width)
+        start += width
+    for target in prior_targets(desc):
+        choice = target.choice
+        if choice.given is None:
+            args = _default_args(target, desc, prepared, offsets)
+        else:
+            args = dict(choice.given.named_args)
+        shape = _length(target, desc, prepared)
+        values = {}
+        for name in choice.arg_names:
+            value = args[name]
+            if target.vector and target.role != "correlation":
+                value = np.broadcast_to(np.asarray(value, dtype=float), (shape,)).copy()
+            else:
+                value = float(np.asarray(value, dtype=float).reshape(-1)[0])
+            values[name] = value
+            prepared.stan_data[target.data_name(name)] = value
+        prepared.priors[target.key] = {"param": target.param, "family": choice.family,
+                                       "source": choice.source, "args": values}
+
+
+def _length(target: PriorTarget, desc: ModelDescription, prepared: "PreparedData") -> int:
+    if target.role == "term":
+        return len(prepared.columns[target.term.name])
+    if target.role == "effect":
+        return len(prepared.group_columns[(target.level.name, target.effect.predictor.name)])
+    if target.role == "sd":
+        return target.level.n_coef
+    return 1

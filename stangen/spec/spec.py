@@ -1,0 +1,177 @@
+"""The spec: what the model *is*, in the user's terms. Immutable and validated on construction.
+
+Built from YAML (`Spec.from_yaml`) or in Python (`Spec(...)`, `Level(...)`); both go through
+the same validator, so both give the same object for the same model.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from ..errors import SpecError
+from .validate import INTERCEPT, validate
+from .yaml_io import dump_yaml, read_yaml
+
+
+class FrozenDict(dict):
+    """A dict that cannot be changed after construction (so a Spec stays immutable)."""
+
+    def _blocked(self, *args, **kwargs):
+        raise TypeError("spec mappings are immutable; build a new Spec instead")
+
+    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = _blocked  # type: ignore
+
+    def __reduce__(self):
+        return (FrozenDict, (dict(self),))
+
+    def __hash__(self):  # type: ignore[override]
+        return hash(tuple(self.items()))
+
+
+@dataclass(frozen=True)
+class Level:
+    """One grouping level. `varying` is a list of coefficients, or a mapping coefficient → group-level predictors."""
+
+    id: str | None = None
+    within: str | None = None
+    varying: Sequence[str] | Mapping[str, Sequence[str]] = (INTERCEPT,)
+    correlated: bool = True
+    predictors: Sequence[str] = ()
+    means: Sequence[str] = ()
+    unique_labels: bool = False
+
+    def to_dict(self) -> dict:
+        varying = self.varying
+        if isinstance(varying, Mapping) and any(varying.values()):
+            varying = {k: list(v) for k, v in varying.items()}
+        elif isinstance(varying, Mapping):
+            varying = list(varying)
+        elif not isinstance(varying, str):
+            varying = list(varying)
+        out: dict[str, Any] = {"id": self.id, "within": self.within, "varying": varying,
+                               "correlated": self.correlated, "predictors": list(self.predictors or []) or None,
+                               "means": list(self.means or []) or None, "unique_labels": self.unique_labels}
+        return {k: v for k, v in out.items() if v is not None}
+
+    @property
+    def coefficients(self) -> tuple[str, ...]:
+        """Varying coefficients in order: 'intercept' first, then slopes."""
+        return tuple(self.varying)
+
+    def predictors_of(self, coefficient: str) -> tuple[str, ...]:
+        return tuple(self.varying[coefficient]) if isinstance(self.varying, Mapping) else ()
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A multilevel model specification (spec format v1). See docs/spec-reference.md."""
+
+    outcome: str
+    predictors: Sequence[str] = ()
+    levels: Mapping[str, Level] = field(default_factory=dict)
+    family: str = "gaussian"
+    trials: str | None = None
+    categorical: Sequence[str] = ()
+    reference: Mapping[str, str] = field(default_factory=dict)
+    intercept: bool = True
+    priors: Mapping[str, str] = field(default_factory=dict)
+    sampler: Mapping[str, float] = field(default_factory=dict)
+    name: str | None = None
+    data: str | None = None
+    base_dir: Path | None = field(default=None, compare=False, repr=False)
+    _lines: Mapping[str, int] | None = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        normalized, problems = validate(self.to_dict(), self._lines)
+        if problems:
+            raise SpecError(problems, source=self._source())
+        set_ = object.__setattr__
+        for key in ("predictors", "categorical"):
+            set_(self, key, tuple(normalized[key]))
+        for key in ("reference", "priors", "sampler"):
+            set_(self, key, FrozenDict(normalized[key]))
+        for key in ("family", "outcome", "trials", "intercept", "name", "data"):
+            set_(self, key, normalized[key])
+        set_(self, "levels", FrozenDict({
+            name: Level(id=lv["id"], within=lv["within"], correlated=lv["correlated"],
+                        varying=FrozenDict({k: tuple(v) for k, v in lv["varying"].items()}),
+                        means=tuple(lv["means"]), unique_labels=lv["unique_labels"])
+            for name, lv in normalized["levels"].items()}))
+        set_(self, "_lines", None)
+
+    def _source(self) -> str | None:
+        return str(self.base_dir / f"{self.name}.yaml") if self._lines is not None and self.base_dir else None
+
+    # -- construction -----------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, raw: Mapping, *, base_dir: Path | None = None, lines=None, source=None) -> "Spec":
+        normalized, problems = validate(raw, lines)
+        if problems:
+            raise SpecError(problems, source=source)
+        levels = {n: Level(**{k: v for k, v in lv.items()}) for n, lv in normalized["levels"].items()}
+        kwargs = {k: v for k, v in normalized.items() if k != "levels"}
+        return cls(levels=levels, base_dir=base_dir, **kwargs)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> "Spec":
+        path = Path(path)
+        raw, lines = read_yaml(path)
+        if isinstance(raw, dict) and "name" not in raw:
+            raw = {"name": path.stem, **raw}
+        return cls.from_dict(raw, base_dir=path.resolve().parent, lines=lines, source=str(path))
+
+    # -- output -----------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        """The spec as plain data, in canonical form (what `to_yaml` writes)."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            if f.name in ("base_dir", "_lines"):
+                continue
+            value = getattr(self, f.name)
+            if f.name == "levels":
+                value = {n: lv.to_dict() if isinstance(lv, Level) else lv for n, lv in (value or {}).items()}
+            elif isinstance(value, Mapping):
+                value = dict(value)
+            elif isinstance(value, tuple):
+                value = list(value)
+            out[f.name] = value
+        return out
+
+    def to_yaml(self) -> str:
+        data = self.to_dict()
+        defaults = {"family": "gaussian", "intercept": True}
+        lean = {k: v for k, v in data.items() if v not in (None, [], {}) and defaults.get(k, object()) != v}
+        for name, lv in lean.get("levels", {}).items():
+            if lv.get("id") == name:
+                del lv["id"]
+            for key, default in (("correlated", True), ("unique_labels", False)):
+                if lv.get(key) == default:
+                    del lv[key]
+        return dump_yaml(lean)
+
+    @property
+    def data_path(self) -> Path | None:
+        if self.data is None:
+            return None
+        path = Path(self.data)
+        return path if path.is_absolute() or self.base_dir is None else self.base_dir / path
+
+    def describe(self) -> str:
+        """One line: family, outcome, predictors and levels, e.g. for `stangen validate`."""
+        parts = [f"{self.family} model of {self.outcome}"]
+        if self.trials:
+            parts[0] += f" (trials: {self.trials})"
+        n = len(self.predictors)
+        parts.append(f"{n or 'no'} level-1 predictor{'s' if n != 1 else ''}")
+        for name, lv in self.levels.items():
+            slopes = [c for c in lv.coefficients if c != INTERCEPT]
+            bits = (["intercept"] if INTERCEPT in lv.coefficients else []) + [f"{s} slope" for s in slopes]
+            nest = f" within {lv.within}" if lv.within else ""
+            parts.append(f"{name}{nest}: varying {' + '.join(bits)}")
+        if len(self.levels) > 1:
+            top = [n for n, lv in self.levels.items() if lv.within is None]
+            if len(top) > 1:
+                parts.append(f"crossed: {' × '.join(top)}")
+        return "; ".join(parts)

@@ -1,0 +1,312 @@
+"""Check a raw spec (a plain dict, from YAML or from the Python API) and normalize it.
+
+All problems are collected, each with its spec path; nothing stops at the first one.
+The normalized form has every default filled in and the canonical shape of each key.
+"""
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping
+
+from ..errors import Problem
+from .priors import parse_prior
+
+FAMILIES = ("gaussian", "bernoulli", "binomial", "poisson")
+TOP_KEYS = ("name", "data", "family", "outcome", "trials", "predictors", "categorical",
+            "reference", "intercept", "levels", "priors", "sampler")
+LEVEL_KEYS = ("id", "within", "varying", "correlated", "predictors", "means", "unique_labels")
+PRIOR_CLASSES = {"intercept": "coefficient", "coefficients": "coefficient", "sd": "scale",
+                 "sigma": "scale", "correlation": "correlation"}
+# sampler key → (type, lower bound, upper bound, inclusive lower)
+SAMPLER_KEYS = {
+    "chains": (int, 1, None), "parallel_chains": (int, 1, None), "warmup": (int, 0, None),
+    "draws": (int, 1, None), "seed": (int, 0, 2**31 - 1), "adapt_delta": (float, 0, 1),
+    "max_treedepth": (int, 1, 30), "init": (float, 0, None),
+}
+INTERCEPT = "intercept"
+
+
+def suggest(word: str, options) -> str:
+    close = difflib.get_close_matches(str(word), list(options), n=1, cutoff=0.6)
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
+def term_variables(term: str) -> list[str]:
+    return [v.strip() for v in term.split(":")]
+
+
+class _Checker:
+    def __init__(self, lines: Mapping[str, int] | None):
+        self.problems: list[Problem] = []
+        self.lines = lines or {}
+
+    def add(self, path: str, message: str) -> None:
+        line = self.lines.get(path)
+        if line is None and "." in path:  # fall back to the enclosing key's line
+            line = self.lines.get(path.rsplit(".", 1)[0])
+        self.problems.append(Problem(path, message, line))
+
+    def keys(self, mapping: Mapping, allowed, path: str) -> None:
+        for key in mapping:
+            if key not in allowed:
+                where = f"{path}.{key}" if path else str(key)
+                self.add(where, f"unknown key '{key}'{suggest(key, allowed)} (allowed: {', '.join(allowed)})")
+
+    def string(self, value, path: str, required: bool = False) -> str | None:
+        if value is None:
+            if required:
+                self.add(path, "is required (a column name)")
+            return None
+        if not isinstance(value, str) or not value.strip():
+            self.add(path, f"must be a non-empty string, got {value!r}")
+            return None
+        return value.strip()
+
+    def string_list(self, value, path: str) -> list[str]:
+        if value is None:
+            return []
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, (list, tuple)):
+            self.add(path, f"must be a list of names, got {type(value).__name__} {value!r}")
+            return []
+        out: list[str] = []
+        for i, item in enumerate(value):
+            if not isinstance(item, str) or not item.strip():
+                self.add(f"{path}[{i}]", f"must be a non-empty string, got {item!r}")
+            elif item.strip() in out:
+                self.add(f"{path}[{i}]", f"'{item}' is listed twice")
+            else:
+                out.append(item.strip())
+        return out
+
+    def boolean(self, value, path: str, default: bool) -> bool:
+        if value is None:
+            return default
+        if not isinstance(value, bool):
+            self.add(path, f"must be true or false, got {value!r}")
+            return default
+        return value
+
+
+def validate(raw: object, lines: Mapping[str, int] | None = None) -> tuple[dict, list[Problem]]:
+    """Return (normalized spec dict, problems). The dict is only meaningful when problems is empty."""
+    c = _Checker(lines)
+    if not isinstance(raw, Mapping):
+        c.add("", f"a spec is a mapping of keys ({', '.join(TOP_KEYS)}), got {type(raw).__name__}")
+        return {}, c.problems
+    c.keys(raw, TOP_KEYS, "")
+    spec: dict = {}
+    spec["name"] = c.string(raw.get("name"), "name")
+    spec["data"] = c.string(raw.get("data"), "data")
+    family = raw.get("family", "gaussian")
+    if family not in FAMILIES:
+        c.add("family", f"unknown family {family!r}{suggest(family, FAMILIES)} (allowed: {', '.join(FAMILIES)})")
+    spec["family"] = family
+    outcome = spec["outcome"] = c.string(raw.get("outcome"), "outcome", required=True)
+    trials = spec["trials"] = c.string(raw.get("trials"), "trials")
+    if family == "binomial" and trials is None and "trials" not in raw:
+        c.add("trials", "family binomial needs `trials:`, the column holding the number of trials per row")
+    if trials is not None and family != "binomial":
+        c.add("trials", f"only family binomial takes `trials:` (this spec's family is {family})")
+
+    terms = spec["predictors"] = _check_terms(c, raw.get("predictors"), outcome, trials)
+    spec["intercept"] = c.boolean(raw.get("intercept"), "intercept", True)
+    used_vars = {v for t in terms for v in term_variables(t)}
+
+    levels_raw = raw.get("levels") or {}
+    spec["levels"] = {}
+    if not isinstance(levels_raw, Mapping):
+        c.add("levels", f"must be a mapping of level name → level settings, got {type(levels_raw).__name__}")
+        levels_raw = {}
+    for name, level_raw in levels_raw.items():
+        level = _check_level(c, str(name), level_raw, terms, outcome)
+        spec["levels"][str(name)] = level
+        for preds in level["varying"].values():
+            used_vars.update(preds)
+        used_vars.update(level["means"])
+    _check_nesting(c, spec["levels"])
+
+    spec["categorical"] = c.string_list(raw.get("categorical"), "categorical")
+    for i, var in enumerate(spec["categorical"]):
+        if var not in used_vars:
+            c.add(f"categorical[{i}]", f"'{var}' is not used by any predictor{suggest(var, used_vars)}")
+    spec["reference"] = _check_reference(c, raw.get("reference"), used_vars)
+    spec["priors"] = _check_priors(c, raw.get("priors"), terms, spec["levels"])
+    spec["sampler"] = _check_sampler(c, raw.get("sampler"))
+    return spec, c.problems
+
+
+def _check_terms(c: _Checker, value, outcome, trials) -> list[str]:
+    terms = c.string_list(value, "predictors")
+    out = []
+    for i, term in enumerate(terms):
+        variables = term_variables(term)
+        path = f"predictors[{i}]"
+        if any(not v for v in variables):
+            c.add(path, f"term {term!r} has an empty part; an interaction is written 'a:b'")
+            continue
+        if term in ("1", "0", "-1", INTERCEPT):
+            c.add(path, "the intercept is not a predictor; use `intercept: true|false`")
+            continue
+        if len(set(variables)) != len(variables):
+            c.add(path, f"term {term!r} repeats a variable")
+            continue
+        for v in variables:
+            if v in (outcome, trials):
+                c.add(path, f"'{v}' is the {'outcome' if v == outcome else 'trials column'}; it cannot be a predictor")
+        canonical = ":".join(variables)
+        if any(sorted(term_variables(t)) == sorted(variables) for t in out):
+            c.add(path, f"term {term!r} duplicates an earlier term")
+            continue
+        out.append(canonical)
+    return out
+
+
+def _check_level(c: _Checker, name: str, raw, terms: list[str], outcome) -> dict:
+    path = f"levels.{name}"
+    level = {"id": name, "within": None, "varying": {INTERCEPT: []}, "correlated": True,
+             "means": [], "unique_labels": False}
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, Mapping):
+        c.add(path, f"must be a mapping of level settings ({', '.join(LEVEL_KEYS)}), got {raw!r}")
+        return level
+    c.keys(raw, LEVEL_KEYS, path)
+    level["id"] = c.string(raw.get("id"), f"{path}.id") or name
+    level["within"] = c.string(raw.get("within"), f"{path}.within")
+    level["correlated"] = c.boolean(raw.get("correlated"), f"{path}.correlated", True)
+    level["unique_labels"] = c.boolean(raw.get("unique_labels"), f"{path}.unique_labels", False)
+
+    varying_raw = raw.get("varying", [INTERCEPT])
+    varying: dict[str, list[str]] = {}
+    if isinstance(varying_raw, Mapping):
+        for coef, preds in varying_raw.items():
+            varying[str(coef)] = c.string_list(preds, f"{path}.varying.{coef}")
+    else:
+        for coef in c.string_list(varying_raw, f"{path}.varying"):
+            varying[coef] = []
+    if not varying and "varying" in raw:
+        c.add(f"{path}.varying", "lists no coefficient; give at least 'intercept'")
+    for i, coef in enumerate(varying):
+        where = f"{path}.varying.{coef}" if isinstance(varying_raw, Mapping) else f"{path}.varying[{i}]"
+        if coef != INTERCEPT and coef not in terms:
+            canonical = ":".join(term_variables(coef))
+            if canonical not in terms:
+                c.add(where, f"'{coef}' is neither 'intercept' nor a level-1 predictor term "
+                             f"(predictors: {', '.join(terms) or 'none'}){suggest(coef, [INTERCEPT, *terms])}")
+    intercept_preds = c.string_list(raw.get("predictors"), f"{path}.predictors")
+    if intercept_preds:
+        if INTERCEPT not in varying:
+            c.add(f"{path}.predictors", "group-level predictors of the intercept need 'intercept' in `varying`")
+        else:
+            for p in intercept_preds:
+                if p in varying[INTERCEPT]:
+                    c.add(f"{path}.predictors", f"'{p}' is also given under varying.intercept")
+                else:
+                    varying[INTERCEPT].append(p)
+    level["means"] = c.string_list(raw.get("means"), f"{path}.means")
+    if level["means"] and INTERCEPT not in varying:
+        c.add(f"{path}.means", "group means are predictors of the varying intercept: add 'intercept' to `varying`")
+    for i, var in enumerate(level["means"]):
+        if var == outcome:
+            c.add(f"{path}.means[{i}]", "the group mean of the outcome cannot be a predictor")
+    for coef, preds in varying.items():
+        for p in preds:
+            if p == outcome:
+                c.add(f"{path}.varying.{coef}", "the outcome cannot be a group-level predictor")
+    # the intercept always comes first, then slopes in the spec's order
+    level["varying"] = ({INTERCEPT: varying[INTERCEPT]} if INTERCEPT in varying else {}) | {
+        ":".join(term_variables(k)): v for k, v in varying.items() if k != INTERCEPT}
+    return level
+
+
+def _check_nesting(c: _Checker, levels: dict[str, dict]) -> None:
+    for name, level in levels.items():
+        parent = level["within"]
+        if parent is None:
+            continue
+        if parent == name:
+            c.add(f"levels.{name}.within", "a level cannot be nested within itself")
+        elif parent not in levels:
+            c.add(f"levels.{name}.within", f"no level named '{parent}'{suggest(parent, levels)} "
+                                           f"(levels: {', '.join(levels)})")
+    for name in levels:  # cycles: follow parents until the top or a repeat
+        seen, current = [name], levels[name]["within"]
+        while current in levels and current not in seen:
+            seen.append(current)
+            current = levels[current]["within"]
+        if current == name and len(seen) > 1:
+            c.add(f"levels.{name}.within", f"nesting goes round in a circle: {' → '.join(seen + [name])}")
+
+
+def _check_reference(c: _Checker, value, used_vars) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        c.add("reference", f"must be a mapping of variable → reference level, got {value!r}")
+        return {}
+    out = {}
+    for var, level in value.items():
+        if var not in used_vars:
+            c.add(f"reference.{var}", f"'{var}' is not used by any predictor{suggest(var, used_vars)}")
+        elif isinstance(level, (Mapping, list)) or level is None:
+            c.add(f"reference.{var}", f"must be one label, got {level!r}")
+        else:
+            out[str(var)] = str(level)
+    return out
+
+
+def _check_priors(c: _Checker, value, terms, levels) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        c.add("priors", f"must be a mapping of class or coefficient → prior, got {value!r}")
+        return {}
+    group_preds = {p for lv in levels.values() for ps in lv["varying"].values() for p in ps}
+    group_preds |= {f"mean_{m}" for lv in levels.values() for m in lv["means"]}
+    per_level = {f"sd_{n}": "scale" for n in levels} | {f"correlation_{n}": "correlation" for n in levels}
+    by_name = {t: "coefficient" for t in [*terms, *group_preds]}
+    allowed = PRIOR_CLASSES | per_level | by_name
+    out = {}
+    for key, text in value.items():
+        key = str(key)
+        if key not in allowed:
+            c.add(f"priors.{key}", f"'{key}' is not a prior class or coefficient{suggest(key, allowed)} "
+                                   f"(classes: {', '.join(PRIOR_CLASSES)}; also a predictor's name, sd_<level>, "
+                                   f"correlation_<level>)")
+            continue
+        _, problem = parse_prior(text, allowed[key])
+        if problem:
+            c.add(f"priors.{key}", problem)
+        else:
+            out[key] = text.strip()
+    return out
+
+
+def _check_sampler(c: _Checker, value) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        c.add("sampler", f"must be a mapping of sampler settings ({', '.join(SAMPLER_KEYS)})")
+        return {}
+    c.keys(value, SAMPLER_KEYS, "sampler")
+    out = {}
+    for key, setting in value.items():
+        if key not in SAMPLER_KEYS:
+            continue
+        kind, low, high = SAMPLER_KEYS[key]
+        ok = isinstance(setting, (int, float)) and not isinstance(setting, bool)
+        if kind is int and ok and not float(setting).is_integer():
+            ok = False
+        if not ok:
+            c.add(f"sampler.{key}", f"must be {'an integer' if kind is int else 'a number'}, got {setting!r}")
+            continue
+        if (low is not None and (setting < low or (kind is float and key == "adapt_delta" and setting <= 0))) \
+                or (high is not None and (setting > high or (key == "adapt_delta" and setting >= 1))):
+            bounds = "between 0 and 1 (exclusive)" if key == "adapt_delta" else \
+                f">= {low}" + (f" and <= {high}" if high is not None else "")
+            c.add(f"sampler.{key}", f"must be {bounds}, got {setting!r}")
+            continue
+        out[key] = kind(setting)
+    return out

@@ -1,0 +1,1 @@
+"""Jinja templates of Stan code (installed as the package data `stangen.templates`)."""
