@@ -75,7 +75,12 @@ def categorical_columns(spec: Spec, df: pd.DataFrame) -> set[str]:
     """Variables used by the spec whose data are not numeric (strings, booleans, categories)."""
     used = {v for t in spec.predictors for v in t.split(":")}
     used |= {p for lv in spec.levels.values() for c in lv.coefficients for p in lv.predictors_of(c)}
-    return {v for v in used if v in df.columns and not _is_numeric(df[v])}
+    # a text column of mostly numbers is a typo, not a category: left out here, reported by prepare()
+    return {v for v in used if v in df.columns and not _is_numeric(df[v]) and not _mostly_numbers(df[v])}
+
+
+def _mostly_numbers(series: pd.Series) -> bool:
+    return pd.to_numeric(series, errors="coerce").notna().mean() >= 0.5
 
 
 def _used_columns(desc: ModelDescription) -> dict[str, str]:
@@ -124,6 +129,7 @@ def prepare(desc: ModelDescription, df: pd.DataFrame, *, prior_only: bool = Fals
                         "remove or impute those rows first")
     c.raise_if_any()
     _check_kinds(desc, df, used, c)
+    c.raise_if_any()
     y = _outcome(desc, df, c)
     design, columns, slopes = _design(desc, df, c)
     levels = {lv.name: _level(lv, desc, df, c) for lv in desc.levels}
@@ -169,9 +175,8 @@ def _check_kinds(desc: ModelDescription, df: pd.DataFrame, used: dict[str, str],
         series = df[column]
         if column in desc.categorical or _is_numeric(series) or path.endswith(".id"):
             continue
-        as_numbers = pd.to_numeric(series, errors="coerce")
-        bad = as_numbers.isna().to_numpy()
-        if bad.mean() < 0.5:  # mostly numbers: a typo, not a category
+        bad = pd.to_numeric(series, errors="coerce").isna().to_numpy()
+        if _mostly_numbers(series):
             examples = ", ".join(repr(v) for v in series[bad].unique()[:3])
             c.add(path, f"column '{column}' is numeric except {examples} at {_rows(bad)}; fix those values, "
                         "or list the column under `categorical:` if it really is a category")

@@ -52,6 +52,9 @@ def parse_prior(text: object, prior_class: str) -> tuple[Prior | None, str | Non
     if not isinstance(text, str):
         return None, f"must be a prior such as '{_example(prior_class)}', got {text!r}; allowed: {allowed_txt}"
     match = _PRIOR_RE.match(text)
+    if not match and "(" in text and ")" not in text:
+        return None, (f"cannot read prior {text!r}: inside a YAML {{...}} mapping a comma splits the value; "
+                      f"quote the prior ('normal(0, 1)') or write priors one per line")
     if not match:
         return None, f"cannot read prior {text!r}; write it like '{_example(prior_class)}'; allowed: {allowed_txt}"
     family, arg_text = match.group(1), match.group(2)
