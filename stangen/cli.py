@@ -11,6 +11,8 @@ import tempfile
 import traceback
 from pathlib import Path
 
+import pandas as pd
+
 from .errors import StangenError
 from .program import build, load_spec, stan_data_json
 
@@ -52,6 +54,45 @@ def cmd_render(args: argparse.Namespace) -> int:
     return 0
 
 
+def _settings(args: argparse.Namespace) -> dict:
+    names = ("chains", "parallel_chains", "warmup", "draws", "seed", "adapt_delta", "max_treedepth", "init")
+    out = {k: getattr(args, k) for k in names}
+    out["quiet"] = args.quiet or None
+    return out
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    from .fitting import fit
+
+    spec = load_spec(args.spec)
+    out = Path(args.out) if args.out else Path("runs") / (spec.name or Path(args.spec).stem)
+    result = fit(spec, args.data, backend=args.backend, **_settings(args))
+    result.save(out)
+    info = result.info
+    compiled = f"compiled in {info['compile_seconds']:.0f} s" if info["compiled_now"] else "compiled program reused"
+    print(f"{spec.name}: {result.program.data.n} observations; {info['backend']} (Stan {info['stan_version']}); "
+          f"{compiled}; sampled in {info['sample_seconds']:.1f} s")
+    table = result.summary()
+    with pd.option_context("display.width", 120, "display.max_columns", 20):
+        print(table.round(3).to_string())
+    print(result.verdict())
+    print(f"run directory: {out}")
+    return 0 if result.convergence()["ok"] or not args.strict else 2
+
+
+def _add_sampler_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("sampler (override the spec's `sampler:` block)")
+    g.add_argument("--chains", type=int)
+    g.add_argument("--parallel-chains", type=int, help="chains run at once (default: number of cores)")
+    g.add_argument("--warmup", type=int)
+    g.add_argument("--draws", type=int)
+    g.add_argument("--seed", type=int)
+    g.add_argument("--adapt-delta", type=float)
+    g.add_argument("--max-treedepth", type=int)
+    g.add_argument("--init", type=float, help="initial values drawn uniformly from (-init, init), unconstrained")
+    g.add_argument("--quiet", action="store_true", help="no progress display")
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="stangen", description="Multilevel model specs → Stan programs → fits.")
     sub = top.add_subparsers(dest="command", required=True)
@@ -65,6 +106,15 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="CSV file (default: the spec's `data:`)")
     p.add_argument("--data-json", help="also write the Stan data as JSON here")
     p.set_defaults(run=cmd_render)
+    p = sub.add_parser("fit", help="compile and sample a spec; write a run directory")
+    p.add_argument("spec")
+    p.add_argument("--data", help="CSV file (default: the spec's `data:`)")
+    p.add_argument("--out", help="run directory (default: runs/<spec name>)")
+    p.add_argument("--backend", default="auto", choices=["auto", "pystan", "cmdstan"],
+                   help="auto: CmdStan if installed, else the embedded PyStan")
+    p.add_argument("--strict", action="store_true", help="exit 2 when the convergence checks fail")
+    _add_sampler_flags(p)
+    p.set_defaults(run=cmd_fit)
     return top
 
 

@@ -1,0 +1,141 @@
+"""The interface every sampling backend implements.
+
+A backend turns Stan program text into a `CompiledModel` (cached on disk, see
+`stangen.backends.cache`) and runs NUTS on it, returning `Draws`: one numpy
+array per Stan variable, shaped ``(chains, draws, *dims)`` in Stan's natural
+(row-major) index order, plus the per-draw sampler statistics.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+try:  # the package-wide error type, when the rest of stangen provides it
+    from stangen.errors import BackendError
+except ImportError:  # pragma: no cover - only while the package is incomplete
+
+    class BackendError(Exception):  # type: ignore[no-redef]
+        """Compiling or sampling failed; the message is in user terms."""
+
+        exit_code = 2
+
+        def __init__(self, message: str, record: dict | None = None, *, internal: bool = False):
+            super().__init__(message)
+            self.record = record
+            if internal:
+                self.exit_code = 3
+
+
+__all__ = [
+    "SAMPLE_STATS",
+    "Backend",
+    "BackendError",
+    "CompiledModel",
+    "Draws",
+    "SamplerSettings",
+    "backend_error",
+]
+
+# Stan's sampler columns → the names used in Draws.sample_stats
+SAMPLE_STATS: dict[str, str] = {
+    "lp__": "lp",
+    "accept_stat__": "acceptance_rate",
+    "stepsize__": "step_size",
+    "treedepth__": "tree_depth",
+    "n_leapfrog__": "n_leapfrog",
+    "divergent__": "diverging",
+    "energy__": "energy",
+}
+
+
+@dataclass(frozen=True)
+class SamplerSettings:
+    chains: int = 4
+    parallel_chains: int | None = None  # None → os.cpu_count()
+    warmup: int = 1000
+    draws: int = 1000
+    seed: int = 1
+    adapt_delta: float = 0.8
+    max_treedepth: int = 10
+    init: float = 2.0  # uniform(-init, init) radius on the unconstrained scale
+    quiet: bool = False  # no progress output
+
+    def validate(self) -> None:
+        """Raise BackendError for settings no sampler can run with."""
+        problems = []
+        if not isinstance(self.chains, int) or self.chains < 1:
+            problems.append(f"chains must be a positive integer (got {self.chains!r})")
+        if self.parallel_chains is not None and (not isinstance(self.parallel_chains, int) or self.parallel_chains < 1):
+            problems.append(f"parallel_chains must be a positive integer (got {self.parallel_chains!r})")
+        if not isinstance(self.warmup, int) or self.warmup < 0:
+            problems.append(f"warmup must be a non-negative integer (got {self.warmup!r})")
+        if not isinstance(self.draws, int) or self.draws < 0:
+            problems.append(f"draws must be a non-negative integer (got {self.draws!r})")
+        if not isinstance(self.seed, int) or not 0 <= self.seed < 2**31:
+            problems.append(f"seed must be an integer between 0 and 2147483647 (got {self.seed!r})")
+        if not 0 < float(self.adapt_delta) < 1:
+            problems.append(f"adapt_delta must be strictly between 0 and 1 (got {self.adapt_delta!r})")
+        if not isinstance(self.max_treedepth, int) or self.max_treedepth < 1:
+            problems.append(f"max_treedepth must be a positive integer (got {self.max_treedepth!r})")
+        if not float(self.init) >= 0:
+            problems.append(f"init must be a non-negative number (got {self.init!r})")
+        if problems:
+            raise backend_error("Invalid sampler settings: " + "; ".join(problems) + ".", {"what": "sample"})
+
+    def effective_parallel_chains(self) -> int:
+        limit = self.parallel_chains if self.parallel_chains is not None else (os.cpu_count() or 1)
+        return max(1, min(self.chains, limit))
+
+
+@dataclass(frozen=True)
+class CompiledModel:
+    backend: str
+    program: str
+    key: str  # sha256 of program + backend + stan version
+    compiled_now: bool
+    compile_seconds: float
+    handle: Any = field(repr=False, compare=False)  # backend-specific
+
+
+@dataclass
+class Draws:
+    # Stan variable name → (chains, draws, *dims), natural row-major index order
+    variables: dict[str, np.ndarray]
+    # (chains, draws): lp, acceptance_rate, step_size, tree_depth, n_leapfrog, diverging (bool), energy
+    sample_stats: dict[str, np.ndarray]
+    backend: str
+    stan_version: str
+    sample_seconds: float
+    settings: SamplerSettings
+
+    @property
+    def num_chains(self) -> int:
+        return int(self.sample_stats["lp"].shape[0]) if "lp" in self.sample_stats else self.settings.chains
+
+    @property
+    def num_draws(self) -> int:
+        return int(self.sample_stats["lp"].shape[1]) if "lp" in self.sample_stats else self.settings.draws
+
+
+@runtime_checkable
+class Backend(Protocol):
+    name: str
+    stan_version: str
+
+    def compile(self, program: str) -> CompiledModel: ...
+
+    def sample(self, model: CompiledModel, data: dict, settings: SamplerSettings) -> Draws: ...
+
+
+def backend_error(message: str, record: dict | None = None, *, internal: bool = False) -> BackendError:
+    """Build a BackendError; `record` says what ran (program path, stderr tail, ...)."""
+    record = dict(record or {})
+    try:
+        return BackendError(message, record, internal=internal)
+    except TypeError:  # a BackendError with a narrower constructor
+        err = BackendError(message)
+        err.record = record
+        return err

@@ -1,0 +1,1106 @@
+"""The embedded backend: httpstan's compiler and Stan services, without its HTTP server.
+
+Compiling
+    stanc (shipped with httpstan) checks the program first, so a broken program
+    fails in a fraction of a second with the failing line shown. The C++ build
+    then goes through ``httpstan.models.build_services_extension_module`` with
+    the working directory set to a scratch folder inside the stangen cache
+    (setuptools leaves ~50 MB of ``build/temp.*/*.o`` files in the cwd) and
+    httpstan's own cache redirected into that folder; the resulting extension
+    module is moved into the stangen cache entry and the scratch folder deleted.
+    A previously built module in httpstan's own (real) cache is reused by copy.
+
+Sampling
+    Each chain runs ``hmc_nuts_diag_e_adapt_wrapper`` of the compiled module in
+    its own (forked) process. The module reports through httpstan's socket
+    callbacks: four Unix-socket connections per chain (logger, init, sample and
+    diagnostic writers), each a stream of newline-terminated JSON messages. The
+    parent process owns all sockets and reassembles complete lines per
+    connection before looking at them (`ChainMessages`), so however the bytes
+    are batched by the kernel, no message is ever seen in pieces. (httpstan's
+    own HTTP view inspects raw ``recv`` chunks and fails with
+    ``IndexError: pop from empty list`` when a chunk holds ``info:Iteration``
+    without a whole progress line.)
+"""
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import io
+import itertools
+import json
+import math
+import multiprocessing
+import os
+import re
+import select
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import threading
+import time
+import warnings
+from collections import deque
+from dataclasses import dataclass, field
+from importlib.machinery import EXTENSION_SUFFIXES
+from pathlib import Path
+from typing import Any, Hashable
+
+import numpy as np
+
+from . import cache
+from ._data import prepare_data
+from ._stanc import program_context, stanc_error_message, stanc_location, tail
+from .base import SAMPLE_STATS, CompiledModel, Draws, SamplerSettings, backend_error
+
+__all__ = ["ChainMessages", "PyStanBackend", "parse_draw_lines", "prepare_data"]
+
+NAME = "pystan"
+_BUILD_LOCK = threading.Lock()  # builds chdir and redirect fd 2: one per process at a time
+_MODULES: dict[str, Any] = {}  # loaded extension modules by path
+
+
+# --------------------------------------------------------------------------------------------
+# versions & locations
+
+
+def _httpstan_dir() -> Path:
+    import httpstan
+
+    return Path(httpstan.__file__).parent
+
+
+def _stan_version() -> str:
+    try:
+        text = (_httpstan_dir() / "include" / "stan" / "version.hpp").read_text()
+        parts = [re.search(rf"#define STAN_{p} (\d+)", text).group(1) for p in ("MAJOR", "MINOR", "PATCH")]
+        return ".".join(parts)
+    except (OSError, AttributeError):  # pragma: no cover
+        import httpstan
+
+        return f"unknown (httpstan {httpstan.__version__})"
+
+
+def _build_tag() -> str:
+    """What a built extension module depends on besides the program text."""
+    import httpstan
+
+    import platform
+
+    return f"httpstan-{httpstan.__version__}-{sys.implementation.cache_tag}-{platform.machine()}"
+
+
+def _stanc_path() -> Path:
+    from ..stanc import stanc_path
+
+    return stanc_path()
+
+
+def _module_file(directory: Path) -> Path | None:
+    try:
+        for p in sorted(directory.iterdir()):
+            if p.is_file() and any(p.name.endswith(s) for s in EXTENSION_SUFFIXES) and p.name.startswith("stan_services"):
+                return p
+    except FileNotFoundError:
+        pass
+    return None
+
+
+def _load_services_module(path: str) -> Any:
+    module = _MODULES.get(path)
+    if module is None:
+        import importlib.util
+
+        spec = importlib.util.spec_from_file_location("stan_services", path)
+        module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+        spec.loader.exec_module(module)  # type: ignore[union-attr]
+        _MODULES[path] = module
+    return module
+
+
+@dataclass(frozen=True)
+class PyStanHandle:
+    module_path: str  # the compiled stan::services extension module
+    program_path: str  # the program text, for error messages
+    info: dict = field(default_factory=dict, compare=False)  # stanc --info
+
+
+# --------------------------------------------------------------------------------------------
+# compiling
+
+
+def _missing_compilers() -> list[str]:
+    missing = []
+    for var, default in (("CXX", "g++"), ("CC", "gcc")):
+        cmd = os.environ.get(var) or sysconfig.get_config_var(var) or default
+        try:
+            exe = shlex.split(cmd)[0]
+        except (ValueError, IndexError):
+            exe = cmd
+        if not exe or shutil.which(exe) is None:
+            missing.append(f"{exe or '(empty)'} (from {'$' + var if os.environ.get(var) else var})")
+    return missing
+
+
+class _NoFilenoStream(io.TextIOBase):
+    """A sys.stderr stand-in without fileno(), so httpstan's build does not redirect fd 2 itself."""
+
+    def __init__(self, target: Any):
+        self._target = target
+
+    def write(self, s: str) -> int:
+        try:
+            self._target.write(s)
+        except Exception:  # noqa: BLE001 - never fail the build over a message
+            pass
+        return len(s)
+
+    def flush(self) -> None:
+        with contextlib.suppress(Exception):
+            self._target.flush()
+
+    def fileno(self) -> int:
+        raise io.UnsupportedOperation("fileno")
+
+    def isatty(self) -> bool:
+        return False
+
+    def writable(self) -> bool:
+        return True
+
+
+@contextlib.contextmanager
+def _native_stderr_to(path: Path):
+    """Send fd 2 (the compiler's stderr) to `path`; Python-level stderr still reaches the user."""
+    with contextlib.suppress(Exception):
+        sys.stderr.flush()
+    saved = os.dup(2)
+    log_fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    old_stderr = sys.stderr
+    user_stream = None
+    try:
+        try:
+            writes_fd2 = old_stderr is not None and old_stderr.fileno() == 2
+        except Exception:  # noqa: BLE001
+            writes_fd2 = False
+        if writes_fd2:
+            user_stream = open(os.dup(saved), "w", buffering=1, encoding="utf-8", errors="replace")
+            target = user_stream
+        else:
+            target = old_stderr
+        os.dup2(log_fd, 2)
+        sys.stderr = _NoFilenoStream(target)
+        yield
+    finally:
+        sys.stderr = old_stderr
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(log_fd)
+        if user_stream is not None:
+            with contextlib.suppress(Exception):
+                user_stream.close()
+
+
+def _run_coroutine(coro: Any) -> Any:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    # called from inside a running event loop (e.g. Jupyter): use a helper thread
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
+# --------------------------------------------------------------------------------------------
+# messages from one chain
+
+_PROGRESS = re.compile(r"Iteration:\s*(\d+)\s*/\s*(\d+)\s*\[\s*\d+%\]\s*\((\w+)\)")
+
+
+class ChainMessages:
+    """Reassembles and sorts the newline-delimited JSON messages of one chain.
+
+    `feed(chunk, source)` accepts raw bytes exactly as received from a socket,
+    in any batching: several messages per chunk, a message split over chunks,
+    a progress line cut in the middle. Only complete lines are interpreted; a
+    line that is not valid JSON is kept in the log tail, never raised on.
+    `source` identifies the connection (each httpstan writer has its own).
+    """
+
+    def __init__(self, tail_size: int = 60):
+        self._partial: dict[Hashable, bytes] = {}
+        self._discard: set[Hashable] = set()  # diagnostic connections: bytes are read, not parsed
+        self.draw_lines: list[bytes] = []
+        self.sampler_notes: list[str] = []  # "Adaptation terminated", step size, inverse metric
+        self.log_tail: deque[str] = deque(maxlen=tail_size)
+        self.log_counts: dict[str, int] = {}  # how often each message appeared (bounded)
+        self.iteration = 0
+        self.total = 0
+        self.phase = ""
+        self.bad_lines = 0
+
+    def feed(self, chunk: bytes, source: Hashable = 0) -> None:
+        if source in self._discard:
+            return
+        buf = self._partial.pop(source, b"") + chunk
+        if b"\n" not in buf:
+            self._partial[source] = buf
+            return
+        *lines, rest = buf.split(b"\n")
+        if rest:
+            self._partial[source] = rest
+        for line in lines:
+            self._line(line, source)
+            if source in self._discard:
+                return
+
+    def close(self, source: Hashable = 0) -> None:
+        """The connection ended: interpret a final line without newline, if any."""
+        rest = self._partial.pop(source, b"")
+        if rest.strip() and source not in self._discard:
+            self._line(rest, source)
+        self._discard.discard(source)
+
+    def _line(self, line: bytes, source: Hashable) -> None:
+        if not line.strip():
+            return
+        head = line[:64]
+        if b'"topic":"sample"' in head:
+            if b'"values":{' in head:
+                self.draw_lines.append(line)
+            else:
+                msg = self._decode(line)
+                if msg is not None:
+                    self.sampler_notes.extend(str(v) for v in msg)
+            return
+        if b'"topic":"logger"' in head:
+            msg = self._decode(line)
+            if msg is not None:
+                for text in msg:
+                    self._log(str(text))
+            return
+        if b'"topic":"diagnostic"' in head:
+            self._discard.add(source)  # per-iteration diagnostics: large and unused
+            self._partial.pop(source, None)
+            return
+        if b'"topic":"initialization"' in head:
+            return
+        self.bad_lines += 1
+        self.log_tail.append(line.decode("utf-8", "replace")[:500])
+
+    def _decode(self, line: bytes) -> list | None:
+        try:
+            values = json.loads(line)["values"]
+        except (ValueError, KeyError, TypeError):
+            self.bad_lines += 1
+            self.log_tail.append(line.decode("utf-8", "replace")[:500])
+            return None
+        return values if isinstance(values, list) else [values]
+
+    def _log(self, text: str) -> None:
+        m = _PROGRESS.search(text)
+        if m:
+            self.iteration, self.total, self.phase = int(m.group(1)), int(m.group(2)), m.group(3).lower()
+            return
+        level, sep, body = text.partition(":")
+        if not sep or level not in {"debug", "info", "warn", "error", "fatal"}:
+            level, body = "info", text
+        body = body.strip()
+        if body:
+            text = body if level == "info" else f"{level}: {body}"
+            self.log_tail.append(text)
+            if text in self.log_counts or len(self.log_counts) < 1000:
+                self.log_counts[text] = self.log_counts.get(text, 0) + 1
+
+    def tail_text(self, lines: int = 15) -> str:
+        """The last distinct messages, oldest first, repeated ones marked with their count."""
+        seen: list[str] = []
+        for text in reversed(self.log_tail):
+            if text not in seen:
+                seen.append(text)
+            if len(seen) >= lines:
+                break
+        out = []
+        for text in reversed(seen):
+            n = self.log_counts.get(text, 1)
+            out.append(f"{text}  [×{n}]" if n > 1 else text)
+        return "\n".join(out)
+
+
+def parse_draw_lines(lines: list[bytes]) -> tuple[list[str], np.ndarray]:
+    """Sample-writer messages → (column names, float64 array (draws, columns)).
+
+    Uses simdjson (a pystan dependency; ~5x faster than json here) where it can:
+    it rejects the NaN/Infinity tokens Stan may write, so such lines go through json.
+    """
+    if not lines:
+        return [], np.empty((0, 0))
+    try:
+        import simdjson
+
+        parser = simdjson.Parser()
+    except ImportError:  # pragma: no cover
+        parser = None
+    columns: list[str] | None = None
+    rows = []
+    for line in lines:
+        row = None
+        if parser is not None:
+            try:
+                doc = parser.parse(line)
+                values = doc["values"]
+                if columns is None:
+                    columns = list(values.keys())
+                row = list(values.values())
+                del values, doc  # the parser may only be reused once its objects are gone
+            except (ValueError, KeyError, RuntimeError, TypeError):
+                row = None
+        if row is None:
+            values = json.loads(line)["values"]
+            if columns is None:
+                columns = list(values)
+            row = list(values.values())
+        rows.append(row)
+    assert columns is not None
+    width = len(columns)
+    if any(len(r) != width for r in rows):
+        raise ValueError("draws with differing numbers of columns")
+    return columns, np.array(rows, dtype=np.float64).reshape(len(rows), width)
+
+
+# --------------------------------------------------------------------------------------------
+# assembling variables from flat columns
+
+
+def _flat_names(name: str, dims: list[int], complex_last: bool) -> list[str]:
+    """Stan's flat column names of `name` in C (row-major) order of `dims`."""
+    ranges = []
+    for i, d in enumerate(dims):
+        if complex_last and i == len(dims) - 1:
+            ranges.append(["real", "imag"])
+        else:
+            ranges.append([str(k) for k in range(1, d + 1)])
+    return [".".join((name, *idx)) for idx in itertools.product(*ranges)]
+
+
+def _group_unclaimed(columns: list[str], arr: np.ndarray, claimed: set[str]) -> dict[str, np.ndarray]:
+    """Fallback for columns the model's names/dims did not explain: parse `a.1.2` names."""
+    groups: dict[str, list[tuple[tuple[int, ...], int]]] = {}
+    singles: dict[str, np.ndarray] = {}
+    for j, col in enumerate(columns):
+        if col in claimed or col in SAMPLE_STATS:
+            continue
+        base, _, rest = col.partition(".")
+        try:
+            idx = tuple(int(p) for p in rest.split(".")) if rest else ()
+        except ValueError:
+            singles[col] = arr[:, :, j]
+            continue
+        groups.setdefault(base, []).append((idx, j))
+    out: dict[str, np.ndarray] = {}
+    for base, items in groups.items():
+        ndim = {len(i) for i, _ in items}
+        if ndim == {0}:
+            out[base] = arr[:, :, items[0][1]]
+            continue
+        if len(ndim) != 1:
+            for i, j in items:
+                singles[".".join((base, *map(str, i)))] = arr[:, :, j]
+            continue
+        dims = tuple(max(i[k] for i, _ in items) for k in range(ndim.pop()))
+        value = np.full(arr.shape[:2] + dims, np.nan)
+        for i, j in items:
+            value[(slice(None), slice(None)) + tuple(k - 1 for k in i)] = arr[:, :, j]
+        out[base] = value
+    out.update(singles)
+    return out
+
+
+def assemble_variables(
+    columns: list[str],
+    arr: np.ndarray,
+    names: list[str],
+    dims: list[list[int]],
+    complex_names: set[str] = frozenset(),  # type: ignore[assignment]
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """(chains, draws, columns) + the model's variable names/dims → (variables, sample_stats)."""
+    n_chains, n_draws = arr.shape[:2]
+    position = {c: j for j, c in enumerate(columns)}
+    claimed: set[str] = set()
+    variables: dict[str, np.ndarray] = {}
+    for name, d in zip(names, dims):
+        d = [int(x) for x in d]
+        if math.prod(d) == 0 and d:
+            if name in complex_names:
+                variables[name] = np.empty((n_chains, n_draws, *d[:-1]), dtype=np.complex128)
+            else:
+                variables[name] = np.empty((n_chains, n_draws, *d))
+            continue
+        if not d:
+            if name in position:
+                variables[name] = np.ascontiguousarray(arr[:, :, position[name]])
+                claimed.add(name)
+            continue
+        is_complex = name in complex_names
+        flat = _flat_names(name, d, is_complex)
+        if not all(f in position for f in flat) and not is_complex and d[-1] == 2:
+            alt = _flat_names(name, d, True)  # complex numbers are stored as (re, im) pairs
+            if all(f in position for f in alt):
+                flat, is_complex = alt, True
+        if all(f in position for f in flat):
+            idx = np.fromiter((position[f] for f in flat), dtype=np.intp, count=len(flat))
+            value = arr[:, :, idx].reshape(n_chains, n_draws, *d)
+            if is_complex:  # (…, 2) re/im pairs → complex128, as cmdstanpy returns them
+                value = value[..., 0] + 1j * value[..., 1]
+            variables[name] = value
+            claimed.update(flat)
+    for name, value in _group_unclaimed(columns, arr, claimed).items():
+        variables.setdefault(name, value)
+
+    stats: dict[str, np.ndarray] = {}
+    for stan_name, ours in SAMPLE_STATS.items():
+        if stan_name in position:
+            col = arr[:, :, position[stan_name]]
+        else:  # e.g. fixed_param writes only lp__ and accept_stat__
+            col = np.zeros((n_chains, n_draws)) if ours != "energy" else np.full((n_chains, n_draws), np.nan)
+        if ours in ("tree_depth", "n_leapfrog"):
+            col = col.astype(np.int64)
+        elif ours == "diverging":
+            col = col != 0
+        else:
+            col = np.ascontiguousarray(col)
+        stats[ours] = col
+    return variables, stats
+
+
+# --------------------------------------------------------------------------------------------
+# running chains
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Linux: have the kernel SIGTERM this chain process if the parent dies."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(Exception):
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent_pid:
+        os._exit(1)
+
+
+def _chain_main(
+    module_path: str,
+    function: str,
+    socket_path: str,
+    data: dict,
+    kwargs: dict,
+    result_conn: Any,
+    inherited: list[Any],
+    parent_pid: int,
+) -> None:  # pragma: no cover - runs in the chain process
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and terminates us
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # (the parent's handler may have been inherited)
+    _die_with_parent(parent_pid)
+    for obj in inherited:  # the parent's sockets/pipes that fork copied: close (not just their fds)
+        with contextlib.suppress(Exception):
+            obj.close()
+    try:
+        module = _load_services_module(module_path)
+        rc = getattr(module, function)(socket_path, data, {}, **kwargs)
+        result_conn.send(("ok", int(rc), ""))
+    except BaseException as exc:  # noqa: BLE001 - report everything to the parent
+        with contextlib.suppress(Exception):
+            result_conn.send(("error", type(exc).__name__, str(exc)))
+    finally:
+        with contextlib.suppress(Exception):
+            result_conn.close()
+
+
+@dataclass
+class _Chain:
+    index: int  # 0-based; Stan's chain id is index + 1
+    socket_path: str
+    listener: socket.socket
+    messages: ChainMessages = field(default_factory=ChainMessages)
+    conns: list[socket.socket] = field(default_factory=list)
+    process: Any = None
+    result_conn: Any = None
+    result: tuple | None = None
+    state: str = "waiting"  # waiting | running | done | failed
+
+
+class _Progress:
+    """Per-chain progress lines on stderr (a TTY only), redrawn in place."""
+
+    def __init__(self, chains: list[_Chain], total: int, enabled: bool):
+        self.chains, self.total, self.enabled = chains, total, enabled
+        self._drawn = False
+        self._last = 0.0
+
+    def update(self, force: bool = False) -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if not force and now - self._last < 0.25:
+            return
+        self._last = now
+        lines = []
+        for c in self.chains:
+            m = c.messages
+            if c.state == "waiting":
+                text = "waiting"
+            elif c.state == "failed":
+                text = "failed"
+            elif c.state == "done":
+                text = f"{self.total}/{self.total} done"
+            elif m.total:
+                text = f"{m.iteration}/{m.total} ({'warmup' if m.phase.startswith('warm') else 'sampling'})"
+            else:
+                text = "starting"
+            lines.append(f"chain {c.index + 1}: {text}")
+        out = sys.stderr
+        try:
+            if self._drawn:
+                out.write(f"\x1b[{len(lines)}F")
+            out.write("".join(f"\x1b[2K{line}\n" for line in lines))
+            out.flush()
+            self._drawn = True
+        except (OSError, ValueError):
+            self.enabled = False
+
+
+def _raise_sigterm(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _exit_on_sigterm() -> Any:
+    """While chains run, turn a default SIGTERM into SystemExit so the chain processes get stopped.
+
+    Returns the previous handler to restore, or None if nothing was changed (not the main
+    thread, or the application installed its own handler).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    try:
+        if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+            return None
+        return signal.signal(signal.SIGTERM, _raise_sigterm)
+    except (ValueError, OSError):
+        return None
+
+
+def _socket_dir() -> str:
+    base = tempfile.gettempdir()
+    if len(base) > 60:  # AF_UNIX paths are limited to ~107 bytes
+        base = "/tmp"
+    return tempfile.mkdtemp(prefix="stangen-", dir=base)
+
+
+def _recv_available(chain: _Chain, conn: socket.socket) -> bool:
+    """Read what is there; False when the writer closed the connection."""
+    try:
+        data = conn.recv(1 << 18)
+    except (BlockingIOError, InterruptedError):
+        return True
+    except OSError:
+        data = b""
+    if data:
+        chain.messages.feed(data, conn.fileno())
+        return True
+    chain.messages.close(conn.fileno())
+    chain.conns.remove(conn)
+    conn.close()
+    return False
+
+
+def _accept_pending(chain: _Chain) -> None:
+    while True:
+        try:
+            conn, _ = chain.listener.accept()
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            return
+        conn.setblocking(False)
+        chain.conns.append(conn)
+
+
+def _drain(chain: _Chain, timeout: float = 30.0) -> None:
+    """After the chain process exited: read every connection to its end."""
+    deadline = time.monotonic() + timeout
+    _accept_pending(chain)
+    while chain.conns and time.monotonic() < deadline:
+        readable, _, _ = select.select(chain.conns, [], [], 0.2)
+        for conn in readable:
+            while _recv_available(chain, conn):
+                try:
+                    more = select.select([conn], [], [], 0)[0]
+                except (OSError, ValueError):
+                    break
+                if not more:
+                    break
+        _accept_pending(chain)
+    for conn in list(chain.conns):
+        chain.messages.close(conn.fileno())
+        conn.close()
+    chain.conns.clear()
+
+
+def _stop_process(process: Any) -> None:
+    if process is None:
+        return
+    if process.exitcode is None:
+        with contextlib.suppress(Exception):
+            process.terminate()
+        process.join(3)
+        if process.exitcode is None:
+            with contextlib.suppress(Exception):
+                process.kill()
+            process.join(3)
+    else:
+        process.join(0.1)
+
+
+# --------------------------------------------------------------------------------------------
+# the backend
+
+
+class PyStanBackend:
+    """Stan through httpstan's compiled services module, run in-process (no HTTP server)."""
+
+    name = NAME
+
+    def __init__(self) -> None:
+        try:
+            import httpstan  # noqa: F401
+            import httpstan.models  # noqa: F401
+        except ImportError as exc:  # pragma: no cover
+            raise backend_error(
+                "The embedded Stan backend needs the 'pystan' package (which provides httpstan): "
+                f"pip install pystan. ({exc})",
+                {"what": "import httpstan", "backend": NAME},
+            ) from exc
+        self.stan_version = _stan_version()
+        self._tag = _build_tag()
+
+    # ---------------------------------------------------------------- compile
+
+    def compile(self, program: str, *, quiet: bool = False) -> CompiledModel:
+        if not isinstance(program, str) or not program.strip():
+            raise backend_error("Cannot compile an empty Stan program (stangen bug).", {"what": "compile"}, internal=True)
+        start = time.perf_counter()
+        key = cache.program_key(self.name, self.stan_version, program)
+        entry = cache.entry_dir(self.name, key, self._tag)
+        model = self._cached(entry, program, key, start)
+        if model is not None:
+            return model
+        with cache.locked(key):
+            model = self._cached(entry, program, key, start)  # another process may have built it
+            if model is not None:
+                return model
+            entry.mkdir(parents=True, exist_ok=True)
+            program_path = entry / "program.stan"
+            cache.atomic_write_text(program_path, program)
+            info = self._stanc_info(program, program_path)
+            compiled_now = self._build(program, program_path, entry, quiet)
+            meta = {
+                "backend": self.name,
+                "stan_version": self.stan_version,
+                "build_tag": self._tag,
+                "build_seconds": time.perf_counter() - start,
+                "info": info,
+            }
+            cache.atomic_write_text(entry / "build.json", json.dumps(meta, indent=1))
+        module_path = _module_file(entry)
+        return CompiledModel(
+            backend=self.name,
+            program=program,
+            key=key,
+            compiled_now=compiled_now,
+            compile_seconds=time.perf_counter() - start,
+            handle=PyStanHandle(str(module_path), str(program_path), info),
+        )
+
+    def _cached(self, entry: Path, program: str, key: str, start: float) -> CompiledModel | None:
+        meta_path = entry / "build.json"
+        module_path = _module_file(entry)
+        if module_path is None or not meta_path.is_file():
+            return None
+        try:
+            meta = json.loads(meta_path.read_text())
+            if (entry / "program.stan").read_text() != program:  # sha256 collision or tampering
+                return None
+        except (OSError, ValueError):
+            return None
+        return CompiledModel(
+            backend=self.name,
+            program=program,
+            key=key,
+            compiled_now=False,
+            compile_seconds=time.perf_counter() - start,
+            handle=PyStanHandle(str(module_path), str(entry / "program.stan"), meta.get("info") or {}),
+        )
+
+    def _stanc_info(self, program: str, program_path: Path) -> dict:
+        """Check the program with stanc (fast) and return its --info JSON."""
+        stanc = _stanc_path()
+        cmd = [str(stanc), "--info", str(program_path)]
+        try:
+            done = subprocess.run(cmd, capture_output=True, timeout=300)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise backend_error(
+                f"Could not run stanc (the Stan compiler shipped with httpstan) at {stanc}: {exc}",
+                {"what": " ".join(cmd), "program_path": str(program_path), "stderr_tail": str(exc)},
+            ) from exc
+        stderr = done.stderr.decode("utf-8", "replace")
+        if done.returncode != 0:
+            loc = stanc_location(stderr)
+            raise backend_error(
+                stanc_error_message(stderr, program, str(program_path)),
+                {
+                    "what": " ".join(cmd),
+                    "backend": self.name,
+                    "program_path": str(program_path),
+                    "stderr_tail": tail(stderr),
+                    "line": loc[0] if loc else None,
+                    "context": program_context(program, *loc) if loc else "",
+                },
+                internal=True,
+            )
+        try:
+            return json.loads(done.stdout)
+        except ValueError:
+            return {}
+
+    def _build(self, program: str, program_path: Path, entry: Path, quiet: bool) -> bool:
+        """Put the extension module into `entry`; True if the C++ compiler ran."""
+        import httpstan.cache
+        import httpstan.models
+
+        model_name = httpstan.models.calculate_model_name(program)
+        # A module httpstan (e.g. pystan) built before: copy it, no compiling needed.
+        existing = _module_file(httpstan.cache.model_directory(model_name))
+        if existing is not None:
+            tmp = entry / f".{existing.name}.tmp"
+            shutil.copy2(existing, tmp)
+            os.replace(tmp, entry / existing.name)
+            return False
+
+        missing = _missing_compilers()
+        if missing:
+            raise backend_error(
+                "No C++ compiler found: the embedded Stan backend compiles each model to machine "
+                f"code and needs g++ (missing: {', '.join(missing)}). Install one (e.g. "
+                "'apt-get install g++' or 'conda install gxx_linux-64') or point $CXX/$CC at it.",
+                {"what": "find C++ compiler", "backend": self.name, "program_path": str(program_path)},
+            )
+        if not quiet and sys.stderr is not None and sys.stderr.isatty():
+            print("Compiling the Stan program (about a minute; cached afterwards) ...", file=sys.stderr, flush=True)
+
+        scratch = cache.scratch_dir()
+        log_path = scratch / "compiler.log"
+        with _BUILD_LOCK:
+            old_cwd = os.getcwd()
+            old_xdg = os.environ.get("XDG_CACHE_HOME")
+            try:
+                os.chdir(scratch)  # setuptools writes build/temp.*/…/*.o into the cwd
+                os.environ["XDG_CACHE_HOME"] = str(scratch / "xdg")  # httpstan's cache → scratch
+                try:
+                    with _native_stderr_to(log_path), warnings.catch_warnings():
+                        warnings.simplefilter("ignore")
+                        _run_coroutine(httpstan.models.build_services_extension_module(program))
+                    built = _module_file(httpstan.cache.model_directory(model_name))
+                finally:
+                    os.chdir(old_cwd)
+                    if old_xdg is None:
+                        os.environ.pop("XDG_CACHE_HOME", None)
+                    else:
+                        os.environ["XDG_CACHE_HOME"] = old_xdg
+                if built is None:
+                    raise RuntimeError("the build finished but produced no extension module")
+                target = entry / built.name
+                try:
+                    os.replace(built, target)
+                except OSError:
+                    shutil.copy2(built, entry / f".{built.name}.tmp")
+                    os.replace(entry / f".{built.name}.tmp", target)
+                with contextlib.suppress(OSError):
+                    shutil.copy2(log_path, entry / "compiler.log")
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except Exception as exc:
+                log = ""
+                with contextlib.suppress(OSError):
+                    log = log_path.read_text(errors="replace")
+                raise backend_error(
+                    "Compiling the Stan program to machine code failed "
+                    f"({type(exc).__name__}: {exc}). stanc accepted the program, so this is "
+                    "usually a compiler installation problem (or out of memory: the C++ build "
+                    "needs about 2 GB). Last compiler messages:\n"
+                    + (tail(log, 30) or "(none)")
+                    + f"\nThe program is at: {program_path}",
+                    {
+                        "what": "httpstan.models.build_services_extension_module",
+                        "backend": self.name,
+                        "program_path": str(program_path),
+                        "stderr_tail": tail(log, 60),
+                    },
+                ) from exc
+            finally:
+                shutil.rmtree(scratch, ignore_errors=True)
+        return True
+
+    # ---------------------------------------------------------------- sample
+
+    def sample(self, model: CompiledModel, data: dict, settings: SamplerSettings | None = None) -> Draws:
+        settings = settings or SamplerSettings()
+        settings.validate()
+        handle = model.handle
+        if model.backend != self.name or not isinstance(handle, PyStanHandle):
+            raise backend_error(
+                f"This model was compiled by the {model.backend!r} backend, not {self.name!r} (stangen bug).",
+                {"what": "sample"},
+                internal=True,
+            )
+        record = {"what": "stan::services::sample::hmc_nuts_diag_e_adapt", "backend": self.name,
+                  "program_path": handle.program_path}
+        stan_data = prepare_data(data)
+        try:
+            module = _load_services_module(handle.module_path)
+        except (ImportError, OSError) as exc:
+            raise backend_error(
+                f"The compiled model is gone from the cache ({handle.module_path}): compile the program "
+                f"again. ({exc})",
+                {**record, "what": "load compiled model", "stderr_tail": str(exc)},
+            ) from exc
+        try:
+            names = list(module.get_param_names(stan_data))
+            dims = [list(d) for d in module.get_dims(stan_data)]
+        except Exception as exc:  # noqa: BLE001 - Stan's data checks
+            msg = _clean_paths(str(exc), handle.program_path)
+            raise backend_error(
+                f"Stan rejected the data: {msg}",
+                {**record, "what": "read data", "stderr_tail": msg},
+            ) from exc
+
+        fixed_param = self._has_no_parameters(handle, names, dims)
+        if fixed_param:
+            function = "fixed_param_wrapper"
+            kwargs: dict[str, Any] = dict(num_samples=settings.draws, num_thin=1)
+        else:
+            function = "hmc_nuts_diag_e_adapt_wrapper"
+            kwargs = dict(
+                num_warmup=settings.warmup, num_samples=settings.draws, num_thin=1, save_warmup=False,
+                stepsize=1.0, stepsize_jitter=0.0, max_depth=settings.max_treedepth,
+                delta=float(settings.adapt_delta), gamma=0.05, kappa=0.75, t0=10.0,
+                init_buffer=75, term_buffer=50, window=25,
+            )
+        total = settings.draws + (0 if fixed_param else settings.warmup)
+        kwargs.update(random_seed=settings.seed, init_radius=float(settings.init), refresh=max(1, total // 20))
+
+        start = time.perf_counter()
+        chains = self._run_chains(handle, function, stan_data, kwargs, settings, total, record)
+        sample_seconds = time.perf_counter() - start
+
+        arrays, columns = [], None
+        for c in chains:
+            try:
+                cols, arr = parse_draw_lines(c.messages.draw_lines)
+            except (ValueError, KeyError, TypeError) as exc:
+                raise backend_error(f"Could not read the draws of chain {c.index + 1}: {exc} (stangen bug)",
+                                    record, internal=True) from exc
+            if arr.shape[0] != settings.draws or (columns is not None and cols and cols != columns):
+                raise backend_error(
+                    f"Chain {c.index + 1} returned {arr.shape[0]} draws, expected {settings.draws} "
+                    "(stangen bug). Stan's last messages:\n" + c.messages.tail_text(),
+                    {**record, "stderr_tail": c.messages.tail_text(40)}, internal=True,
+                )
+            columns = cols if columns is None or not columns else columns
+            arrays.append(arr)
+        if settings.draws == 0 or not columns:
+            variables = {n: np.empty((settings.chains, settings.draws, *d)) for n, d in zip(names, dims)}
+            _, stats = assemble_variables([], np.empty((settings.chains, settings.draws, 0)), [], [])
+        else:
+            complex_names = {n for section in ("parameters", "transformed parameters", "generated quantities")
+                             for n, v in (handle.info.get(section) or {}).items()
+                             if "complex" in str(v.get("type", ""))}
+            variables, stats = assemble_variables(columns, np.stack(arrays), names, dims, complex_names)
+        return Draws(
+            variables=variables,
+            sample_stats=stats,
+            backend=self.name,
+            stan_version=self.stan_version,
+            sample_seconds=sample_seconds,
+            settings=settings,
+        )
+
+    @staticmethod
+    def _has_no_parameters(handle: PyStanHandle, names: list[str], dims: list[list[int]]) -> bool:
+        params = handle.info.get("parameters")
+        if params is None:
+            return False
+        size = {n: math.prod(int(x) for x in d) for n, d in zip(names, dims)}
+        return sum(size.get(p, 1) for p in params) == 0
+
+    def _run_chains(
+        self, handle: PyStanHandle, function: str, data: dict, kwargs: dict,
+        settings: SamplerSettings, total: int, record: dict,
+    ) -> list[_Chain]:
+        ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
+        parallel = settings.effective_parallel_chains()
+        sock_dir = _socket_dir()
+        chains: list[_Chain] = []
+        failure: _Chain | None = None
+        old_sigterm = _exit_on_sigterm()
+        try:
+            for i in range(settings.chains):
+                path = os.path.join(sock_dir, f"chain-{i + 1}.sock")
+                listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                listener.bind(path)
+                listener.listen(8)
+                listener.setblocking(False)
+                chains.append(_Chain(i, path, listener))
+            progress = _Progress(chains, total, enabled=not settings.quiet and _stderr_is_tty())
+            pending = list(chains)
+            running: list[_Chain] = []
+            while pending or running:
+                while pending and len(running) < parallel and failure is None:
+                    c = pending.pop(0)
+                    self._start(ctx, c, chains, handle, function, data, kwargs)
+                    running.append(c)
+                if failure is not None and not running:
+                    break
+                watch: list[socket.socket] = []
+                for c in running:
+                    watch.append(c.listener)
+                    watch.extend(c.conns)
+                readable, _, _ = select.select(watch, [], [], 0.05)
+                owner = {}
+                for c in running:
+                    owner[c.listener] = c
+                    for conn in c.conns:
+                        owner[conn] = c
+                for s in readable:
+                    c = owner[s]
+                    if s is c.listener:
+                        _accept_pending(c)
+                    elif s in c.conns:
+                        _recv_available(c, s)
+                for c in list(running):
+                    if c.process.exitcode is None:
+                        continue
+                    _drain(c)
+                    with contextlib.suppress(Exception):
+                        if c.result_conn.poll():
+                            c.result = c.result_conn.recv()
+                    c.process.join(1)
+                    running.remove(c)
+                    if c.result is not None and c.result[0] == "ok" and c.result[1] == 0:
+                        c.state = "done"
+                    else:
+                        c.state = "failed"
+                        if failure is None:
+                            failure = c
+                            for other in running:  # no point in finishing the others
+                                _stop_process(other.process)
+                            pending.clear()
+                progress.update()
+            progress.update(force=True)
+        finally:
+            for c in chains:
+                _stop_process(c.process)
+                for conn in c.conns:
+                    conn.close()
+                c.conns.clear()
+                c.listener.close()
+                if c.result_conn is not None:
+                    c.result_conn.close()
+            shutil.rmtree(sock_dir, ignore_errors=True)
+            if old_sigterm is not None:
+                signal.signal(signal.SIGTERM, old_sigterm)
+        if failure is not None:
+            raise self._chain_error(failure, settings, record)
+        return chains
+
+    @staticmethod
+    def _start(ctx: Any, c: _Chain, chains: list[_Chain], handle: PyStanHandle, function: str,
+               data: dict, kwargs: dict) -> None:
+        recv_conn, send_conn = ctx.Pipe(duplex=False)
+        inherited: list[Any] = []  # the parent's sockets a forked child inherits but must not hold
+        if ctx.get_start_method() == "fork":
+            for other in chains:
+                inherited.append(other.listener)
+                inherited.extend(other.conns)
+                if other.result_conn is not None:
+                    inherited.append(other.result_conn)
+            inherited.append(recv_conn)
+        c.process = ctx.Process(
+            target=_chain_main,
+            args=(handle.module_path, function, c.socket_path, data, dict(kwargs, chain=c.index + 1),
+                  send_conn, inherited, os.getpid()),
+            name=f"stangen-chain-{c.index + 1}",
+            daemon=True,
+        )
+        c.process.start()
+        send_conn.close()
+        c.result_conn = recv_conn
+        c.state = "running"
+
+    @staticmethod
+    def _chain_error(c: _Chain, settings: SamplerSettings, record: dict) -> Exception:
+        stan_tail = _clean_paths(c.messages.tail_text(15), record.get("program_path", ""))
+        result = c.result
+        if result is None:
+            code = c.process.exitcode if c.process is not None else None
+            if code is not None and code < 0:
+                how = f"was killed by signal {-code}" + (" (out of memory?)" if -code == signal.SIGKILL else "")
+            else:
+                how = f"exited unexpectedly (exit code {code})"
+            detail = f"The process running chain {c.index + 1} {how}."
+        elif result[0] == "ok":
+            detail = f"Stan's sampler stopped with error code {result[1]} in chain {c.index + 1}."
+        else:
+            detail = _clean_paths(f"{result[2]}".strip() or result[1], record.get("program_path", ""))
+        text = f"{detail}\n{stan_tail}"
+        rec = {**record, "chain": c.index + 1, "stderr_tail": stan_tail, "exception": detail}
+        if "Initialization failed" in text or "Initialization between" in text or "Rejecting initial value" in text:
+            return backend_error(
+                f"Stan could not find a starting point (chain {c.index + 1}): at every random initial value "
+                f"(uniform in (-{settings.init:g}, {settings.init:g}) on the unconstrained scale) the log "
+                "density or its gradient was not finite. Try init=0.5 (a narrower range), or check the priors "
+                "and the data (e.g. a scale that can be zero, extreme predictor values).\n"
+                f"Stan's last messages:\n{_indent(stan_tail or detail)}",
+                rec,
+            )
+        return backend_error(
+            f"Sampling failed in chain {c.index + 1}: {detail}\n"
+            + (f"Stan's last messages:\n{_indent(stan_tail)}\n" if stan_tail else "")
+            + f"The program is at: {record.get('program_path')}",
+            rec,
+        )
+
+
+_TEMP_PROGRAM = re.compile(r"'[^'\n]*httpstan_[^'\n]*?\.stan'")
+
+
+def _clean_paths(text: str, program_path: str) -> str:
+    """Stan names the long-deleted temp file httpstan's stanc ran on; name the cached program instead."""
+    return _TEMP_PROGRAM.sub(f"'{program_path}'", text)
+
+
+def _indent(text: str) -> str:
+    return "\n".join("    " + line for line in text.splitlines())
+
+
+def _stderr_is_tty() -> bool:
+    try:
+        return sys.stderr is not None and sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
