@@ -1,4 +1,4 @@
-"""The `stangen` command: validate | render (more stages come as they are built).
+"""The `stangen` command: validate | render | fit | install-cmdstan.
 
 Exit codes: 0 ok; 1 user error (spec or data); 2 sampling or convergence failure; 3 internal error.
 """
@@ -66,7 +66,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
     spec = load_spec(args.spec)
     out = Path(args.out) if args.out else Path("runs") / (spec.name or Path(args.spec).stem)
-    result = fit(spec, args.data, backend=args.backend, **_settings(args))
+    result = fit(spec, args.data, backend=args.backend, prior_only=args.prior_only, **_settings(args))
     result.save(out)
     info = result.info
     compiled = f"compiled in {info['compile_seconds']:.0f} s" if info["compiled_now"] else "compiled program reused"
@@ -78,6 +78,27 @@ def cmd_fit(args: argparse.Namespace) -> int:
     print(result.verdict())
     print(f"run directory: {out}")
     return 0 if result.convergence()["ok"] or not args.strict else 2
+
+
+def cmd_install_cmdstan(args: argparse.Namespace) -> int:
+    import contextlib
+    import io
+
+    import cmdstanpy
+
+    print("installing CmdStan with cmdstanpy (downloads from GitHub and builds; takes several minutes)…",
+          file=sys.stderr)
+    captured = io.StringIO()
+    with contextlib.redirect_stdout(captured) if args.quiet else contextlib.nullcontext():
+        ok = cmdstanpy.install_cmdstan(version=args.version, dir=args.dir, progress=not args.quiet,
+                                       cores=args.cores)
+    if not ok:
+        print("error: CmdStan could not be installed (no connection to GitHub, or the build failed; see above).\n"
+              "stangen does not need it: the embedded backend (PyStan, installed with stangen) compiles and\n"
+              "samples with only a C++ compiler: stangen fit SPEC --backend pystan", file=sys.stderr)
+        return 1
+    print(f"CmdStan installed at {cmdstanpy.cmdstan_path()}; `--backend auto` now uses it")
+    return 0
 
 
 def _add_sampler_flags(p: argparse.ArgumentParser) -> None:
@@ -113,8 +134,15 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", default="auto", choices=["auto", "pystan", "cmdstan"],
                    help="auto: CmdStan if installed, else the embedded PyStan")
     p.add_argument("--strict", action="store_true", help="exit 2 when the convergence checks fail")
+    p.add_argument("--prior-only", action="store_true", help="sample from the prior (leave out the likelihood)")
     _add_sampler_flags(p)
     p.set_defaults(run=cmd_fit)
+    p = sub.add_parser("install-cmdstan", help="install CmdStan via cmdstanpy (needs internet; optional)")
+    p.add_argument("--version", help="CmdStan version (default: latest)")
+    p.add_argument("--dir", help="install folder (default: cmdstanpy's, ~/.cmdstan)")
+    p.add_argument("--cores", type=int, default=1, help="cores for the build")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(run=cmd_install_cmdstan)
     return top
 
 

@@ -19,7 +19,7 @@ import pandas as pd
 
 from .backends import CompiledModel, Draws, SamplerSettings, get_backend
 from .data import PreparedData
-from .errors import Problem, SpecError, StangenError
+from .errors import Problem, SpecError, UserError
 from .model import ModelDescription, describe
 from .program import StanProgram, build, stan_data_json
 from .spec import Spec
@@ -223,7 +223,8 @@ class Fit:
     def load(cls, run_dir: str | Path) -> "Fit":
         run_dir = Path(run_dir)
         if not (run_dir / COMPLETE_MARKER).exists():
-            raise StangenError(f"{run_dir} is not a complete run (no {COMPLETE_MARKER} marker)")
+            raise UserError(Problem(str(run_dir), f"not a complete run (no {COMPLETE_MARKER} marker): it was "
+                                                  "interrupted or is still being written; fit again"))
         run = json.loads((run_dir / "run.json").read_text())
         spec = Spec.from_yaml(run_dir / "spec.yaml")
         desc = describe(spec, set(run["categorical"]))
@@ -251,14 +252,17 @@ def _json_default(value):
 
 
 def fit(spec: Spec | str | Path, data: pd.DataFrame | str | Path | None = None, *, backend: str = "auto",
-        **settings: Any) -> Fit:
-    """Compile (or reuse the cached compile of) the spec's program and sample it."""
-    program = build(spec, data, require_data=True)
+        prior_only: bool = False, **settings: Any) -> Fit:
+    """Compile (or reuse the cached compile of) the spec's program and sample it.
+
+    `settings` override the spec's `sampler:` block: chains, parallel_chains, warmup, draws, seed,
+    adapt_delta, max_treedepth, init, quiet. `prior_only=True` samples from the prior (same program)."""
+    program = build(spec, data, require_data=True, prior_only=prior_only)
     chosen = get_backend(backend)
     sampler = sampler_settings(program.spec, **settings)
     compiled: CompiledModel = chosen.compile(program.code)
     draws = chosen.sample(compiled, program.stan_data, sampler)
     info = {"backend": draws.backend, "stan_version": draws.stan_version, "compiled_now": compiled.compiled_now,
             "compile_seconds": compiled.compile_seconds, "sample_seconds": draws.sample_seconds,
-            "settings": asdict(sampler), "program_key": compiled.key}
+            "settings": asdict(sampler), "program_key": compiled.key, "prior_only": prior_only}
     return Fit(program, to_inference_data(program, draws), info)

@@ -11,6 +11,18 @@ GOLDEN = Path(__file__).resolve().parent / "golden"
 UPDATE_GOLDEN = os.environ.get("STANGEN_UPDATE_GOLDEN") == "1"
 
 
+def pytest_addoption(parser):
+    parser.addoption("--update-golden", action="store_true",
+                     help="rewrite tests/golden/*.stan from the current code generator (read the diff first)")
+
+
+def pytest_configure(config):
+    global UPDATE_GOLDEN
+    if config.getoption("--update-golden"):
+        UPDATE_GOLDEN = True
+        os.environ["STANGEN_UPDATE_GOLDEN"] = "1"
+
+
 @pytest.fixture
 def data_dir() -> Path:
     return DATA

@@ -1,6 +1,6 @@
 """Real fits on the embedded backend, checked against lme4 (tests/reference/*.json).
 
-Four programs are compiled (sleepstudy, cbpp, penicillin, pastes), once per machine: the compile
+Five programs are compiled (sleepstudy, cbpp, penicillin, pastes, language), once per machine: the compile
 cache makes later runs sample only. Runs are short (4 chains x 500 warmup + 500 draws).
 """
 import json
@@ -23,7 +23,8 @@ LEVEL_OF_LME4_GROUP = {"cask:batch": "cask"}
 def lme4_names(model: str):
     ref = json.loads((REFERENCE / f"{model}.json").read_text())
     ref = ref.get("REML", ref.get("ML"))
-    fixef = {("Intercept" if k == "(Intercept)" else k): v["estimate"] for k, v in ref["fixef"].items()}
+    rename = {"(Intercept)": "Intercept", "sch_iqv": "mean_iq_verb"}  # sch_iqv: school mean of iq_verb
+    fixef = {rename.get(k, k): v["estimate"] for k, v in ref["fixef"].items()}
     scales, cors = {}, {}
     for row in ref["varcorr"]:
         if row["group"] == "Residual":
@@ -49,7 +50,7 @@ def fits():
     return get
 
 
-@pytest.mark.parametrize("model", ["sleepstudy", "cbpp", "penicillin", "pastes"])
+@pytest.mark.parametrize("model", ["sleepstudy", "cbpp", "penicillin", "pastes", "language"])
 def test_agrees_with_lme4(fits, model):
     fit = fits(model)
     table = fit.summary()
@@ -115,5 +116,16 @@ def test_run_directory_round_trip(fits, tmp_path):
     assert loaded.program.code == fit.program.code
     np.testing.assert_allclose(loaded.summary()["mean"], fit.summary()["mean"])
     (out / "COMPLETE").unlink()
-    with pytest.raises(stangen.StangenError, match="not a complete run"):
+    with pytest.raises(stangen.StangenError, match="not a complete run") as info:
         Fit.load(out)
+    assert info.value.exit_code == 1
+
+
+@pytest.mark.skipif(not __import__("stangen.backends", fromlist=["x"]).cmdstan_available(),
+                    reason="CmdStan is not installed (stangen install-cmdstan needs internet); "
+                           "the embedded backend is tested above")
+def test_cmdstan_backend_agrees_with_embedded_backend(fits):
+    embedded = fits("sleepstudy").summary()
+    other = stangen.fit(SPECS / "sleepstudy.yaml", backend="cmdstan", **SHORT).summary()
+    assert (abs(other["mean"] - embedded["mean"]) < 0.5 * embedded["sd"]).all()
+    assert other["r_hat"].max() < 1.05

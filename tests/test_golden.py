@@ -1,14 +1,16 @@
 """Every spec in specs/ renders to its pinned program (tests/golden/) and passes Stan's compiler front end.
 
 After a deliberate change to the generated code, read the diff, then refresh the pins with
-    STANGEN_UPDATE_GOLDEN=1 python -m pytest tests/test_golden.py
+    python -m pytest tests/test_golden.py --update-golden     (or STANGEN_UPDATE_GOLDEN=1)
 """
+import os
+
 import pytest
 
 from stangen.program import build
 from stangen.stanc import check
 
-from conftest import GOLDEN, SPECS, UPDATE_GOLDEN
+from conftest import GOLDEN, SPECS
 
 SPEC_FILES = sorted(SPECS.glob("*.yaml"))
 
@@ -17,9 +19,10 @@ SPEC_FILES = sorted(SPECS.glob("*.yaml"))
 def test_program_matches_golden_file(spec_file):
     program = build(spec_file)
     golden = GOLDEN / f"{spec_file.stem}.stan"
-    if UPDATE_GOLDEN or not golden.exists():
+    update = os.environ.get("STANGEN_UPDATE_GOLDEN") == "1"
+    if update or not golden.exists():
         golden.write_text(program.code)
-        if not UPDATE_GOLDEN:
+        if not update:
             pytest.fail(f"no golden file for {spec_file.stem}: wrote {golden}; read it, then rerun")
     assert program.code == golden.read_text(), f"{spec_file.stem}: program differs from {golden}"
 
