@@ -1,4 +1,5 @@
-"""The `stangen` command: validate | render | fit | install-cmdstan.
+"""The `stangen` command: validate | render | fit | check | report | compare | pooling | simulate |
+install-cmdstan.
 
 Exit codes: 0 ok; 1 user error (spec or data); 2 sampling or convergence failure; 3 internal error.
 """
@@ -11,9 +12,8 @@ import tempfile
 import traceback
 from pathlib import Path
 
-import pandas as pd
 
-from .errors import StangenError
+from .errors import Problem, SpecError, StangenError
 from .program import build, load_spec, stan_data_json
 
 
@@ -66,18 +66,36 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
     spec = load_spec(args.spec)
     out = Path(args.out) if args.out else Path("runs") / (spec.name or Path(args.spec).stem)
-    result = fit(spec, args.data, backend=args.backend, prior_only=args.prior_only, **_settings(args))
+    result = fit(spec, args.data, backend=args.backend, prior_only=args.prior_only, generated=args.generated,
+                 **_settings(args))
     result.save(out)
     info = result.info
     compiled = f"compiled in {info['compile_seconds']:.0f} s" if info["compiled_now"] else "compiled program reused"
     print(f"{spec.name}: {result.program.data.n} observations; {info['backend']} (Stan {info['stan_version']}); "
           f"{compiled}; sampled in {info['sample_seconds']:.1f} s")
-    table = result.summary()
-    with pd.option_context("display.width", 120, "display.max_columns", 20):
-        print(table.round(3).to_string())
-    print(result.verdict())
+    print(result.lme4())
+    report = result.convergence()
+    print(report.one_line())
+    if not args.no_report:
+        _write_report(result, out)
     print(f"run directory: {out}")
-    return 0 if result.convergence()["ok"] or not args.strict else 2
+    return 2 if args.strict and not report.ok else 0
+
+
+def _write_report(result, out: Path) -> tuple[Path, Path] | None:
+    """report.html and report.md into the run directory; a report that fails does not fail the fit."""
+    try:
+        from .results.report import write_report_checked
+
+        html, md, problems = write_report_checked(result, out)
+    except Exception as exc:  # the run directory is saved already: warn, keep the fit's exit code
+        print(f"warning: the report could not be written ({type(exc).__name__}: {exc}); "
+              f"try again with `stangen report {out}`", file=sys.stderr)
+        return None
+    for problem in problems:
+        print(f"warning: report: {problem}", file=sys.stderr)
+    print(f"report: {html} (and {md.name})")
+    return html, md
 
 
 def cmd_install_cmdstan(args: argparse.Namespace) -> int:
@@ -98,6 +116,97 @@ def cmd_install_cmdstan(args: argparse.Namespace) -> int:
               "samples with only a C++ compiler: stangen fit SPEC --backend pystan", file=sys.stderr)
         return 1
     print(f"CmdStan installed at {cmdstanpy.cmdstan_path()}; `--backend auto` now uses it")
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from .fitting import Fit
+
+    report = Fit.load(args.run_dir).convergence()
+    print(report.text())
+    return 2 if args.strict and not report.ok else 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .fitting import Fit
+    from .results.report import write_report_checked
+
+    html, md, problems = write_report_checked(Fit.load(args.run_dir), args.run_dir)
+    for problem in problems:
+        print(f"warning: report: {problem}", file=sys.stderr)
+    print(html)
+    print(md)
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from .errors import Problem, UserError
+    from .fitting import Fit
+    from .results.compare import K_BAD, K_WARN, compare, pareto_k_advice
+
+    if len(args.run_dirs) < 2:
+        raise UserError(Problem("compare", "give at least two run directories to compare"))
+    names = [Path(d).resolve().name for d in args.run_dirs]
+    if len(set(names)) < len(names):  # same directory name in different places: use the paths as given
+        names = [str(d) for d in args.run_dirs]
+    table = compare({name: Fit.load(d) for name, d in zip(names, args.run_dirs)})
+    print(f"PSIS-LOO comparison of {len(table)} runs, best first (elpd_loo: expected log predictive density "
+          "of a new observation, summed; higher is better; weight: stacking weight)")
+    shown = table.rename(columns={"k_bad": f"k>{K_BAD}", "k_warn": f"{K_WARN}<k<={K_BAD}"})
+    with pd.option_context("display.width", 120, "display.max_columns", 20):
+        print(shown.round({"elpd_loo": 1, "se": 1, "elpd_diff": 1, "dse": 1, "p_loo": 1, "weight": 3}).to_string())
+    best = table.index[0]
+    for name, row in table.iloc[1:].iterrows():
+        if row["elpd_diff"] < 2 * row["dse"]:
+            print(f"{name}: {row['elpd_diff']:.1f} behind {best}, less than 2 standard errors of the difference "
+                  f"(2 x {row['dse']:.1f}): the data do not clearly prefer {best}")
+    advice = pareto_k_advice(table)
+    print("\n".join(advice) if advice else f"Pareto k <= {K_WARN} for every observation of every run: "
+                                             "the LOO estimates are reliable")
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    import yaml
+
+    from .simulate import simulate
+
+    if not args.params and not args.from_prior:
+        raise SpecError(Problem("params", "give the true values (--params PARAMS.yaml) or --from-prior"))
+    groups = {}
+    for item in args.groups or []:
+        name, _, count = item.partition("=")
+        if not count.isdigit():
+            raise SpecError(Problem("--groups", f"{item!r}: write level=NUMBER, e.g. school=30"))
+        groups[name] = int(count)
+    sim = simulate(args.spec, args.params, data=args.data, groups=groups, per_group=args.per_group,
+                   seed=args.seed, from_prior=args.from_prior)
+    out = Path(args.output)
+    write_atomic(out, sim.data.to_csv(index=False))
+    truth_path = out.with_suffix(".truth.yaml")
+    write_atomic(truth_path, yaml.safe_dump(sim.truth, sort_keys=False))
+    print(f"wrote {len(sim.data)} rows to {out}; true values in {truth_path}")
+    return 0
+
+
+def cmd_pooling(args: argparse.Namespace) -> int:
+    from .pooling import compare_pooling, plot_pooling
+
+    spec = load_spec(args.spec)
+    out = Path(args.out) if args.out else Path("runs") / f"{spec.name}_pooling_{args.level}"
+    table, fits = compare_pooling(spec, args.level, args.data, backend=args.backend, **_settings(args))
+    write_atomic(out / "pooling.csv", table.to_csv(index=False))
+    for coefficient in table.coefficient.unique():
+        path = plot_pooling(table, coefficient, out / f"pooling_{coefficient}.png",
+                            title=f"{spec.name}: {coefficient} by {args.level}")
+        print(f"plot: {path}")
+    shown = table.sort_values(["coefficient", "n"])
+    print(shown.round(3).to_string(index=False, max_rows=args.rows))
+    for name, fitted in fits.items():
+        print(f"{name} pooling: {fitted.convergence().one_line()}")
+    print(f"table: {out / 'pooling.csv'}")
     return 0
 
 
@@ -135,8 +244,42 @@ def parser() -> argparse.ArgumentParser:
                    help="auto: CmdStan if installed, else the embedded PyStan")
     p.add_argument("--strict", action="store_true", help="exit 2 when the convergence checks fail")
     p.add_argument("--prior-only", action="store_true", help="sample from the prior (leave out the likelihood)")
+    p.add_argument("--generated", metavar="y_rep,log_lik",
+                   help="also compute, comma-separated: y_rep (draws of the outcome: posterior predictive), "
+                        "log_lik (pointwise log-likelihood, for `stangen compare`); compiles its own program")
+    p.add_argument("--no-report", action="store_true",
+                   help="do not write report.html / report.md (and plots/) into the run directory")
     _add_sampler_flags(p)
     p.set_defaults(run=cmd_fit)
+    p = sub.add_parser("pooling", help="complete vs no vs partial pooling of one level: table and plot")
+    p.add_argument("spec")
+    p.add_argument("--level", required=True, help="the level to compare")
+    p.add_argument("--data", help="CSV file (default: the spec's `data:`)")
+    p.add_argument("--out", help="folder for pooling.csv and the plots (default: runs/<spec>_pooling_<level>)")
+    p.add_argument("--backend", default="auto", choices=["auto", "pystan", "cmdstan"])
+    p.add_argument("--rows", type=int, default=40, help="rows of the table to print")
+    _add_sampler_flags(p)
+    p.set_defaults(run=cmd_pooling)
+    p = sub.add_parser("simulate", help="fake data from the spec's model with known true values")
+    p.add_argument("spec")
+    p.add_argument("--params", help="YAML of true values (see stangen/simulate.py)")
+    p.add_argument("--from-prior", action="store_true", help="draw the true values from the priors")
+    p.add_argument("--data", help="take groups and predictors from this CSV (default: the spec's data, if any)")
+    p.add_argument("--groups", nargs="*", metavar="LEVEL=J", help="groups per level (nested: per parent group)")
+    p.add_argument("--per-group", type=int, default=10, help="rows per cell of the lowest grouping")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("-o", "--output", required=True, help="CSV to write; true values go beside it")
+    p.set_defaults(run=cmd_simulate)
+    p = sub.add_parser("check", help="convergence checks of a run directory, with advice")
+    p.add_argument("run_dir")
+    p.add_argument("--strict", action="store_true", help="exit 2 when a check fails")
+    p.set_defaults(run=cmd_check)
+    p = sub.add_parser("report", help="write report.html (self-contained) and report.md of a run directory")
+    p.add_argument("run_dir")
+    p.set_defaults(run=cmd_report)
+    p = sub.add_parser("compare", help="rank runs (fitted with --generated log_lik) by PSIS-LOO")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories, fitted to the same data")
+    p.set_defaults(run=cmd_compare)
     p = sub.add_parser("install-cmdstan", help="install CmdStan via cmdstanpy (needs internet; optional)")
     p.add_argument("--version", help="CmdStan version (default: latest)")
     p.add_argument("--dir", help="install folder (default: cmdstanpy's, ~/.cmdstan)")

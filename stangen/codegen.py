@@ -85,4 +85,4 @@ def render(desc: ModelDescription) -> str:
     return template.render(d=desc, priors=prior_targets(desc), link=LINKS[desc.family], title=title,
                            equations=equations(desc),
                            has_generated=desc.intercept_centered or any(t.centered_slope for t in desc.terms)
-                           or any(lv.kind == "correlated" for lv in desc.levels))
+                           or any(lv.kind == "correlated" for lv in desc.levels) or bool(desc.generated))

@@ -253,19 +253,25 @@ def _variable_columns(desc, df, var, full: bool, c, path) -> tuple[np.ndarray, l
 
 
 def _design(desc: ModelDescription, df: pd.DataFrame, c: _Collector):
+    """The pooled design matrix. A categorical variable in a term gets treatment coding when the term without
+    it is already in the model (the intercept counts as the empty term), and a column for every level
+    otherwise — R's rule, so `x:g` without `x` gives each group its own slope, and without an intercept the
+    first factor gets every level."""
     blocks, columns, slopes = [], {}, {}
-    full_coding_used = desc.intercept
+    present: set[frozenset] = {frozenset()} if desc.intercept else set()
     for i, term in enumerate(desc.terms):
         path = f"predictors[{i}]"
-        # without an intercept, the first categorical main effect gets a column for every level (as in R)
-        full = not full_coding_used and term.categorical and len(term.variables) == 1
-        full_coding_used = full_coding_used or full
         matrix, names = np.ones((len(df), 1)), [""]
+        variables = frozenset(term.variables)
         for var in term.variables:
+            full = var in desc.categorical and (variables - {var}) not in present
             cols, var_names = _variable_columns(desc, df, var, full, c, path)
             matrix = np.column_stack([matrix[:, a] * cols[:, b] for a in range(matrix.shape[1])
                                       for b in range(cols.shape[1])]) if cols.shape[1] else cols
             names = [f"{a}:{b}" if a else b for a in names for b in var_names]
+            if full and len(term.variables) == 1:
+                present.add(frozenset())  # a fully coded factor spans the intercept
+        present.add(variables)
         if matrix.shape[1] and not term.categorical and np.std(matrix[:, 0]) == 0:
             c.add(path, f"predictor '{term.name}' is constant ({label_text(matrix[0, 0])}); "
                         "its coefficient cannot be estimated")

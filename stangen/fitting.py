@@ -108,14 +108,29 @@ def naming(desc: ModelDescription, prepared: PreparedData) -> Naming:
     return n
 
 
+# optional generated quantities (model.GENERATED) → the InferenceData group that holds them, as `y`
+GENERATED_GROUPS = {"y_rep": "posterior_predictive", "log_lik": "log_likelihood"}
+
+
 def to_inference_data(program: StanProgram, draws: Draws) -> az.InferenceData:
+    """Draws → InferenceData. Parameters go to `posterior`; the optional generated quantities go to their own
+    groups under the outcome's name `y`, like `observed_data` (dims chain, draw, obs): y_rep (draws of the
+    outcome) to `posterior_predictive`, log_lik (pointwise log-likelihood) to `log_likelihood`."""
     names = naming(program.description, program.data)
     stats = dict(draws.sample_stats)
     if "n_leapfrog" in stats:
         stats["n_steps"] = stats.pop("n_leapfrog")
-    observed = {"y": np.asarray(program.stan_data["y"])}
-    return az.from_dict(posterior=draws.variables, sample_stats=stats, observed_data=observed,
-                        coords=names.coords, dims={k: v for k, v in names.dims.items() if k in draws.variables})
+    y = np.asarray(program.stan_data["y"])
+    variables = dict(draws.variables)
+    groups = {}
+    for var in program.description.generated:
+        values = variables.pop(var)
+        if var == "y_rep" and np.issubdtype(y.dtype, np.integer) and np.isfinite(values).all():
+            values = values.astype(y.dtype)  # counts stay counts (a draw that failed in Stan is NaN: left float)
+        groups[GENERATED_GROUPS[var]] = {"y": values}
+    dims = {k: v for k, v in names.dims.items() if k in variables} | {"y": ["obs"]}
+    return az.from_dict(posterior=variables, sample_stats=stats, observed_data={"y": y}, **groups,
+                        coords=names.coords, dims=dims)
 
 
 # -- the fit object ---------------------------------------------------------------------------
@@ -156,45 +171,44 @@ class Fit:
         """Draws (chains, draws) of a population-level parameter by its display name, e.g. 'sd(school: intercept)'."""
         return self.draws_of(self.parameters()[name])
 
-    def summary(self, prob: float = 0.95) -> pd.DataFrame:
-        """Population-level parameters in the spec's terms: mean, sd, interval, R-hat, bulk and tail ESS."""
-        rows = []
-        low, high = (1 - prob) / 2, 1 - (1 - prob) / 2
-        for name, selector in self.parameters().items():
-            x = self.draws_of(selector)
-            flat = x.reshape(-1)
-            rows.append({"parameter": name, "mean": flat.mean(), "sd": flat.std(ddof=1),
-                         f"{100 * low:g}%": np.quantile(flat, low), f"{100 * high:g}%": np.quantile(flat, high),
-                         "r_hat": float(az.rhat(x)), "ess_bulk": float(az.ess(x, method="bulk")),
-                         "ess_tail": float(az.ess(x, method="tail"))})
-        return pd.DataFrame(rows).set_index("parameter")
+    def summary(self, quantiles=(0.025, 0.5, 0.975), group_effects: bool = False) -> pd.DataFrame:
+        """Population-level parameters (and with group_effects=True every group's deviation): mean, sd,
+        quantiles, mcse, bulk and tail ESS, R-hat. See stangen.results.tables for the names."""
+        from .results import tables
+        return tables.summary(self, quantiles, group_effects=group_effects)
 
-    def convergence(self) -> dict[str, Any]:
-        """A first, minimal verdict: max R-hat, min ESS, divergences, treedepth hits."""
-        table = self.summary()
-        stats = self.idata.sample_stats
-        divergent = int(stats["diverging"].values.sum())
-        max_depth = self.info.get("settings", {}).get("max_treedepth", 10)
-        at_max = int((stats["tree_depth"].values >= max_depth).sum()) if "tree_depth" in stats else 0
-        max_rhat, min_ess = float(table["r_hat"].max()), float(table[["ess_bulk", "ess_tail"]].min().min())
-        chains = self.idata.posterior.sizes["chain"]
-        problems = []
-        if max_rhat > 1.01:
-            problems.append(f"R-hat up to {max_rhat:.3f} (> 1.01): chains disagree; run longer")
-        if min_ess < 100 * chains:
-            problems.append(f"ESS as low as {min_ess:.0f} (< 100 per chain): run longer")
-        if divergent:
-            problems.append(f"{divergent} divergent transitions: raise adapt_delta (e.g. 0.95)")
-        if at_max:
-            problems.append(f"{at_max} transitions hit max_treedepth {max_depth}: raise max_treedepth")
-        return {"ok": not problems, "max_r_hat": max_rhat, "min_ess": min_ess, "divergences": divergent,
-                "max_treedepth_hits": at_max, "problems": problems}
+    def fixef(self, prob: float = 0.95) -> pd.DataFrame:
+        """Population-level coefficients with posterior sd and interval (like brms::fixef)."""
+        from .results import tables
+        return tables.fixef(self, prob)
+
+    def ranef(self) -> dict[str, pd.DataFrame]:
+        """Group deviations per level (posterior means), like lme4::ranef."""
+        from .results import tables
+        return tables.ranef(self)
+
+    def coef(self) -> dict[str, pd.DataFrame]:
+        """Group-specific coefficients per level (population + group-level predictors + deviation)."""
+        from .results import tables
+        return tables.coef(self)
+
+    def varcorr(self) -> pd.DataFrame:
+        """Variance components: sds, variances, correlations and the residual (like lme4::VarCorr)."""
+        from .results import tables
+        return tables.varcorr(self)
+
+    def lme4(self) -> str:
+        """The fit printed like lme4's summary()."""
+        from .results import tables
+        return tables.lme4_text(self)
+
+    def convergence(self):
+        """Convergence checks with pass/warn/fail and advice (stangen.results.checks)."""
+        from .results import checks
+        return checks.convergence(self)
 
     def verdict(self) -> str:
-        check = self.convergence()
-        head = (f"max R-hat {check['max_r_hat']:.3f}, min ESS {check['min_ess']:.0f}, "
-                f"{check['divergences']} divergences")
-        return f"converged: {head}" if check["ok"] else f"NOT converged ({head}): " + "; ".join(check["problems"])
+        return self.convergence().one_line()
 
     # -- run directories ----------------------------------------------------------------------
     def save(self, out: str | Path) -> Path:
@@ -210,8 +224,11 @@ class Fit:
         _write(out / "spec.yaml", self.spec.to_yaml())
         _write(out / "model.stan", self.program.code)
         _write(out / "data.json", stan_data_json(prepared.stan_data))
-        _write(out / "summary.csv", self.summary().to_csv())
-        _write(out / "convergence.json", json.dumps(self.convergence(), indent=1))
+        from .results import tables
+        full = self.summary(group_effects=True)
+        _write(out / "summary.csv", full.to_csv())
+        _write(out / "summary.md", tables.to_markdown(full))
+        _write(out / "convergence.json", json.dumps(self.convergence().to_dict(), indent=1, default=_json_default))
         tmp = out / ".posterior.nc.tmp"
         self.idata.to_netcdf(str(tmp), engine="h5netcdf")
         os.replace(tmp, out / "posterior.nc")
@@ -227,7 +244,7 @@ class Fit:
                                                   "interrupted or is still being written; fit again"))
         run = json.loads((run_dir / "run.json").read_text())
         spec = Spec.from_yaml(run_dir / "spec.yaml")
-        desc = describe(spec, set(run["categorical"]))
+        desc = describe(spec, set(run["categorical"]), generated=run["info"].get("generated", ()))
         stan_data = {k: np.asarray(v) if isinstance(v, list) else v
                      for k, v in json.loads((run_dir / "data.json").read_text()).items()}
         prepared = PreparedData(stan_data, run["labels"], run["columns"],
@@ -252,17 +269,21 @@ def _json_default(value):
 
 
 def fit(spec: Spec | str | Path, data: pd.DataFrame | str | Path | None = None, *, backend: str = "auto",
-        prior_only: bool = False, **settings: Any) -> Fit:
+        prior_only: bool = False, generated: str | tuple[str, ...] | list[str] | None = (), **settings: Any) -> Fit:
     """Compile (or reuse the cached compile of) the spec's program and sample it.
 
     `settings` override the spec's `sampler:` block: chains, parallel_chains, warmup, draws, seed,
-    adapt_delta, max_treedepth, init, quiet. `prior_only=True` samples from the prior (same program)."""
-    program = build(spec, data, require_data=True, prior_only=prior_only)
+    adapt_delta, max_treedepth, init, quiet. `prior_only=True` samples from the prior (same program).
+    `generated`: optional generated quantities, any of "y_rep" (draws of the outcome, in the InferenceData
+    group posterior_predictive) and "log_lik" (pointwise log-likelihood, group log_likelihood, for
+    `stangen compare`); they are part of the program, so each choice compiles (and caches) its own."""
+    program = build(spec, data, require_data=True, prior_only=prior_only, generated=generated)
     chosen = get_backend(backend)
     sampler = sampler_settings(program.spec, **settings)
     compiled: CompiledModel = chosen.compile(program.code)
     draws = chosen.sample(compiled, program.stan_data, sampler)
     info = {"backend": draws.backend, "stan_version": draws.stan_version, "compiled_now": compiled.compiled_now,
             "compile_seconds": compiled.compile_seconds, "sample_seconds": draws.sample_seconds,
-            "settings": asdict(sampler), "program_key": compiled.key, "prior_only": prior_only}
+            "settings": asdict(sampler), "program_key": compiled.key, "prior_only": prior_only,
+            "generated": list(program.description.generated)}
     return Fit(program, to_inference_data(program, draws), info)

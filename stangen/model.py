@@ -8,7 +8,7 @@ programs — the property the compile cache relies on.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Iterable, Literal
 
 from .errors import Problem, SpecError
 from .names import NameRegistry, sanitize
@@ -120,6 +120,8 @@ class ModelDescription:
     levels: tuple[LevelDescription, ...]
     categorical: frozenset[str]
     reference: tuple[tuple[str, str], ...]
+    # optional generated quantities (structure: each choice is its own program), in GENERATED order
+    generated: tuple[str, ...] = ()
 
     @property
     def slope_terms(self) -> tuple[Term, ...]:
@@ -141,6 +143,26 @@ class ModelDescription:
         return next(lv for lv in self.levels if lv.name == name)
 
 
+# Optional generated quantities: posterior (or, with prior_only, prior) predictive draws of the outcome,
+# and the pointwise log-likelihood (for PSIS-LOO). Off by default: they cost an N-vector per draw.
+GENERATED = ("y_rep", "log_lik")
+
+
+def generated_quantities(generated: str | Iterable[str] | None) -> tuple[str, ...]:
+    """Normalize a choice of generated quantities: 'y_rep,log_lik', or any iterable of names; canonical order,
+    no repeats, so equal choices give equal programs. Raises SpecError on an unknown name."""
+    if generated is None:
+        return ()
+    if isinstance(generated, str):
+        generated = [g for g in (part.strip() for part in generated.split(",")) if g]
+    chosen = set(generated)
+    unknown = sorted(str(g) for g in chosen - set(GENERATED))
+    if unknown:
+        raise SpecError([Problem("generated", f"unknown generated quantity '{g}' (allowed: {', '.join(GENERATED)})")
+                         for g in unknown])
+    return tuple(g for g in GENERATED if g in chosen)
+
+
 _DEFAULTS = {"coefficient": "normal", "scale": "exponential", "correlation": "lkj"}
 _CLASS_OF = {"intercept": "coefficient", "coefficients": "coefficient", "sd": "scale", "sigma": "scale",
              "correlation": "correlation"}
@@ -154,8 +176,11 @@ def _prior(spec: Spec, keys: list[str], prior_class: str) -> PriorChoice:
     return PriorChoice(_DEFAULTS[prior_class], None, "default")
 
 
-def describe(spec: Spec, categorical: set[str] | frozenset[str] = frozenset()) -> ModelDescription:
-    """Build the model description. `categorical`: columns the data showed to be non-numeric."""
+def describe(spec: Spec, categorical: set[str] | frozenset[str] = frozenset(),
+             generated: str | Iterable[str] | None = ()) -> ModelDescription:
+    """Build the model description. `categorical`: columns the data showed to be non-numeric.
+    `generated`: optional generated quantities, a subset of GENERATED ('y_rep', 'log_lik')."""
+    generated = generated_quantities(generated)
     categorical = frozenset(categorical) | frozenset(spec.categorical)
     problems: list[Problem] = []
     names = NameRegistry()
@@ -221,7 +246,7 @@ def describe(spec: Spec, categorical: set[str] | frozenset[str] = frozenset()) -
         intercept_prior=_prior(spec, ["intercept"], "coefficient") if spec.intercept else None,
         sigma_prior=_prior(spec, ["sigma"], "scale") if spec.family == "gaussian" else None,
         terms=tuple(terms), levels=tuple(levels), categorical=categorical,
-        reference=tuple(sorted(spec.reference.items())))
+        reference=tuple(sorted(spec.reference.items())), generated=generated)
 
 
 def _group_predictor(name: str, column: str, is_mean: bool, level_stan: str, categorical) -> GroupPredictor:

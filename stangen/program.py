@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 import pandas as pd
@@ -45,14 +46,16 @@ def load_data(spec: Spec, data: pd.DataFrame | str | Path | None) -> pd.DataFram
 
 
 def build(spec: Spec | str | Path, data: pd.DataFrame | str | Path | None = None, *,
-          require_data: bool = False, prior_only: bool = False) -> StanProgram:
-    """Validate the spec against the data and generate the Stan program and its data."""
+          require_data: bool = False, prior_only: bool = False,
+          generated: str | Iterable[str] | None = ()) -> StanProgram:
+    """Validate the spec against the data and generate the Stan program and its data.
+    `generated`: optional generated quantities ('y_rep', 'log_lik'; see model.GENERATED), part of the program."""
     spec = load_spec(spec)
     frame = load_data(spec, data)
     if frame is None and require_data:
         raise SpecError(Problem("data", "no data: give `data:` in the spec or pass data (CLI: --data FILE.csv)"))
     categorical = categorical_columns(spec, frame) if frame is not None else set()
-    description = describe(spec, categorical)
+    description = describe(spec, categorical, generated=generated)
     prepared = prepare(description, frame, prior_only=prior_only) if frame is not None else None
     return StanProgram(spec, description, codegen.render(description), prepared)
 

@@ -36,3 +36,20 @@ def write_spec(tmp_path: Path, text: str, name: str = "spec.yaml") -> Path:
     path = tmp_path / name
     path.write_text(text)
     return path
+
+
+SHORT_RUN = dict(chains=4, warmup=500, draws=500, seed=11, quiet=True)
+
+
+@pytest.fixture(scope="session")
+def example_fit():
+    """Short embedded-backend fits of specs/<name>.yaml, made once per test session."""
+    import stangen
+
+    fits = {}
+
+    def get(name: str):
+        if name not in fits:
+            fits[name] = stangen.fit(SPECS / f"{name}.yaml", backend="pystan", **SHORT_RUN)
+        return fits[name]
+    return get

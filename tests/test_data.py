@@ -241,3 +241,15 @@ def test_render_writes_program_and_data_json(tmp_path):
     stan_data = json.loads(data.read_text())
     assert stan_data["N"] == 180 and stan_data["J_Subject"] == 18 and "vector[N] y;" in out.read_text()
     assert not list(tmp_path.glob(".*"))  # no temporary files left behind
+
+
+def test_factor_coding_follows_r_marginality_rule():
+    df = simple_frame()
+    df["sex"] = np.tile(["f", "m"], len(df) // 2)
+    # x:sex without x → a slope column for every level of sex (like R's `y ~ sex + x:sex`)
+    program = build(Spec(outcome="y", predictors=["sex", "x:sex"], levels={"g": Level()}), df)
+    assert program.data.columns == {"sex": ["sexm"], "x:sex": ["x:sexf", "x:sexm"]}
+    # without an intercept: every level for the first factor, contrasts for the next
+    df["arm"] = np.repeat(["a", "b"], len(df) // 2)
+    program = build(Spec(outcome="y", predictors=["sex", "arm"], intercept=False, levels={"g": Level()}), df)
+    assert program.data.columns == {"sex": ["sexf", "sexm"], "arm": ["armb"]}

@@ -4,6 +4,7 @@ Five programs are compiled (sleepstudy, cbpp, penicillin, pastes, language), onc
 cache makes later runs sample only. Runs are short (4 chains x 500 warmup + 500 draws).
 """
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,12 +12,11 @@ import pytest
 import stangen
 from stangen.fitting import Fit
 
+from conftest import SHORT_RUN as SHORT
 from conftest import SPECS, read_example
-from pathlib import Path
 
 pytestmark = pytest.mark.sampling
 REFERENCE = Path(__file__).resolve().parent / "reference"
-SHORT = dict(chains=4, warmup=500, draws=500, seed=11, quiet=True)
 LEVEL_OF_LME4_GROUP = {"cask:batch": "cask"}
 
 
@@ -39,15 +39,9 @@ def lme4_names(model: str):
     return fixef, scales, cors
 
 
-@pytest.fixture(scope="module")
-def fits():
-    cache = {}
-
-    def get(model):
-        if model not in cache:
-            cache[model] = stangen.fit(SPECS / f"{model}.yaml", backend="pystan", **SHORT)
-        return cache[model]
-    return get
+@pytest.fixture
+def fits(example_fit):
+    return example_fit
 
 
 @pytest.mark.parametrize("model", ["sleepstudy", "cbpp", "penicillin", "pastes", "language"])

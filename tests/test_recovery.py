@@ -19,8 +19,8 @@ SHORT = dict(chains=4, warmup=500, draws=500, seed=7, quiet=True)
 
 def assert_recovered(fit, truth):
     table = fit.summary()
-    missed = {name: (value, table.loc[name, "2.5%"], table.loc[name, "97.5%"])
-              for name, value in truth.items() if not table.loc[name, "2.5%"] < value < table.loc[name, "97.5%"]}
+    missed = {name: (value, table.loc[name, "q2.5%"], table.loc[name, "q97.5%"])
+              for name, value in truth.items() if not table.loc[name, "q2.5%"] < value < table.loc[name, "q97.5%"]}
     assert not missed, f"true values outside the 95% interval: {missed}\n{table}"
     assert table["r_hat"].max() < 1.05
 

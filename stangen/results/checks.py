@@ -1,0 +1,164 @@
+"""Convergence checks with a verdict (pass / warn / fail) and concrete advice for each.
+
+| check          | pass                      | warn                          | fail                         |
+|----------------|---------------------------|-------------------------------|------------------------------|
+| r_hat          | max rank-normalized split R-hat <= 1.01 |                  | > 1.01                       |
+| ess_bulk       | min >= 100 per chain      | < 100 per chain               | < 10 per chain               |
+| ess_tail       | min >= 100 per chain      | < 100 per chain               | < 10 per chain               |
+| divergences    | none                      | up to 0.1% of draws           | more                         |
+| treedepth      | no draw hit max_treedepth | some did (efficiency only)    |                              |
+| e_bfmi         | every chain >= 0.3        | a chain < 0.3                 |                              |
+
+R-hat and ESS are ArviZ's (Vehtari et al. 2021), over the population-level parameters, every group effect,
+and lp__.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
+
+import arviz as az
+import numpy as np
+
+from .tables import describe_draws, group_effect_selectors, stack
+
+if TYPE_CHECKING:
+    from ..fitting import Fit
+
+RHAT_MAX = 1.01
+ESS_PER_CHAIN_WARN = 100
+ESS_PER_CHAIN_FAIL = 10
+DIVERGENCE_WARN_SHARE = 0.001
+EBFMI_MIN = 0.3
+ORDER = {"pass": 0, "warn": 1, "fail": 2}
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: str  # pass | warn | fail
+    value: float
+    message: str
+    advice: str = ""
+
+
+@dataclass
+class ConvergenceReport:
+    checks: list[Check] = field(default_factory=list)
+
+    @property
+    def status(self) -> str:
+        return max((c.status for c in self.checks), key=ORDER.__getitem__, default="pass")
+
+    @property
+    def ok(self) -> bool:
+        return self.status != "fail"
+
+    def to_dict(self) -> dict:
+        return {"status": self.status, "checks": [asdict(c) for c in self.checks]}
+
+    def text(self) -> str:
+        lines = [f"convergence: {self.status.upper()}"]
+        for c in self.checks:
+            lines.append(f"  [{c.status:4}] {c.name:<12} {c.message}")
+            if c.advice and c.status != "pass":
+                lines.append(f"         {'':<12} advice: {c.advice}")
+        return "\n".join(lines)
+
+    def one_line(self) -> str:
+        bad = [c for c in self.checks if c.status != "pass"]
+        if not bad:
+            return "convergence: pass (" + "; ".join(c.message for c in self.checks[:2]) + ")"
+        return f"convergence: {self.status.upper()} — " + "; ".join(f"{c.name}: {c.message}" for c in bad)
+
+
+def convergence(fit: "Fit") -> ConvergenceReport:
+    selectors = dict(fit.parameters()) | group_effect_selectors(fit)
+    draws = stack(fit, selectors)
+    stats = fit.idata.sample_stats
+    if "lp" in stats:
+        draws = np.concatenate([draws, stats["lp"].values[..., None]], axis=-1)
+        names = [*selectors, "lp__"]
+    else:
+        names = list(selectors)
+    table = describe_draws(draws, names, quantiles=())
+    chains, n_draws = draws.shape[0], draws.shape[1]
+    report = ConvergenceReport()
+    report.checks.append(_rhat(table))
+    report.checks += [_ess(table, kind, chains) for kind in ("bulk", "tail")]
+    report.checks.append(_divergences(stats, chains * n_draws))
+    report.checks.append(_treedepth(stats, fit.info.get("settings", {}).get("max_treedepth", 10)))
+    report.checks.append(_ebfmi(fit))
+    return report
+
+
+def _worst(table, column, largest: bool):
+    values = table[column].dropna()
+    if values.empty:
+        return None, float("nan")
+    name = values.idxmax() if largest else values.idxmin()
+    return name, float(values[name])
+
+
+def _rhat(table) -> Check:
+    name, value = _worst(table, "r_hat", largest=True)
+    if name is None:
+        return Check("r_hat", "warn", value, "R-hat cannot be computed (one chain, or constant draws)",
+                     "run at least 4 chains: R-hat compares chains to detect ones that have not converged")
+    if not np.isfinite(value) or value > RHAT_MAX:
+        return Check("r_hat", "fail", value, f"max R-hat {value:.3f} ({name}) > {RHAT_MAX}: chains disagree",
+                     "run longer (more warmup and draws); if it persists, look at the trace plot of "
+                     f"{name} for a chain stuck elsewhere, and consider stronger priors on the sds")
+    return Check("r_hat", "pass", value, f"max R-hat {value:.3f} ({name})")
+
+
+def _ess(table, kind: str, chains: int) -> Check:
+    name, value = _worst(table, f"ess_{kind}", largest=False)
+    if name is None:
+        return Check(f"ess_{kind}", "warn", value, f"{kind} ESS cannot be computed", "run more draws")
+    per_chain = value / chains
+    message = f"min {kind} ESS {value:.0f} ({name}; {per_chain:.0f} per chain)"
+    advice = ("run more draws; if ESS stays low for the sds or group effects of a level, the level's effects "
+              "are poorly identified: stronger priors or more data per group help")
+    if per_chain < ESS_PER_CHAIN_FAIL:
+        return Check(f"ess_{kind}", "fail", value, message + f" < {ESS_PER_CHAIN_FAIL} per chain", advice)
+    if per_chain < ESS_PER_CHAIN_WARN:
+        return Check(f"ess_{kind}", "warn", value, message + f" < {ESS_PER_CHAIN_WARN} per chain", advice)
+    return Check(f"ess_{kind}", "pass", value, message)
+
+
+def _divergences(stats, total: int) -> Check:
+    count = int(stats["diverging"].values.sum()) if "diverging" in stats else 0
+    message = f"{count} divergent transition{'s' if count != 1 else ''} of {total}"
+    advice = ("raise adapt_delta (e.g. --adapt-delta 0.95 or 0.99); divergences in multilevel models usually "
+              "come from a level with few groups or little data per group (a funnel between its sd and its "
+              "effects): give that level's sd a tighter prior, or switch the level's parameterization")
+    if count == 0:
+        return Check("divergences", "pass", 0, message)
+    status = "warn" if count <= DIVERGENCE_WARN_SHARE * total else "fail"
+    return Check("divergences", status, count, message + " (estimates may be biased)", advice)
+
+
+def _treedepth(stats, max_depth: int) -> Check:
+    if "tree_depth" not in stats:
+        return Check("treedepth", "pass", 0, "no tree depth recorded")
+    hits = int((stats["tree_depth"].values >= max_depth).sum())
+    if hits:
+        return Check("treedepth", "warn", hits, f"{hits} transitions hit max_treedepth {max_depth} "
+                     "(an efficiency problem, not a validity one)",
+                     f"raise max_treedepth (e.g. --max-treedepth {max_depth + 2}), or rescale predictors so "
+                     "coefficients are of similar size")
+    return Check("treedepth", "pass", 0, f"no transition hit max_treedepth {max_depth}")
+
+
+def _ebfmi(fit: "Fit") -> Check:
+    if "energy" not in fit.idata.sample_stats:
+        return Check("e_bfmi", "pass", float("nan"), "no energy recorded")
+    values = np.atleast_1d(az.bfmi(fit.idata))
+    low = [i + 1 for i, v in enumerate(values) if v < EBFMI_MIN]
+    message = "E-BFMI per chain: " + ", ".join(f"{v:.2f}" for v in values)
+    if low:
+        return Check("e_bfmi", "warn", float(values.min()), message + f" (chain {', '.join(map(str, low))} "
+                     f"< {EBFMI_MIN})", "the sampler explores the energy poorly: reparameterize the level whose sd "
+                     "mixes slowly, or use stronger priors on the sds")
+    return Check("e_bfmi", "pass", float(values.min()), message)

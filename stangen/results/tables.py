@@ -1,0 +1,267 @@
+"""Tables of a fit in the spec's terms: the full summary, the population-level table, lme4's printout,
+and the lme4/brms accessors fixef, ranef, coef and varcorr.
+
+Display names:
+    Intercept, Days, period2            population-level coefficients (original scale)
+    schavg, standLRT:schavg             effects of group-level predictors (on the intercept / on a slope)
+    sd(school: intercept)               sd of a varying coefficient
+    cor(school: intercept, iq_verb)     correlation of two varying coefficients
+    sigma                               residual sd (gaussian)
+    school[17]: intercept               deviation u of group 17 from its predicted coefficient
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import arviz as az
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from ..spec.validate import INTERCEPT
+
+if TYPE_CHECKING:
+    from ..fitting import Fit
+
+DEFAULT_QUANTILES = (0.025, 0.5, 0.975)
+
+
+def quantile_name(q: float) -> str:
+    return f"q{100 * q:g}%"
+
+
+def group_effect_selectors(fit: "Fit") -> dict[str, str]:
+    """'school[17]: intercept' → 'u_school[16,0]' for every group and varying coefficient."""
+    out = {}
+    for lv in fit.description.levels:
+        labels = fit.program.data.labels[lv.name]
+        for j, label in enumerate(labels):
+            for k, c in enumerate(lv.coefficients):
+                sel = f"u_{lv.stan}[{j}]" if lv.kind == "intercept" else f"u_{lv.stan}[{j},{k}]"
+                out[f"{lv.name}[{label}]: {c.name}"] = sel
+    return out
+
+
+def stack(fit: "Fit", selectors: dict[str, str]) -> np.ndarray:
+    """Draws of the selected parameters as one array (chains, draws, parameters)."""
+    return np.stack([fit.draws_of(s) for s in selectors.values()], axis=-1)
+
+
+def describe_draws(draws: np.ndarray, names: list[str], quantiles=DEFAULT_QUANTILES) -> pd.DataFrame:
+    """mean, sd, quantiles, mcse_mean, ess_bulk, ess_tail, r_hat per parameter, with ArviZ's diagnostics."""
+    flat = draws.reshape(-1, draws.shape[-1])
+    data = xr.Dataset({"x": (("chain", "draw", "parameter"), draws)})
+    table = pd.DataFrame(index=pd.Index(names, name="parameter"))
+    table["mean"] = flat.mean(axis=0)
+    table["sd"] = flat.std(axis=0, ddof=1)
+    for q in quantiles:
+        table[quantile_name(q)] = np.quantile(flat, q, axis=0)
+    table["mcse_mean"] = az.mcse(data, method="mean")["x"].values
+    table["ess_bulk"] = az.ess(data, method="bulk")["x"].values
+    table["ess_tail"] = az.ess(data, method="tail")["x"].values
+    table["r_hat"] = az.rhat(data)["x"].values
+    return table
+
+
+def population(fit: "Fit", quantiles=DEFAULT_QUANTILES) -> pd.DataFrame:
+    """Population-level parameters: coefficients, group-level predictor effects, sds, correlations, sigma."""
+    selectors = fit.parameters()
+    return describe_draws(stack(fit, selectors), list(selectors), quantiles)
+
+
+def summary(fit: "Fit", quantiles=DEFAULT_QUANTILES, group_effects: bool = True) -> pd.DataFrame:
+    """Every parameter people read: the population-level ones, then each group's deviations."""
+    selectors = dict(fit.parameters())
+    if group_effects:
+        selectors |= group_effect_selectors(fit)
+    return describe_draws(stack(fit, selectors), list(selectors), quantiles)
+
+
+def to_markdown(table: pd.DataFrame, digits: int = 3) -> str:
+    """A pipe table (no extra dependency)."""
+    frame = table.reset_index()
+    cells = [[_fmt(v, digits) for v in row] for row in frame.itertuples(index=False)]
+    header = [str(c) for c in frame.columns]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in cells]
+    return "\n".join(lines) + "\n"
+
+
+def _fmt(value, digits: int) -> str:
+    if isinstance(value, (float, np.floating)):
+        if not np.isfinite(value):
+            return str(value)
+        return f"{value:.{digits}f}" if abs(value) < 1e5 else f"{value:.{digits}g}"
+    return str(value)
+
+
+# -- lme4/brms accessors ------------------------------------------------------------------------
+
+def _interval(draws: np.ndarray, prob: float = 0.95) -> dict[str, float]:
+    flat = draws.reshape(-1)
+    low = (1 - prob) / 2
+    return {"Estimate": flat.mean(), "Est.Error": flat.std(ddof=1),
+            f"Q{100 * low:g}": np.quantile(flat, low), f"Q{100 * (1 - low):g}": np.quantile(flat, 1 - low)}
+
+
+def _population_coefficients(fit: "Fit") -> dict[str, str]:
+    return {name: sel for name, sel in fit.parameters().items()
+            if not name.startswith(("sd(", "cor(")) and name != "sigma"}
+
+
+def fixef(fit: "Fit", prob: float = 0.95) -> pd.DataFrame:
+    """Population-level coefficients (like brms::fixef): Estimate, Est.Error and the interval."""
+    rows = {name: _interval(fit.draws_of(sel), prob) for name, sel in _population_coefficients(fit).items()}
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("coefficient")
+
+
+def ranef(fit: "Fit") -> dict[str, pd.DataFrame]:
+    """Each level's group deviations u (posterior means), groups × varying coefficients, like lme4::ranef."""
+    out = {}
+    for lv in fit.description.levels:
+        values = fit.posterior[f"u_{lv.stan}"].mean(dim=("chain", "draw")).values
+        values = values.reshape(len(fit.program.data.labels[lv.name]), lv.n_coef)
+        out[lv.name] = pd.DataFrame(values, index=pd.Index(fit.program.data.labels[lv.name], name=lv.name),
+                                    columns=[c.name for c in lv.coefficients])
+    return out
+
+
+def coefficient_draws(fit: "Fit", level_name: str) -> np.ndarray:
+    """Draws (chains, draws, groups, coefficients) of each group's own coefficients: the population value,
+    plus the group-level predictors' effects at the group's (uncentered) values, plus the deviation u."""
+    lv = fit.description.level(level_name)
+    data = fit.program.stan_data
+    u = fit.posterior[f"u_{lv.stan}"].values
+    u = u.reshape(*u.shape[:2], -1, lv.n_coef)
+    total = u.copy()
+    population_names = fit.parameters()
+    for k, c in enumerate(lv.coefficients):
+        if c.term is None:
+            base = fit.draws_of("Intercept") if fit.description.intercept else 0.0
+        else:
+            base = fit.draws_of(f"beta_{c.term.stan}")
+            if c.term.categorical:  # not reachable: categorical slopes are rejected by describe()
+                raise ValueError("categorical varying slopes are not supported")
+        total[..., k] += np.asarray(base)[..., None] if np.ndim(base) else base
+        for e in c.effects:
+            w = np.asarray(data[e.predictor.data], dtype=float)
+            center = np.asarray(data[f"{e.predictor.data}_center"], dtype=float)
+            raw = w + center
+            gamma = fit.posterior[e.param].values
+            if e.predictor.categorical:
+                total[..., k] += np.einsum("cdp,jp->cdj", gamma, raw.reshape(len(raw), -1))
+            else:
+                total[..., k] += gamma[..., None] * raw[None, None, :]
+    return total
+
+
+def coef(fit: "Fit") -> dict[str, pd.DataFrame]:
+    """Each group's own coefficients (posterior means), like lme4::coef: population + group-level + deviation."""
+    out = {}
+    for lv in fit.description.levels:
+        means = coefficient_draws(fit, lv.name).mean(axis=(0, 1))
+        out[lv.name] = pd.DataFrame(means, index=pd.Index(fit.program.data.labels[lv.name], name=lv.name),
+                                    columns=[c.name for c in lv.coefficients])
+    return out
+
+
+def varcorr(fit: "Fit") -> pd.DataFrame:
+    """Variance components (posterior means): group, name, name2 (correlations), variance, sd, cor."""
+    rows = []
+    for lv in fit.description.levels:
+        names = [c.name for c in lv.coefficients]
+        sd = fit.posterior[f"sd_{lv.stan}"].values.reshape(*fit.posterior[f"sd_{lv.stan}"].shape[:2], -1)
+        for k, name in enumerate(names):
+            rows.append({"group": lv.name, "name": name, "name2": None, "variance": float((sd[..., k] ** 2).mean()),
+                         "sd": float(sd[..., k].mean()), "cor": None})
+        if lv.kind == "correlated":
+            corr = fit.posterior[f"corr_{lv.stan}"].values
+            for a in range(lv.n_coef):
+                for b in range(a + 1, lv.n_coef):
+                    rows.append({"group": lv.name, "name": names[a], "name2": names[b], "variance": None,
+                                 "sd": None, "cor": float(corr[..., a, b].mean())})
+    if fit.description.family == "gaussian":
+        sigma = fit.posterior["sigma"].values
+        rows.append({"group": "Residual", "name": None, "name2": None, "variance": float((sigma ** 2).mean()),
+                     "sd": float(sigma.mean()), "cor": None})
+    return pd.DataFrame(rows)
+
+
+# -- lme4's printout --------------------------------------------------------------------------
+
+def lme4_formula(fit: "Fit") -> str:
+    """The model in lme4 syntax, e.g. 'Reaction ~ Days + (Days | Subject)'."""
+    d = fit.description
+    lhs = f"cbind({d.outcome}, {d.trials} - {d.outcome})" if d.family == "binomial" else d.outcome
+    fixed = ["1" if d.intercept else "0"] + [t.name for t in d.terms]
+    for lv in d.levels:
+        for c in lv.coefficients:
+            for e in c.effects:
+                fixed.append(e.predictor.name if c.term is None else f"{c.term.name}:{e.predictor.name}")
+    if d.intercept and len(fixed) > 1:
+        fixed = fixed[1:]
+    bars = []
+    for lv in d.levels:
+        group = ":".join([*lv.ancestors, lv.name]) if lv.ancestors and not lv.unique_labels else lv.name
+        slopes = [c.name for c in lv.coefficients if c.name != INTERCEPT]
+        has_intercept = any(c.name == INTERCEPT for c in lv.coefficients)
+        terms = " + ".join(slopes) if slopes else "1"
+        if not has_intercept:
+            terms = "0 + " + terms
+        bar = "||" if lv.kind == "independent" else "|"
+        bars.append(f"({terms} {bar} {group})")
+    family = "" if d.family == "gaussian" else f", family = {d.family}"
+    return f"{lhs} ~ {' + '.join(fixed + bars)}{family}"
+
+
+def lme4_text(fit: "Fit", digits: int = 3) -> str:
+    """The fit printed the way lme4's summary() prints a model, with posterior means and intervals."""
+    d = fit.description
+    info = fit.info.get("settings", {})
+    chains, draws = fit.posterior.sizes["chain"], fit.posterior.sizes["draw"]
+    lines = [f"Bayesian multilevel model ({d.family}{'' if d.family == 'gaussian' else ', ' + _link(d.family) + ' link'})"
+             f" fitted with Stan ({fit.info.get('backend', '?')}, NUTS: {chains} chains x {draws} draws"
+             f"{', warmup ' + str(info['warmup']) if 'warmup' in info else ''})",
+             f"Formula: {lme4_formula(fit)}", "", "Random effects (posterior means):"]
+    vc = varcorr(fit)
+    rows = [("Groups", "Name", "Variance", "Std.Dev.", "Corr")]
+    for lv in d.levels:
+        sub = vc[vc.group == lv.name]
+        singles = sub[sub.name2.isna()]
+        cors = sub[sub.name2.notna()]
+        for i, row in enumerate(singles.itertuples()):
+            corr = [f"{c.cor:.2f}" for c in cors.itertuples() if c.name2 == row.name]
+            rows.append((lv.name if i == 0 else "", _lme4_name(row.name), f"{row.variance:.{digits}f}",
+                         f"{row.sd:.{digits}f}", " ".join(corr)))
+    resid = vc[vc.group == "Residual"]
+    if len(resid):
+        r = resid.iloc[0]
+        rows.append(("Residual", "", f"{r['variance']:.{digits}f}", f"{r['sd']:.{digits}f}", ""))
+    lines += _columns(rows)
+    n = fit.program.data.n
+    groups = ", ".join(f"{lv.name}, {len(fit.program.data.labels[lv.name])}" for lv in d.levels)
+    lines.append(f"Number of obs: {n}" + (f", groups:  {groups}" if groups else ""))
+    lines += ["", "Fixed effects:"]
+    fe = fixef(fit)
+    rows = [("", "Estimate", "Est.Error", "l-95% CI", "u-95% CI")]
+    for name, row in fe.iterrows():
+        rows.append((_lme4_name(name), *(f"{v:.{digits}f}" for v in row.values)))
+    lines += _columns(rows, left=1)
+    return "\n".join(lines) + "\n"
+
+
+def _link(family: str) -> str:
+    return {"bernoulli": "logit", "binomial": "logit", "poisson": "log"}.get(family, "identity")
+
+
+def _lme4_name(name) -> str:
+    return "(Intercept)" if name in (INTERCEPT, "Intercept") else str(name)
+
+
+def _columns(rows, left: int = 2) -> list[str]:
+    widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
+    out = []
+    for r in rows:
+        cells = [str(c).ljust(w) if i < left else str(c).rjust(w) for i, (c, w) in enumerate(zip(r, widths))]
+        out.append(" " + " ".join(cells).rstrip())
+    return out

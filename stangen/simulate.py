@@ -1,0 +1,283 @@
+"""Fake data from a spec's own generative model, with given true values (or values drawn from the prior).
+
+True values (`--params PARAMS.yaml`), in the spec's terms:
+
+    Intercept: 0.5
+    coefficients: {hours: 0.75, sex1: -0.2}     # pooled coefficients, by design column name
+    effects:                                   # group-level predictors' effects, per level and coefficient
+      state: {intercept: {avg_income: 0.3}, income: {avg_income: -0.1}}
+    sd: {student: 0.7, state: {intercept: 0.5, income: 0.2}}   # one number for an intercept-only level
+    cor: {state: 0.3}                          # 2 coefficients: one number; more: a full matrix
+    sigma: 0.2
+
+Predictors and groups come from the data the spec names (or `data=`); otherwise they are simulated:
+each top-level level has `groups[level]` groups (default 20); a nested level has that many groups per
+parent group; crossed top-level levels are fully crossed; each cell of the lowest grouping gets
+`per_group` rows (default 10). Numeric level-1 predictors ~ normal(0, 1); categorical ones take levels
+'a', 'b' with equal probability; group-level predictors ~ normal(0, 1) per group; binomial trials = 10.
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from .data import categorical_columns, prepare
+from .errors import Problem, SpecError
+from .model import describe
+from .program import load_data, load_spec
+from .spec import Spec
+from .spec.validate import INTERCEPT
+
+DEFAULT_GROUPS = 20
+DEFAULT_PER_GROUP = 10
+DEFAULT_TRIALS = 10
+
+
+@dataclass
+class Simulation:
+    data: pd.DataFrame
+    truth: dict[str, Any]  # the true values used, in the PARAMS format, with every value filled in
+
+
+def read_params(path: str | Path) -> dict:
+    raw = yaml.safe_load(Path(path).read_text()) or {}
+    if not isinstance(raw, dict):
+        raise SpecError(Problem("params", f"{path}: true values are a mapping (Intercept, coefficients, sd, ...)"))
+    return raw
+
+
+def _design_frame(spec: Spec, groups: dict[str, int], per_group: int, rng: np.random.Generator) -> pd.DataFrame:
+    """Groups, level-1 and group-level predictors, when the spec has no data."""
+    levels = spec.levels
+    top = [n for n, lv in levels.items() if lv.within is None]
+    children = {n: [c for c, lv in levels.items() if lv.within == n] for n in levels}
+
+    def chains(name):  # nested paths below a top-level level: lists of (level, index)
+        kids = children[name]
+        if not kids:
+            return [[(name, j)] for j in range(groups.get(name, DEFAULT_GROUPS))]
+        out = []
+        for j in range(groups.get(name, DEFAULT_GROUPS)):
+            for kid in kids:  # several children of one parent are crossed within it: take the first
+                out += [[(name, j), *path] for path in chains(kid)]
+                break
+        return out
+
+    cells = [sum(combo, []) for combo in itertools.product(*(chains(t) for t in top))] if top else [[]]
+    rows = []
+    for cell in cells:
+        for _ in range(per_group):
+            rows.append({levels[name].id or name: f"{name[:1].upper()}{j + 1}" for name, j in cell})
+    df = pd.DataFrame(rows) if rows and rows[0] else pd.DataFrame(index=range(per_group * DEFAULT_GROUPS))
+    n = len(df)
+    variables = {v for t in spec.predictors for v in t.split(":")}
+    for var in sorted(variables):
+        df[var] = rng.choice(["a", "b"], n) if var in spec.categorical else rng.normal(0, 1, n)
+    for name, lv in levels.items():
+        column = lv.id or name
+        for coef in lv.coefficients:
+            for pred in lv.predictors_of(coef):
+                if pred in df:
+                    continue
+                keys = df[column].unique()
+                values = dict(zip(keys, rng.choice(["a", "b"], len(keys)) if pred in spec.categorical
+                                  else rng.normal(0, 1, len(keys))))
+                df[pred] = df[column].map(values)
+    if spec.family == "binomial":
+        df[spec.trials] = DEFAULT_TRIALS
+    df[spec.outcome] = 0.0 if spec.family == "gaussian" else 0
+    return df
+
+
+def simulate(spec: Spec | str | Path, params: dict | str | Path | None = None, *, data=None,
+             groups: dict[str, int] | None = None, per_group: int = DEFAULT_PER_GROUP, seed: int = 1,
+             from_prior: bool = False) -> Simulation:
+    """Draw one fake data set from the spec's model. `params`: true values (see module doc) unless from_prior."""
+    spec = load_spec(spec)
+    rng = np.random.default_rng(seed)
+    frame = load_data(spec, data)
+    has_outcome = frame is not None and spec.outcome in frame
+    frame = _design_frame(spec, groups or {}, per_group, rng) if frame is None else frame.copy()
+    desc = describe(spec, categorical_columns(spec, frame))
+    # default priors are scaled to the outcome: the real one when the data have it, else a unit-scale stand-in
+    prepared = prepare(desc, frame if has_outcome else _placeholder_outcome(spec, frame, rng))
+    params = read_params(params) if isinstance(params, (str, Path)) else dict(params or {})
+    truth = _prior_draw(desc, prepared, rng) if from_prior else _complete(desc, prepared, params)
+    frame[spec.outcome] = _draw_outcome(desc, prepared, truth, rng)
+    return Simulation(frame, truth)
+
+
+def _placeholder_outcome(spec: Spec, frame: pd.DataFrame, rng) -> pd.DataFrame:
+    """Data prep needs a valid outcome column; for the design its values do not matter, and for default
+    priors a gaussian stand-in has mean 0 and sd 1 (counts: 0/1)."""
+    frame = frame.copy()
+    n = len(frame)
+    frame[spec.outcome] = np.arange(n) % 2 if spec.family != "gaussian" else rng.normal(0, 1, n)
+    if spec.family == "binomial":
+        frame[spec.outcome] = np.minimum(frame[spec.outcome], frame[spec.trials])
+    return frame
+
+
+def _complete(desc, prepared, params: dict) -> dict:
+    """Fill in every true value; a missing one is an error naming it (no silent zeros)."""
+    problems, truth = [], {}
+    known = {"Intercept", "coefficients", "effects", "sd", "cor", "sigma"}
+    for key in params:
+        if key not in known:
+            problems.append(Problem(f"params.{key}", f"unknown key (allowed: {', '.join(sorted(known))})"))
+    if desc.intercept:
+        if "Intercept" not in params:
+            problems.append(Problem("params.Intercept", "missing: the population intercept"))
+        truth["Intercept"] = float(params.get("Intercept", 0))
+    given = params.get("coefficients") or {}
+    truth["coefficients"] = {}
+    for term in desc.terms:
+        for col in prepared.columns[term.name]:
+            if col not in given:
+                problems.append(Problem(f"params.coefficients.{col}", "missing: the coefficient of this column"))
+            truth["coefficients"][col] = float(given.get(col, 0))
+    truth["effects"], truth["sd"], truth["cor"] = {}, {}, {}
+    for lv in desc.levels:
+        eff = (params.get("effects") or {}).get(lv.name, {})
+        for c in lv.coefficients:
+            for e in c.effects:
+                for col in prepared.group_columns[(lv.name, e.predictor.name)]:
+                    value = (eff.get(c.name) or {}).get(col)
+                    if value is None:
+                        problems.append(Problem(f"params.effects.{lv.name}.{c.name}.{col}", "missing"))
+                    truth["effects"].setdefault(lv.name, {}).setdefault(c.name, {})[col] = float(value or 0)
+        sd = (params.get("sd") or {}).get(lv.name)
+        if lv.kind == "intercept" and isinstance(sd, (int, float)):
+            sd = {INTERCEPT: sd}
+        sd = sd or {}
+        for c in lv.coefficients:
+            if c.name not in sd:
+                problems.append(Problem(f"params.sd.{lv.name}.{c.name}", "missing: the sd of this varying coefficient"))
+        truth["sd"][lv.name] = {c.name: float(sd.get(c.name, 1)) for c in lv.coefficients}
+        cor = (params.get("cor") or {}).get(lv.name)
+        k = lv.n_coef
+        if lv.kind == "correlated":
+            if cor is None:
+                problems.append(Problem(f"params.cor.{lv.name}", "missing: the correlation of the varying effects"))
+                cor = np.eye(k)
+            elif isinstance(cor, (int, float)):
+                cor = [[1.0, cor], [cor, 1.0]] if k == 2 else None
+            matrix = np.asarray(cor, dtype=float) if cor is not None else None
+            if matrix is None or matrix.shape != (k, k) or np.any(np.linalg.eigvalsh(matrix) <= 0):
+                problems.append(Problem(f"params.cor.{lv.name}", f"must be a {k}x{k} positive definite correlation "
+                                                                 "matrix (or one number for two coefficients)"))
+                matrix = np.eye(k)
+            truth["cor"][lv.name] = matrix.tolist()
+    if desc.family == "gaussian":
+        if "sigma" not in params:
+            problems.append(Problem("params.sigma", "missing: the residual sd"))
+        truth["sigma"] = float(params.get("sigma", 1))
+    if problems:
+        raise SpecError(problems, source="true values")
+    return truth
+
+
+def _prior_draw(desc, prepared, rng) -> dict:
+    """True values drawn from the priors actually used (a prior predictive simulation)."""
+    priors = prepared.priors
+
+    def draw(key, size=None):
+        p = priors[key]
+        a = {k: np.asarray(v, dtype=float) for k, v in p["args"].items()}
+        fam = p["family"]
+        if fam == "normal":
+            x = rng.normal(a["location"], a["scale"], size)
+        elif fam == "student_t":
+            x = a["location"] + a["scale"] * rng.standard_t(a["df"], size)
+        elif fam == "cauchy":
+            x = a["location"] + a["scale"] * rng.standard_cauchy(size)
+        elif fam == "exponential":
+            x = rng.exponential(1 / a["rate"], size)
+        else:
+            raise ValueError(fam)
+        return x
+
+    truth: dict = {"coefficients": {}, "effects": {}, "sd": {}, "cor": {}}
+    if desc.intercept:
+        # the prior is on the intercept at the predictor means: convert to the value at predictors = 0
+        truth["Intercept"] = float(draw("Intercept"))
+    for term in desc.terms:
+        cols = prepared.columns[term.name]
+        values = np.atleast_1d(draw(f"beta_{term.stan}", len(cols) if term.categorical else None))
+        truth["coefficients"].update(dict(zip(cols, map(float, values))))
+    if desc.intercept and desc.terms:
+        beta = np.array([truth["coefficients"][c] for t in desc.terms for c in prepared.columns[t.name]])
+        truth["Intercept"] -= float(np.dot(prepared.stan_data["X_means"], beta))
+    for lv in desc.levels:
+        for c in lv.coefficients:
+            for e in c.effects:
+                cols = prepared.group_columns[(lv.name, e.predictor.name)]
+                values = np.atleast_1d(draw(e.param, len(cols) if e.predictor.categorical else None))
+                truth["effects"].setdefault(lv.name, {}).setdefault(c.name, {}).update(dict(zip(cols, map(float, values))))
+                # priors hold at the group-level predictors' centers: move to the value where they are 0
+                shift = float(np.dot(np.atleast_1d(prepared.stan_data[f"{e.predictor.data}_center"]), values))
+                if c.term is None and desc.intercept:
+                    truth["Intercept"] -= shift
+                elif c.term is not None:
+                    truth["coefficients"][c.term.name] -= shift
+        sds = np.atleast_1d(draw(f"sd_{lv.stan}", lv.n_coef if lv.n_coef > 1 else None))
+        truth["sd"][lv.name] = {c.name: float(s) for c, s in zip(lv.coefficients, sds)}
+        if lv.kind == "correlated":
+            eta = float(priors[f"L_{lv.stan}"]["args"]["eta"])
+            truth["cor"][lv.name] = _lkj(lv.n_coef, eta, rng).tolist()
+    if desc.family == "gaussian":
+        truth["sigma"] = float(draw("sigma"))
+    return truth
+
+
+def _lkj(k: int, eta: float, rng) -> np.ndarray:
+    """One LKJ(eta) correlation matrix (onion method, Lewandowski, Kurowicka & Joe 2009)."""
+    beta = eta + (k - 2) / 2
+    r = 2 * rng.beta(beta, beta) - 1 if k > 1 else 0.0
+    corr = np.array([[1.0, r], [r, 1.0]]) if k > 1 else np.eye(1)
+    for m in range(2, k):
+        beta -= 0.5
+        y = rng.beta(m / 2, beta)
+        z = rng.normal(size=m)
+        w = np.sqrt(y) * z / np.linalg.norm(z)
+        a = np.linalg.cholesky(corr)
+        q = a @ w
+        corr = np.block([[corr, q[:, None]], [q[None, :], np.ones((1, 1))]])
+    return corr
+
+
+def _draw_outcome(desc, prepared, truth, rng) -> np.ndarray:
+    data = prepared.stan_data
+    n = prepared.n
+    eta = np.full(n, truth.get("Intercept", 0.0))
+    if desc.terms:
+        x = data["X"] + data["X_means"]  # original scale
+        beta = np.array([truth["coefficients"][c] for t in desc.terms for c in prepared.columns[t.name]])
+        eta += x @ beta
+    for lv in desc.levels:
+        n_groups = data[f"J_{lv.stan}"]
+        sd = np.array([truth["sd"][lv.name][c.name] for c in lv.coefficients])
+        corr = np.asarray(truth["cor"].get(lv.name, np.eye(lv.n_coef)))
+        u = rng.multivariate_normal(np.zeros(lv.n_coef), np.diag(sd) @ corr @ np.diag(sd), size=n_groups)
+        idx = np.asarray(data[f"idx_{lv.stan}"]) - 1
+        for k, c in enumerate(lv.coefficients):
+            b = u[:, k].copy()
+            for e in c.effects:
+                w = np.asarray(data[e.predictor.data], dtype=float) + np.asarray(data[f"{e.predictor.data}_center"])
+                cols = prepared.group_columns[(lv.name, e.predictor.name)]
+                gamma = np.array([truth["effects"][lv.name][c.name][col] for col in cols])
+                b += w.reshape(n_groups, -1) @ gamma
+            eta += b[idx] * (1.0 if c.term is None else np.asarray(data[f"x_{c.term.stan}"]))
+    if desc.family == "gaussian":
+        return eta + rng.normal(0, truth["sigma"], n)
+    if desc.family == "bernoulli":
+        return rng.binomial(1, 1 / (1 + np.exp(-eta)))
+    if desc.family == "binomial":
+        return rng.binomial(np.asarray(data["trials"]), 1 / (1 + np.exp(-eta)))
+    return rng.poisson(np.exp(np.clip(eta, -30, 20)))
