@@ -181,7 +181,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         if not count.isdigit():
             raise SpecError(Problem("--groups", f"{item!r}: write level=NUMBER, e.g. school=30"))
         groups[name] = int(count)
-    sim = simulate(args.spec, args.params, data=args.data, groups=groups, per_group=args.per_group,
+    data = False if args.no_data else args.data
+    sim = simulate(args.spec, args.params, data=data, groups=groups, per_group=args.per_group,
                    seed=args.seed, from_prior=args.from_prior)
     out = Path(args.output)
     write_atomic(out, sim.data.to_csv(index=False))
@@ -265,6 +266,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--params", help="YAML of true values (see stangen/simulate.py)")
     p.add_argument("--from-prior", action="store_true", help="draw the true values from the priors")
     p.add_argument("--data", help="take groups and predictors from this CSV (default: the spec's data, if any)")
+    p.add_argument("--no-data", action="store_true", help="simulate groups and predictors even if the spec names data")
     p.add_argument("--groups", nargs="*", metavar="LEVEL=J", help="groups per level (nested: per parent group)")
     p.add_argument("--per-group", type=int, default=10, help="rows per cell of the lowest grouping")
     p.add_argument("--seed", type=int, default=1)

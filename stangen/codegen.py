@@ -81,7 +81,8 @@ def equations(d: ModelDescription) -> list[str]:
 def render(desc: ModelDescription) -> str:
     """The Stan program for a model description."""
     template = environment().get_template("program.stan.j2")
-    title = f"{desc.name}: {desc.family} multilevel model" if desc.levels else f"{desc.name}: {desc.family} model"
+    # the spec's name stays out of the program: it is no part of the structure, and the text is the cache key
+    title = f"A {desc.family} multilevel model" if desc.levels else f"A {desc.family} model"
     return template.render(d=desc, priors=prior_targets(desc), link=LINKS[desc.family], title=title,
                            equations=equations(desc),
                            has_generated=desc.intercept_centered or any(t.centered_slope for t in desc.terms)

@@ -98,10 +98,12 @@ def _design_frame(spec: Spec, groups: dict[str, int], per_group: int, rng: np.ra
 def simulate(spec: Spec | str | Path, params: dict | str | Path | None = None, *, data=None,
              groups: dict[str, int] | None = None, per_group: int = DEFAULT_PER_GROUP, seed: int = 1,
              from_prior: bool = False) -> Simulation:
-    """Draw one fake data set from the spec's model. `params`: true values (see module doc) unless from_prior."""
+    """Draw one fake data set from the spec's model. `params`: true values (see module doc) unless from_prior.
+    `data`: a DataFrame or CSV whose groups and predictors are used; None: the spec's data, if it names one;
+    False: simulate the design even when the spec names data."""
     spec = load_spec(spec)
     rng = np.random.default_rng(seed)
-    frame = load_data(spec, data)
+    frame = None if data is False else load_data(spec, data)
     has_outcome = frame is not None and spec.outcome in frame
     frame = _design_frame(spec, groups or {}, per_group, rng) if frame is None else frame.copy()
     desc = describe(spec, categorical_columns(spec, frame))

@@ -140,3 +140,8 @@ def test_priors_by_class_level_and_coefficient_are_accepted():
                         "w": "cauchy(0, 1)", "sd": "exponential(1)", "sd_g": "normal(0, 3)", "sigma": "exponential(2)",
                         "correlation": "lkj(2)", "correlation_g": "lkj(4)"})
     assert yaml.safe_load(spec.to_yaml())["priors"]["sd_g"] == "normal(0, 3)"
+
+
+def test_yaml_booleans_get_a_quoting_hint(tmp_path):
+    with pytest.raises(SpecError, match="quote the name"):
+        Spec.from_yaml(write_spec(tmp_path, "outcome: yes\n"))

@@ -57,6 +57,10 @@ class _Checker:
             if required:
                 self.add(path, "is required (a column name)")
             return None
+        if isinstance(value, bool):
+            self.add(path, f"must be a name, got {value!r}: YAML reads yes/no/on/off/true/false unquoted as "
+                           "true or false; quote the name, e.g. 'yes'")
+            return None
         if not isinstance(value, str) or not value.strip():
             self.add(path, f"must be a non-empty string, got {value!r}")
             return None
