@@ -28,7 +28,7 @@ def test_pooling_table_and_plot(tmp_path):
     assert main(["pooling", str(SPECS / "students.yaml"), "--level", "student", "--out", str(out), "--quiet",
                  "--warmup", "400", "--draws", "400", "--backend", "pystan"]) == 0
     import pandas as pd
-    table = pd.read_csv(out / "pooling.csv")
+    table = pd.read_csv(out / "pooling.csv", dtype={"group": str})
     assert len(table) == 100 and set(table.columns) == {"group", "coefficient", "n", "complete", "none", "partial"}
     assert (out / "pooling_intercept.png").stat().st_size > 10_000
     # partial pooling lies between no pooling and complete pooling for (nearly) every student
