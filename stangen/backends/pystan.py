@@ -718,14 +718,18 @@ class PyStanBackend:
                 "info": info,
             }
             cache.atomic_write_text(entry / "build.json", json.dumps(meta, indent=1))
-        module_path = _module_file(entry)
+        return self._model(entry, program, key, start, info, compiled_now)
+
+    def _model(self, entry: Path, program: str, key: str, start: float, info: dict,
+               compiled_now: bool) -> CompiledModel:
+        """The CompiledModel of a finished cache entry."""
         return CompiledModel(
             backend=self.name,
             program=program,
             key=key,
             compiled_now=compiled_now,
             compile_seconds=time.perf_counter() - start,
-            handle=PyStanHandle(str(module_path), str(program_path), info),
+            handle=PyStanHandle(str(_module_file(entry)), str(entry / "program.stan"), info),
         )
 
     def _cached(self, entry: Path, program: str, key: str, start: float) -> CompiledModel | None:
@@ -739,14 +743,7 @@ class PyStanBackend:
                 return None
         except (OSError, ValueError):
             return None
-        return CompiledModel(
-            backend=self.name,
-            program=program,
-            key=key,
-            compiled_now=False,
-            compile_seconds=time.perf_counter() - start,
-            handle=PyStanHandle(str(module_path), str(entry / "program.stan"), meta.get("info") or {}),
-        )
+        return self._model(entry, program, key, start, meta.get("info") or {}, compiled_now=False)
 
     def _stanc_info(self, program: str, program_path: Path) -> dict:
         """Check the program with stanc (fast) and return its --info JSON."""
