@@ -38,11 +38,15 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if program and program.data:
         detail += "".join(f", {len(v)} {k} groups" for k, v in program.data.labels.items())
     print(f"{args.spec}: ok — {spec.describe()}{detail}")
+    for choice in program.parameterization if program else ():
+        print(f"  {choice.level}: {choice.parameterization} ({choice.reason})")
     return 0
 
 
 def cmd_render(args: argparse.Namespace) -> int:
     program = build(args.spec, args.data, require_data=bool(args.data_json))
+    for choice in program.parameterization:
+        print(f"{choice.level}: {choice.parameterization} ({choice.reason})", file=sys.stderr)
     if args.output:
         write_atomic(args.output, program.code)
         print(f"wrote {args.output}", file=sys.stderr)

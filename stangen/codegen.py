@@ -11,7 +11,7 @@ from pathlib import Path
 
 import jinja2
 
-from .model import ModelDescription, PriorTarget, Term, prior_targets
+from .model import LevelDescription, ModelDescription, PriorTarget, Term, VaryingCoefficient, prior_targets
 
 LINKS = {"gaussian": "", "bernoulli": "logit", "binomial": "logit", "poisson": "log"}
 
@@ -34,6 +34,23 @@ def stack_coefficients(terms: tuple[Term, ...]) -> str:
     return expr
 
 
+def group_mean(c: VaryingCoefficient, lv: LevelDescription) -> str:
+    """The Stan expression (a J-vector) of a centered level's predicted coefficient c, or '' for 0."""
+    parts = []
+    if c.mean_from_population:
+        # the pooled coefficient (at the predictors' means, like the slope predictors here)
+        parts.append(f"rep_vector({c.population_param}, J_{lv.stan})")
+    if c.parent_column is not None:
+        index = f"[parent_{lv.stan}]" if lv.parent_is_vector else f"[parent_{lv.stan}, {c.parent_column}]"
+        parts.append(f"{lv.parent_value}{index}")
+    parts += [f"{e.predictor.data} * {e.param}" for e in c.effects]
+    return " + ".join(parts)
+
+
+def group_mean_parts(lv: LevelDescription) -> bool:
+    return any(group_mean(c, lv) for c in lv.coefficients)
+
+
 def _prior_data(arg: str, target: PriorTarget) -> str:
     return target.data_name(arg)
 
@@ -46,6 +63,8 @@ def environment() -> jinja2.Environment:
         keep_trailing_newline=True, autoescape=False)
     env.filters["stack_coefficients"] = stack_coefficients
     env.filters["prior_data"] = _prior_data
+    env.filters["group_mean"] = group_mean
+    env.filters["group_mean_parts"] = group_mean_parts
     return env
 
 
@@ -61,20 +80,26 @@ def equations(d: ModelDescription) -> list[str]:
     rest = []
     for lv in d.levels:
         group = f"{lv.name}[i]"
-        b = f"b_{lv.stan}" if lv.has_effects else f"u_{lv.stan}"
+        b = f"r_{lv.stan}" if lv.has_effects else f"u_{lv.stan}"
         for c in lv.coefficients:
             index = f"{b}[{group}]" if lv.kind == "intercept" else f"{b}[{group}, {c.column}]"
             parts.append(index if c.term is None else f"{index} * {c.term.name}[i]")
             if c.effects:
                 u = f"u_{lv.stan}[j]" if lv.kind == "intercept" else f"u_{lv.stan}[j, {c.column}]"
-                lhs_b = f"b_{lv.stan}[j]" if lv.kind == "intercept" else f"b_{lv.stan}[j, {c.column}]"
-                effects = " + ".join(f"{e.param} * {e.predictor.name}[j]" for e in c.effects)
+                lhs_b = f"r_{lv.stan}[j]" if lv.kind == "intercept" else f"r_{lv.stan}[j, {c.column}]"
+                effects = " + ".join(f"{e.name} * {e.predictor.name}[j]" for e in c.effects)
                 rest.append(f"{lhs_b} = {effects} + {u}")
         nest = f", within {lv.parent}" if lv.parent else ""
         dist = {"intercept": f"normal(0, sd_{lv.stan})",
                 "independent": f"normal(0, sd_{lv.stan}) independently",
                 "correlated": f"multi_normal(0, diag(sd_{lv.stan}) * corr_{lv.stan} * diag(sd_{lv.stan}))"}[lv.kind]
         rest.append(f"u_{lv.stan}[j] ~ {dist},  j = 1..J_{lv.stan} ({lv.name} groups{nest})")
+        how = ("centered: each group's coefficients b_{0} are parameters" if lv.centered else
+               "noncentered: u_{0} = sds * standardized z_{0}").format(lv.stan)
+        if lv.at_means:
+            slopes = ", ".join(c.term.name for c in lv.coefficients if c.term is not None)
+            how += f"; sampled with {slopes} centered at the mean{'s' if ',' in slopes else ''}"
+        rest.append(f"  ({lv.name}: {how})")
     return [first, f"{lhs[d.family]} = {' + '.join(parts) or '0'}", *rest]
 
 
@@ -85,5 +110,4 @@ def render(desc: ModelDescription) -> str:
     title = f"A {desc.family} multilevel model" if desc.levels else f"A {desc.family} model"
     return template.render(d=desc, priors=prior_targets(desc), link=LINKS[desc.family], title=title,
                            equations=equations(desc),
-                           has_generated=desc.intercept_centered or any(t.centered_slope for t in desc.terms)
-                           or any(lv.kind == "correlated" for lv in desc.levels) or bool(desc.generated))
+                           has_generated=desc.intercept_centered or bool(desc.levels) or bool(desc.generated))

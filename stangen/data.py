@@ -29,6 +29,9 @@ class PreparedData:
     columns: dict[str, list[str]]  # term name → names of its coefficients (one per design column)
     group_columns: dict[tuple[str, str], list[str]] = field(default_factory=dict)  # (level, predictor) → names
     priors: dict[str, dict[str, Any]] = field(default_factory=dict)  # prior key → {family, args} used
+    # term name → sd of each of its design columns (default priors scale by them, whether or not the
+    # term's column is in X)
+    term_scales: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def n(self) -> int:
@@ -137,12 +140,25 @@ def prepare(desc: ModelDescription, df: pd.DataFrame, *, prior_only: bool = Fals
 
     data: dict[str, Any] = {"N": len(df), "prior_only": int(prior_only)}
     data.update(y)
-    if desc.terms:
-        means = design.mean(axis=0) if desc.intercept else np.zeros(design.shape[1])
-        data["K"] = design.shape[1]
-        data["X"] = design - means
-        data["X_means"] = means
+    term_scales, start = {}, 0
+    for term in desc.terms:
+        width = len(columns[term.name])
+        term_scales[term.name] = design[:, start:start + width].std(axis=0)
+        start += width
+    if desc.pooled_terms:
+        # only the pooled terms' columns: a term a centered level takes enters through that level's slopes
+        keep, start = [], 0
         for term in desc.terms:
+            width = len(columns[term.name])
+            if not term.absorbed:
+                keep.extend(range(start, start + width))
+            start += width
+        pooled = design[:, keep]
+        means = pooled.mean(axis=0) if desc.intercept else np.zeros(pooled.shape[1])
+        data["K"] = pooled.shape[1]
+        data["X"] = pooled - means
+        data["X_means"] = means
+        for term in desc.pooled_terms:
             if term.categorical:
                 data[term.size] = len(columns[term.name])
     for term in desc.slope_terms:
@@ -153,6 +169,12 @@ def prepare(desc: ModelDescription, df: pd.DataFrame, *, prior_only: bool = Fals
         labels[level.name] = info["labels"]
         data[f"J_{level.stan}"] = len(info["labels"])
         data[f"idx_{level.stan}"] = info["index"]
+        if level.uses_parent:
+            parent = levels[level.parent]
+            # every group of a nested level sits in one parent group (its label includes the parent's)
+            parent_of = np.zeros(len(info["labels"]), dtype=int)
+            parent_of[info["index"] - 1] = parent["index"]
+            data[f"parent_{level.stan}"] = parent_of
         for gp in level.predictors:
             values, names = info["predictors"][gp.name]
             # centered so the sampler sees little correlation between an effect and its population
@@ -165,7 +187,7 @@ def prepare(desc: ModelDescription, df: pd.DataFrame, *, prior_only: bool = Fals
                 data[gp.data] = values[:, 0] - center[0]
             data[f"{gp.data}_center"] = center if gp.categorical else float(center[0])
             group_columns[(level.name, gp.name)] = names
-    prepared = PreparedData(data, labels, columns, group_columns)
+    prepared = PreparedData(data, labels, columns, group_columns, term_scales=term_scales)
     prior_values(desc, prepared)
     return prepared
 

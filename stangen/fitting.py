@@ -21,6 +21,7 @@ from .backends import CompiledModel, Draws, SamplerSettings, get_backend
 from .data import PreparedData
 from .errors import Problem, SpecError, UserError
 from .model import ModelDescription, describe
+from .parameterization import Choice
 from .program import StanProgram, build, stan_data_json
 from .spec import Spec
 
@@ -75,23 +76,25 @@ def naming(desc: ModelDescription, prepared: PreparedData) -> Naming:
                 suffix = f" ({lv.name})" if many_levels else ""
                 shown = [nm if c.term is None else f"{c.term.name}:{nm}" for nm in names]
                 if e.predictor.categorical:
-                    dim = f"{e.param}_coef"
+                    dim = f"{e.name}_coef"
                     n.coords[dim] = shown
-                    n.dims[e.param] = [dim]
-                    n.population += [(s + suffix, f"{e.param}[{i}]") for i, s in enumerate(shown)]
+                    n.dims[e.name] = n.dims[e.param] = [dim]
+                    n.population += [(s + suffix, f"{e.name}[{i}]") for i, s in enumerate(shown)]
                 else:
-                    n.population.append((shown[0] + suffix, e.param))
+                    n.population.append((shown[0] + suffix, e.name))
         if lv.kind == "intercept":
-            n.dims[f"z_{lv.stan}"] = [group_dim]
-            n.dims[f"u_{lv.stan}"] = [group_dim]
+            for var in ("z", "u", "b"):
+                n.dims[f"{var}_{lv.stan}"] = [group_dim]
         else:
-            n.dims[f"sd_{lv.stan}"] = [coef_dim]
-            n.dims[f"u_{lv.stan}"] = [group_dim, coef_dim]
+            for var in {f"sd_{lv.stan}", lv.sd}:
+                n.dims[var] = [coef_dim]
+            for var in (f"u_{lv.stan}", f"b_{lv.stan}"):
+                n.dims[var] = [group_dim, coef_dim]
             if lv.kind == "correlated":
                 n.coords[f"{coef_dim}_bis"] = n.coords[coef_dim]
                 n.dims[f"z_{lv.stan}"] = [coef_dim, group_dim]
-                n.dims[f"L_{lv.stan}"] = [coef_dim, f"{coef_dim}_bis"]
-                n.dims[f"corr_{lv.stan}"] = [coef_dim, f"{coef_dim}_bis"]
+                for var in {f"L_{lv.stan}", lv.L, f"corr_{lv.stan}"}:
+                    n.dims[var] = [coef_dim, f"{coef_dim}_bis"]
             else:
                 n.dims[f"z_{lv.stan}"] = [group_dim, coef_dim]
     for lv in desc.levels:
@@ -244,12 +247,14 @@ class Fit:
                                                   "interrupted or is still being written; fit again"))
         run = json.loads((run_dir / "run.json").read_text())
         spec = Spec.from_yaml(run_dir / "spec.yaml")
-        desc = describe(spec, set(run["categorical"]), generated=run["info"].get("generated", ()))
+        choices = tuple(Choice(**c) for c in run["info"].get("parameterization", []))
+        desc = describe(spec, set(run["categorical"]), generated=run["info"].get("generated", ()),
+                        parameterization={c.level: c.parameterization for c in choices})
         stan_data = {k: np.asarray(v) if isinstance(v, list) else v
                      for k, v in json.loads((run_dir / "data.json").read_text()).items()}
         prepared = PreparedData(stan_data, run["labels"], run["columns"],
                                 {(lv, p): names for lv, p, names in run["group_columns"]}, run["priors"])
-        program = StanProgram(spec, desc, (run_dir / "model.stan").read_text(), prepared)
+        program = StanProgram(spec, desc, (run_dir / "model.stan").read_text(), prepared, choices)
         idata = az.from_netcdf(str(run_dir / "posterior.nc"), engine="h5netcdf")
         return cls(program, idata, run["info"])
 
@@ -285,5 +290,7 @@ def fit(spec: Spec | str | Path, data: pd.DataFrame | str | Path | None = None, 
     info = {"backend": draws.backend, "stan_version": draws.stan_version, "compiled_now": compiled.compiled_now,
             "compile_seconds": compiled.compile_seconds, "sample_seconds": draws.sample_seconds,
             "settings": asdict(sampler), "program_key": compiled.key, "prior_only": prior_only,
-            "generated": list(program.description.generated)}
+            "chain_seconds": draws.chain_seconds,
+            "generated": list(program.description.generated),
+            "parameterization": [c.to_dict() for c in program.parameterization]}
     return Fit(program, to_inference_data(program, draws), info)

@@ -8,7 +8,7 @@ programs — the property the compile cache relies on.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Literal
+from typing import Iterable, Literal, Mapping
 
 from .errors import Problem, SpecError
 from .names import NameRegistry, sanitize
@@ -42,6 +42,9 @@ class Term:
     stan: str  # stem of Stan names: beta_<stan>, x_<stan>
     prior: PriorChoice
     centered_slope: bool = False  # has group-level predictors → sampled at their means
+    # the pooled coefficient is the mean of a centered level's slopes (it enters the likelihood through
+    # that level's group coefficients, not through the design matrix X)
+    absorbed: bool = False
 
     @property
     def param(self) -> str:
@@ -72,8 +75,15 @@ class GroupEffect:
     """The effect of one group-level predictor on one varying coefficient (a cross-level interaction for slopes)."""
 
     predictor: GroupPredictor
-    param: str
+    name: str  # the reported Stan name (original scale)
     prior: PriorChoice
+    # sampled at the means of the level's varying slope predictors (see LevelDescription.at_means);
+    # the reported value is derived in generated quantities
+    at_mean: bool = False
+
+    @property
+    def param(self) -> str:
+        return f"{self.name}_at_mean" if self.at_mean else self.name
 
 
 @dataclass(frozen=True)
@@ -82,6 +92,12 @@ class VaryingCoefficient:
     column: int  # 1-based position in the level's coefficient matrix
     term: Term | None  # None for the intercept
     effects: tuple[GroupEffect, ...]
+    # centered levels: what the mean of each group's coefficient includes besides the group-level predictors
+    mean_from_population: bool = False  # the pooled coefficient (Intercept or beta)
+    population_param: str | None = None  # its Stan name, when mean_from_population
+    parent_column: int | None = None  # the parent group's coefficient (its column in the parent's matrix)
+    absorbed: bool = False  # a nested centered level takes this level's value as its mean
+    x: str | None = None  # Stan name of the values a slope multiplies (None for the intercept)
 
 
 @dataclass(frozen=True)
@@ -97,10 +113,52 @@ class LevelDescription:
     kind: LevelKind
     sd_prior: PriorChoice
     correlation_prior: PriorChoice | None
+    # centered: each group's coefficients are parameters, drawn around their predicted mean;
+    # noncentered: standardized effects z are, scaled by the sds (and correlation)
+    centered: bool = False
+    # correlated intercept and slopes: the slope predictors are centered at their means for sampling, so
+    # the varying intercept is the group's value at the mean, not at 0 (far from the data when the mean is
+    # far from 0); sds and correlation are transformed back to the original scale
+    at_means: bool = False
+    parent_stan: str | None = None  # Stan name of the parent level (nested)
+    parent_value: str | None = None  # what the parent adds per group (its LevelDescription.value)
+    parent_is_vector: bool = False  # the parent varies only its intercept (its values are a vector)
 
     @property
     def n_coef(self) -> int:
         return len(self.coefficients)
+
+    @property
+    def parameterization(self) -> str:
+        return "centered" if self.centered else "noncentered"
+
+    def _scaled(self, stem: str) -> str:
+        return f"{stem}_{self.stan}_at_mean" if self.at_means else f"{stem}_{self.stan}"
+
+    @property
+    def sd(self) -> str:
+        """The sampler's sd parameter (at the slope predictors' means when at_means)."""
+        return self._scaled("sd")
+
+    @property
+    def L(self) -> str:
+        return self._scaled("L")
+
+    @property
+    def u(self) -> str:
+        """The sampler-scale group deviations."""
+        return self._scaled("u")
+
+    @property
+    def value(self) -> str:
+        """What the linear predictor adds per group: coefficients (centered) or deviations + predictors."""
+        if self.centered:
+            return f"b_{self.stan}"
+        return f"r_{self.stan}" if self.has_effects else self.u
+
+    @property
+    def uses_parent(self) -> bool:
+        return any(c.parent_column is not None for c in self.coefficients)
 
     @property
     def has_effects(self) -> bool:
@@ -122,6 +180,26 @@ class ModelDescription:
     reference: tuple[tuple[str, str], ...]
     # optional generated quantities (structure: each choice is its own program), in GENERATED order
     generated: tuple[str, ...] = ()
+
+    @property
+    def pooled_terms(self) -> tuple[Term, ...]:
+        """Terms in the design matrix X (the others enter through a centered level's slopes)."""
+        return tuple(t for t in self.terms if not t.absorbed)
+
+    @property
+    def intercept_absorbed(self) -> bool:
+        return any(c.mean_from_population and c.term is None for lv in self.levels for c in lv.coefficients)
+
+    @property
+    def at_mean_terms(self) -> tuple[Term, ...]:
+        """Slope terms some level centers at their mean for sampling."""
+        names = {c.term.name for lv in self.levels if lv.at_means for c in lv.coefficients if c.term is not None}
+        return tuple(t for t in self.terms if t.name in names)
+
+    @property
+    def levels_in_order(self) -> tuple[LevelDescription, ...]:
+        """Levels with every parent before its children (a centered child's mean uses its parent's value)."""
+        return tuple(sorted(self.levels, key=lambda lv: len(lv.ancestors)))
 
     @property
     def slope_terms(self) -> tuple[Term, ...]:
@@ -177,9 +255,12 @@ def _prior(spec: Spec, keys: list[str], prior_class: str) -> PriorChoice:
 
 
 def describe(spec: Spec, categorical: set[str] | frozenset[str] = frozenset(),
-             generated: str | Iterable[str] | None = ()) -> ModelDescription:
+             generated: str | Iterable[str] | None = (),
+             parameterization: Mapping[str, str] | None = None) -> ModelDescription:
     """Build the model description. `categorical`: columns the data showed to be non-numeric.
-    `generated`: optional generated quantities, a subset of GENERATED ('y_rep', 'log_lik')."""
+    `generated`: optional generated quantities, a subset of GENERATED ('y_rep', 'log_lik').
+    `parameterization`: level → 'centered' | 'noncentered' for levels whose spec says `auto` (decided from
+    the data by stangen.parameterization); a level missing there is noncentered."""
     generated = generated_quantities(generated)
     categorical = frozenset(categorical) | frozenset(spec.categorical)
     problems: list[Problem] = []
@@ -223,19 +304,25 @@ def describe(spec: Spec, categorical: set[str] | frozenset[str] = frozenset(),
             pnames = list(level.predictors_of(coef)) + ([f"mean_{v}" for v in level.means] if coef == INTERCEPT else [])
             coef_stan = "intercept" if term is None else term.stan
             effects = tuple(GroupEffect(
-                predictor=predictors[p], param=f"gamma_{stan}_{coef_stan}_{sanitize(p)}",
+                predictor=predictors[p], name=f"gamma_{stan}_{coef_stan}_{sanitize(p)}",
                 prior=_prior(spec, [p, "coefficients"], "coefficient")) for p in pnames)
             coefficients.append(VaryingCoefficient(coef, i, term, effects))
         n = len(coefficients)
         kind: LevelKind = "intercept" if n == 1 and coefficients[0].name == INTERCEPT else (
             "correlated" if level.correlated and n > 1 else "independent")
+        choice = level.parameterization
+        if choice == "auto":
+            choice = (parameterization or {}).get(name, "noncentered")
         levels.append(LevelDescription(
             name=name, stan=stan, id_column=level.id or name, parent=level.within, ancestors=tuple(ancestors),
             unique_labels=level.unique_labels, coefficients=tuple(coefficients),
             predictors=tuple(predictors.values()), kind=kind,
             sd_prior=_prior(spec, [f"sd_{name}", "sd"], "scale"),
             correlation_prior=_prior(spec, [f"correlation_{name}", "correlation"], "correlation")
-            if kind == "correlated" else None))
+            if kind == "correlated" else None,
+            centered=choice == "centered", at_means=_at_means(kind, coefficients)))
+    if not problems:
+        terms, levels = _link_levels(spec, terms, levels)
     if not spec.intercept and not terms and not levels:
         problems.append(Problem("", "the model has no intercept, no predictors and no levels: nothing to estimate"))
     if problems:
@@ -247,6 +334,68 @@ def describe(spec: Spec, categorical: set[str] | frozenset[str] = frozenset(),
         sigma_prior=_prior(spec, ["sigma"], "scale") if spec.family == "gaussian" else None,
         terms=tuple(terms), levels=tuple(levels), categorical=categorical,
         reference=tuple(sorted(spec.reference.items())), generated=generated)
+
+
+def _at_means(kind: LevelKind, coefficients: list[VaryingCoefficient]) -> bool:
+    """Sample a correlated intercept and slopes at the slope predictors' means? Only when that is a mere
+    reparameterization: every group-level predictor of a slope also predicts the intercept (otherwise
+    moving the intercept to the mean would change which intercepts the predictor explains). Independent
+    levels are left alone: independence at the mean is not independence at 0."""
+    if kind != "correlated" or coefficients[0].name != INTERCEPT:
+        return False
+    on_intercept = {e.predictor.name for e in coefficients[0].effects}
+    slopes = [c for c in coefficients[1:] if c.term is not None and not c.term.categorical]
+    return bool(slopes) and len(slopes) == len(coefficients) - 1 and all(
+        {e.predictor.name for e in c.effects} <= on_intercept for c in slopes)
+
+
+def _link_levels(spec: Spec, terms: list[Term], levels: list[LevelDescription]):
+    """Decide what each centered level's group means include, and so what the linear predictor adds.
+
+    A centered level's groups are drawn around their predicted coefficients: the pooled coefficient (the
+    first centered level, parents first, takes it) or, nested, the parent group's coefficient; plus the
+    group-level predictors. What a level takes as its mean is no longer added to the linear predictor
+    separately. Slopes are taken only between levels that multiply the same values (both at the mean or
+    both raw), and a pooled slope only by a level that centers its predictor like X does."""
+    from dataclasses import replace
+    by_name = {lv.name: lv for lv in levels}
+    taken_population: set[str] = set()  # coefficient names whose pooled coefficient a level took
+    intercept_centered = bool(terms) or any(c.effects for lv in levels for c in lv.coefficients if c.term is None)
+    intercept_param = "Intercept_centered" if intercept_centered else "Intercept"  # as ModelDescription names it
+    absorbed: dict[str, set[str]] = {lv.name: set() for lv in levels}  # level → its coefficients taken by a child
+    linked: dict[str, LevelDescription] = {}
+    for lv in sorted(levels, key=lambda lv: len(lv.ancestors)):
+        parent = by_name.get(lv.parent) if lv.parent else None
+        coefficients = []
+        for c in lv.coefficients:
+            x = None if c.term is None else (f"x_{c.term.stan}_at_mean" if lv.at_means else f"x_{c.term.stan}")
+            from_population, parent_column = False, None
+            if lv.centered:
+                pc = next((p for p in parent.coefficients if p.name == c.name), None) if parent else None
+                if pc is not None and (c.term is None or parent.at_means == lv.at_means) \
+                        and c.name not in absorbed[parent.name]:
+                    parent_column = pc.column
+                    absorbed[parent.name].add(c.name)
+                if c.name not in taken_population and (
+                        (c.term is None and spec.intercept) or (c.term is not None and lv.at_means and spec.intercept)):
+                    from_population = True
+                    taken_population.add(c.name)
+            population_param = (intercept_param if c.term is None else c.term.param) if from_population else None
+            coefficients.append(replace(c, x=x, mean_from_population=from_population, parent_column=parent_column,
+                                        population_param=population_param,
+                                        effects=tuple(replace(e, at_mean=lv.at_means and c.term is None and any(
+                                            o.predictor.name == e.predictor.name
+                                            for s in lv.coefficients[1:] for o in s.effects)) for e in c.effects)))
+        linked[lv.name] = replace(lv, coefficients=tuple(coefficients), parent_stan=parent.stan if parent else None,
+                                  parent_value=linked[parent.name].value if parent else None,
+                                  parent_is_vector=parent is not None and parent.kind == "intercept")
+    out = []
+    for lv in levels:
+        lv = linked[lv.name]
+        out.append(replace(lv, coefficients=tuple(replace(c, absorbed=c.name in absorbed[lv.name])
+                                                  for c in lv.coefficients)))
+    terms = [replace(t, absorbed=t.name in taken_population) for t in terms]
+    return terms, out
 
 
 def _group_predictor(name: str, column: str, is_mean: bool, level_stan: str, categorical) -> GroupPredictor:
@@ -284,14 +433,14 @@ def prior_targets(desc: ModelDescription) -> list[PriorTarget]:
     for level in desc.levels:
         for coef in level.coefficients:
             for effect in coef.effects:
-                out.append(PriorTarget(effect.param, effect.param, effect.prior, "effect", level=level,
+                out.append(PriorTarget(effect.name, effect.param, effect.prior, "effect", level=level,
                                        coefficient=coef, effect=effect, vector=effect.predictor.categorical))
     if desc.sigma_prior is not None:
         out.append(PriorTarget("sigma", "sigma", desc.sigma_prior, "sigma"))
     for level in desc.levels:
-        out.append(PriorTarget(f"sd_{level.stan}", f"sd_{level.stan}", level.sd_prior, "sd", level=level,
+        out.append(PriorTarget(f"sd_{level.stan}", level.sd, level.sd_prior, "sd", level=level,
                                vector=level.n_coef > 1))
         if level.correlation_prior is not None:
-            out.append(PriorTarget(f"L_{level.stan}", f"L_{level.stan}", level.correlation_prior, "correlation",
+            out.append(PriorTarget(f"L_{level.stan}", level.L, level.correlation_prior, "correlation",
                                    level=level))
     return out

@@ -48,15 +48,14 @@ def _safe(sd: np.ndarray) -> np.ndarray:
     return np.where(sd > 0, sd, 1.0)
 
 
-def _default_args(target: PriorTarget, desc: ModelDescription, prepared: "PreparedData",
-                  offsets: dict[str, slice]) -> dict[str, np.ndarray | float]:
+def _default_args(target: PriorTarget, desc: ModelDescription, prepared: "PreparedData") -> dict[str, np.ndarray | float]:
     data = prepared.stan_data
     s_y, y_loc = _outcome_scale(desc, data)
     role = target.role
     if role == "intercept":
         return {"location": y_loc, "scale": COEF_SCALE * s_y}
     if role == "term":
-        s_x = _safe(np.std(data["X"][:, offsets[target.term.name]], axis=0))
+        s_x = _safe(prepared.term_scales[target.term.name])
         return {"location": np.zeros_like(s_x), "scale": COEF_SCALE * s_y / s_x}
     if role == "effect":
         s_k = 1.0 if target.coefficient.term is None else float(_safe(np.std(data[f"x_{target.coefficient.term.stan}"]))[0])
@@ -76,15 +75,10 @@ def _default_args(target: PriorTarget, desc: ModelDescription, prepared: "Prepar
 
 def prior_values(desc: ModelDescription, prepared: "PreparedData") -> None:
     """Add prior_<key>_<arg> entries to the Stan data, and record what was used in `prepared.priors`."""
-    offsets, start = {}, 0
-    for term in desc.terms:
-        width = len(prepared.columns[term.name])
-        offsets[term.name] = slice(start, start + width)
-        start += width
     for target in prior_targets(desc):
         choice = target.choice
         if choice.given is None:
-            args = _default_args(target, desc, prepared, offsets)
+            args = _default_args(target, desc, prepared)
         else:
             args = dict(choice.given.named_args)
         shape = _length(target, desc, prepared)

@@ -13,6 +13,7 @@ from . import codegen
 from .data import PreparedData, categorical_columns, prepare, read_csv
 from .errors import Problem, SpecError
 from .model import ModelDescription, describe
+from .parameterization import Choice, choose
 from .spec import Spec
 
 
@@ -22,6 +23,8 @@ class StanProgram:
     description: ModelDescription
     code: str
     data: PreparedData | None  # None when rendered without data
+    # each level's parameterization and why (stangen.parameterization.Choice), in level order
+    parameterization: tuple = ()
 
     @property
     def stan_data(self) -> dict:
@@ -55,9 +58,22 @@ def build(spec: Spec | str | Path, data: pd.DataFrame | str | Path | None = None
     if frame is None and require_data:
         raise SpecError(Problem("data", "no data: give `data:` in the spec or pass data (CLI: --data FILE.csv)"))
     categorical = categorical_columns(spec, frame) if frame is not None else set()
-    description = describe(spec, categorical, generated=generated)
+    description = describe(spec, categorical, generated=generated)  # every `auto` level noncentered
     prepared = prepare(description, frame, prior_only=prior_only) if frame is not None else None
-    return StanProgram(spec, description, codegen.render(description), prepared)
+    choices: tuple[Choice, ...] = ()
+    if spec.levels:
+        if prepared is not None:
+            choices = tuple(choose(description, prepared.stan_data, spec.levels).values())
+        else:
+            choices = tuple(Choice(n, lv.parameterization, "spec", None, "set in the spec")
+                            if lv.parameterization != "auto" else
+                            Choice(n, "noncentered", "auto", None, "no data to decide from: noncentered")
+                            for n, lv in spec.levels.items())
+        chosen = {c.level: c.parameterization for c in choices}
+        if any(lv.centered != (chosen[lv.name] == "centered") for lv in description.levels):
+            description = describe(spec, categorical, generated=generated, parameterization=chosen)
+            prepared = prepare(description, frame, prior_only=prior_only) if frame is not None else None
+    return StanProgram(spec, description, codegen.render(description), prepared, choices)
 
 
 def to_json_value(value):

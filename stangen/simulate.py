@@ -106,7 +106,9 @@ def simulate(spec: Spec | str | Path, params: dict | str | Path | None = None, *
     frame = None if data is False else load_data(spec, data)
     has_outcome = frame is not None and spec.outcome in frame
     frame = _design_frame(spec, groups or {}, per_group, rng) if frame is None else frame.copy()
-    desc = describe(spec, categorical_columns(spec, frame))
+    # simulation reads X and its means whole: the noncentered description keeps every term in X (how the
+    # levels are sampled does not change the model)
+    desc = describe(spec.with_parameterization("noncentered") if spec.levels else spec, categorical_columns(spec, frame))
     # default priors are scaled to the outcome: the real one when the data have it, else a unit-scale stand-in
     prepared = prepare(desc, frame if has_outcome else _placeholder_outcome(spec, frame, rng))
     params = read_params(params) if isinstance(params, (str, Path)) else dict(params or {})
@@ -220,7 +222,7 @@ def _prior_draw(desc, prepared, rng) -> dict:
         for c in lv.coefficients:
             for e in c.effects:
                 cols = prepared.group_columns[(lv.name, e.predictor.name)]
-                values = np.atleast_1d(draw(e.param, len(cols) if e.predictor.categorical else None))
+                values = np.atleast_1d(draw(e.name, len(cols) if e.predictor.categorical else None))
                 truth["effects"].setdefault(lv.name, {}).setdefault(c.name, {}).update(dict(zip(cols, map(float, values))))
                 # priors hold at the group-level predictors' centers: move to the value where they are 0
                 shift = float(np.dot(np.atleast_1d(prepared.stan_data[f"{e.predictor.data}_center"]), values))
@@ -228,14 +230,42 @@ def _prior_draw(desc, prepared, rng) -> dict:
                     truth["Intercept"] -= shift
                 elif c.term is not None:
                     truth["coefficients"][c.term.name] -= shift
+        if lv.at_means:  # intercept effects' priors hold at the slope predictors' means: move to 0
+            effects = truth["effects"].get(lv.name, {})
+            for e in lv.coefficients[0].effects:
+                center = np.atleast_1d(prepared.stan_data[f"{e.predictor.data}_center"])
+                cols = prepared.group_columns[(lv.name, e.predictor.name)]
+                for c in lv.coefficients[1:]:
+                    if any(o.predictor.name == e.predictor.name for o in c.effects):
+                        mean_x = float(np.mean(prepared.stan_data[f"x_{c.term.stan}"]))
+                        slope = np.array([effects[c.name][col] for col in cols])
+                        for col, value in zip(cols, slope):
+                            effects[INTERCEPT][col] -= mean_x * value
+                        if desc.intercept:  # the intercept was moved with the at-mean effect
+                            truth["Intercept"] += float(np.dot(center, mean_x * slope))
         sds = np.atleast_1d(draw(f"sd_{lv.stan}", lv.n_coef if lv.n_coef > 1 else None))
         truth["sd"][lv.name] = {c.name: float(s) for c, s in zip(lv.coefficients, sds)}
         if lv.kind == "correlated":
             eta = float(priors[f"L_{lv.stan}"]["args"]["eta"])
             truth["cor"][lv.name] = _lkj(lv.n_coef, eta, rng).tolist()
+        if lv.at_means:  # the program's priors hold at the slope predictors' means: move to 0
+            sd_raw, cor_raw = at_zero(lv, prepared, sds, np.asarray(truth["cor"][lv.name]))
+            truth["sd"][lv.name] = {c.name: float(s) for c, s in zip(lv.coefficients, sd_raw)}
+            truth["cor"][lv.name] = cor_raw.tolist()
     if desc.family == "gaussian":
         truth["sigma"] = float(draw("sigma"))
     return truth
+
+
+def at_zero(lv, prepared, sds: np.ndarray, cor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """sds and correlation of a level's intercept and slopes at the slope predictors' means → at 0
+    (the varying intercept at 0 is intercept − Σ mean_k · slope_k)."""
+    transform = np.eye(lv.n_coef)
+    for k, c in enumerate(lv.coefficients[1:], start=1):
+        transform[k, 0] = -float(np.mean(prepared.stan_data[f"x_{c.term.stan}"]))
+    sigma = transform.T @ (np.diag(sds) @ cor @ np.diag(sds)) @ transform
+    sd = np.sqrt(np.diag(sigma))
+    return sd, sigma / np.outer(sd, sd)
 
 
 def _lkj(k: int, eta: float, rng) -> np.ndarray:

@@ -34,7 +34,8 @@ def specs(draw):
         varying = {c: draw(st.lists(st.sampled_from(["w_num", "w_cat"]), unique=True, max_size=2)) for c in coefs}
         means = draw(st.lists(st.sampled_from(numeric), unique=True, max_size=1)) if numeric and \
             "intercept" in coefs else []
-        levels[name] = Level(within=within, varying=varying, means=means, correlated=draw(st.booleans()))
+        levels[name] = Level(within=within, varying=varying, means=means, correlated=draw(st.booleans()),
+                               parameterization=draw(st.sampled_from(["centered", "noncentered"])))
     if not intercept and not terms and not levels:
         intercept = True
     priors = {k: draw(st.sampled_from(v)) for k, v in PRIORS.items() if draw(st.booleans())}

@@ -81,11 +81,35 @@ def test_interaction_columns_and_names():
 
 
 def test_predictors_are_centered_and_slopes_use_raw_values():
-    program = build(SPECS / "sleepstudy.yaml")
+    spec = Spec.from_yaml(SPECS / "sleepstudy.yaml").with_parameterization("noncentered")
+    program = build(spec)
     data, df = program.stan_data, read_example("sleepstudy")
     assert data["X_means"][0] == pytest.approx(df.Days.mean())
     np.testing.assert_allclose(data["X"][:, 0], df.Days - df.Days.mean())
     np.testing.assert_array_equal(data["x_Days"], df.Days)
+
+
+def test_a_centered_level_takes_the_pooled_coefficients_out_of_X():
+    """Centered, the Subject coefficients are drawn around (Intercept, beta_Days): Days leaves X, and the
+    default priors stay those of the noncentered program (the model is the same)."""
+    spec = Spec.from_yaml(SPECS / "sleepstudy.yaml")
+    centered, noncentered = build(spec.with_parameterization("centered")), build(spec.with_parameterization("noncentered"))
+    assert "X" not in centered.stan_data and "K" not in centered.stan_data
+    assert "rep_vector(beta_Days, J_Subject)" in centered.code
+    assert "eta += b_Subject[idx_Subject, 2] .* x_Days_at_mean;" in centered.code
+    for key, value in noncentered.stan_data.items():
+        if key.startswith("prior_"):
+            np.testing.assert_allclose(centered.stan_data[key], value, err_msg=key)
+
+
+def test_nested_centered_level_gets_each_groups_parent():
+    program = build(Spec.from_yaml(SPECS / "pastes.yaml").with_parameterization("centered"))
+    labels = program.data.labels
+    parents = program.stan_data["parent_cask"]
+    assert len(parents) == len(labels["cask"]) == 30
+    for j, label in enumerate(labels["cask"]):
+        assert labels["batch"][parents[j] - 1] == label.split(":")[0]
+    assert "m_cask = b_batch[parent_cask];" in program.code
 
 
 def test_group_means_are_contextual_predictors():

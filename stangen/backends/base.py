@@ -110,6 +110,8 @@ class Draws:
     stan_version: str
     sample_seconds: float
     settings: SamplerSettings
+    # per chain, Stan's own timing of its phases: {'warmup': s, 'sampling': s, 'total': s} (when reported)
+    chain_seconds: list[dict[str, float]] = field(default_factory=list)
 
     @property
     def num_chains(self) -> int:

@@ -223,6 +223,10 @@ def _run_coroutine(coro: Any) -> Any:
 _PROGRESS = re.compile(r"Iteration:\s*(\d+)\s*/\s*(\d+)\s*\[\s*\d+%\]\s*\((\w+)\)")
 
 
+# Stan's closing lines: "Elapsed Time: 0.05 seconds (Warm-up)", "0.04 seconds (Sampling)"
+_ELAPSED = re.compile(r"([0-9.]+(?:[eE][-+]?[0-9]+)?) seconds \((Warm-up|Sampling|Total)\)")
+
+
 class ChainMessages:
     """Reassembles and sorts the newline-delimited JSON messages of one chain.
 
@@ -244,6 +248,7 @@ class ChainMessages:
         self.total = 0
         self.phase = ""
         self.bad_lines = 0
+        self.elapsed: dict[str, float] = {}  # Stan's own timing: 'warmup', 'sampling' → seconds
 
     def feed(self, chunk: bytes, source: Hashable = 0) -> None:
         if source in self._discard:
@@ -312,6 +317,9 @@ class ChainMessages:
         if not sep or level not in {"debug", "info", "warn", "error", "fatal"}:
             level, body = "info", text
         body = body.strip()
+        timing = _ELAPSED.search(body)
+        if timing:
+            self.elapsed[timing.group(2).lower().replace("-", "")] = float(timing.group(1))
         if body:
             text = body if level == "info" else f"{level}: {body}"
             self.log_tail.append(text)
@@ -936,6 +944,7 @@ class PyStanBackend:
             stan_version=self.stan_version,
             sample_seconds=sample_seconds,
             settings=settings,
+            chain_seconds=[dict(c.messages.elapsed) for c in chains],
         )
 
     @staticmethod

@@ -270,6 +270,15 @@ def build_report(fit: "Fit", run_dir: str | Path) -> Report:
                    "pooling: how far group estimates are pulled toward their prediction (0 = none, 1 = complete).")
         s.table = frame_table(multilevel.quantities(fit), "quantity")
 
+    def parameterization(s: Section) -> None:
+        s.intro = ("How each level's group effects were sampled. Centered: each group's coefficients are parameters "
+                   "(mixes well when groups have much data); noncentered: standardized effects scaled by the sds "
+                   "(mixes well when they have little). `auto` decides from the data: centered when the median "
+                   "information ratio n·τ²/σ² exceeds 1. Both give the same model; only the sampling differs.")
+        rows = [(c.level, [c.parameterization, "auto" if c.how == "auto" else "spec", c.reason])
+                for c in fit.program.parameterization]
+        s.table = Table("level", ["parameterization", "chosen by", "why"], rows)
+
     def program(s: Section) -> None:
         s.text = fit.program.code
 
@@ -278,6 +287,7 @@ def build_report(fit: "Fit", run_dir: str | Path) -> Report:
                               ("lme4", "Summary (lme4 style)", lme4),
                               ("population", "Population-level parameters", population),
                               ("multilevel", "Multilevel quantities", quantities),
+                              ("parameterization", "Sampling parameterization", parameterization),
                               ("program", "Stan program", program)]:
         sections[id_] = _section(errors, id_, title, build)
 

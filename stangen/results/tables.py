@@ -147,7 +147,7 @@ def coefficient_draws(fit: "Fit", level_name: str) -> np.ndarray:
             w = np.asarray(data[e.predictor.data], dtype=float)
             center = np.asarray(data[f"{e.predictor.data}_center"], dtype=float)
             raw = w + center
-            gamma = fit.posterior[e.param].values
+            gamma = fit.posterior[e.name].values
             if e.predictor.categorical:
                 total[..., k] += np.einsum("cdp,jp->cdj", gamma, raw.reshape(len(raw), -1))
             else:
@@ -241,6 +241,9 @@ def lme4_text(fit: "Fit", digits: int = 3) -> str:
     n = fit.program.data.n
     groups = ", ".join(f"{lv.name}, {len(fit.program.data.labels[lv.name])}" for lv in d.levels)
     lines.append(f"Number of obs: {n}" + (f", groups:  {groups}" if groups else ""))
+    if fit.program.parameterization:
+        lines.append("Sampled: " + ", ".join(f"{c.level} {c.parameterization}" + (" (auto)" if c.how == "auto" else "")
+                                            for c in fit.program.parameterization))
     lines += ["", "Fixed effects:"]
     fe = fixef(fit)
     rows = [("", "Estimate", "Est.Error", "l-95% CI", "u-95% CI")]

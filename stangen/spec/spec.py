@@ -41,6 +41,7 @@ class Level:
     predictors: Sequence[str] = ()
     means: Sequence[str] = ()
     unique_labels: bool = False
+    parameterization: str = "auto"  # centered | noncentered | auto (decided from the data)
 
     def to_dict(self) -> dict:
         varying = self.varying
@@ -52,7 +53,8 @@ class Level:
             varying = list(varying)
         out: dict[str, Any] = {"id": self.id, "within": self.within, "varying": varying,
                                "correlated": self.correlated, "predictors": list(self.predictors or []) or None,
-                               "means": list(self.means or []) or None, "unique_labels": self.unique_labels}
+                               "means": list(self.means or []) or None, "unique_labels": self.unique_labels,
+                               "parameterization": self.parameterization}
         return {k: v for k, v in out.items() if v is not None}
 
     @property
@@ -97,7 +99,8 @@ class Spec:
         set_(self, "levels", FrozenDict({
             name: Level(id=lv["id"], within=lv["within"], correlated=lv["correlated"],
                         varying=FrozenDict({k: tuple(v) for k, v in lv["varying"].items()}),
-                        means=tuple(lv["means"]), unique_labels=lv["unique_labels"])
+                        means=tuple(lv["means"]), unique_labels=lv["unique_labels"],
+                        parameterization=lv["parameterization"])
             for name, lv in normalized["levels"].items()}))
         set_(self, "_lines", None)
 
@@ -146,10 +149,18 @@ class Spec:
         for name, lv in lean.get("levels", {}).items():
             if lv.get("id") == name:
                 del lv["id"]
-            for key, default in (("correlated", True), ("unique_labels", False)):
+            for key, default in (("correlated", True), ("unique_labels", False), ("parameterization", "auto")):
                 if lv.get(key) == default:
                     del lv[key]
         return dump_yaml(lean)
+
+    def with_parameterization(self, choice: str, levels: Sequence[str] | None = None) -> "Spec":
+        """The same spec with `parameterization: choice` on the given levels (default: all)."""
+        raw = self.to_dict()
+        for name, level in raw["levels"].items():
+            if levels is None or name in levels:
+                level["parameterization"] = choice
+        return Spec.from_dict(raw, base_dir=self.base_dir)
 
     @property
     def data_path(self) -> Path | None:

@@ -14,7 +14,9 @@ from .priors import parse_prior
 FAMILIES = ("gaussian", "bernoulli", "binomial", "poisson")
 TOP_KEYS = ("name", "data", "family", "outcome", "trials", "predictors", "categorical",
             "reference", "intercept", "levels", "priors", "sampler")
-LEVEL_KEYS = ("id", "within", "varying", "correlated", "predictors", "means", "unique_labels")
+LEVEL_KEYS = ("id", "within", "varying", "correlated", "predictors", "means", "unique_labels", "parameterization")
+# how a level's group effects are sampled; auto decides from the data (stangen/parameterization.py)
+PARAMETERIZATIONS = ("auto", "centered", "noncentered")
 PRIOR_CLASSES = {"intercept": "coefficient", "coefficients": "coefficient", "sd": "scale",
                  "sigma": "scale", "correlation": "correlation"}
 # sampler key → (type, lower bound, upper bound, inclusive lower)
@@ -170,7 +172,7 @@ def _check_terms(c: _Checker, value, outcome, trials) -> list[str]:
 def _check_level(c: _Checker, name: str, raw, terms: list[str], outcome) -> dict:
     path = f"levels.{name}"
     level = {"id": name, "within": None, "varying": {INTERCEPT: []}, "correlated": True,
-             "means": [], "unique_labels": False}
+             "means": [], "unique_labels": False, "parameterization": "auto"}
     if raw is None:
         raw = {}
     if not isinstance(raw, Mapping):
@@ -181,6 +183,13 @@ def _check_level(c: _Checker, name: str, raw, terms: list[str], outcome) -> dict
     level["within"] = c.string(raw.get("within"), f"{path}.within")
     level["correlated"] = c.boolean(raw.get("correlated"), f"{path}.correlated", True)
     level["unique_labels"] = c.boolean(raw.get("unique_labels"), f"{path}.unique_labels", False)
+    parameterization = raw.get("parameterization", "auto")
+    if parameterization not in PARAMETERIZATIONS:
+        c.add(f"{path}.parameterization", f"unknown parameterization {parameterization!r}"
+                                          f"{suggest(str(parameterization), PARAMETERIZATIONS)} "
+                                          f"(allowed: {', '.join(PARAMETERIZATIONS)})")
+    else:
+        level["parameterization"] = parameterization
 
     varying_raw = raw.get("varying", [INTERCEPT])
     varying: dict[str, list[str]] = {}

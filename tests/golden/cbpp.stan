@@ -5,6 +5,7 @@
 //   incidence[i] ~ binomial(size[i], p[i])
 //   logit(p[i]) = Intercept + beta_period * period[i] + u_herd[herd[i]]
 //   u_herd[j] ~ normal(0, sd_herd),  j = 1..J_herd (herd groups)
+//     (herd: centered: each group's coefficients b_herd are parameters)
 data {
   int<lower=1> N;  // observations
   array[N] int<lower=0> trials;  // trials: size
@@ -30,27 +31,30 @@ parameters {
   vector[K_period] beta_period;  // coefficient of period
   // herd: the intercept varies by group
   real<lower=0> sd_herd;  // sd of the herd intercepts
-  vector[J_herd] z_herd;  // standardized group effects
-}
-transformed parameters {
-  // deviation of each herd group from its predicted intercept
-  vector[J_herd] u_herd = sd_herd * z_herd;
+  vector[J_herd] b_herd;  // each herd group's intercept (centered parameterization)
 }
 model {
   // priors
   Intercept_centered ~ normal(prior_Intercept_location, prior_Intercept_scale);
   beta_period ~ normal(prior_beta_period_location, prior_beta_period_scale);
   sd_herd ~ exponential(prior_sd_herd_rate);
-  z_herd ~ std_normal();  // herd effects, standardized
+  vector[J_herd] m_herd = rep_vector(Intercept_centered, J_herd);  // herd: the predicted intercept of each group (with the pooled coefficient)
+  b_herd ~ normal(m_herd, sd_herd);  // herd intercepts, centered
   if (!prior_only) {
     vector[K] beta = beta_period;  // pooled coefficients, in the columns' order
-    vector[N] eta = rep_vector(Intercept_centered, N);  // linear predictor without X * beta
-    // herd: add each group's coefficients
-    eta += u_herd[idx_herd];
+    vector[N] eta = rep_vector(0, N);  // linear predictor without X * beta
+    eta += b_herd[idx_herd];  // herd intercepts (with the pooled coefficient)
     target += binomial_logit_glm_lupmf(y | trials, X, eta, beta);
   }
 }
 generated quantities {
   // intercept where all predictors are 0 (the sampler used centered predictors)
   real Intercept = Intercept_centered - dot_product(X_means, beta_period);
+  // deviation of each herd group from its predicted intercept
+  vector[J_herd] u_herd;
+  {
+    // group values computed exactly as in the model block
+    vector[J_herd] m_herd = rep_vector(Intercept_centered, J_herd);  // herd: the predicted intercept of each group (with the pooled coefficient)
+    u_herd = b_herd - m_herd;
+  }
 }

@@ -5,6 +5,7 @@
 //   share[i] ~ normal(mu[i], sigma)
 //   mu[i] = Intercept + beta_incumbent_margin * incumbent_margin[i] + u_year[year[i]]
 //   u_year[j] ~ normal(0, sd_year),  j = 1..J_year (year groups)
+//     (year: centered: each group's coefficients b_year are parameters)
 data {
   int<lower=1> N;  // observations
   vector[N] y;  // outcome: share
@@ -30,11 +31,7 @@ parameters {
   real<lower=0> sigma;  // residual sd
   // year: the intercept varies by group
   real<lower=0> sd_year;  // sd of the year intercepts
-  vector[J_year] z_year;  // standardized group effects
-}
-transformed parameters {
-  // deviation of each year group from its predicted intercept
-  vector[J_year] u_year = sd_year * z_year;
+  vector[J_year] b_year;  // each year group's intercept (centered parameterization)
 }
 model {
   // priors
@@ -42,16 +39,23 @@ model {
   beta_incumbent_margin ~ normal(prior_beta_incumbent_margin_location, prior_beta_incumbent_margin_scale);
   sigma ~ exponential(prior_sigma_rate);
   sd_year ~ exponential(prior_sd_year_rate);
-  z_year ~ std_normal();  // year effects, standardized
+  vector[J_year] m_year = rep_vector(Intercept_centered, J_year);  // year: the predicted intercept of each group (with the pooled coefficient)
+  b_year ~ normal(m_year, sd_year);  // year intercepts, centered
   if (!prior_only) {
     vector[K] beta = [beta_incumbent_margin]';  // pooled coefficients, in the columns' order
-    vector[N] eta = rep_vector(Intercept_centered, N);  // linear predictor without X * beta
-    // year: add each group's coefficients
-    eta += u_year[idx_year];
+    vector[N] eta = rep_vector(0, N);  // linear predictor without X * beta
+    eta += b_year[idx_year];  // year intercepts (with the pooled coefficient)
     target += normal_id_glm_lupdf(y | X, eta, beta, sigma);
   }
 }
 generated quantities {
   // intercept where all predictors are 0 (the sampler used centered predictors)
   real Intercept = Intercept_centered - dot_product(X_means, [beta_incumbent_margin]');
+  // deviation of each year group from its predicted intercept
+  vector[J_year] u_year;
+  {
+    // group values computed exactly as in the model block
+    vector[J_year] m_year = rep_vector(Intercept_centered, J_year);  // year: the predicted intercept of each group (with the pooled coefficient)
+    u_year = b_year - m_year;
+  }
 }

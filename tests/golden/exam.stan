@@ -3,18 +3,15 @@
 // (and specs that differ only in their name share it).
 //   gaussian model of normexam
 //   normexam[i] ~ normal(mu[i], sigma)
-//   mu[i] = Intercept + beta_standLRT * standLRT[i] + b_school[school[i], 1] + b_school[school[i], 2] * standLRT[i]
-//   b_school[j, 1] = gamma_school_intercept_schavg * schavg[j] + u_school[j, 1]
-//   b_school[j, 2] = gamma_school_standLRT_schavg * schavg[j] + u_school[j, 2]
+//   mu[i] = Intercept + beta_standLRT * standLRT[i] + r_school[school[i], 1] + r_school[school[i], 2] * standLRT[i]
+//   r_school[j, 1] = gamma_school_intercept_schavg * schavg[j] + u_school[j, 1]
+//   r_school[j, 2] = gamma_school_standLRT_schavg * schavg[j] + u_school[j, 2]
 //   u_school[j] ~ multi_normal(0, diag(sd_school) * corr_school * diag(sd_school)),  j = 1..J_school (school groups)
+//     (school: centered: each group's coefficients b_school are parameters; sampled with standLRT centered at the mean)
 data {
   int<lower=1> N;  // observations
   vector[N] y;  // outcome: normexam
-  // level-1 predictors with pooled coefficients: standLRT
-  int<lower=1> K;  // columns of the design matrix
-  matrix[N, K] X;  // design matrix, columns centered
-  vector[K] X_means;  // the column means taken out of X
-  vector[N] x_standLRT;  // standLRT, uncentered: varying slopes multiply it
+  vector[N] x_standLRT;  // standLRT as in the data, for its varying slopes
   // level 'school': groups given by column 'school'
   int<lower=1> J_school;  // number of school groups
   array[N] int<lower=1, upper=J_school> idx_school;  // school group of each observation
@@ -34,48 +31,71 @@ data {
   real prior_L_school_eta;
   int<lower=0, upper=1> prior_only;  // 1: leave out the likelihood, to sample from the prior
 }
+transformed data {
+  // slope predictors centered at their means: a correlated varying intercept is sampled as the group's
+  // value at these means (near the data), not at 0
+  real mean_x_standLRT = mean(x_standLRT);
+  vector[N] x_standLRT_at_mean = x_standLRT - mean_x_standLRT;
+  // school: from the means back to 0 (intercept at 0 = intercept at the means - sum of mean * slope)
+  matrix[2, 2] T_school = identity_matrix(2);
+  T_school[2, 1] = -mean_x_standLRT;
+}
 parameters {
   real Intercept_centered;  // population intercept, at the means of the predictors
   real beta_standLRT_centered;  // coefficient of standLRT, at the means of its group-level predictors
-  real gamma_school_intercept_schavg;  // effect of schavg on the school intercept
+  real gamma_school_intercept_schavg_at_mean;  // effect of schavg on the school intercept where the slope predictors are at their means
   real gamma_school_standLRT_schavg;  // effect of schavg on the school standLRT slope
   real<lower=0> sigma;  // residual sd
   // school: intercept, standLRT vary by group, correlated
-  vector<lower=0>[2] sd_school;  // sds of intercept, standLRT
-  cholesky_factor_corr[2] L_school;  // their correlation (Cholesky factor)
-  matrix[2, J_school] z_school;  // standardized group effects
-}
-transformed parameters {
-  // deviation of each school group from its predicted coefficients (columns: intercept, standLRT)
-  matrix[J_school, 2] u_school = (diag_pre_multiply(sd_school, L_school) * z_school)';
+  vector<lower=0>[2] sd_school_at_mean;  // sds of intercept, standLRT at the means of the slope predictors
+  cholesky_factor_corr[2] L_school_at_mean;  // their correlation at the means of the slope predictors (Cholesky factor)
+  matrix[J_school, 2] b_school;  // each school group's coefficients (centered parameterization)
 }
 model {
   // priors
   Intercept_centered ~ normal(prior_Intercept_location, prior_Intercept_scale);
   beta_standLRT_centered ~ normal(prior_beta_standLRT_location, prior_beta_standLRT_scale);
-  gamma_school_intercept_schavg ~ normal(prior_gamma_school_intercept_schavg_location, prior_gamma_school_intercept_schavg_scale);
+  gamma_school_intercept_schavg_at_mean ~ normal(prior_gamma_school_intercept_schavg_location, prior_gamma_school_intercept_schavg_scale);
   gamma_school_standLRT_schavg ~ normal(prior_gamma_school_standLRT_schavg_location, prior_gamma_school_standLRT_schavg_scale);
   sigma ~ exponential(prior_sigma_rate);
-  sd_school ~ exponential(prior_sd_school_rate);
-  L_school ~ lkj_corr_cholesky(prior_L_school_eta);
-  to_vector(z_school) ~ std_normal();  // school effects, standardized
+  sd_school_at_mean ~ exponential(prior_sd_school_rate);
+  L_school_at_mean ~ lkj_corr_cholesky(prior_L_school_eta);
+  matrix[J_school, 2] m_school = rep_matrix(0, J_school, 2);  // school: the predicted coefficients of each group
+  m_school[:, 1] = rep_vector(Intercept_centered, J_school) + W_school_schavg * gamma_school_intercept_schavg_at_mean;  // intercept (with the pooled coefficient)
+  m_school[:, 2] = rep_vector(beta_standLRT_centered, J_school) + W_school_schavg * gamma_school_standLRT_schavg;  // standLRT slope (with the pooled coefficient)
+  // rows of b_school ~ multi_normal(rows of m_school, diag(sd) * L * L' * diag(sd)), written with that Cholesky factor:
+  // standardize, then add the log-determinant of the factor once per group
+  to_vector(mdivide_left_tri_low(diag_pre_multiply(sd_school_at_mean, L_school_at_mean), (b_school - m_school)')) ~ std_normal();
+  target += -J_school * (sum(log(sd_school_at_mean)) + sum(log(diagonal(L_school_at_mean))));
   if (!prior_only) {
-    vector[K] beta = [beta_standLRT_centered]';  // pooled coefficients, in the columns' order
-    vector[N] eta = rep_vector(Intercept_centered, N);  // linear predictor without X * beta
-    // school: add each group's coefficients
-    matrix[J_school, 2] r_school = u_school;
-    r_school[:, 1] += W_school_schavg * gamma_school_intercept_schavg;
-    r_school[:, 2] += W_school_schavg * gamma_school_standLRT_schavg;
-    eta += r_school[idx_school, 1];
-    eta += r_school[idx_school, 2] .* x_standLRT;
-    target += normal_id_glm_lupdf(y | X, eta, beta, sigma);
+    vector[N] eta = rep_vector(0, N);  // linear predictor
+    eta += b_school[idx_school, 1];  // school intercepts (with the pooled coefficient)
+    eta += b_school[idx_school, 2] .* x_standLRT_at_mean;  // school standLRT slopes (with the pooled coefficient)
+    target += normal_lupdf(y | eta, sigma);
   }
 }
 generated quantities {
+  // effect of schavg on the school intercept where the slope predictors are 0
+  real gamma_school_intercept_schavg = gamma_school_intercept_schavg_at_mean - mean_x_standLRT * gamma_school_standLRT_schavg;
   // intercept where all predictors are 0 (the sampler used centered predictors)
-  real Intercept = Intercept_centered - dot_product(X_means, [beta_standLRT_centered]') - W_school_schavg_center * gamma_school_intercept_schavg;
+  real Intercept = Intercept_centered - mean_x_standLRT * beta_standLRT_centered - W_school_schavg_center * gamma_school_intercept_schavg;
   // coefficient of standLRT where its group-level predictors are 0
   real beta_standLRT = beta_standLRT_centered - W_school_schavg_center * gamma_school_standLRT_schavg;
-  // correlations of the school effects (intercept, standLRT)
-  corr_matrix[2] corr_school = multiply_lower_tri_self_transpose(L_school);
+  // sds and correlations of the school effects (intercept, standLRT) with the intercept at 0
+  vector[2] sd_school;
+  matrix[2, 2] corr_school;
+  {
+    matrix[2, 2] Sigma = quad_form_sym(multiply_lower_tri_self_transpose(diag_pre_multiply(sd_school_at_mean, L_school_at_mean)), T_school);
+    sd_school = sqrt(diagonal(Sigma));
+    corr_school = quad_form_diag(Sigma, inv(sd_school));
+  }
+  // deviation of each school group from its predicted coefficients (columns: intercept, standLRT)
+  matrix[J_school, 2] u_school;
+  {
+    // group values computed exactly as in the model block
+    matrix[J_school, 2] m_school = rep_matrix(0, J_school, 2);  // school: the predicted coefficients of each group
+    m_school[:, 1] = rep_vector(Intercept_centered, J_school) + W_school_schavg * gamma_school_intercept_schavg_at_mean;  // intercept (with the pooled coefficient)
+    m_school[:, 2] = rep_vector(beta_standLRT_centered, J_school) + W_school_schavg * gamma_school_standLRT_schavg;  // standLRT slope (with the pooled coefficient)
+    u_school = (b_school - m_school) * T_school;  // intercepts at 0
+  }
 }

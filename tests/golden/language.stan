@@ -3,9 +3,10 @@
 // (and specs that differ only in their name share it).
 //   gaussian model of lang_post
 //   lang_post[i] ~ normal(mu[i], sigma)
-//   mu[i] = Intercept + beta_iq_verb * iq_verb[i] + b_school[school[i], 1] + b_school[school[i], 2] * iq_verb[i]
-//   b_school[j, 1] = gamma_school_intercept_mean_iq_verb * mean_iq_verb[j] + u_school[j, 1]
+//   mu[i] = Intercept + beta_iq_verb * iq_verb[i] + r_school[school[i], 1] + r_school[school[i], 2] * iq_verb[i]
+//   r_school[j, 1] = gamma_school_intercept_mean_iq_verb * mean_iq_verb[j] + u_school[j, 1]
 //   u_school[j] ~ multi_normal(0, diag(sd_school) * corr_school * diag(sd_school)),  j = 1..J_school (school groups)
+//     (school: noncentered: u_school = sds * standardized z_school; sampled with iq_verb centered at the mean)
 data {
   int<lower=1> N;  // observations
   vector[N] y;  // outcome: lang_post
@@ -13,7 +14,7 @@ data {
   int<lower=1> K;  // columns of the design matrix
   matrix[N, K] X;  // design matrix, columns centered
   vector[K] X_means;  // the column means taken out of X
-  vector[N] x_iq_verb;  // iq_verb, uncentered: varying slopes multiply it
+  vector[N] x_iq_verb;  // iq_verb as in the data, for its varying slopes
   // level 'school': groups given by column 'school'
   int<lower=1> J_school;  // number of school groups
   array[N] int<lower=1, upper=J_school> idx_school;  // school group of each observation
@@ -31,19 +32,24 @@ data {
   real prior_L_school_eta;
   int<lower=0, upper=1> prior_only;  // 1: leave out the likelihood, to sample from the prior
 }
+transformed data {
+  // slope predictors centered at their means: a correlated varying intercept is sampled as the group's
+  // value at these means (near the data), not at 0
+  real mean_x_iq_verb = mean(x_iq_verb);
+  vector[N] x_iq_verb_at_mean = x_iq_verb - mean_x_iq_verb;
+  // school: from the means back to 0 (intercept at 0 = intercept at the means - sum of mean * slope)
+  matrix[2, 2] T_school = identity_matrix(2);
+  T_school[2, 1] = -mean_x_iq_verb;
+}
 parameters {
   real Intercept_centered;  // population intercept, at the means of the predictors
   real beta_iq_verb;  // coefficient of iq_verb
   real gamma_school_intercept_mean_iq_verb;  // effect of mean_iq_verb on the school intercept
   real<lower=0> sigma;  // residual sd
   // school: intercept, iq_verb vary by group, correlated
-  vector<lower=0>[2] sd_school;  // sds of intercept, iq_verb
-  cholesky_factor_corr[2] L_school;  // their correlation (Cholesky factor)
-  matrix[2, J_school] z_school;  // standardized group effects
-}
-transformed parameters {
-  // deviation of each school group from its predicted coefficients (columns: intercept, iq_verb)
-  matrix[J_school, 2] u_school = (diag_pre_multiply(sd_school, L_school) * z_school)';
+  vector<lower=0>[2] sd_school_at_mean;  // sds of intercept, iq_verb at the means of the slope predictors
+  cholesky_factor_corr[2] L_school_at_mean;  // their correlation at the means of the slope predictors (Cholesky factor)
+  matrix[2, J_school] z_school;  // standardized group effects (noncentered parameterization)
 }
 model {
   // priors
@@ -51,23 +57,36 @@ model {
   beta_iq_verb ~ normal(prior_beta_iq_verb_location, prior_beta_iq_verb_scale);
   gamma_school_intercept_mean_iq_verb ~ normal(prior_gamma_school_intercept_mean_iq_verb_location, prior_gamma_school_intercept_mean_iq_verb_scale);
   sigma ~ exponential(prior_sigma_rate);
-  sd_school ~ exponential(prior_sd_school_rate);
-  L_school ~ lkj_corr_cholesky(prior_L_school_eta);
+  sd_school_at_mean ~ exponential(prior_sd_school_rate);
+  L_school_at_mean ~ lkj_corr_cholesky(prior_L_school_eta);
   to_vector(z_school) ~ std_normal();  // school effects, standardized
+  matrix[J_school, 2] u_school_at_mean = (diag_pre_multiply(sd_school_at_mean, L_school_at_mean) * z_school)';  // school: deviations from the predicted coefficients (intercept at the slope predictors' means)
+  matrix[J_school, 2] r_school = u_school_at_mean;  // ... plus the effects of group-level predictors
+  r_school[:, 1] += W_school_mean_iq_verb * gamma_school_intercept_mean_iq_verb;
   if (!prior_only) {
     vector[K] beta = [beta_iq_verb]';  // pooled coefficients, in the columns' order
     vector[N] eta = rep_vector(Intercept_centered, N);  // linear predictor without X * beta
-    // school: add each group's coefficients
-    matrix[J_school, 2] r_school = u_school;
-    r_school[:, 1] += W_school_mean_iq_verb * gamma_school_intercept_mean_iq_verb;
-    eta += r_school[idx_school, 1];
-    eta += r_school[idx_school, 2] .* x_iq_verb;
+    eta += r_school[idx_school, 1];  // school intercepts
+    eta += r_school[idx_school, 2] .* x_iq_verb_at_mean;  // school iq_verb slopes
     target += normal_id_glm_lupdf(y | X, eta, beta, sigma);
   }
 }
 generated quantities {
   // intercept where all predictors are 0 (the sampler used centered predictors)
   real Intercept = Intercept_centered - dot_product(X_means, [beta_iq_verb]') - W_school_mean_iq_verb_center * gamma_school_intercept_mean_iq_verb;
-  // correlations of the school effects (intercept, iq_verb)
-  corr_matrix[2] corr_school = multiply_lower_tri_self_transpose(L_school);
+  // sds and correlations of the school effects (intercept, iq_verb) with the intercept at 0
+  vector[2] sd_school;
+  matrix[2, 2] corr_school;
+  {
+    matrix[2, 2] Sigma = quad_form_sym(multiply_lower_tri_self_transpose(diag_pre_multiply(sd_school_at_mean, L_school_at_mean)), T_school);
+    sd_school = sqrt(diagonal(Sigma));
+    corr_school = quad_form_diag(Sigma, inv(sd_school));
+  }
+  // deviation of each school group from its predicted coefficients (columns: intercept, iq_verb)
+  matrix[J_school, 2] u_school;
+  {
+    // group values computed exactly as in the model block
+    matrix[J_school, 2] u_school_at_mean = (diag_pre_multiply(sd_school_at_mean, L_school_at_mean) * z_school)';  // school: deviations from the predicted coefficients (intercept at the slope predictors' means)
+    u_school = u_school_at_mean * T_school;  // intercepts at 0
+  }
 }

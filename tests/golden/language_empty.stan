@@ -5,6 +5,7 @@
 //   lang_post[i] ~ normal(mu[i], sigma)
 //   mu[i] = Intercept + u_school[school[i]]
 //   u_school[j] ~ normal(0, sd_school),  j = 1..J_school (school groups)
+//     (school: centered: each group's coefficients b_school are parameters)
 data {
   int<lower=1> N;  // observations
   vector[N] y;  // outcome: lang_post
@@ -23,22 +24,27 @@ parameters {
   real<lower=0> sigma;  // residual sd
   // school: the intercept varies by group
   real<lower=0> sd_school;  // sd of the school intercepts
-  vector[J_school] z_school;  // standardized group effects
-}
-transformed parameters {
-  // deviation of each school group from its predicted intercept
-  vector[J_school] u_school = sd_school * z_school;
+  vector[J_school] b_school;  // each school group's intercept (centered parameterization)
 }
 model {
   // priors
   Intercept ~ normal(prior_Intercept_location, prior_Intercept_scale);
   sigma ~ exponential(prior_sigma_rate);
   sd_school ~ exponential(prior_sd_school_rate);
-  z_school ~ std_normal();  // school effects, standardized
+  vector[J_school] m_school = rep_vector(Intercept, J_school);  // school: the predicted intercept of each group (with the pooled coefficient)
+  b_school ~ normal(m_school, sd_school);  // school intercepts, centered
   if (!prior_only) {
-    vector[N] eta = rep_vector(Intercept, N);  // linear predictor
-    // school: add each group's coefficients
-    eta += u_school[idx_school];
+    vector[N] eta = rep_vector(0, N);  // linear predictor
+    eta += b_school[idx_school];  // school intercepts (with the pooled coefficient)
     target += normal_lupdf(y | eta, sigma);
+  }
+}
+generated quantities {
+  // deviation of each school group from its predicted intercept
+  vector[J_school] u_school;
+  {
+    // group values computed exactly as in the model block
+    vector[J_school] m_school = rep_vector(Intercept, J_school);  // school: the predicted intercept of each group (with the pooled coefficient)
+    u_school = b_school - m_school;
   }
 }

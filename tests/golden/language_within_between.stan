@@ -3,9 +3,10 @@
 // (and specs that differ only in their name share it).
 //   gaussian model of lang_post
 //   lang_post[i] ~ normal(mu[i], sigma)
-//   mu[i] = Intercept + beta_iq_verb * iq_verb[i] + b_school[school[i]]
-//   b_school[j] = gamma_school_intercept_mean_iq_verb * mean_iq_verb[j] + u_school[j]
+//   mu[i] = Intercept + beta_iq_verb * iq_verb[i] + r_school[school[i]]
+//   r_school[j] = gamma_school_intercept_mean_iq_verb * mean_iq_verb[j] + u_school[j]
 //   u_school[j] ~ normal(0, sd_school),  j = 1..J_school (school groups)
+//     (school: centered: each group's coefficients b_school are parameters)
 data {
   int<lower=1> N;  // observations
   vector[N] y;  // outcome: lang_post
@@ -36,11 +37,7 @@ parameters {
   real<lower=0> sigma;  // residual sd
   // school: the intercept varies by group
   real<lower=0> sd_school;  // sd of the school intercepts
-  vector[J_school] z_school;  // standardized group effects
-}
-transformed parameters {
-  // deviation of each school group from its predicted intercept
-  vector[J_school] u_school = sd_school * z_school;
+  vector[J_school] b_school;  // each school group's intercept (centered parameterization)
 }
 model {
   // priors
@@ -49,17 +46,23 @@ model {
   gamma_school_intercept_mean_iq_verb ~ normal(prior_gamma_school_intercept_mean_iq_verb_location, prior_gamma_school_intercept_mean_iq_verb_scale);
   sigma ~ exponential(prior_sigma_rate);
   sd_school ~ exponential(prior_sd_school_rate);
-  z_school ~ std_normal();  // school effects, standardized
+  vector[J_school] m_school = rep_vector(Intercept_centered, J_school) + W_school_mean_iq_verb * gamma_school_intercept_mean_iq_verb;  // school: the predicted intercept of each group (with the pooled coefficient)
+  b_school ~ normal(m_school, sd_school);  // school intercepts, centered
   if (!prior_only) {
     vector[K] beta = [beta_iq_verb]';  // pooled coefficients, in the columns' order
-    vector[N] eta = rep_vector(Intercept_centered, N);  // linear predictor without X * beta
-    // school: add each group's coefficients
-    vector[J_school] r_school = u_school + W_school_mean_iq_verb * gamma_school_intercept_mean_iq_verb;
-    eta += r_school[idx_school];
+    vector[N] eta = rep_vector(0, N);  // linear predictor without X * beta
+    eta += b_school[idx_school];  // school intercepts (with the pooled coefficient)
     target += normal_id_glm_lupdf(y | X, eta, beta, sigma);
   }
 }
 generated quantities {
   // intercept where all predictors are 0 (the sampler used centered predictors)
   real Intercept = Intercept_centered - dot_product(X_means, [beta_iq_verb]') - W_school_mean_iq_verb_center * gamma_school_intercept_mean_iq_verb;
+  // deviation of each school group from its predicted intercept
+  vector[J_school] u_school;
+  {
+    // group values computed exactly as in the model block
+    vector[J_school] m_school = rep_vector(Intercept_centered, J_school) + W_school_mean_iq_verb * gamma_school_intercept_mean_iq_verb;  // school: the predicted intercept of each group (with the pooled coefficient)
+    u_school = b_school - m_school;
+  }
 }

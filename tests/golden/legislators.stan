@@ -5,7 +5,9 @@
 //   vote_yes[i] ~ bernoulli(p[i])
 //   logit(p[i]) = Intercept + beta_ideology * ideology[i] + u_party[party[i]] + u_chamber[chamber[i]]
 //   u_party[j] ~ normal(0, sd_party),  j = 1..J_party (party groups)
+//     (party: centered: each group's coefficients b_party are parameters)
 //   u_chamber[j] ~ normal(0, sd_chamber),  j = 1..J_chamber (chamber groups)
+//     (chamber: centered: each group's coefficients b_chamber are parameters)
 data {
   int<lower=1> N;  // observations
   array[N] int<lower=0, upper=1> y;  // outcome: vote_yes (0/1)
@@ -33,16 +35,10 @@ parameters {
   real beta_ideology;  // coefficient of ideology
   // party: the intercept varies by group
   real<lower=0> sd_party;  // sd of the party intercepts
-  vector[J_party] z_party;  // standardized group effects
+  vector[J_party] b_party;  // each party group's intercept (centered parameterization)
   // chamber: the intercept varies by group
   real<lower=0> sd_chamber;  // sd of the chamber intercepts
-  vector[J_chamber] z_chamber;  // standardized group effects
-}
-transformed parameters {
-  // deviation of each party group from its predicted intercept
-  vector[J_party] u_party = sd_party * z_party;
-  // deviation of each chamber group from its predicted intercept
-  vector[J_chamber] u_chamber = sd_chamber * z_chamber;
+  vector[J_chamber] b_chamber;  // each chamber group's intercept (centered parameterization)
 }
 model {
   // priors
@@ -50,19 +46,28 @@ model {
   beta_ideology ~ normal(prior_beta_ideology_location, prior_beta_ideology_scale);
   sd_party ~ exponential(prior_sd_party_rate);
   sd_chamber ~ exponential(prior_sd_chamber_rate);
-  z_party ~ std_normal();  // party effects, standardized
-  z_chamber ~ std_normal();  // chamber effects, standardized
+  vector[J_party] m_party = rep_vector(Intercept_centered, J_party);  // party: the predicted intercept of each group (with the pooled coefficient)
+  b_party ~ normal(m_party, sd_party);  // party intercepts, centered
+  b_chamber ~ normal(0, sd_chamber);  // chamber intercepts, centered
   if (!prior_only) {
     vector[K] beta = [beta_ideology]';  // pooled coefficients, in the columns' order
-    vector[N] eta = rep_vector(Intercept_centered, N);  // linear predictor without X * beta
-    // party: add each group's coefficients
-    eta += u_party[idx_party];
-    // chamber: add each group's coefficients
-    eta += u_chamber[idx_chamber];
+    vector[N] eta = rep_vector(0, N);  // linear predictor without X * beta
+    eta += b_party[idx_party];  // party intercepts (with the pooled coefficient)
+    eta += b_chamber[idx_chamber];  // chamber intercepts
     target += bernoulli_logit_glm_lupmf(y | X, eta, beta);
   }
 }
 generated quantities {
   // intercept where all predictors are 0 (the sampler used centered predictors)
   real Intercept = Intercept_centered - dot_product(X_means, [beta_ideology]');
+  // deviation of each party group from its predicted intercept
+  vector[J_party] u_party;
+  // deviation of each chamber group from its predicted intercept
+  vector[J_chamber] u_chamber;
+  {
+    // group values computed exactly as in the model block
+    vector[J_party] m_party = rep_vector(Intercept_centered, J_party);  // party: the predicted intercept of each group (with the pooled coefficient)
+    u_party = b_party - m_party;
+    u_chamber = b_chamber;
+  }
 }

@@ -5,7 +5,9 @@
 //   strength[i] ~ normal(mu[i], sigma)
 //   mu[i] = Intercept + u_batch[batch[i]] + u_cask[cask[i]]
 //   u_batch[j] ~ normal(0, sd_batch),  j = 1..J_batch (batch groups)
+//     (batch: noncentered: u_batch = sds * standardized z_batch)
 //   u_cask[j] ~ normal(0, sd_cask),  j = 1..J_cask (cask groups, within batch)
+//     (cask: centered: each group's coefficients b_cask are parameters)
 data {
   int<lower=1> N;  // observations
   vector[N] y;  // outcome: strength
@@ -15,6 +17,7 @@ data {
   // level 'cask': groups given by column 'cask', nested within 'batch'
   int<lower=1> J_cask;  // number of cask groups
   array[N] int<lower=1, upper=J_cask> idx_cask;  // cask group of each observation
+  array[J_cask] int<lower=1, upper=J_batch> parent_cask;  // batch group of each cask group
   // numbers of the priors (from the spec, or defaults scaled to the data)
   real prior_Intercept_location;
   real prior_Intercept_scale;
@@ -28,16 +31,10 @@ parameters {
   real<lower=0> sigma;  // residual sd
   // batch: the intercept varies by group
   real<lower=0> sd_batch;  // sd of the batch intercepts
-  vector[J_batch] z_batch;  // standardized group effects
+  vector[J_batch] z_batch;  // standardized group effects (noncentered parameterization)
   // cask: the intercept varies by group
   real<lower=0> sd_cask;  // sd of the cask intercepts
-  vector[J_cask] z_cask;  // standardized group effects
-}
-transformed parameters {
-  // deviation of each batch group from its predicted intercept
-  vector[J_batch] u_batch = sd_batch * z_batch;
-  // deviation of each cask group from its predicted intercept
-  vector[J_cask] u_cask = sd_cask * z_cask;
+  vector[J_cask] b_cask;  // each cask group's intercept (centered parameterization)
 }
 model {
   // priors
@@ -46,13 +43,24 @@ model {
   sd_batch ~ exponential(prior_sd_batch_rate);
   sd_cask ~ exponential(prior_sd_cask_rate);
   z_batch ~ std_normal();  // batch effects, standardized
-  z_cask ~ std_normal();  // cask effects, standardized
+  vector[J_batch] u_batch = sd_batch * z_batch;  // batch: deviations from the predicted intercepts
+  vector[J_cask] m_cask = rep_vector(Intercept, J_cask) + u_batch[parent_cask];  // cask: the predicted intercept of each group (with the pooled coefficient and the batch's)
+  b_cask ~ normal(m_cask, sd_cask);  // cask intercepts, centered
   if (!prior_only) {
-    vector[N] eta = rep_vector(Intercept, N);  // linear predictor
-    // batch: add each group's coefficients
-    eta += u_batch[idx_batch];
-    // cask: add each group's coefficients
-    eta += u_cask[idx_cask];
+    vector[N] eta = rep_vector(0, N);  // linear predictor
+    eta += b_cask[idx_cask];  // cask intercepts (with the pooled coefficient and the batch's)
     target += normal_lupdf(y | eta, sigma);
+  }
+}
+generated quantities {
+  // deviation of each batch group from its predicted intercept
+  vector[J_batch] u_batch;
+  // deviation of each cask group from its predicted intercept
+  vector[J_cask] u_cask;
+  {
+    // group values computed exactly as in the model block
+    u_batch = sd_batch * z_batch;  // batch: deviations from the predicted intercepts
+    vector[J_cask] m_cask = rep_vector(Intercept, J_cask) + u_batch[parent_cask];  // cask: the predicted intercept of each group (with the pooled coefficient and the batch's)
+    u_cask = b_cask - m_cask;
   }
 }

@@ -5,7 +5,9 @@
 //   diameter[i] ~ normal(mu[i], sigma)
 //   mu[i] = Intercept + u_plate[plate[i]] + u_sample[sample[i]]
 //   u_plate[j] ~ normal(0, sd_plate),  j = 1..J_plate (plate groups)
+//     (plate: centered: each group's coefficients b_plate are parameters)
 //   u_sample[j] ~ normal(0, sd_sample),  j = 1..J_sample (sample groups)
+//     (sample: centered: each group's coefficients b_sample are parameters)
 data {
   int<lower=1> N;  // observations
   vector[N] y;  // outcome: diameter
@@ -28,16 +30,10 @@ parameters {
   real<lower=0> sigma;  // residual sd
   // plate: the intercept varies by group
   real<lower=0> sd_plate;  // sd of the plate intercepts
-  vector[J_plate] z_plate;  // standardized group effects
+  vector[J_plate] b_plate;  // each plate group's intercept (centered parameterization)
   // sample: the intercept varies by group
   real<lower=0> sd_sample;  // sd of the sample intercepts
-  vector[J_sample] z_sample;  // standardized group effects
-}
-transformed parameters {
-  // deviation of each plate group from its predicted intercept
-  vector[J_plate] u_plate = sd_plate * z_plate;
-  // deviation of each sample group from its predicted intercept
-  vector[J_sample] u_sample = sd_sample * z_sample;
+  vector[J_sample] b_sample;  // each sample group's intercept (centered parameterization)
 }
 model {
   // priors
@@ -45,14 +41,25 @@ model {
   sigma ~ exponential(prior_sigma_rate);
   sd_plate ~ exponential(prior_sd_plate_rate);
   sd_sample ~ exponential(prior_sd_sample_rate);
-  z_plate ~ std_normal();  // plate effects, standardized
-  z_sample ~ std_normal();  // sample effects, standardized
+  vector[J_plate] m_plate = rep_vector(Intercept, J_plate);  // plate: the predicted intercept of each group (with the pooled coefficient)
+  b_plate ~ normal(m_plate, sd_plate);  // plate intercepts, centered
+  b_sample ~ normal(0, sd_sample);  // sample intercepts, centered
   if (!prior_only) {
-    vector[N] eta = rep_vector(Intercept, N);  // linear predictor
-    // plate: add each group's coefficients
-    eta += u_plate[idx_plate];
-    // sample: add each group's coefficients
-    eta += u_sample[idx_sample];
+    vector[N] eta = rep_vector(0, N);  // linear predictor
+    eta += b_plate[idx_plate];  // plate intercepts (with the pooled coefficient)
+    eta += b_sample[idx_sample];  // sample intercepts
     target += normal_lupdf(y | eta, sigma);
+  }
+}
+generated quantities {
+  // deviation of each plate group from its predicted intercept
+  vector[J_plate] u_plate;
+  // deviation of each sample group from its predicted intercept
+  vector[J_sample] u_sample;
+  {
+    // group values computed exactly as in the model block
+    vector[J_plate] m_plate = rep_vector(Intercept, J_plate);  // plate: the predicted intercept of each group (with the pooled coefficient)
+    u_plate = b_plate - m_plate;
+    u_sample = b_sample;
   }
 }

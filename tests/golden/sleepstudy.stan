@@ -5,14 +5,11 @@
 //   Reaction[i] ~ normal(mu[i], sigma)
 //   mu[i] = Intercept + beta_Days * Days[i] + u_Subject[Subject[i], 1] + u_Subject[Subject[i], 2] * Days[i]
 //   u_Subject[j] ~ multi_normal(0, diag(sd_Subject) * corr_Subject * diag(sd_Subject)),  j = 1..J_Subject (Subject groups)
+//     (Subject: centered: each group's coefficients b_Subject are parameters; sampled with Days centered at the mean)
 data {
   int<lower=1> N;  // observations
   vector[N] y;  // outcome: Reaction
-  // level-1 predictors with pooled coefficients: Days
-  int<lower=1> K;  // columns of the design matrix
-  matrix[N, K] X;  // design matrix, columns centered
-  vector[K] X_means;  // the column means taken out of X
-  vector[N] x_Days;  // Days, uncentered: varying slopes multiply it
+  vector[N] x_Days;  // Days as in the data, for its varying slopes
   // level 'Subject': groups given by column 'Subject'
   int<lower=1> J_Subject;  // number of Subject groups
   array[N] int<lower=1, upper=J_Subject> idx_Subject;  // Subject group of each observation
@@ -26,39 +23,63 @@ data {
   real prior_L_Subject_eta;
   int<lower=0, upper=1> prior_only;  // 1: leave out the likelihood, to sample from the prior
 }
+transformed data {
+  // slope predictors centered at their means: a correlated varying intercept is sampled as the group's
+  // value at these means (near the data), not at 0
+  real mean_x_Days = mean(x_Days);
+  vector[N] x_Days_at_mean = x_Days - mean_x_Days;
+  // Subject: from the means back to 0 (intercept at 0 = intercept at the means - sum of mean * slope)
+  matrix[2, 2] T_Subject = identity_matrix(2);
+  T_Subject[2, 1] = -mean_x_Days;
+}
 parameters {
   real Intercept_centered;  // population intercept, at the means of the predictors
   real beta_Days;  // coefficient of Days
   real<lower=0> sigma;  // residual sd
   // Subject: intercept, Days vary by group, correlated
-  vector<lower=0>[2] sd_Subject;  // sds of intercept, Days
-  cholesky_factor_corr[2] L_Subject;  // their correlation (Cholesky factor)
-  matrix[2, J_Subject] z_Subject;  // standardized group effects
-}
-transformed parameters {
-  // deviation of each Subject group from its predicted coefficients (columns: intercept, Days)
-  matrix[J_Subject, 2] u_Subject = (diag_pre_multiply(sd_Subject, L_Subject) * z_Subject)';
+  vector<lower=0>[2] sd_Subject_at_mean;  // sds of intercept, Days at the means of the slope predictors
+  cholesky_factor_corr[2] L_Subject_at_mean;  // their correlation at the means of the slope predictors (Cholesky factor)
+  matrix[J_Subject, 2] b_Subject;  // each Subject group's coefficients (centered parameterization)
 }
 model {
   // priors
   Intercept_centered ~ normal(prior_Intercept_location, prior_Intercept_scale);
   beta_Days ~ normal(prior_beta_Days_location, prior_beta_Days_scale);
   sigma ~ exponential(prior_sigma_rate);
-  sd_Subject ~ exponential(prior_sd_Subject_rate);
-  L_Subject ~ lkj_corr_cholesky(prior_L_Subject_eta);
-  to_vector(z_Subject) ~ std_normal();  // Subject effects, standardized
+  sd_Subject_at_mean ~ exponential(prior_sd_Subject_rate);
+  L_Subject_at_mean ~ lkj_corr_cholesky(prior_L_Subject_eta);
+  matrix[J_Subject, 2] m_Subject = rep_matrix(0, J_Subject, 2);  // Subject: the predicted coefficients of each group
+  m_Subject[:, 1] = rep_vector(Intercept_centered, J_Subject);  // intercept (with the pooled coefficient)
+  m_Subject[:, 2] = rep_vector(beta_Days, J_Subject);  // Days slope (with the pooled coefficient)
+  // rows of b_Subject ~ multi_normal(rows of m_Subject, diag(sd) * L * L' * diag(sd)), written with that Cholesky factor:
+  // standardize, then add the log-determinant of the factor once per group
+  to_vector(mdivide_left_tri_low(diag_pre_multiply(sd_Subject_at_mean, L_Subject_at_mean), (b_Subject - m_Subject)')) ~ std_normal();
+  target += -J_Subject * (sum(log(sd_Subject_at_mean)) + sum(log(diagonal(L_Subject_at_mean))));
   if (!prior_only) {
-    vector[K] beta = [beta_Days]';  // pooled coefficients, in the columns' order
-    vector[N] eta = rep_vector(Intercept_centered, N);  // linear predictor without X * beta
-    // Subject: add each group's coefficients
-    eta += u_Subject[idx_Subject, 1];
-    eta += u_Subject[idx_Subject, 2] .* x_Days;
-    target += normal_id_glm_lupdf(y | X, eta, beta, sigma);
+    vector[N] eta = rep_vector(0, N);  // linear predictor
+    eta += b_Subject[idx_Subject, 1];  // Subject intercepts (with the pooled coefficient)
+    eta += b_Subject[idx_Subject, 2] .* x_Days_at_mean;  // Subject Days slopes (with the pooled coefficient)
+    target += normal_lupdf(y | eta, sigma);
   }
 }
 generated quantities {
   // intercept where all predictors are 0 (the sampler used centered predictors)
-  real Intercept = Intercept_centered - dot_product(X_means, [beta_Days]');
-  // correlations of the Subject effects (intercept, Days)
-  corr_matrix[2] corr_Subject = multiply_lower_tri_self_transpose(L_Subject);
+  real Intercept = Intercept_centered - mean_x_Days * beta_Days;
+  // sds and correlations of the Subject effects (intercept, Days) with the intercept at 0
+  vector[2] sd_Subject;
+  matrix[2, 2] corr_Subject;
+  {
+    matrix[2, 2] Sigma = quad_form_sym(multiply_lower_tri_self_transpose(diag_pre_multiply(sd_Subject_at_mean, L_Subject_at_mean)), T_Subject);
+    sd_Subject = sqrt(diagonal(Sigma));
+    corr_Subject = quad_form_diag(Sigma, inv(sd_Subject));
+  }
+  // deviation of each Subject group from its predicted coefficients (columns: intercept, Days)
+  matrix[J_Subject, 2] u_Subject;
+  {
+    // group values computed exactly as in the model block
+    matrix[J_Subject, 2] m_Subject = rep_matrix(0, J_Subject, 2);  // Subject: the predicted coefficients of each group
+    m_Subject[:, 1] = rep_vector(Intercept_centered, J_Subject);  // intercept (with the pooled coefficient)
+    m_Subject[:, 2] = rep_vector(beta_Days, J_Subject);  // Days slope (with the pooled coefficient)
+    u_Subject = (b_Subject - m_Subject) * T_Subject;  // intercepts at 0
+  }
 }

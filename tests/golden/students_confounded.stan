@@ -5,6 +5,7 @@
 //   score[i] ~ normal(mu[i], sigma)
 //   mu[i] = Intercept + beta_hours * hours[i] + u_student[student[i]]
 //   u_student[j] ~ normal(0, sd_student),  j = 1..J_student (student groups)
+//     (student: centered: each group's coefficients b_student are parameters)
 data {
   int<lower=1> N;  // observations
   vector[N] y;  // outcome: score
@@ -30,11 +31,7 @@ parameters {
   real<lower=0> sigma;  // residual sd
   // student: the intercept varies by group
   real<lower=0> sd_student;  // sd of the student intercepts
-  vector[J_student] z_student;  // standardized group effects
-}
-transformed parameters {
-  // deviation of each student group from its predicted intercept
-  vector[J_student] u_student = sd_student * z_student;
+  vector[J_student] b_student;  // each student group's intercept (centered parameterization)
 }
 model {
   // priors
@@ -42,16 +39,23 @@ model {
   beta_hours ~ normal(prior_beta_hours_location, prior_beta_hours_scale);
   sigma ~ exponential(prior_sigma_rate);
   sd_student ~ exponential(prior_sd_student_rate);
-  z_student ~ std_normal();  // student effects, standardized
+  vector[J_student] m_student = rep_vector(Intercept_centered, J_student);  // student: the predicted intercept of each group (with the pooled coefficient)
+  b_student ~ normal(m_student, sd_student);  // student intercepts, centered
   if (!prior_only) {
     vector[K] beta = [beta_hours]';  // pooled coefficients, in the columns' order
-    vector[N] eta = rep_vector(Intercept_centered, N);  // linear predictor without X * beta
-    // student: add each group's coefficients
-    eta += u_student[idx_student];
+    vector[N] eta = rep_vector(0, N);  // linear predictor without X * beta
+    eta += b_student[idx_student];  // student intercepts (with the pooled coefficient)
     target += normal_id_glm_lupdf(y | X, eta, beta, sigma);
   }
 }
 generated quantities {
   // intercept where all predictors are 0 (the sampler used centered predictors)
   real Intercept = Intercept_centered - dot_product(X_means, [beta_hours]');
+  // deviation of each student group from its predicted intercept
+  vector[J_student] u_student;
+  {
+    // group values computed exactly as in the model block
+    vector[J_student] m_student = rep_vector(Intercept_centered, J_student);  // student: the predicted intercept of each group (with the pooled coefficient)
+    u_student = b_student - m_student;
+  }
 }

@@ -3,11 +3,13 @@
 // (and specs that differ only in their name share it).
 //   gaussian model of turnout
 //   turnout[i] ~ normal(mu[i], sigma)
-//   mu[i] = Intercept + beta_urban * urban[i] + b_state[state[i]] + b_county[county[i]]
-//   b_state[j] = gamma_state_intercept_state_margin * state_margin[j] + u_state[j]
+//   mu[i] = Intercept + beta_urban * urban[i] + r_state[state[i]] + r_county[county[i]]
+//   r_state[j] = gamma_state_intercept_state_margin * state_margin[j] + u_state[j]
 //   u_state[j] ~ normal(0, sd_state),  j = 1..J_state (state groups)
-//   b_county[j] = gamma_county_intercept_county_income * county_income[j] + u_county[j]
+//     (state: centered: each group's coefficients b_state are parameters)
+//   r_county[j] = gamma_county_intercept_county_income * county_income[j] + u_county[j]
 //   u_county[j] ~ normal(0, sd_county),  j = 1..J_county (county groups, within state)
+//     (county: centered: each group's coefficients b_county are parameters)
 data {
   int<lower=1> N;  // observations
   vector[N] y;  // outcome: turnout
@@ -23,6 +25,7 @@ data {
   // level 'county': groups given by column 'county', nested within 'state'
   int<lower=1> J_county;  // number of county groups
   array[N] int<lower=1, upper=J_county> idx_county;  // county group of each observation
+  array[J_county] int<lower=1, upper=J_state> parent_county;  // state group of each county group
   vector[J_county] W_county_county_income;  // county_income per county, centered
   real W_county_county_income_center;  // the value taken out
   // numbers of the priors (from the spec, or defaults scaled to the data)
@@ -47,16 +50,10 @@ parameters {
   real<lower=0> sigma;  // residual sd
   // state: the intercept varies by group
   real<lower=0> sd_state;  // sd of the state intercepts
-  vector[J_state] z_state;  // standardized group effects
+  vector[J_state] b_state;  // each state group's intercept (centered parameterization)
   // county: the intercept varies by group
   real<lower=0> sd_county;  // sd of the county intercepts
-  vector[J_county] z_county;  // standardized group effects
-}
-transformed parameters {
-  // deviation of each state group from its predicted intercept
-  vector[J_state] u_state = sd_state * z_state;
-  // deviation of each county group from its predicted intercept
-  vector[J_county] u_county = sd_county * z_county;
+  vector[J_county] b_county;  // each county group's intercept (centered parameterization)
 }
 model {
   // priors
@@ -67,21 +64,29 @@ model {
   sigma ~ exponential(prior_sigma_rate);
   sd_state ~ exponential(prior_sd_state_rate);
   sd_county ~ exponential(prior_sd_county_rate);
-  z_state ~ std_normal();  // state effects, standardized
-  z_county ~ std_normal();  // county effects, standardized
+  vector[J_state] m_state = rep_vector(Intercept_centered, J_state) + W_state_state_margin * gamma_state_intercept_state_margin;  // state: the predicted intercept of each group (with the pooled coefficient)
+  vector[J_county] m_county = b_state[parent_county] + W_county_county_income * gamma_county_intercept_county_income;  // county: the predicted intercept of each group (with the state's)
+  b_state ~ normal(m_state, sd_state);  // state intercepts, centered
+  b_county ~ normal(m_county, sd_county);  // county intercepts, centered
   if (!prior_only) {
     vector[K] beta = [beta_urban]';  // pooled coefficients, in the columns' order
-    vector[N] eta = rep_vector(Intercept_centered, N);  // linear predictor without X * beta
-    // state: add each group's coefficients
-    vector[J_state] r_state = u_state + W_state_state_margin * gamma_state_intercept_state_margin;
-    eta += r_state[idx_state];
-    // county: add each group's coefficients
-    vector[J_county] r_county = u_county + W_county_county_income * gamma_county_intercept_county_income;
-    eta += r_county[idx_county];
+    vector[N] eta = rep_vector(0, N);  // linear predictor without X * beta
+    eta += b_county[idx_county];  // county intercepts (with the state's)
     target += normal_id_glm_lupdf(y | X, eta, beta, sigma);
   }
 }
 generated quantities {
   // intercept where all predictors are 0 (the sampler used centered predictors)
   real Intercept = Intercept_centered - dot_product(X_means, [beta_urban]') - W_state_state_margin_center * gamma_state_intercept_state_margin - W_county_county_income_center * gamma_county_intercept_county_income;
+  // deviation of each state group from its predicted intercept
+  vector[J_state] u_state;
+  // deviation of each county group from its predicted intercept
+  vector[J_county] u_county;
+  {
+    // group values computed exactly as in the model block
+    vector[J_state] m_state = rep_vector(Intercept_centered, J_state) + W_state_state_margin * gamma_state_intercept_state_margin;  // state: the predicted intercept of each group (with the pooled coefficient)
+    vector[J_county] m_county = b_state[parent_county] + W_county_county_income * gamma_county_intercept_county_income;  // county: the predicted intercept of each group (with the state's)
+    u_state = b_state - m_state;
+    u_county = b_county - m_county;
+  }
 }

@@ -3,10 +3,11 @@
 // (and specs that differ only in their name share it).
 //   bernoulli model of vote (logit link)
 //   vote[i] ~ bernoulli(p[i])
-//   logit(p[i]) = Intercept + beta_income * income[i] + b_state[state[i], 1] + b_state[state[i], 2] * income[i]
-//   b_state[j, 1] = gamma_state_intercept_state_income * state_income[j] + u_state[j, 1]
-//   b_state[j, 2] = gamma_state_income_state_income * state_income[j] + u_state[j, 2]
+//   logit(p[i]) = Intercept + beta_income * income[i] + r_state[state[i], 1] + r_state[state[i], 2] * income[i]
+//   r_state[j, 1] = gamma_state_intercept_state_income * state_income[j] + u_state[j, 1]
+//   r_state[j, 2] = gamma_state_income_state_income * state_income[j] + u_state[j, 2]
 //   u_state[j] ~ multi_normal(0, diag(sd_state) * corr_state * diag(sd_state)),  j = 1..J_state (state groups)
+//     (state: noncentered: u_state = sds * standardized z_state; sampled with income centered at the mean)
 data {
   int<lower=1> N;  // observations
   array[N] int<lower=0, upper=1> y;  // outcome: vote (0/1)
@@ -14,7 +15,7 @@ data {
   int<lower=1> K;  // columns of the design matrix
   matrix[N, K] X;  // design matrix, columns centered
   vector[K] X_means;  // the column means taken out of X
-  vector[N] x_income;  // income, uncentered: varying slopes multiply it
+  vector[N] x_income;  // income as in the data, for its varying slopes
   // level 'state': groups given by column 'state'
   int<lower=1> J_state;  // number of state groups
   array[N] int<lower=1, upper=J_state> idx_state;  // state group of each observation
@@ -33,46 +34,66 @@ data {
   real prior_L_state_eta;
   int<lower=0, upper=1> prior_only;  // 1: leave out the likelihood, to sample from the prior
 }
+transformed data {
+  // slope predictors centered at their means: a correlated varying intercept is sampled as the group's
+  // value at these means (near the data), not at 0
+  real mean_x_income = mean(x_income);
+  vector[N] x_income_at_mean = x_income - mean_x_income;
+  // state: from the means back to 0 (intercept at 0 = intercept at the means - sum of mean * slope)
+  matrix[2, 2] T_state = identity_matrix(2);
+  T_state[2, 1] = -mean_x_income;
+}
 parameters {
   real Intercept_centered;  // population intercept, at the means of the predictors
   real beta_income_centered;  // coefficient of income, at the means of its group-level predictors
-  real gamma_state_intercept_state_income;  // effect of state_income on the state intercept
+  real gamma_state_intercept_state_income_at_mean;  // effect of state_income on the state intercept where the slope predictors are at their means
   real gamma_state_income_state_income;  // effect of state_income on the state income slope
   // state: intercept, income vary by group, correlated
-  vector<lower=0>[2] sd_state;  // sds of intercept, income
-  cholesky_factor_corr[2] L_state;  // their correlation (Cholesky factor)
-  matrix[2, J_state] z_state;  // standardized group effects
-}
-transformed parameters {
-  // deviation of each state group from its predicted coefficients (columns: intercept, income)
-  matrix[J_state, 2] u_state = (diag_pre_multiply(sd_state, L_state) * z_state)';
+  vector<lower=0>[2] sd_state_at_mean;  // sds of intercept, income at the means of the slope predictors
+  cholesky_factor_corr[2] L_state_at_mean;  // their correlation at the means of the slope predictors (Cholesky factor)
+  matrix[2, J_state] z_state;  // standardized group effects (noncentered parameterization)
 }
 model {
   // priors
   Intercept_centered ~ normal(prior_Intercept_location, prior_Intercept_scale);
   beta_income_centered ~ normal(prior_beta_income_location, prior_beta_income_scale);
-  gamma_state_intercept_state_income ~ normal(prior_gamma_state_intercept_state_income_location, prior_gamma_state_intercept_state_income_scale);
+  gamma_state_intercept_state_income_at_mean ~ normal(prior_gamma_state_intercept_state_income_location, prior_gamma_state_intercept_state_income_scale);
   gamma_state_income_state_income ~ normal(prior_gamma_state_income_state_income_location, prior_gamma_state_income_state_income_scale);
-  sd_state ~ exponential(prior_sd_state_rate);
-  L_state ~ lkj_corr_cholesky(prior_L_state_eta);
+  sd_state_at_mean ~ exponential(prior_sd_state_rate);
+  L_state_at_mean ~ lkj_corr_cholesky(prior_L_state_eta);
   to_vector(z_state) ~ std_normal();  // state effects, standardized
+  matrix[J_state, 2] u_state_at_mean = (diag_pre_multiply(sd_state_at_mean, L_state_at_mean) * z_state)';  // state: deviations from the predicted coefficients (intercept at the slope predictors' means)
+  matrix[J_state, 2] r_state = u_state_at_mean;  // ... plus the effects of group-level predictors
+  r_state[:, 1] += W_state_state_income * gamma_state_intercept_state_income_at_mean;
+  r_state[:, 2] += W_state_state_income * gamma_state_income_state_income;
   if (!prior_only) {
     vector[K] beta = [beta_income_centered]';  // pooled coefficients, in the columns' order
     vector[N] eta = rep_vector(Intercept_centered, N);  // linear predictor without X * beta
-    // state: add each group's coefficients
-    matrix[J_state, 2] r_state = u_state;
-    r_state[:, 1] += W_state_state_income * gamma_state_intercept_state_income;
-    r_state[:, 2] += W_state_state_income * gamma_state_income_state_income;
-    eta += r_state[idx_state, 1];
-    eta += r_state[idx_state, 2] .* x_income;
+    eta += r_state[idx_state, 1];  // state intercepts
+    eta += r_state[idx_state, 2] .* x_income_at_mean;  // state income slopes
     target += bernoulli_logit_glm_lupmf(y | X, eta, beta);
   }
 }
 generated quantities {
+  // effect of state_income on the state intercept where the slope predictors are 0
+  real gamma_state_intercept_state_income = gamma_state_intercept_state_income_at_mean - mean_x_income * gamma_state_income_state_income;
   // intercept where all predictors are 0 (the sampler used centered predictors)
   real Intercept = Intercept_centered - dot_product(X_means, [beta_income_centered]') - W_state_state_income_center * gamma_state_intercept_state_income;
   // coefficient of income where its group-level predictors are 0
   real beta_income = beta_income_centered - W_state_state_income_center * gamma_state_income_state_income;
-  // correlations of the state effects (intercept, income)
-  corr_matrix[2] corr_state = multiply_lower_tri_self_transpose(L_state);
+  // sds and correlations of the state effects (intercept, income) with the intercept at 0
+  vector[2] sd_state;
+  matrix[2, 2] corr_state;
+  {
+    matrix[2, 2] Sigma = quad_form_sym(multiply_lower_tri_self_transpose(diag_pre_multiply(sd_state_at_mean, L_state_at_mean)), T_state);
+    sd_state = sqrt(diagonal(Sigma));
+    corr_state = quad_form_diag(Sigma, inv(sd_state));
+  }
+  // deviation of each state group from its predicted coefficients (columns: intercept, income)
+  matrix[J_state, 2] u_state;
+  {
+    // group values computed exactly as in the model block
+    matrix[J_state, 2] u_state_at_mean = (diag_pre_multiply(sd_state_at_mean, L_state_at_mean) * z_state)';  // state: deviations from the predicted coefficients (intercept at the slope predictors' means)
+    u_state = u_state_at_mean * T_state;  // intercepts at 0
+  }
 }

@@ -1,0 +1,87 @@
+"""Per-level parameterization: the auto rule's estimate, the spec's override, and that centered and
+noncentered programs give the same posterior (they are one model sampled two ways)."""
+import numpy as np
+import pandas as pd
+import pytest
+
+import stangen
+from stangen.parameterization import THRESHOLD, information
+from stangen.program import build
+from stangen.spec import Spec
+
+from conftest import SHORT_RUN, SPECS
+
+
+def _random_intercepts(groups: int, per_group: int, tau: float, sigma: float, seed: int = 1) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    g = np.repeat(np.arange(groups), per_group)
+    x = rng.normal(size=groups * per_group)
+    y = 1.0 + 0.5 * x + rng.normal(0, tau, groups)[g] + rng.normal(0, sigma, g.size)
+    return pd.DataFrame({"g": g, "x": x, "y": y})
+
+
+SPEC = Spec(outcome="y", predictors=["x"], levels={"g": {}})
+
+
+@pytest.mark.parametrize("per_group, tau, sigma", [(5, 0.7, 0.2), (3, 0.3, 1.0), (20, 1.0, 2.0)])
+def test_information_ratio_estimates_n_tau2_over_sigma2(per_group, tau, sigma):
+    program = build(SPEC.with_parameterization("noncentered"), _random_intercepts(2000, per_group, tau, sigma))
+    ratio = information(program.description, program.stan_data)["g"]
+    truth = per_group * tau ** 2 / sigma ** 2
+    assert np.median(ratio) == pytest.approx(truth, rel=0.35)
+
+
+def test_auto_centers_data_rich_levels_and_not_data_poor_ones():
+    rich = build(SPEC, _random_intercepts(100, 5, 0.7, 0.2))  # n·τ²/σ² ≈ 61: lecture example (a)
+    poor = build(SPEC, _random_intercepts(100, 3, 0.3, 1.0))  # ≈ 0.27
+    assert [c.parameterization for c in rich.parameterization] == ["centered"]
+    assert [c.parameterization for c in poor.parameterization] == ["noncentered"]
+    assert "b_g ~ normal(m_g, sd_g);" in rich.code and "z_g ~ std_normal();" in poor.code
+    assert rich.parameterization[0].information > THRESHOLD > poor.parameterization[0].information
+
+
+def test_nested_parent_counts_its_childrens_spread_as_noise():
+    """Pastes: each batch's 6 strengths are mostly cask-to-cask spread, so batch is data-poor although
+    the residual sd is small; each cask's 2 strengths pin it down."""
+    choices = {c.level: c.parameterization for c in build(SPECS / "pastes.yaml").parameterization}
+    assert choices == {"batch": "noncentered", "cask": "centered"}
+
+
+def test_the_spec_overrides_auto():
+    spec = Spec.from_yaml(SPECS / "students.yaml")
+    assert build(spec).parameterization[0].parameterization == "centered"
+    forced = build(spec.with_parameterization("noncentered")).parameterization[0]
+    assert (forced.parameterization, forced.how) == ("noncentered", "spec")
+
+
+def test_unknown_parameterization_is_a_spec_error():
+    with pytest.raises(stangen.SpecError) as info:
+        Spec(outcome="y", levels={"g": {"parameterization": "centred"}})
+    assert "levels.g.parameterization" in str(info.value) and "did you mean 'centered'" in str(info.value)
+
+
+def _agree(a, b, names):
+    sa, sb = a.summary(), b.summary()
+    for name in names:
+        # two independent runs of the same posterior: means differ by Monte Carlo error only
+        tolerance = 4 * np.hypot(sa.loc[name, "mcse_mean"], sb.loc[name, "mcse_mean"]) + 0.02 * sa.loc[name, "sd"]
+        assert abs(sa.loc[name, "mean"] - sb.loc[name, "mean"]) < tolerance, name
+        assert sb.loc[name, "sd"] == pytest.approx(sa.loc[name, "sd"], rel=0.2), name
+
+
+@pytest.mark.parametrize("name, first, second", [
+    ("sleepstudy", "centered", "noncentered"),   # correlated intercept and slope, at the mean of Days
+    ("pastes", None, "centered"),                # nested: auto (batch noncentered) vs both centered
+])
+def test_centered_and_noncentered_programs_give_the_same_posterior(example_fit, name, first, second):
+    spec = Spec.from_yaml(SPECS / f"{name}.yaml")
+    a = example_fit(name) if first is None or build(spec).parameterization[0].parameterization == first else \
+        stangen.fit(spec.with_parameterization(first), backend="pystan", **SHORT_RUN)
+    b = stangen.fit(spec.with_parameterization(second), backend="pystan", **SHORT_RUN)
+    assert a.program.code != b.program.code
+    names = list(a.parameters())
+    _agree(a, b, names)
+    for level, table in a.ranef().items():
+        other = b.ranef()[level]
+        scale = a.summary().loc[[n for n in names if n.startswith(f"sd({level}")], "mean"].max()
+        assert np.max(np.abs(table.to_numpy() - other.to_numpy())) < 0.15 * scale, level
