@@ -37,9 +37,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
     detail = f"; {program.data.n} rows" if program and program.data else ""
     if program and program.data:
         detail += "".join(f", {len(v)} {k} groups" for k, v in program.data.labels.items())
+    if program and program.data and program.parameterization:
+        detail += "; sampled " + ", ".join(
+            f"{c.level} {c.parameterization}" + (f" (information {c.information:.2g})" if c.information is not None
+                                                 else f" ({c.how})") for c in program.parameterization)
     print(f"{args.spec}: ok — {spec.describe()}{detail}")
-    for choice in program.parameterization if program else ():
-        print(f"  {choice.level}: {choice.parameterization} ({choice.reason})")
     return 0
 
 

@@ -21,7 +21,7 @@ from .backends import CompiledModel, Draws, SamplerSettings, get_backend
 from .data import PreparedData
 from .errors import Problem, SpecError, UserError
 from .model import ModelDescription, describe
-from .parameterization import Choice
+from .parameterization import Choice, pooled_order
 from .program import StanProgram, build, stan_data_json
 from .spec import Spec
 
@@ -249,7 +249,8 @@ class Fit:
         spec = Spec.from_yaml(run_dir / "spec.yaml")
         choices = tuple(Choice(**c) for c in run["info"].get("parameterization", []))
         desc = describe(spec, set(run["categorical"]), generated=run["info"].get("generated", ()),
-                        parameterization={c.level: c.parameterization for c in choices})
+                        parameterization={c.level: c.parameterization for c in choices},
+                        pooled_order=pooled_order(choices))
         stan_data = {k: np.asarray(v) if isinstance(v, list) else v
                      for k, v in json.loads((run_dir / "data.json").read_text()).items()}
         prepared = PreparedData(stan_data, run["labels"], run["columns"],

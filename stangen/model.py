@@ -256,11 +256,14 @@ def _prior(spec: Spec, keys: list[str], prior_class: str) -> PriorChoice:
 
 def describe(spec: Spec, categorical: set[str] | frozenset[str] = frozenset(),
              generated: str | Iterable[str] | None = (),
-             parameterization: Mapping[str, str] | None = None) -> ModelDescription:
+             parameterization: Mapping[str, str] | None = None,
+             pooled_order: Iterable[str] | None = None) -> ModelDescription:
     """Build the model description. `categorical`: columns the data showed to be non-numeric.
     `generated`: optional generated quantities, a subset of GENERATED ('y_rep', 'log_lik').
     `parameterization`: level → 'centered' | 'noncentered' for levels whose spec says `auto` (decided from
-    the data by stangen.parameterization); a level missing there is noncentered."""
+    the data by stangen.parameterization); a level missing there is noncentered.
+    `pooled_order`: levels in the order they are offered the pooled coefficients as their groups' mean
+    (see _link_levels); default: the spec's order, parents first."""
     generated = generated_quantities(generated)
     categorical = frozenset(categorical) | frozenset(spec.categorical)
     problems: list[Problem] = []
@@ -322,7 +325,7 @@ def describe(spec: Spec, categorical: set[str] | frozenset[str] = frozenset(),
             if kind == "correlated" else None,
             centered=choice == "centered", at_means=_at_means(kind, coefficients)))
     if not problems:
-        terms, levels = _link_levels(spec, terms, levels)
+        terms, levels = _link_levels(spec, terms, levels, list(pooled_order or ()))
     if not spec.intercept and not terms and not levels:
         problems.append(Problem("", "the model has no intercept, no predictors and no levels: nothing to estimate"))
     if problems:
@@ -349,20 +352,31 @@ def _at_means(kind: LevelKind, coefficients: list[VaryingCoefficient]) -> bool:
         {e.predictor.name for e in c.effects} <= on_intercept for c in slopes)
 
 
-def _link_levels(spec: Spec, terms: list[Term], levels: list[LevelDescription]):
+def _link_levels(spec: Spec, terms: list[Term], levels: list[LevelDescription], pooled_order: list[str]):
     """Decide what each centered level's group means include, and so what the linear predictor adds.
 
     A centered level's groups are drawn around their predicted coefficients: the pooled coefficient (the
     first centered level, parents first, takes it) or, nested, the parent group's coefficient; plus the
     group-level predictors. What a level takes as its mean is no longer added to the linear predictor
     separately. Slopes are taken only between levels that multiply the same values (both at the mean or
-    both raw), and a pooled slope only by a level that centers its predictor like X does."""
+    both raw), and a pooled slope only by a level that centers its predictor like X does.
+
+    Which centered level takes a pooled coefficient matters for crossed levels: the others are drawn around
+    0, and the sampler then moves the pooled coefficient against their mean. That ridge is mild when the
+    taker is the level whose group mean is least certain (largest τ²/J), so `pooled_order` (from
+    stangen.parameterization) puts that level first."""
     from dataclasses import replace
     by_name = {lv.name: lv for lv in levels}
     taken_population: set[str] = set()  # coefficient names whose pooled coefficient a level took
     intercept_centered = bool(terms) or any(c.effects for lv in levels for c in lv.coefficients if c.term is None)
     intercept_param = "Intercept_centered" if intercept_centered else "Intercept"  # as ModelDescription names it
     absorbed: dict[str, set[str]] = {lv.name: set() for lv in levels}  # level → its coefficients taken by a child
+    rank = {name: i for i, name in enumerate(pooled_order)}
+    takers: dict[str, str] = {}  # coefficient name → the level whose groups' mean includes its pooled value
+    for lv in sorted(levels, key=lambda lv: (rank.get(lv.name, len(rank)), len(lv.ancestors))):
+        for c in lv.coefficients:
+            if lv.centered and spec.intercept and c.name not in takers and (c.term is None or lv.at_means):
+                takers[c.name] = lv.name
     linked: dict[str, LevelDescription] = {}
     for lv in sorted(levels, key=lambda lv: len(lv.ancestors)):
         parent = by_name.get(lv.parent) if lv.parent else None
@@ -376,8 +390,7 @@ def _link_levels(spec: Spec, terms: list[Term], levels: list[LevelDescription]):
                         and c.name not in absorbed[parent.name]:
                     parent_column = pc.column
                     absorbed[parent.name].add(c.name)
-                if c.name not in taken_population and (
-                        (c.term is None and spec.intercept) or (c.term is not None and lv.at_means and spec.intercept)):
+                if takers.get(c.name) == lv.name:
                     from_population = True
                     taken_population.add(c.name)
             population_param = (intercept_param if c.term is None else c.term.param) if from_population else None

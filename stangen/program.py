@@ -13,7 +13,7 @@ from . import codegen
 from .data import PreparedData, categorical_columns, prepare, read_csv
 from .errors import Problem, SpecError
 from .model import ModelDescription, describe
-from .parameterization import Choice, choose
+from .parameterization import Choice, choose, pooled_order
 from .spec import Spec
 
 
@@ -70,8 +70,9 @@ def build(spec: Spec | str | Path, data: pd.DataFrame | str | Path | None = None
                             Choice(n, "noncentered", "auto", None, "no data to decide from: noncentered")
                             for n, lv in spec.levels.items())
         chosen = {c.level: c.parameterization for c in choices}
-        if any(lv.centered != (chosen[lv.name] == "centered") for lv in description.levels):
-            description = describe(spec, categorical, generated=generated, parameterization=chosen)
+        if any(c == "centered" for c in chosen.values()):
+            description = describe(spec, categorical, generated=generated, parameterization=chosen,
+                                   pooled_order=pooled_order(choices))
             prepared = prepare(description, frame, prior_only=prior_only) if frame is not None else None
     return StanProgram(spec, description, codegen.render(description), prepared, choices)
 

@@ -85,3 +85,16 @@ def test_centered_and_noncentered_programs_give_the_same_posterior(example_fit, 
         other = b.ranef()[level]
         scale = a.summary().loc[[n for n in names if n.startswith(f"sd({level}")], "mean"].max()
         assert np.max(np.abs(table.to_numpy() - other.to_numpy())) < 0.15 * scale, level
+
+
+def test_crossed_levels_give_the_intercept_to_the_least_certain_mean():
+    """Penicillin: the 6 samples' mean (sd 1.9) is far less certain than the 24 plates' (sd 0.85): samples
+    are drawn around the intercept, plates around 0. Legislators (8 parties × 6 chambers): the two means are
+    about as uncertain, so centering would leave a ridge between them and the intercept: noncentered."""
+    penicillin = build(SPECS / "penicillin.yaml")
+    assert [c.parameterization for c in penicillin.parameterization] == ["centered", "centered"]
+    assert "m_sample = rep_vector(Intercept, J_sample)" in penicillin.code
+    assert "b_plate ~ normal(0, sd_plate);" in penicillin.code
+    legislators = build(SPECS / "legislators.yaml")
+    assert [c.parameterization for c in legislators.parameterization] == ["noncentered", "noncentered"]
+    assert "ridge" in legislators.parameterization[0].reason

@@ -109,11 +109,12 @@ def test_sleepstudy_prints_like_lme4(example_fit):
     text = example_fit("sleepstudy").lme4()
     lines = text.splitlines()
     assert "Formula: Reaction ~ Days + (Days | Subject)" in text
-    header = lines.index(" Groups   Name        Variance Std.Dev. Corr")
+    header = next(i for i, line in enumerate(lines) if line.split() == ["Groups", "Name", "Variance", "Std.Dev.", "Corr"])
     assert lines[header + 1].split()[:2] == ["Subject", "(Intercept)"]
     assert lines[header + 2].split()[0] == "Days" and len(lines[header + 2].split()) == 4  # with the Corr
     assert lines[header + 3].split()[0] == "Residual"
     assert "Number of obs: 180, groups:  Subject, 18" in text
+    assert "Sampled: Subject centered (auto)" in text
     fixed = lines[lines.index("Fixed effects:") + 1:]
     assert fixed[0].split() == ["Estimate", "Est.Error", "l-95%", "CI", "u-95%", "CI"]
     assert fixed[1].split()[0] == "(Intercept)" and fixed[2].split()[0] == "Days"

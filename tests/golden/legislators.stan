@@ -5,9 +5,9 @@
 //   vote_yes[i] ~ bernoulli(p[i])
 //   logit(p[i]) = Intercept + beta_ideology * ideology[i] + u_party[party[i]] + u_chamber[chamber[i]]
 //   u_party[j] ~ normal(0, sd_party),  j = 1..J_party (party groups)
-//     (party: centered: each group's coefficients b_party are parameters)
+//     (party: noncentered: u_party = sds * standardized z_party)
 //   u_chamber[j] ~ normal(0, sd_chamber),  j = 1..J_chamber (chamber groups)
-//     (chamber: centered: each group's coefficients b_chamber are parameters)
+//     (chamber: noncentered: u_chamber = sds * standardized z_chamber)
 data {
   int<lower=1> N;  // observations
   array[N] int<lower=0, upper=1> y;  // outcome: vote_yes (0/1)
@@ -35,10 +35,10 @@ parameters {
   real beta_ideology;  // coefficient of ideology
   // party: the intercept varies by group
   real<lower=0> sd_party;  // sd of the party intercepts
-  vector[J_party] b_party;  // each party group's intercept (centered parameterization)
+  vector[J_party] z_party;  // standardized group effects (noncentered parameterization)
   // chamber: the intercept varies by group
   real<lower=0> sd_chamber;  // sd of the chamber intercepts
-  vector[J_chamber] b_chamber;  // each chamber group's intercept (centered parameterization)
+  vector[J_chamber] z_chamber;  // standardized group effects (noncentered parameterization)
 }
 model {
   // priors
@@ -46,14 +46,15 @@ model {
   beta_ideology ~ normal(prior_beta_ideology_location, prior_beta_ideology_scale);
   sd_party ~ exponential(prior_sd_party_rate);
   sd_chamber ~ exponential(prior_sd_chamber_rate);
-  vector[J_party] m_party = rep_vector(Intercept_centered, J_party);  // party: the predicted intercept of each group (with the pooled coefficient)
-  b_party ~ normal(m_party, sd_party);  // party intercepts, centered
-  b_chamber ~ normal(0, sd_chamber);  // chamber intercepts, centered
+  z_party ~ std_normal();  // party effects, standardized
+  z_chamber ~ std_normal();  // chamber effects, standardized
+  vector[J_party] u_party = sd_party * z_party;  // party: deviations from the predicted intercepts
+  vector[J_chamber] u_chamber = sd_chamber * z_chamber;  // chamber: deviations from the predicted intercepts
   if (!prior_only) {
     vector[K] beta = [beta_ideology]';  // pooled coefficients, in the columns' order
-    vector[N] eta = rep_vector(0, N);  // linear predictor without X * beta
-    eta += b_party[idx_party];  // party intercepts (with the pooled coefficient)
-    eta += b_chamber[idx_chamber];  // chamber intercepts
+    vector[N] eta = rep_vector(Intercept_centered, N);  // linear predictor without X * beta
+    eta += u_party[idx_party];  // party intercepts
+    eta += u_chamber[idx_chamber];  // chamber intercepts
     target += bernoulli_logit_glm_lupmf(y | X, eta, beta);
   }
 }
@@ -66,8 +67,7 @@ generated quantities {
   vector[J_chamber] u_chamber;
   {
     // group values computed exactly as in the model block
-    vector[J_party] m_party = rep_vector(Intercept_centered, J_party);  // party: the predicted intercept of each group (with the pooled coefficient)
-    u_party = b_party - m_party;
-    u_chamber = b_chamber;
+    u_party = sd_party * z_party;  // party: deviations from the predicted intercepts
+    u_chamber = sd_chamber * z_chamber;  // chamber: deviations from the predicted intercepts
   }
 }

@@ -41,13 +41,13 @@ model {
   sigma ~ exponential(prior_sigma_rate);
   sd_plate ~ exponential(prior_sd_plate_rate);
   sd_sample ~ exponential(prior_sd_sample_rate);
-  vector[J_plate] m_plate = rep_vector(Intercept, J_plate);  // plate: the predicted intercept of each group (with the pooled coefficient)
-  b_plate ~ normal(m_plate, sd_plate);  // plate intercepts, centered
-  b_sample ~ normal(0, sd_sample);  // sample intercepts, centered
+  vector[J_sample] m_sample = rep_vector(Intercept, J_sample);  // sample: the predicted intercept of each group (with the pooled coefficient)
+  b_plate ~ normal(0, sd_plate);  // plate intercepts, centered
+  b_sample ~ normal(m_sample, sd_sample);  // sample intercepts, centered
   if (!prior_only) {
     vector[N] eta = rep_vector(0, N);  // linear predictor
-    eta += b_plate[idx_plate];  // plate intercepts (with the pooled coefficient)
-    eta += b_sample[idx_sample];  // sample intercepts
+    eta += b_plate[idx_plate];  // plate intercepts
+    eta += b_sample[idx_sample];  // sample intercepts (with the pooled coefficient)
     target += normal_lupdf(y | eta, sigma);
   }
 }
@@ -58,8 +58,8 @@ generated quantities {
   vector[J_sample] u_sample;
   {
     // group values computed exactly as in the model block
-    vector[J_plate] m_plate = rep_vector(Intercept, J_plate);  // plate: the predicted intercept of each group (with the pooled coefficient)
-    u_plate = b_plate - m_plate;
-    u_sample = b_sample;
+    vector[J_sample] m_sample = rep_vector(Intercept, J_sample);  // sample: the predicted intercept of each group (with the pooled coefficient)
+    u_plate = b_plate;
+    u_sample = b_sample - m_sample;
   }
 }
