@@ -373,7 +373,7 @@ def _link_levels(spec: Spec, terms: list[Term], levels: list[LevelDescription], 
     absorbed: dict[str, set[str]] = {lv.name: set() for lv in levels}  # level → its coefficients taken by a child
     rank = {name: i for i, name in enumerate(pooled_order)}
     takers: dict[str, str] = {}  # coefficient name → the level whose groups' mean includes its pooled value
-    for lv in sorted(levels, key=lambda lv: (rank.get(lv.name, len(rank)), len(lv.ancestors))):
+    for lv in sorted(levels, key=lambda lv: (len(lv.ancestors), rank.get(lv.name, len(rank)))):  # parents first
         for c in lv.coefficients:
             if lv.centered and spec.intercept and c.name not in takers and (c.term is None or lv.at_means):
                 takers[c.name] = lv.name

@@ -107,7 +107,7 @@ def estimate(desc: ModelDescription, data: dict) -> tuple[dict[str, np.ndarray],
         # start small: a tenth of the residual variance, on each coefficient's scale
         scale = np.mean(designs[lv.name] ** 2, axis=0)
         tau[lv.name] = np.diag(0.1 * max(np.var(resid), 1e-12) / np.maximum(scale, 1e-12))
-    precision, uncertainty = {}, {}
+    precision, hidden = {}, {}
     for _ in range(SWEEPS):
         for lv in levels:
             Z, j, J = designs[lv.name], index[lv.name], size[lv.name]
@@ -125,10 +125,10 @@ def estimate(desc: ModelDescription, data: dict) -> tuple[dict[str, np.ndarray],
             fitted[lv.name] = np.einsum("ia,ia->i", Z, mean[j])
             tau[lv.name] = (np.einsum("ja,jb->ab", mean, mean) + V.sum(axis=0)) / J + 1e-10 * np.eye(q)
             precision[lv.name] = A
-            uncertainty[lv.name] = float(np.einsum("jab,jba->", A, V)) * sigma2  # Σ_j tr(Z_jᵀWZ_j V_j)
+            hidden[lv.name] = float(np.einsum("jab,jba->", A, V)) * sigma2  # Σ_j tr(Z_jᵀWZ_j V_j)
         if estimate_sigma:  # EM: the residuals' mean square plus what the effects' uncertainty hides
             r = resid - sum(fitted.values())
-            sigma2 = max(float((np.sum(w * r ** 2) + sum(uncertainty.values())) / np.sum(w)), 1e-12)
+            sigma2 = max(float((np.sum(w * r ** 2) + sum(hidden.values())) / np.sum(w)), 1e-12)
     out = {}
     for lv in levels:
         A = precision[lv.name]  # data precision about each group's coefficients (given the others)
