@@ -47,6 +47,25 @@ def group_mean(c: VaryingCoefficient, lv: LevelDescription) -> str:
     return " + ".join(parts)
 
 
+def eta_terms(d: ModelDescription) -> list[tuple[str, str]]:
+    """The linear predictor's terms (Stan expression, comment): each level's group values gathered to the
+    observations (times the slope's values), then the pooled intercept unless a level took it."""
+    terms = []
+    for lv in d.levels:
+        for c in lv.coefficients:
+            if c.absorbed:
+                continue
+            index = f"[idx_{lv.stan}]" if lv.kind == "intercept" else f"[idx_{lv.stan}, {c.column}]"
+            expr = f"{lv.value}{index}" + (f" .* {c.x}" if c.term is not None else "")
+            notes = (["the pooled coefficient"] if c.mean_from_population else []) + (
+                [f"the {lv.parent}'s"] if c.parent_column is not None else [])
+            label = "intercept" if c.term is None else f"{c.term.name} slope"
+            terms.append((expr, f"{lv.name} {label}s" + (f" (with {' and '.join(notes)})" if notes else "")))
+    if d.intercept and not d.intercept_absorbed:
+        terms.append((d.intercept_param, "pooled intercept"))
+    return terms
+
+
 def group_mean_parts(lv: LevelDescription) -> bool:
     return any(group_mean(c, lv) for c in lv.coefficients)
 
@@ -65,6 +84,7 @@ def environment() -> jinja2.Environment:
     env.filters["prior_data"] = _prior_data
     env.filters["group_mean"] = group_mean
     env.filters["group_mean_parts"] = group_mean_parts
+    env.filters["eta_terms"] = eta_terms
     return env
 
 

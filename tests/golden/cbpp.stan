@@ -42,8 +42,8 @@ model {
   b_herd ~ normal(m_herd, sd_herd);  // herd intercepts, centered
   if (!prior_only) {
     vector[K] beta = beta_period;  // pooled coefficients, in the columns' order
-    vector[N] eta = rep_vector(0, N);  // linear predictor without X * beta
-    eta += b_herd[idx_herd];  // herd intercepts (with the pooled coefficient)
+    // linear predictor without X * beta, one expression (each `+=` would store another N-vector for the gradient)
+    vector[N] eta = b_herd[idx_herd];  // herd intercepts (with the pooled coefficient)
     target += binomial_logit_glm_lupmf(y | trials, X, eta, beta);
   }
 }

@@ -68,9 +68,9 @@ model {
   to_vector(mdivide_left_tri_low(diag_pre_multiply(sd_school_at_mean, L_school_at_mean), (b_school - m_school)')) ~ std_normal();
   target += -J_school * (sum(log(sd_school_at_mean)) + sum(log(diagonal(L_school_at_mean))));
   if (!prior_only) {
-    vector[N] eta = rep_vector(0, N);  // linear predictor
-    eta += b_school[idx_school, 1];  // school intercepts (with the pooled coefficient)
-    eta += b_school[idx_school, 2] .* x_standLRT_at_mean;  // school standLRT slopes (with the pooled coefficient)
+    // linear predictor, one expression (each `+=` would store another N-vector for the gradient)
+    vector[N] eta = b_school[idx_school, 1]  // school intercepts (with the pooled coefficient)
+        + b_school[idx_school, 2] .* x_standLRT_at_mean;  // school standLRT slopes (with the pooled coefficient)
     target += normal_lupdf(y | eta, sigma);
   }
 }

@@ -65,9 +65,10 @@ model {
   r_school[:, 1] += W_school_mean_iq_verb * gamma_school_intercept_mean_iq_verb;
   if (!prior_only) {
     vector[K] beta = [beta_iq_verb]';  // pooled coefficients, in the columns' order
-    vector[N] eta = rep_vector(Intercept_centered, N);  // linear predictor without X * beta
-    eta += r_school[idx_school, 1];  // school intercepts
-    eta += r_school[idx_school, 2] .* x_iq_verb_at_mean;  // school iq_verb slopes
+    // linear predictor without X * beta, one expression (each `+=` would store another N-vector for the gradient)
+    vector[N] eta = r_school[idx_school, 1]  // school intercepts
+        + r_school[idx_school, 2] .* x_iq_verb_at_mean  // school iq_verb slopes
+        + Intercept_centered;  // pooled intercept
     target += normal_id_glm_lupdf(y | X, eta, beta, sigma);
   }
 }

@@ -34,8 +34,8 @@ model {
   vector[J_school] m_school = rep_vector(Intercept, J_school);  // school: the predicted intercept of each group (with the pooled coefficient)
   b_school ~ normal(m_school, sd_school);  // school intercepts, centered
   if (!prior_only) {
-    vector[N] eta = rep_vector(0, N);  // linear predictor
-    eta += b_school[idx_school];  // school intercepts (with the pooled coefficient)
+    // linear predictor, one expression (each `+=` would store another N-vector for the gradient)
+    vector[N] eta = b_school[idx_school];  // school intercepts (with the pooled coefficient)
     target += normal_lupdf(y | eta, sigma);
   }
 }

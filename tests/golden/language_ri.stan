@@ -43,8 +43,8 @@ model {
   b_school ~ normal(m_school, sd_school);  // school intercepts, centered
   if (!prior_only) {
     vector[K] beta = [beta_iq_verb]';  // pooled coefficients, in the columns' order
-    vector[N] eta = rep_vector(0, N);  // linear predictor without X * beta
-    eta += b_school[idx_school];  // school intercepts (with the pooled coefficient)
+    // linear predictor without X * beta, one expression (each `+=` would store another N-vector for the gradient)
+    vector[N] eta = b_school[idx_school];  // school intercepts (with the pooled coefficient)
     target += normal_id_glm_lupdf(y | X, eta, beta, sigma);
   }
 }

@@ -52,9 +52,10 @@ model {
   vector[J_chamber] u_chamber = sd_chamber * z_chamber;  // chamber: deviations from the predicted intercepts
   if (!prior_only) {
     vector[K] beta = [beta_ideology]';  // pooled coefficients, in the columns' order
-    vector[N] eta = rep_vector(Intercept_centered, N);  // linear predictor without X * beta
-    eta += u_party[idx_party];  // party intercepts
-    eta += u_chamber[idx_chamber];  // chamber intercepts
+    // linear predictor without X * beta, one expression (each `+=` would store another N-vector for the gradient)
+    vector[N] eta = u_party[idx_party]  // party intercepts
+        + u_chamber[idx_chamber]  // chamber intercepts
+        + Intercept_centered;  // pooled intercept
     target += bernoulli_logit_glm_lupmf(y | X, eta, beta);
   }
 }

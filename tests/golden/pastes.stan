@@ -47,8 +47,8 @@ model {
   vector[J_cask] m_cask = rep_vector(Intercept, J_cask) + u_batch[parent_cask];  // cask: the predicted intercept of each group (with the pooled coefficient and the batch's)
   b_cask ~ normal(m_cask, sd_cask);  // cask intercepts, centered
   if (!prior_only) {
-    vector[N] eta = rep_vector(0, N);  // linear predictor
-    eta += b_cask[idx_cask];  // cask intercepts (with the pooled coefficient and the batch's)
+    // linear predictor, one expression (each `+=` would store another N-vector for the gradient)
+    vector[N] eta = b_cask[idx_cask];  // cask intercepts (with the pooled coefficient and the batch's)
     target += normal_lupdf(y | eta, sigma);
   }
 }

@@ -45,9 +45,9 @@ model {
   b_plate ~ normal(0, sd_plate);  // plate intercepts, centered
   b_sample ~ normal(m_sample, sd_sample);  // sample intercepts, centered
   if (!prior_only) {
-    vector[N] eta = rep_vector(0, N);  // linear predictor
-    eta += b_plate[idx_plate];  // plate intercepts
-    eta += b_sample[idx_sample];  // sample intercepts (with the pooled coefficient)
+    // linear predictor, one expression (each `+=` would store another N-vector for the gradient)
+    vector[N] eta = b_plate[idx_plate]  // plate intercepts
+        + b_sample[idx_sample];  // sample intercepts (with the pooled coefficient)
     target += normal_lupdf(y | eta, sigma);
   }
 }

@@ -56,9 +56,9 @@ model {
   to_vector(mdivide_left_tri_low(diag_pre_multiply(sd_Subject_at_mean, L_Subject_at_mean), (b_Subject - m_Subject)')) ~ std_normal();
   target += -J_Subject * (sum(log(sd_Subject_at_mean)) + sum(log(diagonal(L_Subject_at_mean))));
   if (!prior_only) {
-    vector[N] eta = rep_vector(0, N);  // linear predictor
-    eta += b_Subject[idx_Subject, 1];  // Subject intercepts (with the pooled coefficient)
-    eta += b_Subject[idx_Subject, 2] .* x_Days_at_mean;  // Subject Days slopes (with the pooled coefficient)
+    // linear predictor, one expression (each `+=` would store another N-vector for the gradient)
+    vector[N] eta = b_Subject[idx_Subject, 1]  // Subject intercepts (with the pooled coefficient)
+        + b_Subject[idx_Subject, 2] .* x_Days_at_mean;  // Subject Days slopes (with the pooled coefficient)
     target += normal_lupdf(y | eta, sigma);
   }
 }

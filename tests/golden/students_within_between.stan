@@ -50,8 +50,8 @@ model {
   b_student ~ normal(m_student, sd_student);  // student intercepts, centered
   if (!prior_only) {
     vector[K] beta = [beta_hours]';  // pooled coefficients, in the columns' order
-    vector[N] eta = rep_vector(0, N);  // linear predictor without X * beta
-    eta += b_student[idx_student];  // student intercepts (with the pooled coefficient)
+    // linear predictor without X * beta, one expression (each `+=` would store another N-vector for the gradient)
+    vector[N] eta = b_student[idx_student];  // student intercepts (with the pooled coefficient)
     target += normal_id_glm_lupdf(y | X, eta, beta, sigma);
   }
 }

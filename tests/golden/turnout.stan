@@ -70,8 +70,8 @@ model {
   b_county ~ normal(m_county, sd_county);  // county intercepts, centered
   if (!prior_only) {
     vector[K] beta = [beta_urban]';  // pooled coefficients, in the columns' order
-    vector[N] eta = rep_vector(0, N);  // linear predictor without X * beta
-    eta += b_county[idx_county];  // county intercepts (with the state's)
+    // linear predictor without X * beta, one expression (each `+=` would store another N-vector for the gradient)
+    vector[N] eta = b_county[idx_county];  // county intercepts (with the state's)
     target += normal_id_glm_lupdf(y | X, eta, beta, sigma);
   }
 }

@@ -68,9 +68,10 @@ model {
   r_state[:, 2] += W_state_state_income * gamma_state_income_state_income;
   if (!prior_only) {
     vector[K] beta = [beta_income_centered]';  // pooled coefficients, in the columns' order
-    vector[N] eta = rep_vector(Intercept_centered, N);  // linear predictor without X * beta
-    eta += r_state[idx_state, 1];  // state intercepts
-    eta += r_state[idx_state, 2] .* x_income_at_mean;  // state income slopes
+    // linear predictor without X * beta, one expression (each `+=` would store another N-vector for the gradient)
+    vector[N] eta = r_state[idx_state, 1]  // state intercepts
+        + r_state[idx_state, 2] .* x_income_at_mean  // state income slopes
+        + Intercept_centered;  // pooled intercept
     target += bernoulli_logit_glm_lupmf(y | X, eta, beta);
   }
 }
