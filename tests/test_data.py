@@ -96,7 +96,7 @@ def test_a_centered_level_takes_the_pooled_coefficients_out_of_X():
     centered, noncentered = build(spec.with_parameterization("centered")), build(spec.with_parameterization("noncentered"))
     assert "X" not in centered.stan_data and "K" not in centered.stan_data
     assert "rep_vector(beta_Days, J_Subject)" in centered.code
-    assert "eta += b_Subject[idx_Subject, 2] .* x_Days_at_mean;" in centered.code
+    assert "+ b_Subject[idx_Subject, 2] .* x_Days_at_mean;" in centered.code
     for key, value in noncentered.stan_data.items():
         if key.startswith("prior_"):
             np.testing.assert_allclose(centered.stan_data[key], value, err_msg=key)
