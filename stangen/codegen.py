@@ -47,6 +47,13 @@ def group_mean(c: VaryingCoefficient, lv: LevelDescription) -> str:
     return " + ".join(parts)
 
 
+def mean_note(c: VaryingCoefficient, lv: LevelDescription) -> str:
+    """' (with the pooled coefficient and the batch's)': what a centered level's groups are drawn around."""
+    notes = (["the pooled coefficient"] if c.mean_from_population else []) + (
+        [f"the {lv.parent}'s"] if c.parent_column is not None else [])
+    return f" (with {' and '.join(notes)})" if notes else ""
+
+
 def eta_terms(d: ModelDescription) -> list[tuple[str, str]]:
     """The linear predictor's terms (Stan expression, comment): each level's group values gathered to the
     observations (times the slope's values), then the pooled intercept unless a level took it."""
@@ -57,10 +64,8 @@ def eta_terms(d: ModelDescription) -> list[tuple[str, str]]:
                 continue
             index = f"[idx_{lv.stan}]" if lv.kind == "intercept" else f"[idx_{lv.stan}, {c.column}]"
             expr = f"{lv.value}{index}" + (f" .* {c.x}" if c.term is not None else "")
-            notes = (["the pooled coefficient"] if c.mean_from_population else []) + (
-                [f"the {lv.parent}'s"] if c.parent_column is not None else [])
             label = "intercept" if c.term is None else f"{c.term.name} slope"
-            terms.append((expr, f"{lv.name} {label}s" + (f" (with {' and '.join(notes)})" if notes else "")))
+            terms.append((expr, f"{lv.name} {label}s{mean_note(c, lv)}"))
     if d.intercept and not d.intercept_absorbed:
         terms.append((d.intercept_param, "pooled intercept"))
     return terms
@@ -85,6 +90,7 @@ def environment() -> jinja2.Environment:
     env.filters["group_mean"] = group_mean
     env.filters["group_mean_parts"] = group_mean_parts
     env.filters["eta_terms"] = eta_terms
+    env.filters["mean_note"] = mean_note
     return env
 
 
