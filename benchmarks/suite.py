@@ -56,13 +56,19 @@ def synthetic_crossed(path: Path, seed: int = 20261123) -> Path:
 
 # -- measurements ------------------------------------------------------------------------------
 
+def us_per_gradient(chain_seconds: list[dict] | None, steps: int) -> float:
+    """Stan's own sampling-phase seconds, summed over chains, per leapfrog step of the kept draws (NaN when
+    the backend did not report them)."""
+    seconds = sum(c.get("sampling", np.nan) for c in chain_seconds or [{}])
+    return 1e6 * seconds / steps if steps and np.isfinite(seconds) else np.nan
+
+
 def measure(fit) -> dict:
     from stangen.results import checks
 
     post = fit.idata
     seconds = fit.info["sample_seconds"]
     steps = int(post.sample_stats["n_steps"].values.sum())
-    stan_sampling = sum(c.get("sampling", np.nan) for c in fit.info.get("chain_seconds") or [{}])
     summary = fit.summary()
     ess = summary["ess_bulk"]
     weakest = ess.idxmin()
@@ -71,7 +77,7 @@ def measure(fit) -> dict:
     report = checks.convergence(fit)
     by = {c.name: c for c in report.checks}
     return {"sampling_s": seconds, "gradients": steps,
-            "us_per_gradient": 1e6 * stan_sampling / steps if steps and np.isfinite(stan_sampling) else np.nan,
+            "us_per_gradient": us_per_gradient(fit.info.get("chain_seconds"), steps),
             "divergences": int(post.sample_stats["diverging"].values.sum()),
             "max_rhat": float(by["r_hat"].value), "ess_lp_per_s": lp_ess / seconds,
             "min_ess_per_s": float(ess.min()) / seconds, "weakest": weakest}
@@ -207,10 +213,9 @@ def brms_measure(program, settings, backend) -> dict:
             if np.ptp(flat[:, :, i]) > 0:
                 worst = min(worst, float(az.ess(flat[:, :, i])))
     steps = int(draws.sample_stats["n_leapfrog"].sum())
-    stan_sampling = sum(c.get("sampling", np.nan) for c in draws.chain_seconds or [{}])
     return {"sampling_s": draws.sample_seconds, "min_ess_per_s": worst / draws.sample_seconds,
             "divergences": int(draws.sample_stats["diverging"].sum()),
-            "us_per_gradient": 1e6 * stan_sampling / steps if steps else np.nan}
+            "us_per_gradient": us_per_gradient(draws.chain_seconds, steps)}
 
 
 # -- the run -------------------------------------------------------------------------------------
@@ -263,9 +268,7 @@ def main() -> None:
             spec = base if choice == "auto" else base.with_parameterization(choice)
             if choice != "auto" and all(v == choice for v in auto_choice.values()) and "auto" in args.choices:
                 continue  # the same program as auto
-            start = time.perf_counter()
             fit = stangen.fit(spec, backend="pystan", **settings)
-            wall = time.perf_counter() - start
             m = measure(fit)
             compile_s = f"{fit.info['compile_seconds']:.0f}" if fit.info["compiled_now"] else \
                 f"({recorded_compile_seconds(fit.info['program_key']):.0f})"
@@ -294,7 +297,7 @@ def main() -> None:
             line = "| " + " | ".join(row) + " |"
             lines.append(line)
             print(line, flush=True)
-            del fit, wall
+            del fit
     if args.out:
         args.out.write_text("\n".join(lines) + "\n")
 

@@ -34,12 +34,12 @@ def stack_coefficients(terms: tuple[Term, ...]) -> str:
     return expr
 
 
-def group_mean(c: VaryingCoefficient, lv: LevelDescription) -> str:
+def group_mean(c: VaryingCoefficient, lv: LevelDescription, d: ModelDescription) -> str:
     """The Stan expression (a J-vector) of a centered level's predicted coefficient c, or '' for 0."""
     parts = []
     if c.mean_from_population:
         # the pooled coefficient (at the predictors' means, like the slope predictors here)
-        parts.append(f"rep_vector({c.population_param}, J_{lv.stan})")
+        parts.append(f"rep_vector({d.intercept_param if c.term is None else c.term.param}, J_{lv.stan})")
     if c.parent_column is not None:
         index = f"[parent_{lv.stan}]" if lv.parent_is_vector else f"[parent_{lv.stan}, {c.parent_column}]"
         parts.append(f"{lv.parent_value}{index}")
@@ -71,10 +71,6 @@ def eta_terms(d: ModelDescription) -> list[tuple[str, str]]:
     return terms
 
 
-def group_mean_parts(lv: LevelDescription) -> bool:
-    return any(group_mean(c, lv) for c in lv.coefficients)
-
-
 def _prior_data(arg: str, target: PriorTarget) -> str:
     return target.data_name(arg)
 
@@ -88,7 +84,6 @@ def environment() -> jinja2.Environment:
     env.filters["stack_coefficients"] = stack_coefficients
     env.filters["prior_data"] = _prior_data
     env.filters["group_mean"] = group_mean
-    env.filters["group_mean_parts"] = group_mean_parts
     env.filters["eta_terms"] = eta_terms
     env.filters["mean_note"] = mean_note
     return env

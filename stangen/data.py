@@ -140,20 +140,14 @@ def prepare(desc: ModelDescription, df: pd.DataFrame, *, prior_only: bool = Fals
 
     data: dict[str, Any] = {"N": len(df), "prior_only": int(prior_only)}
     data.update(y)
-    term_scales, start = {}, 0
+    spans, start = {}, 0  # term name → its columns in the design matrix
     for term in desc.terms:
-        width = len(columns[term.name])
-        term_scales[term.name] = design[:, start:start + width].std(axis=0)
-        start += width
+        spans[term.name] = range(start, start + len(columns[term.name]))
+        start += len(columns[term.name])
+    term_scales = {name: design[:, span].std(axis=0) for name, span in spans.items()}
     if desc.pooled_terms:
         # only the pooled terms' columns: a term a centered level takes enters through that level's slopes
-        keep, start = [], 0
-        for term in desc.terms:
-            width = len(columns[term.name])
-            if not term.absorbed:
-                keep.extend(range(start, start + width))
-            start += width
-        pooled = design[:, keep]
+        pooled = design[:, [i for term in desc.pooled_terms for i in spans[term.name]]]
         means = pooled.mean(axis=0) if desc.intercept else np.zeros(pooled.shape[1])
         data["K"] = pooled.shape[1]
         data["X"] = pooled - means

@@ -94,10 +94,14 @@ class VaryingCoefficient:
     effects: tuple[GroupEffect, ...]
     # centered levels: what the mean of each group's coefficient includes besides the group-level predictors
     mean_from_population: bool = False  # the pooled coefficient (Intercept or beta)
-    population_param: str | None = None  # its Stan name, when mean_from_population
     parent_column: int | None = None  # the parent group's coefficient (its column in the parent's matrix)
     absorbed: bool = False  # a nested centered level takes this level's value as its mean
     x: str | None = None  # Stan name of the values a slope multiplies (None for the intercept)
+
+    @property
+    def has_group_mean(self) -> bool:
+        """A centered level's groups are drawn around something other than 0."""
+        return self.mean_from_population or self.parent_column is not None or bool(self.effects)
 
 
 @dataclass(frozen=True)
@@ -155,6 +159,10 @@ class LevelDescription:
         if self.centered:
             return f"b_{self.stan}"
         return f"r_{self.stan}" if self.has_effects else self.u
+
+    @property
+    def has_group_means(self) -> bool:
+        return any(c.has_group_mean for c in self.coefficients)
 
     @property
     def uses_parent(self) -> bool:
@@ -367,9 +375,6 @@ def _link_levels(spec: Spec, terms: list[Term], levels: list[LevelDescription], 
     stangen.parameterization) puts that level first."""
     from dataclasses import replace
     by_name = {lv.name: lv for lv in levels}
-    taken_population: set[str] = set()  # coefficient names whose pooled coefficient a level took
-    intercept_centered = bool(terms) or any(c.effects for lv in levels for c in lv.coefficients if c.term is None)
-    intercept_param = "Intercept_centered" if intercept_centered else "Intercept"  # as ModelDescription names it
     absorbed: dict[str, set[str]] = {lv.name: set() for lv in levels}  # level → its coefficients taken by a child
     rank = {name: i for i, name in enumerate(pooled_order)}
     takers: dict[str, str] = {}  # coefficient name → the level whose groups' mean includes its pooled value
@@ -383,19 +388,15 @@ def _link_levels(spec: Spec, terms: list[Term], levels: list[LevelDescription], 
         coefficients = []
         for c in lv.coefficients:
             x = None if c.term is None else (f"x_{c.term.stan}_at_mean" if lv.at_means else f"x_{c.term.stan}")
-            from_population, parent_column = False, None
+            parent_column = None
             if lv.centered:
                 pc = next((p for p in parent.coefficients if p.name == c.name), None) if parent else None
                 if pc is not None and (c.term is None or parent.at_means == lv.at_means) \
                         and c.name not in absorbed[parent.name]:
                     parent_column = pc.column
                     absorbed[parent.name].add(c.name)
-                if takers.get(c.name) == lv.name:
-                    from_population = True
-                    taken_population.add(c.name)
-            population_param = (intercept_param if c.term is None else c.term.param) if from_population else None
-            coefficients.append(replace(c, x=x, mean_from_population=from_population, parent_column=parent_column,
-                                        population_param=population_param,
+            coefficients.append(replace(c, x=x, mean_from_population=takers.get(c.name) == lv.name,
+                                        parent_column=parent_column,
                                         effects=tuple(replace(e, at_mean=lv.at_means and c.term is None and any(
                                             o.predictor.name == e.predictor.name
                                             for s in lv.coefficients[1:] for o in s.effects)) for e in c.effects)))
@@ -407,7 +408,7 @@ def _link_levels(spec: Spec, terms: list[Term], levels: list[LevelDescription], 
         lv = linked[lv.name]
         out.append(replace(lv, coefficients=tuple(replace(c, absorbed=c.name in absorbed[lv.name])
                                                   for c in lv.coefficients)))
-    terms = [replace(t, absorbed=t.name in taken_population) for t in terms]
+    terms = [replace(t, absorbed=t.name in takers) for t in terms]
     return terms, out
 
 

@@ -169,9 +169,13 @@ def _parent_variance(partial, w, child_index, parent_of, child_var, sigma2) -> f
     return float(max(np.var(parent_mean, ddof=1) - noise.mean(), 1e-10))
 
 
-def choose(desc: ModelDescription, data: dict, spec_levels) -> dict[str, Choice]:
-    """Each level's parameterization: the spec's when it names one, else decided from the data."""
-    ratios, uncertainty = estimate(desc, data)
+def choose(desc: ModelDescription, data: dict | None, spec_levels) -> dict[str, Choice]:
+    """Each level's parameterization: the spec's when it names one, else decided from the data (without
+    data: noncentered, and the pooled coefficients offered in the spec's order)."""
+    if data is None:
+        ratios, uncertainty = {}, {lv.name: 0.0 for lv in desc.levels}
+    else:
+        ratios, uncertainty = estimate(desc, data)
     order = sorted(desc.levels, key=lambda lv: -uncertainty[lv.name])
     rank = {lv.name: i for i, lv in enumerate(order)}
     out = {}
@@ -179,6 +183,10 @@ def choose(desc: ModelDescription, data: dict, spec_levels) -> dict[str, Choice]
         given = spec_levels[lv.name].parameterization
         if given != "auto":
             out[lv.name] = Choice(lv.name, given, "spec", None, "set in the spec", rank[lv.name])
+            continue
+        if data is None:
+            out[lv.name] = Choice(lv.name, "noncentered", "auto", None, "no data to decide from: noncentered",
+                                  rank[lv.name])
             continue
         value = float(np.median(ratios[lv.name].min(axis=1)))
         centered = value > THRESHOLD

@@ -62,13 +62,7 @@ def build(spec: Spec | str | Path, data: pd.DataFrame | str | Path | None = None
     prepared = prepare(description, frame, prior_only=prior_only) if frame is not None else None
     choices: tuple[Choice, ...] = ()
     if spec.levels:
-        if prepared is not None:
-            choices = tuple(choose(description, prepared.stan_data, spec.levels).values())
-        else:
-            choices = tuple(Choice(n, lv.parameterization, "spec", None, "set in the spec")
-                            if lv.parameterization != "auto" else
-                            Choice(n, "noncentered", "auto", None, "no data to decide from: noncentered")
-                            for n, lv in spec.levels.items())
+        choices = tuple(choose(description, prepared.stan_data if prepared else None, spec.levels).values())
         chosen = {c.level: c.parameterization for c in choices}
         if any(c == "centered" for c in chosen.values()):
             description = describe(spec, categorical, generated=generated, parameterization=chosen,

@@ -108,7 +108,7 @@ def simulate(spec: Spec | str | Path, params: dict | str | Path | None = None, *
     frame = _design_frame(spec, groups or {}, per_group, rng) if frame is None else frame.copy()
     # simulation reads X and its means whole: the noncentered description keeps every term in X (how the
     # levels are sampled does not change the model)
-    desc = describe(spec.with_parameterization("noncentered") if spec.levels else spec, categorical_columns(spec, frame))
+    desc = describe(spec.with_parameterization("noncentered"), categorical_columns(spec, frame))
     # default priors are scaled to the outcome: the real one when the data have it, else a unit-scale stand-in
     prepared = prepare(desc, frame if has_outcome else _placeholder_outcome(spec, frame, rng))
     params = read_params(params) if isinstance(params, (str, Path)) else dict(params or {})
