@@ -250,7 +250,7 @@ def main() -> None:
     if args.brms and not with_brms:
         print("note: --brms asked for, but Rscript with brms is not installed: no peer column", file=sys.stderr)
 
-    header = ["spec", "rows", "choice", "levels", "compile s", "re-fit s (recompiled?)", "sampling s",
+    header = ["spec", "rows", "choice", "levels", "adapt δ", "compile s", "re-fit s (recompiled?)", "sampling s",
               "gradients", "µs/gradient", "divergences", "max R-hat", "ESS/s lp__", "min ESS/s", "weakest"]
     if with_brms:
         header += ["brms min ESS/s", "brms µs/gradient", "brms divergences", "stangen/brms"]
@@ -278,14 +278,17 @@ def main() -> None:
                 again = stangen.fit(spec, refit_data(fit.program), backend="pystan", **settings)
                 refit = f"{time.perf_counter() - start:.1f} ({'yes' if again.info['compiled_now'] else 'no'})"
             levels = ", ".join(f"{c.level} {c.parameterization[0]}" for c in fit.program.parameterization)
-            row = [name, str(fit.program.data.n), choice, levels, compile_s, refit,
+            adapt_delta = f"{fit.info['settings']['adapt_delta']:g}"
+            row = [name, str(fit.program.data.n), choice, levels, adapt_delta, compile_s, refit,
                    f"{m['sampling_s']:.1f}", str(m["gradients"]), f"{m['us_per_gradient']:.0f}",
                    str(m["divergences"]), f"{m['max_rhat']:.3f}", f"{m['ess_lp_per_s']:.0f}",
                    f"{m['min_ess_per_s']:.1f}", m["weakest"]]
             if with_brms:
                 if peer is None:
                     try:
-                        peer = brms_measure(fit.program, settings, backend)
+                        # the same settings, including an adapt_delta auto raised for an undecided level
+                        peer = brms_measure(fit.program, settings | {"adapt_delta": fit.info["settings"]["adapt_delta"]},
+                                            backend)
                     except Exception as exc:  # noqa: BLE001 - a peer that fails is reported, not fatal
                         peer = {"error": str(exc)[:200]}
                         print(f"note: brms for {name}: {exc}", file=sys.stderr)

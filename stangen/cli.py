@@ -15,6 +15,7 @@ from pathlib import Path
 
 from .errors import Problem, SpecError, StangenError
 from .program import build, load_spec, stan_data_json
+from .parameterization import suggested_adapt_delta
 
 
 def write_atomic(path: str | Path, text: str) -> None:
@@ -39,8 +40,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
         detail += "".join(f", {len(v)} {k} groups" for k, v in program.data.labels.items())
     if program and program.data and program.parameterization:
         detail += "; sampled " + ", ".join(
-            f"{c.level} {c.parameterization}" + (f" (information {c.information:.2g})" if c.information is not None
-                                                 else f" ({c.how})") for c in program.parameterization)
+            f"{c.level} {c.parameterization}" + (f" (information {c.information:.2g}" + (
+                f", undecided: 90% interval {max(c.interval[0], 0):.2g}–{c.interval[1]:.2g}" if c.undecided else "")
+                + ")" if c.information is not None else f" ({c.how})") for c in program.parameterization)
+        adapt_delta = suggested_adapt_delta(program.parameterization)
+        if adapt_delta is not None and "adapt_delta" not in spec.sampler:
+            detail += f"; adapt_delta {adapt_delta:g}"
     print(f"{args.spec}: ok — {spec.describe()}{detail}")
     return 0
 

@@ -21,7 +21,7 @@ from .backends import CompiledModel, Draws, SamplerSettings, get_backend
 from .data import PreparedData
 from .errors import Problem, SpecError, UserError
 from .model import ModelDescription, describe
-from .parameterization import Choice, pooled_order
+from .parameterization import Choice, pooled_order, suggested_adapt_delta
 from .program import StanProgram, build, stan_data_json
 from .spec import Spec
 
@@ -30,13 +30,14 @@ SETTING_NAMES = ("chains", "parallel_chains", "warmup", "draws", "seed", "adapt_
                  "quiet")
 
 
-def sampler_settings(spec: Spec, **overrides: Any) -> SamplerSettings:
-    """The spec's `sampler:` block with explicit overrides (None means: not overridden)."""
+def sampler_settings(spec: Spec, defaults: dict[str, Any] | None = None, **overrides: Any) -> SamplerSettings:
+    """The spec's `sampler:` block with explicit overrides (None means: not overridden); `defaults` replace
+    SamplerSettings' own defaults where neither sets a value."""
     unknown = set(overrides) - set(SETTING_NAMES)
     if unknown:
         raise SpecError([Problem(f"sampler.{k}", f"unknown sampler setting (allowed: {', '.join(SETTING_NAMES)})")
                          for k in sorted(unknown)])
-    values = dict(spec.sampler) | {k: v for k, v in overrides.items() if v is not None}
+    values = dict(defaults or {}) | dict(spec.sampler) | {k: v for k, v in overrides.items() if v is not None}
     return SamplerSettings(**values)
 
 
@@ -247,7 +248,7 @@ class Fit:
                                                   "interrupted or is still being written; fit again"))
         run = json.loads((run_dir / "run.json").read_text())
         spec = Spec.from_yaml(run_dir / "spec.yaml")
-        choices = tuple(Choice(**c) for c in run["info"].get("parameterization", []))
+        choices = tuple(Choice.from_dict(c) for c in run["info"].get("parameterization", []))
         desc = describe(spec, set(run["categorical"]), generated=run["info"].get("generated", ()),
                         parameterization={c.level: c.parameterization for c in choices},
                         pooled_order=pooled_order(choices))
@@ -274,6 +275,13 @@ def _json_default(value):
     raise TypeError(f"not JSON serializable: {type(value).__name__}")
 
 
+def program_defaults(program: StanProgram) -> dict[str, Any]:
+    """Sampler settings the program asks for when the spec and the caller leave them open: a raised
+    adapt_delta when `auto` could not decide a level's parameterization (stangen.parameterization)."""
+    adapt_delta = suggested_adapt_delta(program.parameterization)
+    return {} if adapt_delta is None else {"adapt_delta": adapt_delta}
+
+
 def fit(spec: Spec | str | Path, data: pd.DataFrame | str | Path | None = None, *, backend: str = "auto",
         prior_only: bool = False, generated: str | tuple[str, ...] | list[str] | None = (), **settings: Any) -> Fit:
     """Compile (or reuse the cached compile of) the spec's program and sample it.
@@ -285,7 +293,7 @@ def fit(spec: Spec | str | Path, data: pd.DataFrame | str | Path | None = None, 
     `stangen compare`); they are part of the program, so each choice compiles (and caches) its own."""
     program = build(spec, data, require_data=True, prior_only=prior_only, generated=generated)
     chosen = get_backend(backend)
-    sampler = sampler_settings(program.spec, **settings)
+    sampler = sampler_settings(program.spec, program_defaults(program), **settings)
     compiled: CompiledModel = chosen.compile(program.code)
     draws = chosen.sample(compiled, program.stan_data, sampler)
     info = {"backend": draws.backend, "stan_version": draws.stan_version, "compiled_now": compiled.compiled_now,

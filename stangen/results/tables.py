@@ -242,8 +242,13 @@ def lme4_text(fit: "Fit", digits: int = 3) -> str:
     groups = ", ".join(f"{lv.name}, {len(fit.program.data.labels[lv.name])}" for lv in d.levels)
     lines.append(f"Number of obs: {n}" + (f", groups:  {groups}" if groups else ""))
     if fit.program.parameterization:
-        lines.append("Sampled: " + ", ".join(f"{c.level} {c.parameterization}" + (" (auto)" if c.how == "auto" else "")
-                                            for c in fit.program.parameterization))
+        choices = fit.program.parameterization
+        line = "Sampled: " + ", ".join(f"{c.level} {c.parameterization}" + (
+            " (auto, undecided)" if c.undecided else " (auto)" if c.how == "auto" else "") for c in choices)
+        adapt_delta = ((fit.info or {}).get("settings") or {}).get("adapt_delta")
+        if any(c.undecided for c in choices) and adapt_delta is not None:
+            line += f"; adapt_delta {adapt_delta:g}"
+        lines.append(line)
     lines += ["", "Fixed effects:"]
     fe = fixef(fit)
     rows = [("", "Estimate", "Est.Error", "l-95% CI", "u-95% CI")]
