@@ -802,3 +802,19 @@ def test_cmdstan_missing_message(tmp_path, monkeypatch) -> None:
         CmdStanBackend()
     message = str(info.value)
     assert "not available" in message and "install-cmdstan" in message and "pystan" in message
+
+
+def test_stans_own_chain_timing_is_read_from_console_lines_and_csv_comments() -> None:
+    """Both backends report Stan's per-chain phase times (the benchmark's µs/gradient divides by them):
+    PyStan's console messages arrive one line at a time; CmdStan writes them as comments ending its CSV."""
+    from stangen.backends.base import elapsed_seconds
+
+    cm = ChainMessages()
+    for line in ("info:Elapsed Time: 0.05 seconds (Warm-up)", "info:               0.04 seconds (Sampling)",
+                 "info:               0.09 seconds (Total)"):
+        cm.feed(_logger(line))
+    assert cm.elapsed == {"warmup": 0.05, "sampling": 0.04, "total": 0.09}
+    csv_tail = ("lp__,accept_stat__\n-1.2,0.9\n#\n#  Elapsed Time: 1.5e-02 seconds (Warm-up)\n"
+                "#                0.037 seconds (Sampling)\n#                0.052 seconds (Total)\n#\n")
+    assert elapsed_seconds(csv_tail) == {"warmup": 0.015, "sampling": 0.037, "total": 0.052}
+    assert elapsed_seconds("no timing here") == {}

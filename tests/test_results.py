@@ -52,6 +52,16 @@ def test_rhat_fails_when_chains_disagree():
     assert status(report, "r_hat") == "fail" and "Days" in report.text() and "run longer" in report.text()
 
 
+def test_rhat_says_when_chains_agree_on_location_but_not_on_spread():
+    """ArviZ's R-hat is the larger of the bulk and the folded one. Two chains twice as wide as the others
+    (same centre) fail it through the folded part; the message must not claim the chains are elsewhere."""
+    wide = np.random.default_rng(2).normal(10, 1.5, (4, 400)) - 10
+    wide = 10 + wide * np.array([1, 1, 2, 2])[:, None]
+    check = next(c for c in checks.convergence(canned_fit(beta_Days=wide)).checks if c.name == "r_hat")
+    assert check.status == "fail" and "Days" in check.message
+    assert "agree on where it is" in check.message and "run more draws" in check.advice
+
+
 def random_walk(seed, shape=(4, 400), scale=1.0):
     return np.cumsum(np.random.default_rng(seed).normal(0, scale, shape), axis=1)
 

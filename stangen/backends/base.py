@@ -8,6 +8,7 @@ array per Stan variable, shaped ``(chains, draws, *dims)`` in Stan's natural
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -37,7 +38,18 @@ __all__ = [
     "Draws",
     "SamplerSettings",
     "backend_error",
+    "elapsed_seconds",
 ]
+
+# Stan's closing lines of a chain (console, or comments of its CSV file):
+# "Elapsed Time: 0.05 seconds (Warm-up)", "0.04 seconds (Sampling)", "0.09 seconds (Total)"
+ELAPSED = re.compile(r"([0-9.]+(?:[eE][-+]?[0-9]+)?) seconds \((Warm-up|Sampling|Total)\)")
+
+
+def elapsed_seconds(text: str) -> dict[str, float]:
+    """Stan's own timing of one chain from its closing lines: {'warmup', 'sampling', 'total'} → seconds."""
+    return {m.group(2).lower().replace("-", ""): float(m.group(1)) for m in ELAPSED.finditer(text)}
+
 
 # Stan's sampler columns → the names used in Draws.sample_stats
 SAMPLE_STATS: dict[str, str] = {

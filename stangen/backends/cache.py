@@ -57,6 +57,15 @@ def entry_dir(backend: str, key: str, tag: str = "") -> Path:
     return base / key
 
 
+def locate(backend: str, stan_version: str, tag: str, program: str) -> tuple[str, Path]:
+    """(key, entry directory) of a program's cached build; the program must be non-empty text."""
+    if not isinstance(program, str) or not program.strip():
+        from .base import backend_error
+        raise backend_error("Cannot compile an empty Stan program (stangen bug).", {"what": "compile"}, internal=True)
+    key = program_key(backend, stan_version, program)
+    return key, entry_dir(backend, key, tag)
+
+
 def scratch_dir(prefix: str = "build-") -> Path:
     """A fresh temporary directory inside the cache (same filesystem as entries)."""
     tmp = cache_root() / "tmp"

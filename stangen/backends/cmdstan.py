@@ -26,7 +26,7 @@ import numpy as np
 from . import cache
 from ._data import prepare_data
 from ._stanc import program_context, stanc_error_message, stanc_location, tail
-from .base import SAMPLE_STATS, CompiledModel, Draws, SamplerSettings, backend_error
+from .base import SAMPLE_STATS, CompiledModel, Draws, SamplerSettings, backend_error, elapsed_seconds
 
 __all__ = ["CmdStanBackend", "find_cmdstan"]
 
@@ -111,11 +111,8 @@ class CmdStanBackend:
     def compile(self, program: str, *, quiet: bool = False) -> CompiledModel:
         import cmdstanpy
 
-        if not isinstance(program, str) or not program.strip():
-            raise backend_error("Cannot compile an empty Stan program (stangen bug).", {"what": "compile"}, internal=True)
         start = time.perf_counter()
-        key = cache.program_key(self.name, self.stan_version, program)
-        entry = cache.entry_dir(self.name, key, self._tag)
+        key, entry = cache.locate(self.name, self.stan_version, self._tag, program)
         stan_file = entry / "model.stan"
         exe_file = entry / f"model{EXE_SUFFIX}"
         compiled_now = False
@@ -290,6 +287,7 @@ def draws_from_fit(fit: Any, settings: SamplerSettings, stan_version: str, sampl
         stan_version=stan_version,
         sample_seconds=sample_seconds,
         settings=settings,
+        chain_seconds=[elapsed_seconds(Path(f).read_text(errors="replace")) for f in fit.runset.csv_files],
     )
 
 

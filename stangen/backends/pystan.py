@@ -57,7 +57,7 @@ import numpy as np
 from . import cache
 from ._data import prepare_data
 from ._stanc import program_context, stanc_error_message, stanc_location, tail
-from .base import SAMPLE_STATS, CompiledModel, Draws, SamplerSettings, backend_error
+from .base import SAMPLE_STATS, CompiledModel, Draws, SamplerSettings, backend_error, elapsed_seconds
 
 __all__ = ["ChainMessages", "PyStanBackend", "parse_draw_lines", "prepare_data"]
 
@@ -223,10 +223,6 @@ def _run_coroutine(coro: Any) -> Any:
 _PROGRESS = re.compile(r"Iteration:\s*(\d+)\s*/\s*(\d+)\s*\[\s*\d+%\]\s*\((\w+)\)")
 
 
-# Stan's closing lines: "Elapsed Time: 0.05 seconds (Warm-up)", "0.04 seconds (Sampling)"
-_ELAPSED = re.compile(r"([0-9.]+(?:[eE][-+]?[0-9]+)?) seconds \((Warm-up|Sampling|Total)\)")
-
-
 class ChainMessages:
     """Reassembles and sorts the newline-delimited JSON messages of one chain.
 
@@ -317,9 +313,7 @@ class ChainMessages:
         if not sep or level not in {"debug", "info", "warn", "error", "fatal"}:
             level, body = "info", text
         body = body.strip()
-        timing = _ELAPSED.search(body)
-        if timing:
-            self.elapsed[timing.group(2).lower().replace("-", "")] = float(timing.group(1))
+        self.elapsed.update(elapsed_seconds(body))
         if body:
             text = body if level == "info" else f"{level}: {body}"
             self.log_tail.append(text)
@@ -701,11 +695,8 @@ class PyStanBackend:
     # ---------------------------------------------------------------- compile
 
     def compile(self, program: str, *, quiet: bool = False) -> CompiledModel:
-        if not isinstance(program, str) or not program.strip():
-            raise backend_error("Cannot compile an empty Stan program (stangen bug).", {"what": "compile"}, internal=True)
         start = time.perf_counter()
-        key = cache.program_key(self.name, self.stan_version, program)
-        entry = cache.entry_dir(self.name, key, self._tag)
+        key, entry = cache.locate(self.name, self.stan_version, self._tag, program)
         model = self._cached(entry, program, key, start)
         if model is not None:
             return model

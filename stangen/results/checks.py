@@ -2,7 +2,7 @@
 
 | check          | pass                      | warn                          | fail                         |
 |----------------|---------------------------|-------------------------------|------------------------------|
-| r_hat          | max rank-normalized split R-hat <= 1.01 |                  | > 1.01                       |
+| r_hat          | max rank-normalized split R-hat <= 1.01 |                  | > 1.01 (says if only the folded, spread part is) |
 | ess_bulk       | min >= 100 per chain      | < 100 per chain               | < 10 per chain               |
 | ess_tail       | min >= 100 per chain      | < 100 per chain               | < 10 per chain               |
 | divergences    | none                      | up to 0.1% of draws           | more                         |
@@ -84,7 +84,7 @@ def convergence(fit: "Fit") -> ConvergenceReport:
     table = describe_draws(draws, names, quantiles=())
     chains, n_draws = draws.shape[0], draws.shape[1]
     report = ConvergenceReport()
-    report.checks.append(_rhat(table))
+    report.checks.append(_rhat(table, draws, names))
     report.checks += [_ess(table, kind, chains) for kind in ("bulk", "tail")]
     report.checks.append(_divergences(stats, chains * n_draws))
     report.checks.append(_treedepth(stats, fit.info.get("settings", {}).get("max_treedepth", 10)))
@@ -100,12 +100,23 @@ def _worst(table, column, largest: bool):
     return name, float(values[name])
 
 
-def _rhat(table) -> Check:
+def _rhat(table, draws: np.ndarray, names: list[str]) -> Check:
     name, value = _worst(table, "r_hat", largest=True)
     if name is None:
         return Check("r_hat", "warn", value, "R-hat cannot be computed (one chain, or constant draws)",
                      "run at least 4 chains: R-hat compares chains to detect ones that have not converged")
     if not np.isfinite(value) or value > RHAT_MAX:
+        # ArviZ's R-hat is the larger of the bulk (rank-normalized) and the folded one (|x - median|, the
+        # spread); say which, because "chains in different places" and "tails not yet settled" differ
+        x = draws[..., names.index(name)]
+        bulk = float(az.rhat(x, method="z_scale"))
+        if np.isfinite(value) and bulk <= RHAT_MAX:
+            return Check(
+                "r_hat", "fail", value,
+                f"max R-hat {value:.3f} ({name}) > {RHAT_MAX}: the chains agree on where it is (bulk R-hat "
+                f"{bulk:.3f}) but not yet on its spread (folded R-hat; tail ESS {table.loc[name, 'ess_tail']:.0f})",
+                "run more draws: tails converge slower than means, and over many group effects the largest "
+                "folded R-hat needs more draws per chain to fall below 1.01")
         return Check("r_hat", "fail", value, f"max R-hat {value:.3f} ({name}) > {RHAT_MAX}: chains disagree",
                      "run longer (more warmup and draws); if it persists, look at the trace plot of "
                      f"{name} for a chain stuck elsewhere, and consider stronger priors on the sds")
