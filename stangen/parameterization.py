@@ -84,7 +84,8 @@ def information_interval(ratio: float, groups: int, level: float = 0.9) -> tuple
     mean square is (τ² + σ²/n)·χ²_{J−1}/(J − 1), so (1 + I) is known up to that factor."""
     df = max(groups - 1, 1)
     tail = (1 - level) / 2
-    return ((1 + ratio) * df / chi2.ppf(1 - tail, df) - 1, (1 + ratio) * df / chi2.ppf(tail, df) - 1)
+    low, high = ((1 + ratio) * df / chi2.ppf(q, df) - 1 for q in (1 - tail, tail))
+    return max(low, 0.0), high
 
 
 def suggested_adapt_delta(choices) -> float | None:
@@ -241,7 +242,7 @@ def choose(desc: ModelDescription, data: dict | None, spec_levels) -> dict[str, 
                         rank[lv.name], interval)
         if choice.undecided:
             reason += (f"; but with {len(ratios[lv.name])} groups its 90% interval "
-                       f"{max(interval[0], 0):.2g}–{interval[1]:.2g} holds data-poor and data-rich values, so "
+                       f"{interval[0]:.2g}–{interval[1]:.2g} holds data-poor and data-rich values, so "
                        f"adapt_delta is raised to {UNDECIDED_ADAPT_DELTA:g} (unless set)")
             choice = replace(choice, reason=reason)
         out[lv.name] = choice
