@@ -92,7 +92,8 @@ def recorded_compile_seconds(key: str) -> float:
 
 
 def refit_data(program) -> pd.DataFrame:
-    """Other data of the same structure: every other group of the first level."""
+    """Other data of the same structure: every other group of the first level (fitted with the first fit's
+    parameterization: with 4 of its 8 parties, `auto` would center both of legislators' crossed levels)."""
     from stangen.program import load_data
     df = load_data(program.spec, None)
     level = program.description.levels[0]
@@ -275,7 +276,13 @@ def main() -> None:
             refit = ""
             if choice == "auto" and not args.no_refit and name != "crossed70k":
                 start = time.perf_counter()
-                again = stangen.fit(spec, refit_data(fit.program), backend="pystan", **settings)
+                # the structure is known: the first fit's parameterization (and adapt_delta), as a user
+                # re-fitting would pin it; `auto` on much other data may choose another program
+                known = spec
+                for c in fit.program.parameterization:
+                    known = known.with_parameterization(c.parameterization, levels=[c.level])
+                again = stangen.fit(known, refit_data(fit.program), backend="pystan",
+                                    **settings | {"adapt_delta": fit.info["settings"]["adapt_delta"]})
                 refit = f"{time.perf_counter() - start:.1f} ({'yes' if again.info['compiled_now'] else 'no'})"
             levels = ", ".join(f"{c.level} {c.parameterization[0]}" for c in fit.program.parameterization)
             adapt_delta = f"{fit.info['settings']['adapt_delta']:g}"

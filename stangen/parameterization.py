@@ -63,8 +63,8 @@ class Choice:
     @property
     def undecided(self) -> bool:
         """The data cannot tell whether this level is data-rich or data-poor (see the module docstring)."""
-        return self.how == "auto" and self.interval is not None and \
-            self.interval[0] < THRESHOLD / UNDECIDED_FACTOR and self.interval[1] > THRESHOLD * UNDECIDED_FACTOR
+        return bool(self.how == "auto" and self.interval is not None and self.interval[0] < THRESHOLD / UNDECIDED_FACTOR
+                    and self.interval[1] > THRESHOLD * UNDECIDED_FACTOR)
 
     def to_dict(self) -> dict:
         return {"level": self.level, "parameterization": self.parameterization, "how": self.how,
