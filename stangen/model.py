@@ -120,6 +120,10 @@ class LevelDescription:
     # centered: each group's coefficients are parameters, drawn around their predicted mean;
     # noncentered: standardized effects z are, scaled by the sds (and correlation)
     centered: bool = False
+    # integrated: an intercept-only parent whose only child is a centered intercept-only level; its effects
+    # are integrated out (the children's intercepts are then jointly normal, compound-symmetric within each
+    # parent group) and drawn in generated quantities; the sampler sees only its sd
+    integrated: bool = False
     # correlated intercept and slopes: the slope predictors are centered at their means for sampling, so
     # the varying intercept is the group's value at the mean, not at 0 (far from the data when the mean is
     # far from 0); sds and correlation are transformed back to the original scale
@@ -127,6 +131,7 @@ class LevelDescription:
     parent_stan: str | None = None  # Stan name of the parent level (nested)
     parent_value: str | None = None  # what the parent adds per group (its LevelDescription.value)
     parent_is_vector: bool = False  # the parent varies only its intercept (its values are a vector)
+    parent_integrated: bool = False  # the parent level's effects are integrated out (see `integrated`)
 
     @property
     def n_coef(self) -> int:
@@ -134,7 +139,7 @@ class LevelDescription:
 
     @property
     def parameterization(self) -> str:
-        return "centered" if self.centered else "noncentered"
+        return "centered" if self.centered else "integrated" if self.integrated else "noncentered"
 
     def _scaled(self, stem: str) -> str:
         return f"{stem}_{self.stan}_at_mean" if self.at_means else f"{stem}_{self.stan}"
@@ -143,6 +148,11 @@ class LevelDescription:
     def sd(self) -> str:
         """The sampler's sd parameter (at the slope predictors' means when at_means)."""
         return self._scaled("sd")
+
+    @property
+    def parent_sd(self) -> str:
+        """The parent level's sd parameter (an intercept-only parent, so not at any means)."""
+        return f"sd_{self.parent_stan}"
 
     @property
     def L(self) -> str:
@@ -166,7 +176,9 @@ class LevelDescription:
 
     @property
     def uses_parent(self) -> bool:
-        return any(c.parent_column is not None for c in self.coefficients)
+        """Each group's mean includes its parent group's value, or the parent is integrated out over it:
+        either way the program needs the parent group of each group."""
+        return self.parent_integrated or any(c.parent_column is not None for c in self.coefficients)
 
     @property
     def has_effects(self) -> bool:
@@ -268,7 +280,7 @@ def describe(spec: Spec, categorical: set[str] | frozenset[str] = frozenset(),
              pooled_order: Iterable[str] | None = None) -> ModelDescription:
     """Build the model description. `categorical`: columns the data showed to be non-numeric.
     `generated`: optional generated quantities, a subset of GENERATED ('y_rep', 'log_lik').
-    `parameterization`: level → 'centered' | 'noncentered' for levels whose spec says `auto` (decided from
+    `parameterization`: level → 'centered' | 'noncentered' | 'integrated' for levels whose spec says `auto` (decided from
     the data by stangen.parameterization); a level missing there is noncentered.
     `pooled_order`: levels in the order they are offered the pooled coefficients as their groups' mean
     (see _link_levels); default: the spec's order, parents first."""
@@ -331,7 +343,8 @@ def describe(spec: Spec, categorical: set[str] | frozenset[str] = frozenset(),
             sd_prior=_prior(spec, [f"sd_{name}", "sd"], "scale"),
             correlation_prior=_prior(spec, [f"correlation_{name}", "correlation"], "correlation")
             if kind == "correlated" else None,
-            centered=choice == "centered", at_means=_at_means(kind, coefficients)))
+            centered=choice == "centered", integrated=choice == "integrated",
+            at_means=_at_means(kind, coefficients)))
     if not problems:
         terms, levels = _link_levels(spec, terms, levels, list(pooled_order or ()))
     if not spec.intercept and not terms and not levels:
@@ -389,7 +402,9 @@ def _link_levels(spec: Spec, terms: list[Term], levels: list[LevelDescription], 
         for c in lv.coefficients:
             x = None if c.term is None else (f"x_{c.term.stan}_at_mean" if lv.at_means else f"x_{c.term.stan}")
             parent_column = None
-            if lv.centered:
+            if lv.centered and parent is not None and parent.integrated:
+                absorbed[parent.name].add(c.name)  # it enters through this level's joint density, not eta
+            elif lv.centered:
                 pc = next((p for p in parent.coefficients if p.name == c.name), None) if parent else None
                 if pc is not None and (c.term is None or parent.at_means == lv.at_means) \
                         and c.name not in absorbed[parent.name]:
@@ -402,7 +417,8 @@ def _link_levels(spec: Spec, terms: list[Term], levels: list[LevelDescription], 
                                             for s in lv.coefficients[1:] for o in s.effects)) for e in c.effects)))
         linked[lv.name] = replace(lv, coefficients=tuple(coefficients), parent_stan=parent.stan if parent else None,
                                   parent_value=linked[parent.name].value if parent else None,
-                                  parent_is_vector=parent is not None and parent.kind == "intercept")
+                                  parent_is_vector=parent is not None and parent.kind == "intercept",
+                                  parent_integrated=parent is not None and parent.integrated)
     out = []
     for lv in levels:
         lv = linked[lv.name]

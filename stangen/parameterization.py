@@ -63,7 +63,7 @@ class Choice:
     @property
     def undecided(self) -> bool:
         """The data cannot tell whether this level is data-rich or data-poor (see the module docstring)."""
-        return bool(self.how == "auto" and self.interval is not None and self.interval[0] < THRESHOLD / UNDECIDED_FACTOR
+        return bool(self.how == "auto" and self.parameterization != "integrated" and self.interval is not None and self.interval[0] < THRESHOLD / UNDECIDED_FACTOR
                     and self.interval[1] > THRESHOLD * UNDECIDED_FACTOR)
 
     def to_dict(self) -> dict:
@@ -85,7 +85,7 @@ def information_interval(ratio: float, groups: int, level: float = 0.9) -> tuple
     df = max(groups - 1, 1)
     tail = (1 - level) / 2
     low, high = ((1 + ratio) * df / chi2.ppf(q, df) - 1 for q in (1 - tail, tail))
-    return max(low, 0.0), high
+    return float(max(low, 0.0)), float(high)
 
 
 def suggested_adapt_delta(choices) -> float | None:
@@ -246,7 +246,7 @@ def choose(desc: ModelDescription, data: dict | None, spec_levels) -> dict[str, 
                        f"adapt_delta is raised to {UNDECIDED_ADAPT_DELTA:g} (unless set)")
             choice = replace(choice, reason=reason)
         out[lv.name] = choice
-    return _crossed_ridges(desc, out, uncertainty)
+    return _center_under_integrated(desc, _integrate_parents(desc, _crossed_ridges(desc, out, uncertainty)))
 
 
 # a centered crossed level drawn around 0 stays centered only while the mean of its groups is this much
@@ -280,6 +280,41 @@ def _crossed_ridges(desc: ModelDescription, choices: dict[str, Choice], uncertai
                 f"{choice.reason}, but crossed levels {taker.name} and {other.name} have groups' means of "
                 f"similar uncertainty (τ²/J ratio {ratio:.2g}, above {RIDGE:g}): centered, one of them would "
                 f"trade off against the intercept along a ridge", choice.pooled_rank, choice.interval)
+    return choices
+
+
+def _integrate_parents(desc: ModelDescription, choices: dict[str, Choice]) -> dict[str, Choice]:
+    """A data-poor intercept-only top level whose only nested level is a centered intercept-only level
+    (pastes: 10 batches, 3 casks each) is integrated out: given the children's intercepts its effects are
+    normal, so the program keeps only its sd and the children's intercepts, jointly normal within each
+    parent group. Neither of its own forms is safe there: noncentered, its posterior reaches sds where the
+    batches are data-rich (divergences at large sd_batch); centered, it has a funnel at small ones."""
+    for lv in desc.levels:
+        choice = choices[lv.name]
+        below = [o for o in desc.levels if lv.name in o.ancestors]
+        if choice.how != "auto" or choice.parameterization != "noncentered" or lv.parent is not None \
+                or lv.kind != "intercept" or lv.has_effects or len(below) != 1:
+            continue
+        child = below[0]
+        if child.parent != lv.name or child.kind != "intercept" or choices[child.name].parameterization != "centered":
+            continue
+        choices[lv.name] = replace(
+            choice, parameterization="integrated",
+            reason=f"{choice.reason.split('; but with')[0]}; its only nested level, {child.name}, is centered "
+                   f"and varies only the intercept, so the {lv.name} effects are integrated out of the model "
+                   f"(drawn afterwards, given the {child.name} intercepts): no {lv.name} effects to sample")
+    return choices
+
+
+def _center_under_integrated(desc: ModelDescription, choices: dict[str, Choice]) -> dict[str, Choice]:
+    """The level nested in an integrated one carries its effects: its intercepts must be parameters."""
+    for lv in desc.levels:
+        choice = choices[lv.name]
+        if lv.parent and choices[lv.parent].parameterization == "integrated" and choice.parameterization != "centered":
+            if choice.how != "auto":  # the spec validation rules this out
+                raise ValueError(f"{lv.name} is {choice.parameterization} under integrated {lv.parent} (stangen bug)")
+            choices[lv.name] = replace(choice, parameterization="centered", reason=(
+                f"{choice.reason}; centered all the same: {lv.parent} is integrated out over its intercepts"))
     return choices
 
 

@@ -43,9 +43,17 @@ def test_auto_centers_data_rich_levels_and_not_data_poor_ones():
 
 def test_nested_parent_counts_its_childrens_spread_as_noise():
     """Pastes: each batch's 6 strengths are mostly cask-to-cask spread, so batch is data-poor although
-    the residual sd is small; each cask's 2 strengths pin it down."""
-    choices = {c.level: c.parameterization for c in build(SPECS / "pastes.yaml").parameterization}
-    assert choices == {"batch": "noncentered", "cask": "centered"}
+    the residual sd is small (ratio 0.4); each cask's 2 strengths pin it down (25). A data-poor
+    intercept-only parent over a centered intercept-only child is integrated out."""
+    program = build(SPECS / "pastes.yaml")
+    choices = {c.level: c for c in program.parameterization}
+    assert choices["batch"].information < THRESHOLD < choices["cask"].information
+    assert {k: c.parameterization for k, c in choices.items()} == {"batch": "integrated", "cask": "centered"}
+    assert "z_batch" not in program.code.split("parameters {")[1].split("}")[0]
+    assert "- (J_cask - J_batch) * log(sd_cask) - 0.5 * sum(log(D));" in program.code
+    assert "u_cask = b_cask - m_cask - u_batch[parent_cask];" in program.code
+    # a parent with a group-level predictor (turnout's state) is not integrated out
+    assert "integrated" not in {c.parameterization for c in build(SPECS / "turnout.yaml").parameterization}
 
 
 def test_the_spec_overrides_auto():
@@ -72,7 +80,7 @@ def _agree(a, b, names):
 
 @pytest.mark.parametrize("name, first, second", [
     ("sleepstudy", "centered", "noncentered"),   # correlated intercept and slope, at the mean of Days
-    ("pastes", None, "centered"),                # nested: auto (batch noncentered) vs both centered
+    ("pastes", None, "centered"),                # nested: auto (batch integrated out) vs both centered
 ])
 def test_centered_and_noncentered_programs_give_the_same_posterior(example_fit, name, first, second):
     spec = Spec.from_yaml(SPECS / f"{name}.yaml")
@@ -112,13 +120,13 @@ def test_information_interval_covers_the_ratio_at_its_nominal_rate():
 
 
 def test_a_level_with_too_few_groups_to_decide_raises_adapt_delta():
-    """Pastes' batch: ratio 0.4 from 10 batches, 90% interval 0–2.8, so both of its forms have a bad region
-    in the posterior. Levels with a clear ratio (exam's 65 schools, sleepstudy's 18 subjects) do not."""
-    pastes = {c.level: c for c in build(SPECS / "pastes.yaml").parameterization}
-    assert pastes["batch"].undecided and not pastes["cask"].undecided
-    assert pastes["batch"].interval[0] < 0.5 < 2 < pastes["batch"].interval[1]
-    assert "adapt_delta is raised to 0.9" in pastes["batch"].reason
-    assert suggested_adapt_delta(pastes.values()) == 0.9
+    """10 groups × 6 with n·τ²/σ² = 0.4 (like pastes' batches): the ratio's 90% interval reaches from below
+    1/2 to above 2, so both forms have a bad region in the posterior. Levels with a clear ratio (exam's 65
+    schools, sleepstudy's 18 subjects, language's 131 schools) do not."""
+    small = build(SPEC, _random_intercepts(10, 6, 0.26, 1.0, seed=3)).parameterization[0]
+    assert small.undecided and small.interval[0] < 0.5 < 2 < small.interval[1]
+    assert "adapt_delta is raised to 0.9" in small.reason
+    assert suggested_adapt_delta([small]) == 0.9
     for name in ("exam", "sleepstudy", "language"):
         choices = build(SPECS / f"{name}.yaml").parameterization
         assert not any(c.undecided for c in choices) and suggested_adapt_delta(choices) is None, name
@@ -135,9 +143,30 @@ def test_the_spec_and_the_caller_override_the_suggested_adapt_delta():
 @pytest.mark.sampling
 def test_auto_samples_pastes_without_divergences(example_fit):
     """Pastes (60 rows, 10 batches, 30 casks) is the classic funnel: brms's always-noncentered program gives
-    about 145 divergences at adapt_delta 0.8. auto (batch noncentered, cask centered; batch undecided, so
-    adapt_delta 0.9): none. (At 0.8 it gave divergences in 10 of 20 seeds of 4 × 1000 draws.)"""
+    about 145 divergences at adapt_delta 0.8. auto (batch integrated out, cask centered) at 0.8: none.
+    (Batch noncentered gave divergences in 10 of 20 seeds of 4 × 1000 draws at 0.8, 1 of 60 at 0.9.)"""
     fit = example_fit("pastes")
-    assert fit.info["settings"]["adapt_delta"] == 0.9
+    assert fit.info["settings"]["adapt_delta"] == 0.8
     assert int(fit.idata.sample_stats["diverging"].values.sum()) == 0
-    assert "Sampled: batch noncentered (auto, undecided), cask centered (auto); adapt_delta 0.9" in fit.lme4()
+    assert "Sampled: batch integrated (auto), cask centered (auto)" in fit.lme4()
+
+
+def test_integrated_can_be_set_where_the_structure_allows_it():
+    """`parameterization: integrated` on a spec: the nested level is then centered, whatever auto says; on a
+    level that is not a top-level intercept-only parent of one centered intercept-only level, a spec error
+    naming the level and what is missing."""
+    pastes = Spec.from_yaml(SPECS / "pastes.yaml")
+    program = build(pastes.with_parameterization("integrated", levels=["batch"]))
+    assert [(c.parameterization, c.how) for c in program.parameterization] == [("integrated", "spec"),
+                                                                               ("centered", "auto")]
+    for spec, level, why in [
+        (lambda: pastes.with_parameterization("integrated", levels=["cask"]), "cask", "nested within 'batch'"),
+        (lambda: pastes.with_parameterization("integrated", levels=["batch"]).with_parameterization(
+            "noncentered", levels=["cask"]), "batch", "'cask' is noncentered"),
+        (lambda: Spec.from_yaml(SPECS / "turnout.yaml").with_parameterization("integrated", levels=["state"]),
+         "state", "group-level predictors"),
+        (lambda: Spec(outcome="y", levels={"g": {"parameterization": "integrated"}}), "g", "0 levels nested"),
+    ]:
+        with pytest.raises(stangen.SpecError) as info:
+            spec()
+        assert f"levels.{level}.parameterization" in str(info.value) and why in str(info.value)

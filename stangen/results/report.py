@@ -276,7 +276,9 @@ def build_report(fit: "Fit", run_dir: str | Path) -> Report:
                    "(mixes well when they have little). `auto` decides from the data: centered when the median "
                    "information ratio n·τ²/σ² exceeds 1. Both give the same model; only the sampling differs. A level "
                    "with too few groups to tell (its ratio's 90% interval reaches below 1/2 and above 2) keeps its "
-                   "estimate's choice, and the sampler's adapt_delta is raised to 0.9 unless the spec sets it.")
+                   "estimate's choice, and the sampler's adapt_delta is raised to 0.9 unless the spec sets it. "
+                   "Integrated: a parent level's effects are integrated out of the model (its only nested level "
+                   "carries them) and drawn afterwards.")
         rows = [(c.level, [c.parameterization, "auto" if c.how == "auto" else "spec", c.reason])
                 for c in fit.program.parameterization]
         s.table = Table("level", ["parameterization", "chosen by", "why"], rows)

@@ -41,7 +41,7 @@ class Level:
     predictors: Sequence[str] = ()
     means: Sequence[str] = ()
     unique_labels: bool = False
-    parameterization: str = "auto"  # centered | noncentered | auto (decided from the data)
+    parameterization: str = "auto"  # centered | noncentered | integrated | auto (decided from the data)
 
     def to_dict(self) -> dict:
         varying = self.varying

@@ -16,7 +16,7 @@ TOP_KEYS = ("name", "data", "family", "outcome", "trials", "predictors", "catego
             "reference", "intercept", "levels", "priors", "sampler")
 LEVEL_KEYS = ("id", "within", "varying", "correlated", "predictors", "means", "unique_labels", "parameterization")
 # how a level's group effects are sampled; auto decides from the data (stangen/parameterization.py)
-PARAMETERIZATIONS = ("auto", "centered", "noncentered")
+PARAMETERIZATIONS = ("auto", "centered", "noncentered", "integrated")
 PRIOR_CLASSES = {"intercept": "coefficient", "coefficients": "coefficient", "sd": "scale",
                  "sigma": "scale", "correlation": "correlation"}
 # sampler key → (type, lower bound, upper bound, inclusive lower)
@@ -132,6 +132,7 @@ def validate(raw: object, lines: Mapping[str, int] | None = None) -> tuple[dict,
             used_vars.update(preds)
         used_vars.update(level["means"])
     _check_nesting(c, spec["levels"])
+    _check_integrated(c, spec["levels"])
 
     spec["categorical"] = c.string_list(raw.get("categorical"), "categorical")
     for i, var in enumerate(spec["categorical"]):
@@ -251,6 +252,35 @@ def _check_nesting(c: _Checker, levels: dict[str, dict]) -> None:
             current = levels[current]["within"]
         if current == name and len(seen) > 1:
             c.add(f"levels.{name}.within", f"nesting goes round in a circle: {' → '.join(seen + [name])}")
+
+
+def _check_integrated(c: _Checker, levels: dict[str, dict]) -> None:
+    """`parameterization: integrated` fits one structure: a top-level level varying only its intercept,
+    without group-level predictors, over exactly one nested level that varies only its intercept and is
+    sampled centered (stangen/parameterization.py, _integrate_parents)."""
+    for name, level in levels.items():
+        if level.get("parameterization") != "integrated":
+            continue
+        path = f"levels.{name}.parameterization"
+        children = [k for k, o in levels.items() if o["within"] == name]
+        problems = []
+        if level["within"] is not None:
+            problems.append(f"it is nested within '{level['within']}'")
+        if list(level["varying"]) != [INTERCEPT] or any(level["varying"].values()) or level["means"]:
+            problems.append("it varies more than its intercept or has group-level predictors")
+        if len(children) != 1:
+            problems.append(f"it has {len(children)} levels nested within it")
+        elif list(levels[children[0]]["varying"]) != [INTERCEPT] \
+                or any(o["within"] == children[0] for o in levels.values()):
+            problems.append(f"its nested level '{children[0]}' varies more than its intercept or has levels "
+                            "nested within it")
+        elif levels[children[0]].get("parameterization") in ("noncentered", "integrated"):
+            problems.append(f"its nested level '{children[0]}' is {levels[children[0]]['parameterization']}, "
+                            "and must be centered")
+        if problems:
+            c.add(path, "'integrated' needs a top-level level varying only its intercept, without group-level "
+                        "predictors, over exactly one nested level that varies only its intercept and is "
+                        f"centered; here {'; '.join(problems)}")
 
 
 def _check_reference(c: _Checker, value, used_vars) -> dict[str, str]:

@@ -5,7 +5,7 @@
 //   strength[i] ~ normal(mu[i], sigma)
 //   mu[i] = Intercept + u_batch[batch[i]] + u_cask[cask[i]]
 //   u_batch[j] ~ normal(0, sd_batch),  j = 1..J_batch (batch groups)
-//     (batch: noncentered: u_batch = sds * standardized z_batch)
+//     (batch: integrated out of the model block; u_batch drawn in generated quantities)
 //   u_cask[j] ~ normal(0, sd_cask),  j = 1..J_cask (cask groups, within batch)
 //     (cask: centered: each group's coefficients b_cask are parameters)
 data {
@@ -26,12 +26,17 @@ data {
   real prior_sd_cask_rate;
   int<lower=0, upper=1> prior_only;  // 1: leave out the likelihood, to sample from the prior
 }
+transformed data {
+  // number of cask groups in each batch group (the batch effects are integrated out)
+  vector[J_batch] n_cask_in_batch = rep_vector(0, J_batch);
+  for (k in 1:J_cask) n_cask_in_batch[parent_cask[k]] += 1;
+}
 parameters {
   real Intercept;  // population intercept
   real<lower=0> sigma;  // residual sd
   // batch: the intercept varies by group
   real<lower=0> sd_batch;  // sd of the batch intercepts
-  vector[J_batch] z_batch;  // standardized group effects (noncentered parameterization)
+  // (no group effects: integrated out, see the batch lines of the model block)
   // cask: the intercept varies by group
   real<lower=0> sd_cask;  // sd of the cask intercepts
   vector[J_cask] b_cask;  // each cask group's intercept (centered parameterization)
@@ -42,13 +47,20 @@ model {
   sigma ~ exponential(prior_sigma_rate);
   sd_batch ~ exponential(prior_sd_batch_rate);
   sd_cask ~ exponential(prior_sd_cask_rate);
-  z_batch ~ std_normal();  // batch effects, standardized
-  vector[J_batch] u_batch = sd_batch * z_batch;  // batch: deviations from the predicted intercepts
-  vector[J_cask] m_cask = rep_vector(Intercept, J_cask) + u_batch[parent_cask];  // cask: the predicted intercept of each group (with the pooled coefficient and the batch's)
-  b_cask ~ normal(m_cask, sd_cask);  // cask intercepts, centered
+  vector[J_cask] m_cask = rep_vector(Intercept, J_cask);  // cask: the predicted intercept of each group (with the pooled coefficient)
+  {
+    // cask intercepts around their predictions, with the batch effects integrated out: within
+    // each batch group they are jointly normal with variance sd_cask^2 + sd_batch^2 and covariance sd_batch^2
+    vector[J_cask] r = b_cask - m_cask;
+    vector[J_batch] S = rep_vector(0, J_batch);
+    for (k in 1:J_cask) S[parent_cask[k]] += r[k];
+    vector[J_batch] D = square(sd_cask) + n_cask_in_batch * square(sd_batch);
+    target += -0.5 * (dot_self(r) - square(sd_batch) * sum(square(S) ./ D)) / square(sd_cask)
+              - (J_cask - J_batch) * log(sd_cask) - 0.5 * sum(log(D));
+  }
   if (!prior_only) {
     // linear predictor, one expression (each `+=` would store another N-vector for the gradient)
-    vector[N] eta = b_cask[idx_cask];  // cask intercepts (with the pooled coefficient and the batch's)
+    vector[N] eta = b_cask[idx_cask];  // cask intercepts (with the pooled coefficient)
     target += normal_lupdf(y | eta, sigma);
   }
 }
@@ -59,8 +71,17 @@ generated quantities {
   vector[J_cask] u_cask;
   {
     // group values computed exactly as in the model block
-    u_batch = sd_batch * z_batch;  // batch: deviations from the predicted intercepts
-    vector[J_cask] m_cask = rep_vector(Intercept, J_cask) + u_batch[parent_cask];  // cask: the predicted intercept of each group (with the pooled coefficient and the batch's)
-    u_cask = b_cask - m_cask;
+    vector[J_cask] m_cask = rep_vector(Intercept, J_cask);  // cask: the predicted intercept of each group (with the pooled coefficient)
+    {
+      // batch effects: integrated out in the model block, drawn here from their normal distribution
+      // given the cask intercepts
+      vector[J_cask] r = b_cask - m_cask;
+      vector[J_batch] S = rep_vector(0, J_batch);
+      for (k in 1:J_cask) S[parent_cask[k]] += r[k];
+      vector[J_batch] D = square(sd_cask) + n_cask_in_batch * square(sd_batch);
+      vector[J_batch] precision = inv_square(sd_batch) + n_cask_in_batch * inv_square(sd_cask);
+      u_batch = to_vector(normal_rng(S * inv_square(sd_cask) ./ precision, inv_sqrt(precision)));
+    }
+    u_cask = b_cask - m_cask - u_batch[parent_cask];
   }
 }
