@@ -334,8 +334,10 @@ def describe(spec: Spec, categorical: set[str] | frozenset[str] = frozenset(),
         kind: LevelKind = "intercept" if n == 1 and coefficients[0].name == INTERCEPT else (
             "correlated" if level.correlated and n > 1 else "independent")
         choice = level.parameterization
-        if choice == "auto":
-            choice = (parameterization or {}).get(name, "noncentered")
+        if choice == "auto":  # undecided yet: noncentered, or centered under a level the spec integrates out
+            under_integrated = level.within in spec.levels and \
+                spec.levels[level.within].parameterization == "integrated"
+            choice = (parameterization or {}).get(name, "centered" if under_integrated else "noncentered")
         levels.append(LevelDescription(
             name=name, stan=stan, id_column=level.id or name, parent=level.within, ancestors=tuple(ancestors),
             unique_labels=level.unique_labels, coefficients=tuple(coefficients),
@@ -345,6 +347,11 @@ def describe(spec: Spec, categorical: set[str] | frozenset[str] = frozenset(),
             if kind == "correlated" else None,
             centered=choice == "centered", integrated=choice == "integrated",
             at_means=_at_means(kind, coefficients)))
+    for lv in levels:  # stangen.parameterization and the spec validation only integrate such a level out
+        below = [o for o in levels if lv.name in o.ancestors]
+        if lv.integrated and not (lv.kind == "intercept" and len(below) == 1 and below[0].centered
+                                  and below[0].kind == "intercept"):
+            raise ValueError(f"level {lv.name} cannot be integrated out (stangen bug)")
     if not problems:
         terms, levels = _link_levels(spec, terms, levels, list(pooled_order or ()))
     if not spec.intercept and not terms and not levels:

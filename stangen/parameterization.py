@@ -22,9 +22,10 @@ regions, where centered groups sit in a funnel and where noncentered ones lie al
 90% interval of the information ratio is (1 + I)·(J − 1)/χ²_{J−1} − 1 (the between-group mean square of J
 balanced groups is (τ² + σ²/n)·χ²_{J−1}/(J − 1)); when it reaches below THRESHOLD/2 and above 2·THRESHOLD,
 the level is *undecided*: it keeps the form its estimate points to, and the sampler's adapt_delta is raised
-to UNDECIDED_ADAPT_DELTA (0.9) unless the spec or the caller sets it. Measured on pastes (batch: I = 0.4
-from 10 batches, interval 0–2.8): at adapt_delta 0.8, 10 of 20 seeds gave divergences (20 in all, at
-large sd_batch); at 0.9, 1 of 60 (one divergence); at 0.95, 2 of 60.
+to UNDECIDED_ADAPT_DELTA (0.9) unless the spec or the caller sets it. Measured on pastes with its batch
+level noncentered (batch: I = 0.4 from 10 batches, interval 0–2.8): at adapt_delta 0.8, 10 of 20 seeds gave
+divergences (20 in all, at large sd_batch); at 0.9, 1 of 60 (one divergence); at 0.95, 2 of 60. (Pastes'
+batch level is now integrated out instead, see _integrate_parents: 0 of 60 at 0.8.)
 
 Crossed levels: the pooled intercept becomes the mean of one centered level's groups, the one whose groups'
 mean is least certain (largest τ²/J); another centered crossed level is drawn around 0, which is fine
@@ -63,7 +64,8 @@ class Choice:
     @property
     def undecided(self) -> bool:
         """The data cannot tell whether this level is data-rich or data-poor (see the module docstring)."""
-        return bool(self.how == "auto" and self.parameterization != "integrated" and self.interval is not None and self.interval[0] < THRESHOLD / UNDECIDED_FACTOR
+        return bool(self.how == "auto" and self.parameterization != "integrated" and self.interval is not None
+                    and self.interval[0] < THRESHOLD / UNDECIDED_FACTOR
                     and self.interval[1] > THRESHOLD * UNDECIDED_FACTOR)
 
     def to_dict(self) -> dict:
@@ -234,19 +236,19 @@ def choose(desc: ModelDescription, data: dict | None, spec_levels) -> dict[str, 
         value = float(np.median(ratios[lv.name].min(axis=1)))
         centered = value > THRESHOLD
         weakest = lv.coefficients[int(np.argmin(np.median(ratios[lv.name], axis=0)))].name
-        interval = information_interval(value, len(ratios[lv.name]))
         reason = (f"median information ratio n·τ²/σ² = {value:.2g} ({'above' if centered else 'at or below'} "
                   f"{THRESHOLD:g}{'' if lv.n_coef == 1 else f'; weakest coefficient: {weakest}'}): "
                   f"{'groups are data-rich' if centered else 'groups are data-poor'}")
-        choice = Choice(lv.name, "centered" if centered else "noncentered", "auto", value, reason,
-                        rank[lv.name], interval)
+        out[lv.name] = Choice(lv.name, "centered" if centered else "noncentered", "auto", value, reason,
+                              rank[lv.name], information_interval(value, len(ratios[lv.name])))
+    out = _center_under_integrated(desc, _integrate_parents(desc, _crossed_ridges(desc, out, uncertainty)))
+    for name, choice in out.items():
         if choice.undecided:
-            reason += (f"; but with {len(ratios[lv.name])} groups its 90% interval "
-                       f"{interval[0]:.2g}–{interval[1]:.2g} holds data-poor and data-rich values, so "
-                       f"adapt_delta is raised to {UNDECIDED_ADAPT_DELTA:g} (unless set)")
-            choice = replace(choice, reason=reason)
-        out[lv.name] = choice
-    return _center_under_integrated(desc, _integrate_parents(desc, _crossed_ridges(desc, out, uncertainty)))
+            out[name] = replace(choice, reason=(
+                f"{choice.reason}; but with {len(ratios[name])} groups its 90% interval {choice.interval[0]:.2g}–"
+                f"{choice.interval[1]:.2g} holds data-poor and data-rich values, so adapt_delta is raised to "
+                f"{UNDECIDED_ADAPT_DELTA:g} (unless set)"))
+    return out
 
 
 # a centered crossed level drawn around 0 stays centered only while the mean of its groups is this much
@@ -300,7 +302,7 @@ def _integrate_parents(desc: ModelDescription, choices: dict[str, Choice]) -> di
             continue
         choices[lv.name] = replace(
             choice, parameterization="integrated",
-            reason=f"{choice.reason.split('; but with')[0]}; its only nested level, {child.name}, is centered "
+            reason=f"{choice.reason}; its only nested level, {child.name}, is centered "
                    f"and varies only the intercept, so the {lv.name} effects are integrated out of the model "
                    f"(drawn afterwards, given the {child.name} intercepts): no {lv.name} effects to sample")
     return choices
