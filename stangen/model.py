@@ -348,9 +348,8 @@ def describe(spec: Spec, categorical: set[str] | frozenset[str] = frozenset(),
             centered=choice == "centered", integrated=choice == "integrated",
             at_means=_at_means(kind, coefficients)))
     for lv in levels:  # stangen.parameterization and the spec validation only integrate such a level out
-        below = [o for o in levels if lv.name in o.ancestors]
-        if lv.integrated and not (lv.kind == "intercept" and len(below) == 1 and below[0].centered
-                                  and below[0].kind == "intercept"):
+        child = integrable_child(lv, levels)
+        if lv.integrated and (child is None or not child.centered):
             raise ValueError(f"level {lv.name} cannot be integrated out (stangen bug)")
     if not problems:
         terms, levels = _link_levels(spec, terms, levels, list(pooled_order or ()))
@@ -365,6 +364,18 @@ def describe(spec: Spec, categorical: set[str] | frozenset[str] = frozenset(),
         sigma_prior=_prior(spec, ["sigma"], "scale") if spec.family == "gaussian" else None,
         terms=tuple(terms), levels=tuple(levels), categorical=categorical,
         reference=tuple(sorted(spec.reference.items())), generated=generated)
+
+
+def integrable_child(level: LevelDescription, levels) -> LevelDescription | None:
+    """The one nested level that could carry `level`'s effects if they were integrated out (it must also be
+    centered), or None: `level` is top-level, varies only its intercept, has no group-level predictors, and
+    exactly one level sits below it, directly, varying only its intercept. (The spec's `integrated` is
+    checked against the same structure in stangen.spec.validate, on the raw spec.)"""
+    below = [o for o in levels if level.name in o.ancestors]
+    if level.parent is not None or level.kind != "intercept" or level.has_effects or len(below) != 1:
+        return None
+    child = below[0]
+    return child if child.parent == level.name and child.kind == "intercept" else None
 
 
 def _at_means(kind: LevelKind, coefficients: list[VaryingCoefficient]) -> bool:

@@ -39,7 +39,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 from scipy.stats import chi2
 
-from .model import LevelDescription, ModelDescription
+from .model import LevelDescription, ModelDescription, integrable_child
 
 THRESHOLD = 1.0
 SWEEPS = 30
@@ -277,11 +277,10 @@ def _crossed_ridges(desc: ModelDescription, choices: dict[str, Choice], uncertai
     for lv in centered:
         choice = choices[lv.name]
         if choice.how == "auto":
-            choices[lv.name] = Choice(
-                lv.name, "noncentered", "auto", choice.information,
+            choices[lv.name] = replace(choice, parameterization="noncentered", reason=(
                 f"{choice.reason}, but crossed levels {taker.name} and {other.name} have groups' means of "
                 f"similar uncertainty (τ²/J ratio {ratio:.2g}, above {RIDGE:g}): centered, one of them would "
-                f"trade off against the intercept along a ridge", choice.pooled_rank, choice.interval)
+                f"trade off against the intercept along a ridge"))
     return choices
 
 
@@ -292,13 +291,9 @@ def _integrate_parents(desc: ModelDescription, choices: dict[str, Choice]) -> di
     parent group. Neither of its own forms is safe there: noncentered, its posterior reaches sds where the
     batches are data-rich (divergences at large sd_batch); centered, it has a funnel at small ones."""
     for lv in desc.levels:
-        choice = choices[lv.name]
-        below = [o for o in desc.levels if lv.name in o.ancestors]
-        if choice.how != "auto" or choice.parameterization != "noncentered" or lv.parent is not None \
-                or lv.kind != "intercept" or lv.has_effects or len(below) != 1:
-            continue
-        child = below[0]
-        if child.parent != lv.name or child.kind != "intercept" or choices[child.name].parameterization != "centered":
+        choice, child = choices[lv.name], integrable_child(lv, desc.levels)
+        if choice.how != "auto" or choice.parameterization != "noncentered" or child is None \
+                or choices[child.name].parameterization != "centered":
             continue
         choices[lv.name] = replace(
             choice, parameterization="integrated",

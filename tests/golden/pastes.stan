@@ -54,6 +54,7 @@ model {
     vector[J_cask] r = b_cask - m_cask;
     vector[J_batch] S = rep_vector(0, J_batch);
     for (k in 1:J_cask) S[parent_cask[k]] += r[k];
+    // D: the variance of each parent group's sum S over its count (sd^2 + count * parent sd^2)
     vector[J_batch] D = square(sd_cask) + n_cask_in_batch * square(sd_batch);
     target += -0.5 * (dot_self(r) - square(sd_batch) * sum(square(S) ./ D)) / square(sd_cask)
               - (J_cask - J_batch) * log(sd_cask) - 0.5 * sum(log(D));
@@ -78,7 +79,6 @@ generated quantities {
       vector[J_cask] r = b_cask - m_cask;
       vector[J_batch] S = rep_vector(0, J_batch);
       for (k in 1:J_cask) S[parent_cask[k]] += r[k];
-      vector[J_batch] D = square(sd_cask) + n_cask_in_batch * square(sd_batch);
       vector[J_batch] precision = inv_square(sd_batch) + n_cask_in_batch * inv_square(sd_cask);
       u_batch = to_vector(normal_rng(S * inv_square(sd_cask) ./ precision, inv_sqrt(precision)));
     }
