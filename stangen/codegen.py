@@ -5,6 +5,7 @@ because the program text is the compile cache's key.
 """
 from __future__ import annotations
 
+import dataclasses
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 import jinja2
 
 from .model import LevelDescription, ModelDescription, PriorTarget, Term, VaryingCoefficient, prior_targets
+from .names import comment_text
 
 LINKS = {"gaussian": "", "bernoulli": "logit", "binomial": "logit", "poisson": "log"}
 
@@ -125,8 +127,24 @@ def equations(d: ModelDescription) -> list[str]:
     return [first, f"{lhs[d.family]} = {' + '.join(parts) or '0'}", *rest]
 
 
+def with_comment_text(value):
+    """The description with every string in it passed through names.comment_text. The program is rendered
+    from this copy only, so no user text (a column, level or term name) reaches the program except inside a
+    comment, whatever the templates do with it. Stan names and expressions in the description are built from
+    sanitized identifiers, which comment_text leaves as they are, and it keeps different texts different."""
+    if isinstance(value, str):
+        return comment_text(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.replace(value, **{f.name: with_comment_text(getattr(value, f.name))
+                                             for f in dataclasses.fields(value) if f.init})
+    if isinstance(value, (tuple, list, frozenset, set)):
+        return type(value)(with_comment_text(v) for v in value)
+    return value
+
+
 def render(desc: ModelDescription) -> str:
     """The Stan program for a model description."""
+    desc = with_comment_text(desc)
     template = environment().get_template("program.stan.j2")
     # the spec's name stays out of the program: it is no part of the structure, and the text is the cache key
     title = f"A {desc.family} multilevel model" if desc.levels else f"A {desc.family} model"

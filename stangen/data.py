@@ -263,7 +263,8 @@ def _variable_columns(desc, df, var, full: bool, c, path) -> tuple[np.ndarray, l
         return values[:, None], [var]
     labels, levels = _category_levels(desc, df, var, c, path)
     keep = levels if full else levels[1:]
-    matrix = np.column_stack([(labels == lv).to_numpy(dtype=float) for lv in keep]) if keep else \
+    # isin, not ==: numpy's string comparison ignores a trailing NUL in a label
+    matrix = np.column_stack([labels.isin([lv]).to_numpy(dtype=float) for lv in keep]) if keep else \
         np.zeros((len(df), 0))
     return matrix, [f"{var}{lv}" for lv in keep]
 
@@ -313,7 +314,7 @@ def _level(level: LevelDescription, desc: ModelDescription, df: pd.DataFrame, c:
         parent_keys = df[parents[-1].id_column].map(label_text)
         per_group = pd.DataFrame({"g": own, "p": parent_keys}).groupby("g")["p"].nunique()
         for label in per_group[per_group > 1].index[:SHOW_ROWS]:
-            where = parent_keys[own == label].unique()
+            where = parent_keys[own.isin([label])].unique()
             c.add(f"{path}.unique_labels",
                   f"group '{label}' of '{level.id_column}' appears under {len(where)} different "
                   f"'{parents[-1].id_column}' groups ({', '.join(sort_labels(where)[:4])}); with unique_labels: true "

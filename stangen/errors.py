@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .names import printable
+
 MAX_LISTED = 20
 
 
@@ -21,7 +23,8 @@ class Problem:
         where = self.path or "(spec)"
         if self.line is not None:
             where = f"{where} (line {self.line})"
-        return f"{where}: {self.message}"
+        # names and labels in a problem are the user's: a newline or a terminal escape in one stays visible
+        return printable(f"{where}: {self.message}")
 
 
 class StangenError(Exception):

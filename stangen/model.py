@@ -309,14 +309,20 @@ def describe(spec: Spec, categorical: set[str] | frozenset[str] = frozenset(),
             ancestors.insert(0, parent)
             parent = spec.levels[parent].within
         predictors: dict[str, GroupPredictor] = {}
+        stems: dict[str, str] = {}  # group-level predictor → the stem of its Stan names, unique in the level
+        predictor_names = NameRegistry()
         for coef in level.coefficients:
             for pname in level.predictors_of(coef):
-                predictors.setdefault(pname, _group_predictor(pname, pname, False, stan, categorical))
+                if pname not in predictors:
+                    stems[pname] = predictor_names.claim(sanitize(pname))
+                    predictors[pname] = _group_predictor(pname, pname, False, stan, stems[pname], categorical)
         for var in level.means:
             pname = f"mean_{var}"
             if var in categorical:
                 problems.append(Problem(f"levels.{name}.means", f"'{var}' is categorical; a group mean needs a numeric column"))
-            predictors.setdefault(pname, _group_predictor(pname, var, True, stan, categorical))
+            if pname not in predictors:
+                stems[pname] = predictor_names.claim(sanitize(pname))
+                predictors[pname] = _group_predictor(pname, var, True, stan, stems[pname], categorical)
         coefficients = []
         for i, coef in enumerate(level.coefficients, start=1):
             term = None if coef == INTERCEPT else by_name[coef]
@@ -327,7 +333,7 @@ def describe(spec: Spec, categorical: set[str] | frozenset[str] = frozenset(),
             pnames = list(level.predictors_of(coef)) + ([f"mean_{v}" for v in level.means] if coef == INTERCEPT else [])
             coef_stan = "intercept" if term is None else term.stan
             effects = tuple(GroupEffect(
-                predictor=predictors[p], name=f"gamma_{stan}_{coef_stan}_{sanitize(p)}",
+                predictor=predictors[p], name=f"gamma_{stan}_{coef_stan}_{stems[p]}",
                 prior=_prior(spec, [p, "coefficients"], "coefficient")) for p in pnames)
             coefficients.append(VaryingCoefficient(coef, i, term, effects))
         n = len(coefficients)
@@ -446,10 +452,11 @@ def _link_levels(spec: Spec, terms: list[Term], levels: list[LevelDescription], 
     return terms, out
 
 
-def _group_predictor(name: str, column: str, is_mean: bool, level_stan: str, categorical) -> GroupPredictor:
+def _group_predictor(name: str, column: str, is_mean: bool, level_stan: str, stem: str,
+                     categorical) -> GroupPredictor:
     return GroupPredictor(name=name, column=column, is_mean=is_mean,
                           categorical=(not is_mean) and column in categorical,
-                          data=f"W_{level_stan}_{sanitize(name)}")
+                          data=f"W_{level_stan}_{stem}")
 
 
 @dataclass(frozen=True)
