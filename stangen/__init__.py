@@ -5,9 +5,15 @@ The pipeline, one module per stage:
     → codegen.render() → Stan program text;  data.prepare() → Stan data + label maps
     → backends → fit → results
 """
-from .errors import BackendError, DataError, Problem, SpecError, StangenError
-from .program import StanProgram, build
-from .spec import Level, Spec
+import warnings
+
+# ArviZ 0.23 announces its coming refactor once a day on import: nothing a stangen user can act on
+warnings.filterwarnings("ignore", message=r"\s*ArviZ is undergoing a major refactor", category=FutureWarning)
+
+# (the filter must come before anything imports ArviZ)
+from .errors import BackendError, DataError, Problem, SpecError, StangenError  # noqa: E402
+from .program import StanProgram, build  # noqa: E402
+from .spec import Level, Spec  # noqa: E402
 
 __version__ = "0.1.0"
 __all__ = ["BackendError", "DataError", "Fit", "Level", "Problem", "Spec", "SpecError", "StanProgram", "StangenError",

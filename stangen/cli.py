@@ -33,9 +33,11 @@ def write_atomic(path: str | Path, text: str) -> None:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    spec = load_spec(args.spec)
-    program = build(spec, args.data) if (args.data or spec.data) else None
+    spec = load_spec(args.spec, args.data, args.missing)
+    program = build(spec, args.data, missing=args.missing) if (args.data or spec.data) else None
     detail = f"; {program.data.n} rows" if program and program.data else ""
+    if program and program.data and program.data.dropped:
+        detail += f" ({program.data.dropped.note()})"
     if program and program.data:
         detail += "".join(f", {len(v)} {k} groups" for k, v in program.data.labels.items())
     if program and program.data and program.parameterization:
@@ -51,7 +53,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    program = build(args.spec, args.data, require_data=bool(args.data_json))
+    program = build(args.spec, args.data, require_data=bool(args.data_json), missing=args.missing)
+    _print_dropped(program.data)
     for choice in program.parameterization:
         print(f"{choice.level}: {choice.parameterization} ({choice.reason})", file=sys.stderr)
     if args.output:
@@ -65,6 +68,16 @@ def cmd_render(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_dropped(prepared) -> None:
+    if prepared is not None and prepared.dropped:
+        print(f"missing: drop — {prepared.dropped.note()} (rows {_row_list(prepared.dropped.rows)})",
+              file=sys.stderr)
+
+
+def _row_list(rows, shown: int = 8) -> str:
+    return ", ".join(map(str, rows[:shown])) + (f" … ({len(rows)} rows)" if len(rows) > shown else "")
+
+
 def _settings(args: argparse.Namespace) -> dict:
     names = ("chains", "parallel_chains", "warmup", "draws", "seed", "adapt_delta", "max_treedepth", "init")
     out = {k: getattr(args, k) for k in names}
@@ -73,17 +86,27 @@ def _settings(args: argparse.Namespace) -> dict:
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
-    from .fitting import fit
+    from .backends import get_backend
+    from .fitting import fit, program_defaults, sampler_settings
 
-    spec = load_spec(args.spec)
+    spec = load_spec(args.spec, args.data, args.missing)
     out = Path(args.out) if args.out else Path("runs") / (spec.name or Path(args.spec).stem)
-    result = fit(spec, args.data, backend=args.backend, prior_only=args.prior_only, generated=args.generated,
-                 **_settings(args))
+    program = build(spec, args.data, require_data=True, prior_only=args.prior_only, generated=args.generated,
+                    missing=args.missing)
+    backend = get_backend(args.backend)
+    settings = sampler_settings(spec, program_defaults(program), **_settings(args))
+    # the first line, before the progress display: what is fitted, to what, how
+    dropped = f" ({program.data.dropped.note()})" if program.data.dropped else ""
+    print(f"{spec.name}: {program.data.n} observations{dropped}; {backend.name} (Stan {backend.stan_version}), "
+          f"{settings.chains} chains x {settings.draws} draws after {settings.warmup} warmup"
+          f"{', prior only' if args.prior_only else ''}", flush=True)
+    result = fit(program, backend=args.backend, **_settings(args))
     result.save(out)
     info = result.info
     compiled = f"compiled in {info['compile_seconds']:.0f} s" if info["compiled_now"] else "compiled program reused"
-    print(f"{spec.name}: {result.program.data.n} observations; {info['backend']} (Stan {info['stan_version']}); "
-          f"{compiled}; sampled in {info['sample_seconds']:.1f} s")
+    if args.verbose and result.stan_messages:
+        print("Stan's messages:\n" + "\n".join(f"  {line}" for line in result.stan_messages), file=sys.stderr)
+    print(f"{compiled}; sampled in {info['sample_seconds']:.1f} s; Stan's messages in {out / 'stan.log'}")
     print(result.lme4())
     report = result.convergence()
     print(report.one_line())
@@ -206,9 +229,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 def cmd_pooling(args: argparse.Namespace) -> int:
     from .pooling import compare_pooling, plot_pooling
 
-    spec = load_spec(args.spec)
+    spec = load_spec(args.spec, args.data, args.missing)
     out = Path(args.out) if args.out else Path("runs") / f"{spec.name}_pooling_{args.level}"
-    table, fits = compare_pooling(spec, args.level, args.data, backend=args.backend, **_settings(args))
+    table, fits = compare_pooling(spec, args.level, args.data, backend=args.backend, missing=args.missing,
+                                  **_settings(args))
     write_atomic(out / "pooling.csv", table.to_csv(index=False))
     for coefficient in table.coefficient.unique():
         path = plot_pooling(table, coefficient, out / f"pooling_{coefficient}.png",
@@ -235,22 +259,31 @@ def _add_sampler_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--quiet", action="store_true", help="no progress display")
 
 
+def _add_missing_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--missing", choices=["error", "drop"],
+                   help="rows with a missing value in a column the model uses: error (the default) or drop "
+                        "(leave them out, as lme4's na.omit; counted in the output); overrides the spec's `missing:`")
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="stangen", description="Multilevel model specs → Stan programs → fits.")
     sub = top.add_subparsers(dest="command", required=True)
     p = sub.add_parser("validate", help="check a spec (and its data); print a one-line description")
     p.add_argument("spec")
     p.add_argument("--data", help="CSV file (default: the spec's `data:`)")
+    _add_missing_flag(p)
     p.set_defaults(run=cmd_validate)
     p = sub.add_parser("render", help="print the Stan program of a spec")
     p.add_argument("spec")
     p.add_argument("-o", "--output", help="write the program here instead of standard output")
     p.add_argument("--data", help="CSV file (default: the spec's `data:`)")
+    _add_missing_flag(p)
     p.add_argument("--data-json", help="also write the Stan data as JSON here")
     p.set_defaults(run=cmd_render)
     p = sub.add_parser("fit", help="compile and sample a spec; write a run directory")
     p.add_argument("spec")
     p.add_argument("--data", help="CSV file (default: the spec's `data:`)")
+    _add_missing_flag(p)
     p.add_argument("--out", help="run directory (default: runs/<spec name>)")
     p.add_argument("--backend", default="auto", choices=["auto", "pystan", "cmdstan"],
                    help="auto: CmdStan if installed, else the embedded PyStan")
@@ -261,12 +294,15 @@ def parser() -> argparse.ArgumentParser:
                         "log_lik (pointwise log-likelihood, for `stangen compare`); compiles its own program")
     p.add_argument("--no-report", action="store_true",
                    help="do not write report.html / report.md (and plots/) into the run directory")
+    p.add_argument("--verbose", action="store_true",
+                   help="also print Stan's own messages (always written to stan.log in the run directory)")
     _add_sampler_flags(p)
     p.set_defaults(run=cmd_fit)
     p = sub.add_parser("pooling", help="complete vs no vs partial pooling of one level: table and plot")
     p.add_argument("spec")
     p.add_argument("--level", required=True, help="the level to compare")
     p.add_argument("--data", help="CSV file (default: the spec's `data:`)")
+    _add_missing_flag(p)
     p.add_argument("--out", help="folder for pooling.csv and the plots (default: runs/<spec>_pooling_<level>)")
     p.add_argument("--backend", default="auto", choices=["auto", "pystan", "cmdstan"])
     p.add_argument("--rows", type=int, default=40, help="rows of the table to print")

@@ -32,10 +32,34 @@ class PreparedData:
     # term name → sd of each of its design columns (default priors scale by them, whether or not the
     # term's column is in X)
     term_scales: dict[str, np.ndarray] = field(default_factory=dict)
+    # the missing-value policy applied ('error' or 'drop') and the rows it left out (None: none)
+    missing: str = "error"
+    dropped: "DroppedRows | None" = None
 
     @property
     def n(self) -> int:
         return int(self.stan_data["N"])
+
+
+@dataclass(frozen=True)
+class DroppedRows:
+    """Rows left out because a column the model uses has no value there (`missing: drop`, lme4's na.omit)."""
+
+    rows: tuple[int, ...]  # data rows, counted from 1
+    by_column: tuple[tuple[str, int], ...]  # (column, how many rows miss a value there), in the spec's order
+
+    def note(self) -> str:
+        """'2 dropped: missing x' or '5 dropped: missing x (3), y (2)' (a row may miss several)."""
+        several = len(self.by_column) > 1
+        columns = ", ".join(f"{col} ({k})" if several else col for col, k in self.by_column)
+        return f"{len(self.rows)} dropped: missing {columns}"
+
+    def to_dict(self) -> dict:
+        return {"rows": list(self.rows), "by_column": dict(self.by_column)}
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> "DroppedRows | None":
+        return None if not d else cls(tuple(d["rows"]), tuple(d["by_column"].items()))
 
 
 def read_csv(path: str | Path) -> pd.DataFrame:
@@ -86,22 +110,6 @@ def _mostly_numbers(series: pd.Series) -> bool:
     return pd.to_numeric(series, errors="coerce").notna().mean() >= 0.5
 
 
-def _used_columns(desc: ModelDescription) -> dict[str, str]:
-    """column → the spec path that uses it first."""
-    used: dict[str, str] = {desc.outcome: "outcome"}
-    if desc.trials:
-        used.setdefault(desc.trials, "trials")
-    for i, term in enumerate(desc.terms):
-        for var in term.variables:
-            used.setdefault(var, f"predictors[{i}]")
-    for level in desc.levels:
-        used.setdefault(level.id_column, f"levels.{level.name}.id")
-        for gp in level.predictors:
-            key = "means" if gp.is_mean else "predictors"
-            used.setdefault(gp.column, f"levels.{level.name}.{key}")
-    return used
-
-
 class _Collector:
     def __init__(self) -> None:
         self.problems: list[Problem] = []
@@ -114,28 +122,18 @@ class _Collector:
             raise DataError(self.problems)
 
 
-def prepare(desc: ModelDescription, df: pd.DataFrame, *, prior_only: bool = False) -> PreparedData:
-    """Check the data against the model and build the Stan data dict. Raises DataError with every problem."""
+def prepare(desc: ModelDescription, df: pd.DataFrame, *, prior_only: bool = False,
+            missing: str = "error") -> PreparedData:
+    """Check the data against the model and build the Stan data dict. Raises DataError with every problem.
+    `missing`: 'error' (a missing value in a used column is a problem) or 'drop' (such rows are left out)."""
     c = _Collector()
-    used = _used_columns(desc)
-    for column, path in used.items():
-        if column not in df.columns:
-            close = difflib.get_close_matches(column, [str(x) for x in df.columns], n=1)
-            hint = f"; did you mean '{close[0]}'?" if close else f" (columns: {', '.join(map(str, df.columns))})"
-            c.add(path, f"column '{column}' is not in the data{hint}")
-    c.raise_if_any()
-    df = df.reset_index(drop=True)
-    for column, path in used.items():
-        missing = df[column].isna().to_numpy()
-        if missing.any():
-            c.add(path, f"column '{column}' has {int(missing.sum())} missing value(s): {_rows(missing)}; "
-                        "remove or impute those rows first")
-    c.raise_if_any()
-    _check_kinds(desc, df, used, c)
-    c.raise_if_any()
-    y = _outcome(desc, df, c)
-    design, columns, slopes = _design(desc, df, c)
-    levels = {lv.name: _level(lv, desc, df, c) for lv in desc.levels}
+    df, dropped, usable = screen_columns(dict(desc.columns), df, categorical=desc.categorical, missing=missing,
+                                         c=c, whole_groups=_group_level_columns(desc))
+    # each check below runs on the columns that passed the screen, so every problem is found in one go
+    y = _outcome(desc, df, c) if {desc.outcome, desc.trials or desc.outcome} <= usable else {}
+    design, columns, slopes = _design(desc, df, c, usable)
+    levels = {lv.name: _level(lv, desc, df, c, usable) for lv in desc.levels
+              if {desc.level(a).id_column for a in lv.ancestors} | {lv.id_column} <= usable}
     c.raise_if_any()
 
     data: dict[str, Any] = {"N": len(df), "prior_only": int(prior_only)}
@@ -181,21 +179,108 @@ def prepare(desc: ModelDescription, df: pd.DataFrame, *, prior_only: bool = Fals
                 data[gp.data] = values[:, 0] - center[0]
             data[f"{gp.data}_center"] = center if gp.categorical else float(center[0])
             group_columns[(level.name, gp.name)] = names
-    prepared = PreparedData(data, labels, columns, group_columns, term_scales=term_scales)
+    prepared = PreparedData(data, labels, columns, group_columns, term_scales=term_scales,
+                            missing=missing, dropped=dropped)
     prior_values(desc, prepared)
     return prepared
 
 
-def _check_kinds(desc: ModelDescription, df: pd.DataFrame, used: dict[str, str], c: _Collector) -> None:
-    for column, path in used.items():
-        series = df[column]
-        if column in desc.categorical or _is_numeric(series) or path.endswith(".id"):
+def screen_columns(columns: dict[str, str], df: pd.DataFrame, *, categorical, missing: str, c: "_Collector",
+                   whole_groups: dict[str, list[tuple[str, list[str]]]] | None = None
+                   ) -> tuple[pd.DataFrame, DroppedRows | None, set[str]]:
+    """The checks every used column gets on its own, all at once: present, no missing values (or, with
+    missing='drop', those rows left out), numbers where numbers are expected. `columns`: column → the spec
+    path naming it. `whole_groups`: group-level predictor column → [(level, its groups' id columns)], to name
+    groups that have no value at all. Returns the rows to use, what was dropped, and the usable columns."""
+    df = df.reset_index(drop=True)
+    present = {}
+    for column, path in columns.items():
+        if column in df.columns:
+            present[column] = path
             continue
-        bad = pd.to_numeric(series, errors="coerce").isna().to_numpy()
-        if _mostly_numbers(series):
+        close = difflib.get_close_matches(column, [str(x) for x in df.columns], n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else f" (columns: {', '.join(map(str, df.columns))})"
+        c.add(path, f"column '{column}' is not in the data{hint}")
+    absent = {column: df[column].isna().to_numpy() for column in present}
+    for column, groups in (whole_groups or {}).items():
+        for level, id_columns in groups:
+            if column in present and all(i in present for i in id_columns):
+                _whole_groups_missing(column, present[column], level, id_columns, df, absent[column], c)
+    usable = set(present)
+    dropped = None
+    if missing == "drop":
+        any_missing = np.logical_or.reduce(list(absent.values())) if absent else np.zeros(len(df), bool)
+        if any_missing.all() and len(df):
+            c.add("missing", "every row has a missing value in a column the model uses "
+                             f"({', '.join(col for col, a in absent.items() if a.any())}); nothing is left to fit")
+        elif any_missing.any():
+            dropped = DroppedRows(tuple(int(i) + 1 for i in np.flatnonzero(any_missing)),
+                                  tuple((col, int(a.sum())) for col, a in absent.items() if a.any()))
+            df = df[~any_missing].reset_index(drop=True)
+    else:
+        for column, path in present.items():
+            if absent[column].any():
+                usable.discard(column)
+                c.add(path, f"column '{column}' has {int(absent[column].sum())} missing value(s): "
+                            f"{_rows(absent[column])}; remove or impute those rows, or set `missing: drop` "
+                            "(CLI --missing drop) to leave them out as lme4 does (na.omit)")
+    for column, path in present.items():
+        series = df[column]
+        if column in categorical or _is_numeric(series) or path.endswith(".id") or column not in usable:
+            continue
+        numbers = pd.to_numeric(series, errors="coerce")
+        bad = numbers.isna().to_numpy()
+        if not bad.any():  # numbers stored as text (a frame built from strings): they are numbers
+            df[column] = numbers
+        elif _mostly_numbers(series):
+            usable.discard(column)
             examples = ", ".join(repr(v) for v in series[bad].unique()[:3])
             c.add(path, f"column '{column}' is numeric except {examples} at {_rows(bad)}; fix those values, "
                         "or list the column under `categorical:` if it really is a category")
+    return df, dropped, usable
+
+
+def column_problems(columns: dict[str, str], df: pd.DataFrame, *, categorical, missing: str | None) -> list[Problem]:
+    """The problems screen_columns finds, for a spec that has problems of its own (reported with these).
+    `missing` None: the policy is unknown, so missing values are not judged."""
+    c = _Collector()
+    screen_columns(columns, df, categorical=categorical, missing=missing or "drop", c=c)
+    # with an unknown policy, what `drop` would leave is no problem of its own
+    return [p for p in c.problems if missing is not None or p.path != "missing"]
+
+
+def _group_level_columns(desc: ModelDescription) -> dict[str, list[tuple[str, list[str]]]]:
+    """Group-level predictor column → [(level, the id columns naming its groups, outermost first)]."""
+    out: dict[str, list[tuple[str, list[str]]]] = {}
+    for lv in desc.levels:
+        ids = [desc.level(a).id_column for a in lv.ancestors] + [lv.id_column]
+        for gp in lv.predictors:
+            if not gp.is_mean:
+                out.setdefault(gp.column, []).append((lv.name, ids))
+    return out
+
+
+def _whole_groups_missing(column, path, level, id_columns, df, absent, c) -> None:
+    """A group whose every row misses its group-level predictor: an error under either missing policy
+    (dropping would silently remove the whole group)."""
+    if not absent.any():
+        return
+    keys = _compound_keys(df, id_columns)
+    known = ~df[id_columns].isna().any(axis=1).to_numpy()
+    all_missing = pd.Series(absent[known]).groupby(keys[known].to_numpy()).all()
+    groups = _sorted_compound(all_missing[all_missing].index.tolist())
+    if groups:
+        shown = ", ".join(repr(g) for g in groups[:SHOW_ROWS]) + (" …" if len(groups) > SHOW_ROWS else "")
+        c.add(path, f"group-level predictor '{column}' is missing for every row of {len(groups)} '{level}' "
+                    f"group(s): {shown}; give those groups a value (dropping them would lose the whole group)")
+
+
+def _compound_keys(df: pd.DataFrame, id_columns: list[str]) -> pd.Series:
+    """Group labels, a nested group's with its parents': cask 'a' of batch 'A' is 'A:a'."""
+    keys = df[id_columns[0]].map(label_text)
+    for column in id_columns[1:]:
+        keys = keys + ":" + df[column].map(label_text)
+    return keys
 
 
 def _outcome(desc: ModelDescription, df: pd.DataFrame, c: _Collector) -> dict[str, Any]:
@@ -269,7 +354,7 @@ def _variable_columns(desc, df, var, full: bool, c, path) -> tuple[np.ndarray, l
     return matrix, [f"{var}{lv}" for lv in keep]
 
 
-def _design(desc: ModelDescription, df: pd.DataFrame, c: _Collector):
+def _design(desc: ModelDescription, df: pd.DataFrame, c: _Collector, usable: set[str] | None = None):
     """The pooled design matrix. A categorical variable in a term gets treatment coding when the term without
     it is already in the model (the intercept counts as the empty term), and a column for every level
     otherwise — R's rule, so `x:g` without `x` gives each group its own slope, and without an intercept the
@@ -278,6 +363,8 @@ def _design(desc: ModelDescription, df: pd.DataFrame, c: _Collector):
     present: set[frozenset] = {frozenset()} if desc.intercept else set()
     for i, term in enumerate(desc.terms):
         path = f"predictors[{i}]"
+        if usable is not None and not set(term.variables) <= usable:
+            continue  # a problem with one of its columns is reported already
         matrix, names = np.ones((len(df), 1)), [""]
         variables = frozenset(term.variables)
         for var in term.variables:
@@ -300,16 +387,15 @@ def _design(desc: ModelDescription, df: pd.DataFrame, c: _Collector):
     return design, columns, slopes
 
 
-def _level(level: LevelDescription, desc: ModelDescription, df: pd.DataFrame, c: _Collector) -> dict:
+def _level(level: LevelDescription, desc: ModelDescription, df: pd.DataFrame, c: _Collector,
+           usable: set[str] | None = None) -> dict:
     path = f"levels.{level.name}"
     own = df[level.id_column].map(label_text)
     parents = [desc.level(a) for a in level.ancestors]
     if level.unique_labels or not parents:
         keys = own
     else:  # a nested level's groups are named with their parents: cask 'a' of batch 'A' is 'A:a'
-        keys = own
-        for parent in reversed(parents):
-            keys = df[parent.id_column].map(label_text) + ":" + keys
+        keys = _compound_keys(df, [p.id_column for p in parents] + [level.id_column])
     if level.unique_labels and parents:
         parent_keys = df[parents[-1].id_column].map(label_text)
         per_group = pd.DataFrame({"g": own, "p": parent_keys}).groupby("g")["p"].nunique()
@@ -326,7 +412,8 @@ def _level(level: LevelDescription, desc: ModelDescription, df: pd.DataFrame, c:
     index = keys.map(position).to_numpy(dtype=int)
     predictors = {}
     for gp in level.predictors:
-        predictors[gp.name] = _group_values(gp, level, df, keys, labels, desc, c)
+        if usable is None or gp.column in usable:
+            predictors[gp.name] = _group_values(gp, level, df, keys, labels, desc, c)
     return {"labels": labels, "index": index, "predictors": predictors}
 
 

@@ -39,9 +39,11 @@ class UserError(StangenError):
     exit_code = 1
     kind = "problem"
 
-    def __init__(self, problems: list[Problem] | Problem, source: str | None = None):
+    def __init__(self, problems: list[Problem] | Problem, source: str | None = None, *, kind: str | None = None):
         self.problems = [problems] if isinstance(problems, Problem) else list(problems)
         self.source = source
+        if kind is not None:
+            self.kind = kind
         super().__init__(self.render())
 
     def render(self) -> str:
@@ -55,9 +57,16 @@ class UserError(StangenError):
 
 
 class SpecError(UserError):
-    """The spec is invalid (unknown key, wrong type, inconsistent structure)."""
+    """The spec is invalid (unknown key, wrong type, inconsistent structure). `partial`: what validation could
+    read of it (stangen.spec.validate's normalized form, None where a value was unreadable), so the data can
+    still be checked against the parts that are right; `base_dir`: the spec file's folder."""
 
     kind = "spec problem"
+
+    def __init__(self, problems, source=None, *, kind=None, partial: dict | None = None, base_dir=None):
+        super().__init__(problems, source, kind=kind)
+        self.partial = partial
+        self.base_dir = base_dir
 
 
 class DataError(UserError):

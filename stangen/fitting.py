@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from .backends import CompiledModel, Draws, SamplerSettings, get_backend
-from .data import PreparedData
+from .data import DroppedRows, PreparedData
 from .errors import Problem, SpecError, UserError
 from .model import ModelDescription, describe
 from .parameterization import Choice, pooled_order, suggested_adapt_delta
@@ -26,6 +26,7 @@ from .program import StanProgram, build, stan_data_json
 from .spec import Spec
 
 COMPLETE_MARKER = "COMPLETE"
+STAN_LOG = "stan.log"  # Stan's messages during sampling, in the run directory
 SETTING_NAMES = ("chains", "parallel_chains", "warmup", "draws", "seed", "adapt_delta", "max_treedepth", "init",
                  "quiet")
 
@@ -142,10 +143,13 @@ def to_inference_data(program: StanProgram, draws: Draws) -> az.InferenceData:
 class Fit:
     """Posterior draws of a spec's model, with the program, data and label maps that produced them."""
 
-    def __init__(self, program: StanProgram, idata: az.InferenceData, info: dict[str, Any]):
+    def __init__(self, program: StanProgram, idata: az.InferenceData, info: dict[str, Any],
+                 stan_messages: list[str] | None = None):
         self.program = program
         self.idata = idata
         self.info = info
+        # Stan's own informational messages per chain (stan.log in a run directory)
+        self.stan_messages = list(stan_messages or [])
 
     @property
     def spec(self) -> Spec:
@@ -224,7 +228,9 @@ class Fit:
         prepared = self.program.data
         run = {"info": self.info, "labels": prepared.labels, "columns": prepared.columns,
                "group_columns": [[lv, p, names] for (lv, p), names in prepared.group_columns.items()],
-               "priors": prepared.priors, "categorical": sorted(self.description.categorical)}
+               "priors": prepared.priors, "categorical": sorted(self.description.categorical),
+               # the data rows the fit used: all but these (missing: drop)
+               "dropped": prepared.dropped.to_dict() if prepared.dropped else None}
         _write(out / "spec.yaml", self.spec.to_yaml())
         _write(out / "model.stan", self.program.code)
         _write(out / "data.json", stan_data_json(prepared.stan_data))
@@ -237,6 +243,7 @@ class Fit:
         self.idata.to_netcdf(str(tmp), engine="h5netcdf")
         os.replace(tmp, out / "posterior.nc")
         _write(out / "run.json", json.dumps(run, indent=1, default=_json_default))
+        _write(out / STAN_LOG, "".join(f"{line}\n" for line in self.stan_messages))
         _write(out / COMPLETE_MARKER, time.strftime("%Y-%m-%dT%H:%M:%S") + "\n")
         return out
 
@@ -255,10 +262,14 @@ class Fit:
         stan_data = {k: np.asarray(v) if isinstance(v, list) else v
                      for k, v in json.loads((run_dir / "data.json").read_text()).items()}
         prepared = PreparedData(stan_data, run["labels"], run["columns"],
-                                {(lv, p): names for lv, p, names in run["group_columns"]}, run["priors"])
+                                {(lv, p): names for lv, p, names in run["group_columns"]}, run["priors"],
+                                missing=run["info"].get("missing", "error"),
+                                dropped=DroppedRows.from_dict(run.get("dropped")))
         program = StanProgram(spec, desc, (run_dir / "model.stan").read_text(), prepared, choices)
         idata = az.from_netcdf(str(run_dir / "posterior.nc"), engine="h5netcdf")
-        return cls(program, idata, run["info"])
+        log = run_dir / STAN_LOG
+        messages = log.read_text(encoding="utf-8").splitlines() if log.exists() else []
+        return cls(program, idata, run["info"], messages)
 
 
 def _write(path: Path, text: str) -> None:
@@ -282,24 +293,39 @@ def program_defaults(program: StanProgram) -> dict[str, Any]:
     return {} if adapt_delta is None else {"adapt_delta": adapt_delta}
 
 
-def fit(spec: Spec | str | Path, data: pd.DataFrame | str | Path | None = None, *, backend: str = "auto",
-        prior_only: bool = False, generated: str | tuple[str, ...] | list[str] | None = (), **settings: Any) -> Fit:
+def fit(spec: Spec | StanProgram | str | Path, data: pd.DataFrame | str | Path | None = None, *,
+        backend: str = "auto",
+        prior_only: bool = False, generated: str | tuple[str, ...] | list[str] | None = (),
+        missing: str | None = None, **settings: Any) -> Fit:
     """Compile (or reuse the cached compile of) the spec's program and sample it.
 
     `settings` override the spec's `sampler:` block: chains, parallel_chains, warmup, draws, seed,
     adapt_delta, max_treedepth, init, quiet. `prior_only=True` samples from the prior (same program).
     `generated`: optional generated quantities, any of "y_rep" (draws of the outcome, in the InferenceData
     group posterior_predictive) and "log_lik" (pointwise log-likelihood, group log_likelihood, for
-    `stangen compare`); they are part of the program, so each choice compiles (and caches) its own."""
-    program = build(spec, data, require_data=True, prior_only=prior_only, generated=generated)
+    `stangen compare`); they are part of the program, so each choice compiles (and caches) its own.
+    `missing`: 'error' or 'drop' for rows with a missing value in a used column (default: the spec's
+    `missing:`, else 'error'); dropped rows are counted in the printout and recorded in the run.
+    `spec` may also be a StanProgram from `build` (with data): it is sampled as it is, and `data`,
+    `prior_only`, `generated` and `missing` are then the program's.
+    """
+    if isinstance(spec, StanProgram):
+        if spec.data is None:
+            raise SpecError(Problem("data", "this program was built without data: pass data to build()"))
+        program = spec
+    else:
+        program = build(spec, data, require_data=True, prior_only=prior_only, generated=generated,
+                        missing=missing)
     chosen = get_backend(backend)
     sampler = sampler_settings(program.spec, program_defaults(program), **settings)
     compiled: CompiledModel = chosen.compile(program.code)
     draws = chosen.sample(compiled, program.stan_data, sampler)
     info = {"backend": draws.backend, "stan_version": draws.stan_version, "compiled_now": compiled.compiled_now,
             "compile_seconds": compiled.compile_seconds, "sample_seconds": draws.sample_seconds,
-            "settings": asdict(sampler), "program_key": compiled.key, "prior_only": prior_only,
+            "settings": asdict(sampler), "program_key": compiled.key,
+            "prior_only": bool(program.stan_data["prior_only"]),
             "chain_seconds": draws.chain_seconds,
             "generated": list(program.description.generated),
+            "missing": program.data.missing,
             "parameterization": [c.to_dict() for c in program.parameterization]}
-    return Fit(program, to_inference_data(program, draws), info)
+    return Fit(program, to_inference_data(program, draws), info, draws.messages)

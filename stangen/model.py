@@ -200,6 +200,8 @@ class ModelDescription:
     reference: tuple[tuple[str, str], ...]
     # optional generated quantities (structure: each choice is its own program), in GENERATED order
     generated: tuple[str, ...] = ()
+    # the data columns the model uses, with the spec path naming each (Spec.columns); not in the program
+    columns: tuple[tuple[str, str], ...] = ()
 
     @property
     def pooled_terms(self) -> tuple[Term, ...]:
@@ -369,7 +371,7 @@ def describe(spec: Spec, categorical: set[str] | frozenset[str] = frozenset(),
         intercept_prior=_prior(spec, ["intercept"], "coefficient") if spec.intercept else None,
         sigma_prior=_prior(spec, ["sigma"], "scale") if spec.family == "gaussian" else None,
         terms=tuple(terms), levels=tuple(levels), categorical=categorical,
-        reference=tuple(sorted(spec.reference.items())), generated=generated)
+        reference=tuple(sorted(spec.reference.items())), generated=generated, columns=tuple(spec.columns.items()))
 
 
 def integrable_child(level: LevelDescription, levels) -> LevelDescription | None:

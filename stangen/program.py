@@ -10,11 +10,12 @@ import numpy as np
 import pandas as pd
 
 from . import codegen
-from .data import PreparedData, categorical_columns, prepare, read_csv
-from .errors import Problem, SpecError
+from .data import PreparedData, categorical_columns, column_problems, prepare, read_csv
+from .errors import DataError, Problem, SpecError
 from .model import ModelDescription, describe
 from .parameterization import Choice, choose, pooled_order
 from .spec import Spec
+from .spec.validate import MISSING_POLICIES, used_columns
 
 
 @dataclass(frozen=True)
@@ -33,8 +34,41 @@ class StanProgram:
         return self.data.stan_data
 
 
-def load_spec(spec: Spec | str | Path) -> Spec:
-    return spec if isinstance(spec, Spec) else Spec.from_yaml(spec)
+def load_spec(spec: Spec | str | Path, data: pd.DataFrame | str | Path | None = None,
+              missing: str | None = None) -> Spec:
+    """The spec, read from YAML unless it is one already. A spec file with problems is also checked against
+    the data (`data`, else its own `data:`) as far as its readable parts allow, and every problem is
+    reported in one error: a misspelt family does not hide a misspelt outcome column."""
+    if isinstance(spec, Spec):
+        return spec
+    try:
+        return Spec.from_yaml(spec)
+    except SpecError as err:
+        found = _data_problems(err, data, missing)
+        if not found:
+            raise
+        raise SpecError(err.problems + found, err.source, kind="problem") from None
+
+
+def _data_problems(err: SpecError, data, missing: str | None) -> list[Problem]:
+    """What the data tell about the readable parts of a spec that has problems."""
+    partial = err.partial
+    if not partial:
+        return []
+    try:
+        if isinstance(data, pd.DataFrame):
+            frame = data
+        elif data is not None:
+            frame = read_csv(data)
+        elif partial.get("data"):
+            path = Path(partial["data"])
+            frame = read_csv(path if path.is_absolute() or err.base_dir is None else err.base_dir / path)
+        else:
+            return []
+    except DataError as data_err:
+        return data_err.problems
+    return column_problems(used_columns(partial), frame, categorical=set(partial.get("categorical") or ()),
+                           missing=missing or partial.get("missing"))
 
 
 def load_data(spec: Spec, data: pd.DataFrame | str | Path | None) -> pd.DataFrame | None:
@@ -50,16 +84,28 @@ def load_data(spec: Spec, data: pd.DataFrame | str | Path | None) -> pd.DataFram
 
 def build(spec: Spec | str | Path, data: pd.DataFrame | str | Path | None = None, *,
           require_data: bool = False, prior_only: bool = False,
-          generated: str | Iterable[str] | None = ()) -> StanProgram:
+          generated: str | Iterable[str] | None = (), missing: str | None = None) -> StanProgram:
     """Validate the spec against the data and generate the Stan program and its data.
-    `generated`: optional generated quantities ('y_rep', 'log_lik'; see model.GENERATED), part of the program."""
-    spec = load_spec(spec)
+    `generated`: optional generated quantities ('y_rep', 'log_lik'; see model.GENERATED), part of the program.
+    `missing`: 'error' or 'drop' (rows with a missing value in a used column), overriding the spec's."""
+    if missing is not None and missing not in MISSING_POLICIES:
+        raise SpecError(Problem("missing", f"unknown missing-value policy {missing!r} "
+                                           f"(allowed: {', '.join(MISSING_POLICIES)})"))
+    spec = load_spec(spec, data, missing)
+    missing = missing or spec.missing
     frame = load_data(spec, data)
     if frame is None and require_data:
         raise SpecError(Problem("data", "no data: give `data:` in the spec or pass data (CLI: --data FILE.csv)"))
     categorical = categorical_columns(spec, frame) if frame is not None else set()
-    description = describe(spec, categorical, generated=generated)  # every `auto` level noncentered
-    prepared = prepare(description, frame, prior_only=prior_only) if frame is not None else None
+    try:
+        description = describe(spec, categorical, generated=generated)  # every `auto` level noncentered
+    except SpecError as err:  # problems that only the data's column kinds show: with the data's own problems
+        found = column_problems(dict(spec.columns), frame, categorical=categorical,
+                                missing=missing) if frame is not None else []
+        if not found:
+            raise
+        raise SpecError(err.problems + found, err.source, kind="problem") from None
+    prepared = prepare(description, frame, prior_only=prior_only, missing=missing) if frame is not None else None
     choices: tuple[Choice, ...] = ()
     if spec.levels:
         choices = tuple(choose(description, prepared.stan_data if prepared else None, spec.levels).values())
@@ -67,7 +113,8 @@ def build(spec: Spec | str | Path, data: pd.DataFrame | str | Path | None = None
         if any(c == "centered" for c in chosen.values()):
             description = describe(spec, categorical, generated=generated, parameterization=chosen,
                                    pooled_order=pooled_order(choices))
-            prepared = prepare(description, frame, prior_only=prior_only) if frame is not None else None
+            prepared = prepare(description, frame, prior_only=prior_only, missing=missing) \
+                if frame is not None else None
     return StanProgram(spec, description, codegen.render(description), prepared, choices)
 
 

@@ -41,6 +41,24 @@ __all__ = [
     "elapsed_seconds",
 ]
 
+def console_messages(chain: int, lines) -> list[str]:
+    """Stan's console lines of one chain without the progress lines, each 'chain <k>: <text>'; a message
+    repeated in a row (warm-up rejections) once, with its count."""
+    out: list[str] = []
+    last, count = None, 0
+    for line in [*lines, None]:
+        text = None if line is None else line.strip()
+        if text is not None and (not text or text.startswith("Iteration:")):
+            continue
+        if text == last:
+            count += 1
+            continue
+        if last is not None:
+            out.append(f"chain {chain}: {last}" + (f"  [×{count}]" if count > 1 else ""))
+        last, count = text, 1
+    return out
+
+
 # Stan's closing lines of a chain (console, or comments of its CSV file):
 # "Elapsed Time: 0.05 seconds (Warm-up)", "0.04 seconds (Sampling)", "0.09 seconds (Total)"
 ELAPSED = re.compile(r"([0-9.]+(?:[eE][-+]?[0-9]+)?) seconds \((Warm-up|Sampling|Total)\)")
@@ -124,6 +142,9 @@ class Draws:
     settings: SamplerSettings
     # per chain, Stan's own timing of its phases: {'warmup': s, 'sampling': s, 'total': s} (when reported)
     chain_seconds: list[dict[str, float]] = field(default_factory=list)
+    # Stan's informational messages (gradient timing, rejections during warmup, elapsed times), 'chain k: ...'
+    # lines; they go to the run's stan.log, and to the terminal only when asked (--verbose)
+    messages: list[str] = field(default_factory=list)
 
     @property
     def num_chains(self) -> int:

@@ -26,7 +26,8 @@ import numpy as np
 from . import cache
 from ._data import prepare_data
 from ._stanc import program_context, stanc_error_message, stanc_location, tail
-from .base import SAMPLE_STATS, CompiledModel, Draws, SamplerSettings, backend_error, elapsed_seconds
+from .base import (SAMPLE_STATS, CompiledModel, Draws, SamplerSettings, backend_error, console_messages,
+                   elapsed_seconds)
 
 __all__ = ["CmdStanBackend", "find_cmdstan"]
 
@@ -288,6 +289,8 @@ def draws_from_fit(fit: Any, settings: SamplerSettings, stan_version: str, sampl
         sample_seconds=sample_seconds,
         settings=settings,
         chain_seconds=[elapsed_seconds(Path(f).read_text(errors="replace")) for f in fit.runset.csv_files],
+        messages=[m for k, f in enumerate(getattr(fit.runset, "stdout_files", None) or [], start=1)
+                  if Path(f).exists() for m in console_messages(k, Path(f).read_text(errors="replace").splitlines())],
     )
 
 

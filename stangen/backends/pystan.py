@@ -57,7 +57,8 @@ import numpy as np
 from . import cache
 from ._data import prepare_data
 from ._stanc import program_context, stanc_error_message, stanc_location, tail
-from .base import SAMPLE_STATS, CompiledModel, Draws, SamplerSettings, backend_error, elapsed_seconds
+from .base import (SAMPLE_STATS, CompiledModel, Draws, SamplerSettings, backend_error, console_messages,
+                   elapsed_seconds)
 
 __all__ = ["ChainMessages", "PyStanBackend", "parse_draw_lines", "prepare_data"]
 
@@ -220,6 +221,7 @@ def _run_coroutine(coro: Any) -> Any:
 # --------------------------------------------------------------------------------------------
 # messages from one chain
 
+MAX_LOG_LINES = 5000  # Stan messages kept per chain for the run's log
 _PROGRESS = re.compile(r"Iteration:\s*(\d+)\s*/\s*(\d+)\s*\[\s*\d+%\]\s*\((\w+)\)")
 
 
@@ -240,6 +242,7 @@ class ChainMessages:
         self.sampler_notes: list[str] = []  # "Adaptation terminated", step size, inverse metric
         self.log_tail: deque[str] = deque(maxlen=tail_size)
         self.log_counts: dict[str, int] = {}  # how often each message appeared (bounded)
+        self.log_lines: list[str] = []  # every message in order, for the run's log (bounded)
         self.iteration = 0
         self.total = 0
         self.phase = ""
@@ -317,6 +320,8 @@ class ChainMessages:
         if body:
             text = body if level == "info" else f"{level}: {body}"
             self.log_tail.append(text)
+            if len(self.log_lines) < MAX_LOG_LINES:
+                self.log_lines.append(text)
             if text in self.log_counts or len(self.log_counts) < 1000:
                 self.log_counts[text] = self.log_counts.get(text, 0) + 1
 
@@ -936,6 +941,9 @@ class PyStanBackend:
             sample_seconds=sample_seconds,
             settings=settings,
             chain_seconds=[dict(c.messages.elapsed) for c in chains],
+            # Stan names the temporary file httpstan compiled; the run directory holds it as model.stan
+            messages=[_clean_paths(m, "model.stan") for k, c in enumerate(chains, start=1)
+                      for m in console_messages(k, c.messages.log_lines)],
         )
 
     @staticmethod

@@ -309,7 +309,7 @@ def build_report(fit: "Fit", run_dir: str | Path) -> Report:
     settings = info.get("settings", {})
     post = fit.posterior
     data = fit.program.data
-    facts = [("observations", str(data.n))]
+    facts = [("observations", str(data.n) + (f" ({data.dropped.note()})" if data.dropped else ""))]
     facts += [(f"{lv.name} groups", str(len(data.labels[lv.name]))) for lv in desc.levels]
     facts.append(("sampler", f"{post.sizes['chain']} chains × {post.sizes['draw']} draws"
                   + (f" (warmup {settings['warmup']})" if "warmup" in settings else "")))

@@ -240,7 +240,8 @@ def lme4_text(fit: "Fit", digits: int = 3) -> str:
     lines += _columns(rows)
     n = fit.program.data.n
     groups = ", ".join(f"{lv.name}, {len(fit.program.data.labels[lv.name])}" for lv in d.levels)
-    lines.append(f"Number of obs: {n}" + (f", groups:  {groups}" if groups else ""))
+    dropped = f" ({fit.program.data.dropped.note()})" if fit.program.data.dropped else ""
+    lines.append(f"Number of obs: {n}{dropped}" + (f", groups:  {groups}" if groups else ""))
     if fit.program.parameterization:
         choices = fit.program.parameterization
         line = "Sampled: " + ", ".join(f"{c.level} {c.parameterization}" + (

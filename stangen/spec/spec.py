@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import SpecError
-from .validate import INTERCEPT, validate
+from .validate import INTERCEPT, used_columns, validate
 from .yaml_io import dump_yaml, read_yaml
 
 
@@ -82,19 +82,21 @@ class Spec:
     sampler: Mapping[str, float] = field(default_factory=dict)
     name: str | None = None
     data: str | None = None
+    missing: str = "error"  # rows with a missing value in a used column: error | drop
     base_dir: Path | None = field(default=None, compare=False, repr=False)
     _lines: Mapping[str, int] | None = field(default=None, compare=False, repr=False)
+    _columns: Mapping[str, str] | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         normalized, problems = validate(self.to_dict(), self._lines)
         if problems:
-            raise SpecError(problems, source=self._source())
+            raise SpecError(problems, source=self._source(), partial=normalized, base_dir=self.base_dir)
         set_ = object.__setattr__
         for key in ("predictors", "categorical"):
             set_(self, key, tuple(normalized[key]))
         for key in ("reference", "priors", "sampler"):
             set_(self, key, FrozenDict(normalized[key]))
-        for key in ("family", "outcome", "trials", "intercept", "name", "data"):
+        for key in ("family", "outcome", "trials", "intercept", "name", "data", "missing"):
             set_(self, key, normalized[key])
         set_(self, "levels", FrozenDict({
             name: Level(id=lv["id"], within=lv["within"], correlated=lv["correlated"],
@@ -103,6 +105,7 @@ class Spec:
                         parameterization=lv["parameterization"])
             for name, lv in normalized["levels"].items()}))
         set_(self, "_lines", None)
+        set_(self, "_columns", FrozenDict(used_columns(normalized)))
 
     def _source(self) -> str | None:
         return str(self.base_dir / f"{self.name}.yaml") if self._lines is not None and self.base_dir else None
@@ -112,7 +115,7 @@ class Spec:
     def from_dict(cls, raw: Mapping, *, base_dir: Path | None = None, lines=None, source=None) -> "Spec":
         normalized, problems = validate(raw, lines)
         if problems:
-            raise SpecError(problems, source=source)
+            raise SpecError(problems, source=source, partial=normalized, base_dir=base_dir)
         levels = {n: Level(**{k: v for k, v in lv.items()}) for n, lv in normalized["levels"].items()}
         kwargs = {k: v for k, v in normalized.items() if k != "levels"}
         return cls(levels=levels, base_dir=base_dir, **kwargs)
@@ -130,7 +133,7 @@ class Spec:
         """The spec as plain data, in canonical form (what `to_yaml` writes)."""
         out: dict[str, Any] = {}
         for f in fields(self):
-            if f.name in ("base_dir", "_lines"):
+            if f.name in ("base_dir", "_lines", "_columns"):
                 continue
             value = getattr(self, f.name)
             if f.name == "levels":
@@ -144,7 +147,7 @@ class Spec:
 
     def to_yaml(self) -> str:
         data = self.to_dict()
-        defaults = {"family": "gaussian", "intercept": True}
+        defaults = {"family": "gaussian", "intercept": True, "missing": "error"}
         lean = {k: v for k, v in data.items() if v not in (None, [], {}) and defaults.get(k, object()) != v}
         for name, lv in lean.get("levels", {}).items():
             if lv.get("id") == name:
@@ -161,6 +164,11 @@ class Spec:
             if levels is None or name in levels:
                 level["parameterization"] = choice
         return Spec.from_dict(raw, base_dir=self.base_dir)
+
+    @property
+    def columns(self) -> Mapping[str, str]:
+        """The data columns the model uses → the spec path that names each first."""
+        return self._columns
 
     @property
     def data_path(self) -> Path | None:

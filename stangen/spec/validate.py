@@ -13,7 +13,9 @@ from .priors import parse_prior
 
 FAMILIES = ("gaussian", "bernoulli", "binomial", "poisson")
 TOP_KEYS = ("name", "data", "family", "outcome", "trials", "predictors", "categorical",
-            "reference", "intercept", "levels", "priors", "sampler")
+            "reference", "intercept", "levels", "priors", "sampler", "missing")
+# rows with a missing value in a column the model uses: an error (default), or dropped (lme4's na.omit)
+MISSING_POLICIES = ("error", "drop")
 LEVEL_KEYS = ("id", "within", "varying", "correlated", "predictors", "means", "unique_labels", "parameterization")
 # how a level's group effects are sampled; auto decides from the data (stangen/parameterization.py)
 PARAMETERIZATIONS = ("auto", "centered", "noncentered", "integrated")
@@ -141,7 +143,33 @@ def validate(raw: object, lines: Mapping[str, int] | None = None) -> tuple[dict,
     spec["reference"] = _check_reference(c, raw.get("reference"), used_vars)
     spec["priors"] = _check_priors(c, raw.get("priors"), terms, spec["levels"])
     spec["sampler"] = _check_sampler(c, raw.get("sampler"))
+    missing = raw.get("missing", "error")
+    spec["missing"] = missing if missing in MISSING_POLICIES else None  # None: unknown, so not applied
+    if spec["missing"] is None:
+        c.add("missing", f"unknown missing-value policy {missing!r}{suggest(str(missing), MISSING_POLICIES)} "
+                         "(allowed: error — stop and name the rows; drop — leave out every row with a missing "
+                         "value in a column the model uses, like lme4's na.omit)")
     return spec, c.problems
+
+
+def used_columns(spec: Mapping) -> dict[str, str]:
+    """The data columns a (normalized) spec uses → the spec path that names each first. Works on a spec
+    with problems too: what validation could not read is None or left out there, and so not listed."""
+    used: dict[str, str] = {}
+    for key in ("outcome", "trials"):
+        if spec.get(key):
+            used.setdefault(spec[key], key)
+    for i, term in enumerate(spec.get("predictors") or ()):
+        for var in term_variables(term):
+            used.setdefault(var, f"predictors[{i}]")
+    for name, level in (spec.get("levels") or {}).items():
+        used.setdefault(level["id"], f"levels.{name}.id")
+        for coef, predictors in level["varying"].items():
+            for p in predictors:
+                used.setdefault(p, f"levels.{name}.varying.{coef}")
+        for var in level["means"]:
+            used.setdefault(var, f"levels.{name}.means")
+    return used
 
 
 def _check_terms(c: _Checker, value, outcome, trials) -> list[str]:
