@@ -1,14 +1,9 @@
-"""The embedded (httpstan) backend: compiling, caching, sampling, message handling, errors.
-
-All tests that need a compiled model share ONE program (compiling costs about a
-minute). The compiled module is cached in $STANGEN_CACHE if set, else in the
-default cache (~/.cache/stangen), so reruns do not compile again.
-"""
+"""The embedded (httpstan) backend's own parts: the cache, its build (cwd, leftovers, compiler errors), the
+message stream httpstan sends, draws parsing. What every backend must do is in test_backend_contract.py."""
 from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import textwrap
@@ -19,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stangen.backends import BackendError, CompiledModel, Draws, SamplerSettings, get_backend
+from stangen.backends import BackendError, get_backend
 from stangen.backends import cache
 from stangen.backends.pystan import ChainMessages, PyStanBackend, assemble_variables, parse_draw_lines, prepare_data
 
@@ -39,160 +34,8 @@ def _data(n: int = 40, seed: int = 0) -> dict:
     return {"N": n, "y": rng.normal(3.0, 2.0, size=n), "X": rng.normal(size=(n, 2))}
 
 
-@pytest.fixture(scope="session")
-def backend() -> PyStanBackend:
-    b = get_backend("pystan")
-    assert isinstance(b, PyStanBackend)
-    return b
-
-
-@pytest.fixture(scope="session")
-def compiled(backend: PyStanBackend) -> CompiledModel:
-    """The one compiled test model; the compile must leave nothing in the cwd."""
-    cwd = os.getcwd()
-    before = set(os.listdir(cwd))
-    model = backend.compile(PROGRAM)
-    assert os.getcwd() == cwd
-    assert not os.path.exists(os.path.join(cwd, "build"))
-    assert set(os.listdir(cwd)) == before
-    return model
-
-
-@pytest.fixture(scope="session")
-def draws(backend: PyStanBackend, compiled: CompiledModel) -> Draws:
-    return backend.sample(compiled, _data(), SamplerSettings(chains=4, warmup=500, draws=400, seed=11, quiet=True))
-
-
-# ------------------------------------------------------------------------------------------------
-# compile + sample
-
-
-@pytest.mark.sampling
-def test_compiled_model_fields(backend: PyStanBackend, compiled: CompiledModel) -> None:
-    assert compiled.backend == "pystan"
-    assert compiled.program == PROGRAM
-    assert compiled.key == cache.program_key("pystan", backend.stan_version, PROGRAM)
-    assert len(compiled.key) == 64
-    assert backend.stan_version.startswith("2.")
-    assert Path(compiled.handle.module_path).is_file()
-    assert Path(compiled.handle.program_path).read_text() == PROGRAM
-
-
-@pytest.mark.sampling
-def test_sample_shapes_and_estimates(draws: Draws) -> None:
-    data = _data()
-    assert set(draws.variables) == {"mu", "sigma", "m"}
-    assert draws.variables["mu"].shape == (4, 400)
-    assert draws.variables["sigma"].shape == (4, 400)
-    assert draws.variables["m"].shape == (4, 400, 2, 3)
-    assert abs(draws.variables["mu"].mean() - data["y"].mean()) < 0.5
-    assert abs(draws.variables["sigma"].mean() - data["y"].std()) < 0.6
-    assert np.all(draws.variables["sigma"] > 0)
-    # the 6 entries of m are distinct parameters (not a column copied around)
-    flat = draws.variables["m"].reshape(4 * 400, 6)
-    assert np.linalg.matrix_rank(flat) == 6
-
-    stats = draws.sample_stats
-    assert set(stats) == {"lp", "acceptance_rate", "step_size", "tree_depth", "n_leapfrog", "diverging", "energy"}
-    for value in stats.values():
-        assert value.shape == (4, 400)
-    assert stats["diverging"].dtype == bool
-    assert stats["tree_depth"].dtype.kind == "i" and stats["n_leapfrog"].dtype.kind == "i"
-    assert np.all((stats["acceptance_rate"] >= 0) & (stats["acceptance_rate"] <= 1))
-    assert np.all(stats["step_size"] > 0)
-    assert np.all(stats["step_size"] == stats["step_size"][:, :1])  # constant after warmup
-    assert np.all(np.isfinite(stats["lp"]))
-
-    assert draws.backend == "pystan"
-    assert draws.stan_version.startswith("2.")
-    assert draws.sample_seconds > 0
-    assert draws.settings.chains == 4
-
-
-@pytest.mark.sampling
-def test_chains_differ(draws: Draws) -> None:
-    mu = draws.variables["mu"]
-    assert not np.array_equal(mu[0], mu[1])
-
-
-@pytest.mark.sampling
-def test_same_seed_identical_other_seed_different(backend: PyStanBackend, compiled: CompiledModel) -> None:
-    data = _data()
-    a = backend.sample(compiled, data, SamplerSettings(seed=123, **FAST))
-    b = backend.sample(compiled, data, SamplerSettings(seed=123, **FAST))
-    c = backend.sample(compiled, data, SamplerSettings(seed=124, **FAST))
-    for name in a.variables:
-        assert np.array_equal(a.variables[name], b.variables[name]), name
-    for name in a.sample_stats:
-        assert np.array_equal(a.sample_stats[name], b.sample_stats[name]), name
-    assert not np.array_equal(a.variables["mu"], c.variables["mu"])
-
-
-@pytest.mark.sampling
-def test_parallel_chains_do_not_change_draws(backend: PyStanBackend, compiled: CompiledModel) -> None:
-    data = _data()
-    serial = backend.sample(compiled, data, SamplerSettings(seed=5, parallel_chains=1, **FAST))
-    parallel = backend.sample(compiled, data, SamplerSettings(seed=5, parallel_chains=2, **FAST))
-    assert np.array_equal(serial.variables["m"], parallel.variables["m"])
-
-
-@pytest.mark.sampling
-def test_zero_rows_and_list_data(backend: PyStanBackend, compiled: CompiledModel) -> None:
-    empty = backend.sample(compiled, {"N": 0, "y": np.zeros(0), "X": np.zeros((0, 2))}, SamplerSettings(**FAST))
-    assert empty.variables["m"].shape == (2, 300, 2, 3)
-    as_lists = backend.sample(compiled, {"N": 0, "y": [], "X": []}, SamplerSettings(**FAST))
-    assert as_lists.variables["mu"].shape == (2, 300)
-    plain = backend.sample(
-        compiled, {"N": np.int64(3), "y": [1.0, 2, 3.5], "X": [[0, 1], [1, 0], [2, 2]]}, SamplerSettings(**FAST)
-    )
-    assert plain.variables["sigma"].shape == (2, 300)
-
-
-@pytest.mark.sampling
-def test_no_progress_output_when_not_a_tty(backend: PyStanBackend, compiled: CompiledModel, capfd) -> None:
-    backend.sample(compiled, _data(), SamplerSettings(chains=2, warmup=100, draws=100, quiet=False))
-    out, err = capfd.readouterr()
-    assert "chain" not in err and "chain" not in out
-
-
 # ------------------------------------------------------------------------------------------------
 # the cache
-
-
-@pytest.mark.sampling
-def test_second_compile_is_cached(backend: PyStanBackend, compiled: CompiledModel, monkeypatch) -> None:
-    import httpstan.models
-
-    def forbidden(*args, **kwargs):
-        raise AssertionError("compiled although the program is cached")
-
-    monkeypatch.setattr(httpstan.models, "build_services_extension_module", forbidden)
-    t0 = time.perf_counter()
-    again = backend.compile(PROGRAM)
-    assert time.perf_counter() - t0 < 2
-    assert again.compiled_now is False
-    assert again.key == compiled.key
-    assert again.handle.module_path == compiled.handle.module_path
-
-
-@pytest.mark.sampling
-def test_cache_survives_processes(compiled: CompiledModel) -> None:
-    code = textwrap.dedent(
-        """
-        import json, sys
-        from stangen.backends import get_backend
-        m = get_backend("pystan").compile(sys.stdin.read())
-        print(json.dumps({"compiled_now": m.compiled_now, "key": m.key, "seconds": m.compile_seconds}))
-        """
-    )
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
-    done = subprocess.run(
-        [sys.executable, "-c", code], input=PROGRAM, capture_output=True, text=True, env=env, timeout=300
-    )
-    assert done.returncode == 0, done.stderr
-    result = json.loads(done.stdout.strip().splitlines()[-1])
-    assert result["compiled_now"] is False
-    assert result["key"] == compiled.key
 
 
 def test_cache_root_and_key(tmp_path, monkeypatch) -> None:
@@ -346,30 +189,6 @@ def test_stanc_error_reports_line_without_cxx(tmp_path, monkeypatch) -> None:
 
 # ------------------------------------------------------------------------------------------------
 # sampling errors
-
-
-@pytest.mark.sampling
-def test_initialization_failure_message(backend: PyStanBackend, compiled: CompiledModel) -> None:
-    data = {"N": 3, "y": [1.0, float("nan"), 2.0], "X": np.zeros((3, 2))}
-    with pytest.raises(BackendError) as info:
-        backend.sample(compiled, data, SamplerSettings(**FAST))
-    message = str(info.value)
-    assert "could not find a starting point" in message
-    assert "init=0.5" in message
-    assert "is nan" in message  # the tail of Stan's own messages
-    assert "httpstan_" not in message  # temp paths replaced by the cached program path
-    assert info.value.record["stderr_tail"]
-
-
-@pytest.mark.sampling
-def test_data_mismatch_message(backend: PyStanBackend, compiled: CompiledModel) -> None:
-    with pytest.raises(BackendError) as info:
-        backend.sample(compiled, {"N": 4, "y": [1.0, 2.0, 3.0], "X": np.zeros((4, 2))}, SamplerSettings(**FAST))
-    assert "rejected the data" in str(info.value) and "y" in str(info.value)
-    with pytest.raises(BackendError):
-        backend.sample(compiled, {"N": 1, "y": ["a"], "X": np.zeros((1, 2))}, SamplerSettings(**FAST))
-    with pytest.raises(BackendError):
-        backend.sample(compiled, _data(), SamplerSettings(seed=-1))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -543,121 +362,6 @@ def test_prepare_data_types() -> None:
 # processes: progress on a TTY, Ctrl-C
 
 
-_RUNNER = textwrap.dedent(
-    """
-    import signal, sys
-    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started from a background shell
-    import numpy as np
-    from stangen.backends import SamplerSettings, get_backend
-    b = get_backend("pystan")
-    m = b.compile(sys.argv[1])
-    settings = SamplerSettings(chains=3, parallel_chains=2, warmup=int(sys.argv[2]), draws=int(sys.argv[2]), quiet=False)
-    print("sampling", flush=True)
-    try:
-        d = b.sample(m, {"N": 3, "y": [1.0, 2.0, 3.0], "X": np.zeros((3, 2))}, settings)
-    except KeyboardInterrupt:
-        print("interrupted", flush=True)
-        raise
-    print("done", d.variables["m"].shape, flush=True)
-    """
-)
-
-
-def _env() -> dict:
-    return dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
-
-
-@pytest.mark.sampling
-def test_progress_on_tty(compiled: CompiledModel) -> None:
-    pty = pytest.importorskip("pty")
-    import threading
-
-    master, slave = pty.openpty()
-    chunks: list[bytes] = []
-
-    def read_master() -> None:
-        while True:
-            try:
-                data = os.read(master, 65536)
-            except OSError:  # EIO once the child side is closed
-                return
-            if not data:
-                return
-            chunks.append(data)
-
-    reader = threading.Thread(target=read_master, daemon=True)
-    reader.start()
-    try:
-        proc = subprocess.Popen(
-            [sys.executable, "-c", _RUNNER, PROGRAM, "15000"],
-            stdout=subprocess.PIPE, stderr=slave, env=_env(), text=True,
-        )
-        os.close(slave)
-        out, _ = proc.communicate(timeout=120)
-        reader.join(10)
-    finally:
-        os.close(master)
-    err = b"".join(chunks).decode(errors="replace")
-    assert proc.returncode == 0, err
-    assert "done (3, 15000, 2, 3)" in out
-    assert "chain 1: " in err and "chain 3: " in err
-    assert "chain 3: waiting" in err  # parallel_chains=2
-    assert "(warmup)" in err or "(sampling)" in err  # an update while running
-    assert "30000/30000 done" in err
-
-
-def _children(pid: int) -> list[int]:
-    kids = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path("/proc", entry, "stat").read_text()
-            except OSError:
-                continue
-            fields = stat.rsplit(")", 1)[1].split()
-            if int(fields[1]) == pid:
-                kids.append(int(entry))
-    return kids
-
-
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path("/proc", str(pid), "stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
-@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
-@pytest.mark.sampling
-def test_ctrl_c_stops_all_chain_processes(compiled: CompiledModel) -> None:
-    proc = subprocess.Popen(
-        [sys.executable, "-c", _RUNNER, PROGRAM, "5000000"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env(), text=True,
-    )
-    try:
-        assert proc.stdout.readline().strip() == "sampling"
-        deadline = time.monotonic() + 30
-        kids: list[int] = []
-        while time.monotonic() < deadline:
-            kids = _children(proc.pid)
-            if len(kids) >= 2:
-                break
-            time.sleep(0.1)
-        assert len(kids) == 2, "expected two chain processes (parallel_chains=2)"
-        time.sleep(0.5)
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert "interrupted" in out
-    assert "KeyboardInterrupt" in err
-    assert proc.returncode != 0
-    assert not [k for k in kids if _alive(k)]
-
-
 def test_get_backend_names() -> None:
     from stangen.backends import cmdstan_available
 
@@ -672,136 +376,6 @@ def test_get_backend_names() -> None:
             get_backend("cmdstan")
         assert "not available" in str(info.value)
         assert "install-cmdstan" in str(info.value) and "pystan" in str(info.value)
-
-
-# ------------------------------------------------------------------------------------------------
-# the CmdStan backend's plumbing, against a fake CmdStan (no CmdStan can be installed here)
-
-_CSV_HEADER = """# stan_version_major = 2
-# stan_version_minor = 35
-# stan_version_patch = 0
-# model = model_model
-# method = sample (Default)
-#   sample
-#     num_samples = {draws}
-#     num_warmup = {warmup}
-#     save_warmup = false
-#     thin = 1 (Default)
-#     adapt
-#       engaged = true (Default)
-#       delta = 0.8 (Default)
-#     algorithm = hmc (Default)
-#       hmc
-#         engine = nuts (Default)
-#           nuts
-#             max_depth = 10 (Default)
-#         metric = diag_e (Default)
-#         stepsize = 1 (Default)
-#         stepsize_jitter = 0 (Default)
-#     num_chains = 1 (Default)
-# id = {chain}
-# data
-#   file = data.json
-# init = 2 (Default)
-# random
-#   seed = {seed}
-# output
-#   file = out.csv
-# stanc_version = stanc3 v2.35.0
-"""
-_CSV_COLUMNS = ["lp__", "accept_stat__", "stepsize__", "treedepth__", "n_leapfrog__", "divergent__", "energy__", "mu",
-                "sigma"] + [f"m.{i}.{j}" for j in (1, 2, 3) for i in (1, 2)]  # Stan writes column-major
-
-
-def _write_csvs(out_dir: str, chains: int, draws: int, warmup: int, seed: int) -> list[str]:
-    files = []
-    for chain in range(1, chains + 1):
-        lines = [_CSV_HEADER.format(draws=draws, warmup=warmup, chain=chain, seed=seed).rstrip("\n"),
-                 ",".join(_CSV_COLUMNS), "# Adaptation terminated", "# Step size = 0.9",
-                 "# Diagonal elements of inverse mass matrix:", "# " + ", ".join(["1"] * 8)]
-        for k in range(draws):
-            m = {f"m.{i}.{j}": 1000 * chain + 100 * k + 10 * i + j for i in (1, 2) for j in (1, 2, 3)}
-            row = [-1.0 - k, 0.9, 0.9, 2, 3, k % 2, 1.5, 0.5 * chain + k, 1.0] + [m[c] for c in _CSV_COLUMNS[9:]]
-            lines.append(",".join(str(v) for v in row))
-        lines += ["# ", "#  Elapsed Time: 0.001 seconds (Warm-up)", "#                0.002 seconds (Sampling)",
-                  "#                0.003 seconds (Total)", "# "]
-        path = os.path.join(out_dir, f"model-{chain}.csv")
-        Path(path).write_text("\n".join(lines) + "\n")
-        files.append(path)
-    return files
-
-
-@pytest.fixture
-def fake_cmdstan(tmp_path, monkeypatch):
-    """$CMDSTAN → a directory with a makefile and the real stanc; CmdStanModel replaced by a fake."""
-    import httpstan
-    import cmdstanpy
-
-    home = tmp_path / "cmdstan-2.35.0"
-    (home / "bin").mkdir(parents=True)
-    (home / "makefile").write_text("CMDSTAN_VERSION := 2.35.0\n")
-    (home / "bin" / "stanc").symlink_to(Path(httpstan.__file__).parent / "stanc")
-    monkeypatch.setenv("CMDSTAN", str(home))
-    monkeypatch.setenv("STANGEN_CACHE", str(tmp_path / "cache"))
-    calls: list = []
-
-    class FakeModel:
-        def __init__(self, stan_file=None, exe_file=None, **kwargs):
-            calls.append(("init", stan_file, exe_file))
-            if exe_file is None:  # "compile"
-                Path(stan_file).with_suffix("").write_text("#!/bin/false\n")
-
-        def sample(self, data=None, **kwargs):
-            calls.append(("sample", data, kwargs))
-            files = _write_csvs(kwargs["output_dir"], kwargs["chains"], kwargs["iter_sampling"],
-                                kwargs["iter_warmup"], kwargs["seed"])
-            return cmdstanpy.from_csv(files)
-
-    monkeypatch.setattr(cmdstanpy, "CmdStanModel", FakeModel)
-    return calls
-
-
-def test_cmdstan_backend_with_fake_cmdstan(fake_cmdstan, tmp_path) -> None:
-    from stangen.backends import cmdstan_available
-    from stangen.backends.cmdstan import CmdStanBackend
-
-    assert cmdstan_available()
-    backend = CmdStanBackend()
-    assert backend.stan_version == "2.35.0"
-    model = backend.compile(PROGRAM)
-    assert model.compiled_now is True and model.backend == "cmdstan"
-    assert model.key == cache.program_key("cmdstan", "2.35.0", PROGRAM)
-    again = backend.compile(PROGRAM)
-    assert again.compiled_now is False
-    assert [c[0] for c in fake_cmdstan] == ["init"]  # compiled once
-
-    draws = backend.sample(model, {"N": 0, "y": np.zeros(0), "X": np.zeros((0, 2))},
-                           SamplerSettings(chains=2, warmup=7, draws=3, seed=9, init=0.5, quiet=True))
-    _, data, kwargs = fake_cmdstan[-1]
-    assert data == {"N": 0, "y": [], "X": []}
-    assert (kwargs["chains"], kwargs["iter_warmup"], kwargs["iter_sampling"], kwargs["seed"]) == (2, 7, 3, 9)
-    assert kwargs["inits"] == 0.5 and kwargs["show_progress"] is False
-    assert not Path(kwargs["output_dir"]).exists()  # CSV scratch folder removed
-    assert draws.variables["m"].shape == (2, 3, 2, 3)
-    assert draws.variables["m"][1, 2].tolist() == [[2211, 2212, 2213], [2221, 2222, 2223]]  # row-major
-    assert draws.variables["mu"].tolist() == [[0.5, 1.5, 2.5], [1.0, 2.0, 3.0]]
-    assert draws.sample_stats["diverging"].tolist() == [[False, True, False]] * 2
-    assert draws.sample_stats["tree_depth"].dtype.kind == "i"
-    assert draws.backend == "cmdstan"
-
-    with pytest.raises(BackendError) as info:
-        backend.compile("parameters { real mu }\nmodel { }\n")
-    assert "bug in stangen" in str(info.value) and "line 1" in str(info.value)
-
-
-def test_cmdstan_missing_message(tmp_path, monkeypatch) -> None:
-    from stangen.backends.cmdstan import CmdStanBackend
-
-    monkeypatch.setenv("CMDSTAN", str(tmp_path / "nowhere"))
-    with pytest.raises(BackendError) as info:
-        CmdStanBackend()
-    message = str(info.value)
-    assert "not available" in message and "install-cmdstan" in message and "pystan" in message
 
 
 def test_stans_own_chain_timing_is_read_from_console_lines_and_csv_comments() -> None:

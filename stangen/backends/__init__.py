@@ -7,6 +7,8 @@
 """
 from __future__ import annotations
 
+import os
+import sys
 
 from .base import Backend, BackendError, CompiledModel, Draws, SamplerSettings, backend_error
 
@@ -38,6 +40,24 @@ def cmdstan_available() -> bool:
     return find_cmdstan() is not None
 
 
+_noted: set[str] = set()
+
+
+def _cmdstan_or_note() -> bool:
+    """True if CmdStan is there. When CMDSTAN names something unusable, say so (once) instead of falling
+    back to the embedded backend without a word."""
+    from .cmdstan import CmdStanMissing, locate_cmdstan
+
+    try:
+        locate_cmdstan()
+        return True
+    except CmdStanMissing as exc:
+        if os.environ.get("CMDSTAN") and str(exc) not in _noted:
+            _noted.add(str(exc))
+            print(f"note: {exc}; using the embedded backend (pystan)", file=sys.stderr)
+        return False
+
+
 def available_backends() -> list[str]:
     names = []
     if cmdstan_available():
@@ -55,7 +75,7 @@ def get_backend(name: str = "auto") -> Backend:
     """The backend called `name`: "auto" (CmdStan if installed, else pystan), "pystan" or "cmdstan"."""
     key = (name or "auto").strip().lower()
     if key == "auto":
-        key = "cmdstan" if cmdstan_available() else "pystan"
+        key = "cmdstan" if _cmdstan_or_note() else "pystan"
     canonical = _ALIASES.get(key)
     if canonical is None:
         raise backend_error(

@@ -1,7 +1,13 @@
-"""Turning stanc's complaints into messages a user can act on (shared by backends)."""
+"""Stan's compiler front end before every build, and its complaints as messages a user can act on (shared by
+the backends)."""
 from __future__ import annotations
 
+import json
 import re
+import subprocess
+from pathlib import Path
+
+from .base import backend_error
 
 _LOCATION = re.compile(r"line (\d+), column (\d+)")
 _CONTEXT_RULE = re.compile(r"^\s*-{10,}\s*$", re.MULTILINE)
@@ -50,3 +56,30 @@ def stanc_error_message(stanc_output: str, program: str, program_path: str) -> s
 
 def tail(text: str, lines: int = 25) -> str:
     return "\n".join(text.strip().splitlines()[-lines:])
+
+
+def stanc_info(stanc: Path, program: str, program_path: Path, backend: str) -> dict:
+    """Check the program with stanc (seconds, where the C++ build takes a minute) and return its --info JSON.
+    A program stanc rejects is a stangen bug: the error shows stanc's message and the failing lines."""
+    cmd = [str(stanc), "--info", str(program_path)]
+    try:
+        done = subprocess.run(cmd, capture_output=True, timeout=300)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise backend_error(
+            f"Could not run stanc (the Stan compiler) at {stanc}: {exc}",
+            {"what": " ".join(cmd), "backend": backend, "program_path": str(program_path), "stderr_tail": str(exc)},
+        ) from exc
+    if done.returncode != 0:
+        stderr = done.stderr.decode("utf-8", "replace") or done.stdout.decode("utf-8", "replace")
+        loc = stanc_location(stderr)
+        raise backend_error(
+            stanc_error_message(stderr, program, str(program_path)),
+            {"what": " ".join(cmd), "backend": backend, "program_path": str(program_path),
+             "stderr_tail": tail(stderr), "line": loc[0] if loc else None,
+             "context": program_context(program, *loc) if loc else ""},
+            internal=True,
+        )
+    try:
+        return json.loads(done.stdout)
+    except ValueError:
+        return {}

@@ -128,6 +128,9 @@ class CompiledModel:
     compiled_now: bool
     compile_seconds: float
     handle: Any = field(repr=False, compare=False)  # backend-specific
+    # seconds of compile_seconds spent on a one-off per-machine build (the embedded backend's precompiled
+    # header), when this compile did it
+    header_seconds: float | None = None
 
 
 @dataclass

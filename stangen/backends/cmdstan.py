@@ -1,196 +1,271 @@
-"""The CmdStan backend, through cmdstanpy (used when a CmdStan installation exists).
+"""The CmdStan backend: CmdStan's `make` builds each program, stangen runs and watches the chain processes.
 
 Executables live in the stangen cache like the embedded backend's modules:
-``<cache>/cmdstan/cmdstan-<version>-<machine>/<key>/model`` next to
-``model.stan``; compiling holds the key's inter-process lock. CSV output goes
-to a scratch folder in the cache that is removed once the draws are read.
+``<cache>/cmdstan/cmdstan-<version>-<machine>-<installation>/<key>/model`` next to ``model.stan``, so a
+program built by one CmdStan installation is never run with another's libraries. Compiling holds the key's
+inter-process lock.
+
+Sampling starts one process per chain (`model sample … id=k random seed=S`, the arguments cmdstanpy would
+pass, so seeds mean the same as in cmdstanpy and in the embedded backend), at most `parallel_chains` at a
+time, each in its own session: a Ctrl-C at the terminal reaches stangen, which stops them. SIGINT and
+SIGTERM stop every chain process within a second and remove the scratch folder. Their console output is
+read for the progress display and kept as Stan's messages (the run's stan.log), never printed; draws are read
+from the CSV files, and Stan's timing from their last lines only.
 """
 from __future__ import annotations
 
 import contextlib
-import glob
+import hashlib
 import json
-import logging
 import os
 import platform
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from . import cache
 from ._data import prepare_data
-from ._stanc import program_context, stanc_error_message, stanc_location, tail
-from .base import (SAMPLE_STATS, CompiledModel, Draws, SamplerSettings, backend_error, console_messages,
-                   elapsed_seconds)
+from ._draws import assemble_variables
+from ._stanc import stanc_info, tail
+from .base import CompiledModel, Draws, SamplerSettings, backend_error, console_messages, elapsed_seconds
+from .chains import PROGRESS, Progress, chain_failure, exit_on_sigterm, stderr_is_tty
 
-__all__ = ["CmdStanBackend", "find_cmdstan"]
+__all__ = ["CmdStanBackend", "CmdStanMissing", "find_cmdstan", "locate_cmdstan"]
 
 NAME = "cmdstan"
 EXE_SUFFIX = ".exe" if sys.platform.startswith("win") else ""
 SIG_FIGS = 12  # CmdStan's default of 6 significant digits loses too much; 18 is the maximum
+TAIL_BYTES = 4096  # Stan's elapsed-time comments close a CSV: read only this much of its end
+
+
+# -------------------------------------------------------------------------------------------------
+# finding CmdStan
+
+class CmdStanMissing(Exception):
+    """No usable CmdStan; the message says which path was tried and what it lacks."""
+
+
+def _problem_with(path: Path) -> str | None:
+    """What keeps `path` from being a built CmdStan installation, or None."""
+    if not path.exists():
+        return "does not exist"
+    if not (path / "makefile").is_file():
+        return "is not a CmdStan folder (it has no makefile)"
+    if not (path / "bin" / f"stanc{EXE_SUFFIX}").is_file():
+        return "is a CmdStan folder that was never built (no bin/stanc; run `make build` in it)"
+    return None
+
+
+def locate_cmdstan() -> Path:
+    """The CmdStan installation to use: $CMDSTAN if set, else the newest built one in ~/.cmdstan (where
+    cmdstanpy installs). Raises CmdStanMissing naming the path and the problem."""
+    env = os.environ.get("CMDSTAN")
+    if env:
+        path = Path(env).expanduser()
+        problem = _problem_with(path)
+        if problem:
+            raise CmdStanMissing(f"CMDSTAN={env} {problem}")
+        return path.resolve()
+    home = Path.home() / ".cmdstan"
+    candidates = sorted(home.glob("cmdstan-*"), key=lambda p: [int(x) if x.isdigit() else 0 for x in
+                                                                re.split(r"[.-]", p.name)[1:]], reverse=True)
+    for path in candidates:
+        if _problem_with(path) is None:
+            return path.resolve()
+    raise CmdStanMissing(f"CMDSTAN is not set and {home} holds no built CmdStan")
 
 
 def find_cmdstan() -> str | None:
-    """The CmdStan directory cmdstanpy would use ($CMDSTAN or ~/.cmdstan), if valid and built."""
+    """The CmdStan installation, or None."""
     try:
-        import cmdstanpy
-    except ImportError:
+        return str(locate_cmdstan())
+    except CmdStanMissing:
         return None
-    try:
-        with _quiet_cmdstanpy(True):
-            path = cmdstanpy.cmdstan_path()
-    except Exception:  # noqa: BLE001 - ValueError when absent/invalid
-        return None
-    if not os.path.exists(os.path.join(path, "bin", "stanc" + EXE_SUFFIX)):
-        return None  # unpacked but never built
-    return path
 
 
-def _cmdstan_version(path: str) -> str:
-    try:
-        text = Path(path, "makefile").read_text()
-        m = re.search(r"CMDSTAN_VERSION\s*:=\s*(\S+)", text)
+def _cmdstan_version(path: Path) -> str:
+    with contextlib.suppress(OSError):
+        m = re.search(r"CMDSTAN_VERSION\s*:=\s*(\S+)", (path / "makefile").read_text())
         if m:
             return m.group(1)
-    except OSError:
-        pass
     return "unknown"
 
 
-@contextlib.contextmanager
-def _quiet_cmdstanpy(quiet: bool):
-    """cmdstanpy logs INFO lines to stderr; silence them (but not errors) when quiet."""
-    logger = logging.getLogger("cmdstanpy")
-    old = logger.level
-    if quiet:
-        logger.setLevel(logging.ERROR)
+# -------------------------------------------------------------------------------------------------
+# running chains
+
+@dataclass
+class _Chain:
+    index: int  # 0-based; CmdStan's id is index + 1
+    csv: Path
+    console: Path
+    process: subprocess.Popen | None = None
+    state: str = "waiting"
+    iteration: int = 0
+    total: int = 0
+    phase: str = ""
+    _read: int = 0  # bytes of the console file already looked at
+    _rest: str = ""
+
+    def position(self) -> tuple[int, int, str]:
+        return self.iteration, self.total, self.phase
+
+    def follow(self) -> None:
+        """Read what the chain wrote to its console since last time, for the progress display."""
+        with contextlib.suppress(OSError):
+            with open(self.console, "rb") as fh:
+                fh.seek(self._read)
+                chunk = fh.read()
+            self._read += len(chunk)
+            lines = (self._rest + chunk.decode("utf-8", "replace")).split("\n")
+            self._rest = lines.pop()
+            for line in lines:
+                m = PROGRESS.search(line)
+                if m:
+                    self.iteration, self.total, self.phase = int(m.group(1)), int(m.group(2)), m.group(3)
+
+    def console_lines(self) -> list[str]:
+        with contextlib.suppress(OSError):
+            return self.console.read_text(errors="replace").splitlines()
+        return []
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    """Linux: have the kernel end a chain process if stangen itself is killed (SIGKILL cannot be caught)."""
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def _stop(process: subprocess.Popen | None) -> None:
+    """End a chain process: SIGTERM, then SIGKILL if it is still there after half a second."""
+    if process is None or process.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        process.terminate()
     try:
-        yield
-    finally:
-        logger.setLevel(old)
+        process.wait(0.5)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(2)
 
 
-def _stderr_is_tty() -> bool:
-    try:
-        return sys.stderr is not None and sys.stderr.isatty()
-    except (AttributeError, ValueError):
-        return False
+def read_csv_draws(path: Path) -> tuple[list[str], np.ndarray]:
+    """A CmdStan output CSV → (column names, float64 array (draws, columns)); comment lines skipped."""
+    frame = pd.read_csv(path, comment="#", dtype=np.float64, engine="c")
+    return list(frame.columns), frame.to_numpy()
 
+
+def csv_elapsed(path: Path) -> dict[str, float]:
+    """Stan's timing of a chain from the comment lines that end its CSV (its tail only: a CSV can be large)."""
+    with contextlib.suppress(OSError):
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, fh.tell() - TAIL_BYTES))
+            return elapsed_seconds(fh.read().decode("utf-8", "replace"))
+    return {}
+
+
+# -------------------------------------------------------------------------------------------------
 
 class CmdStanBackend:
-    """CmdStan via cmdstanpy; same interface as the embedded backend."""
+    """CmdStan: the same interface as the embedded backend."""
 
     name = NAME
 
     def __init__(self) -> None:
-        path = find_cmdstan()
-        if path is None:
-            try:
-                import cmdstanpy  # noqa: F401
-
-                why = "cmdstanpy is installed but finds no (built) CmdStan installation ($CMDSTAN or ~/.cmdstan)"
-            except ImportError:
-                why = "the 'cmdstanpy' package is not installed"
+        try:
+            path = locate_cmdstan()
+        except CmdStanMissing as exc:
             raise backend_error(
-                f"The CmdStan backend is not available: {why}. Either use the embedded backend "
-                "(backend 'pystan', the default when CmdStan is absent), or install CmdStan with "
-                "'stangen install-cmdstan' (or 'python -m cmdstanpy.install_cmdstan') and try again.",
+                f"The CmdStan backend is not available: {exc}. Either use the embedded backend "
+                "(backend 'pystan', the default when CmdStan is absent), or point CMDSTAN at a built CmdStan "
+                "(offline: bash ../shared/cmdstan-offline/build.sh; online: 'stangen install-cmdstan').",
                 {"what": "find CmdStan", "backend": NAME, "CMDSTAN": os.environ.get("CMDSTAN", "")},
-            )
-        self.cmdstan_path = path
+            ) from None
+        self.cmdstan_path = str(path)
         self.stan_version = _cmdstan_version(path)
-        self._tag = f"cmdstan-{self.stan_version}-{platform.machine()}"
+        # which installation built an executable is part of where it is cached (its libraries are linked in)
+        where = hashlib.sha256(self.cmdstan_path.encode()).hexdigest()[:10]
+        self._tag = f"cmdstan-{self.stan_version}-{platform.machine()}-{where}"
 
     # ---------------------------------------------------------------- compile
 
     def compile(self, program: str, *, quiet: bool = False) -> CompiledModel:
-        import cmdstanpy
-
         start = time.perf_counter()
         key, entry = cache.locate(self.name, self.stan_version, self._tag, program)
-        stan_file = entry / "model.stan"
-        exe_file = entry / f"model{EXE_SUFFIX}"
+        stan_file, exe_file = entry / "model.stan", entry / f"model{EXE_SUFFIX}"
         compiled_now = False
         with cache.locked(key):
-            fresh = exe_file.is_file() and (entry / "build.json").is_file()
-            if fresh:
-                with contextlib.suppress(OSError):
-                    fresh = stan_file.read_text() == program
-            if not fresh:
-                entry.mkdir(parents=True, exist_ok=True)
-                for stale in (exe_file, entry / "build.json", entry / "model.hpp"):
-                    with contextlib.suppress(FileNotFoundError):
-                        stale.unlink()
-                cache.atomic_write_text(stan_file, program)
-                self._check_with_stanc(program, stan_file)
-                if not quiet and _stderr_is_tty():
-                    print("Compiling the Stan program with CmdStan (about a minute; cached afterwards) ...",
-                          file=sys.stderr, flush=True)
-                try:
-                    with _quiet_cmdstanpy(True):
-                        cmdstanpy.CmdStanModel(stan_file=str(stan_file))
-                except Exception as exc:  # noqa: BLE001 - cmdstanpy raises ValueError with the console
-                    console = str(exc)
-                    raise backend_error(
-                        "Compiling the Stan program with CmdStan failed. stanc accepted the program, so "
-                        "this is usually a problem with the C++ toolchain or the CmdStan installation "
-                        "(try 'python -m cmdstanpy.rebuild_cmdstan'). Last compiler messages:\n"
-                        + tail(console, 30)
-                        + f"\nThe program is at: {stan_file}",
-                        {"what": "cmdstanpy.CmdStanModel(stan_file)", "backend": self.name,
-                         "program_path": str(stan_file), "stderr_tail": tail(console, 60)},
-                    ) from exc
-                if not exe_file.is_file():
-                    raise backend_error(
-                        f"CmdStan reported success but produced no executable at {exe_file}.",
-                        {"what": "cmdstanpy.CmdStanModel(stan_file)", "backend": self.name,
-                         "program_path": str(stan_file)}, internal=True,
-                    )
-                with contextlib.suppress(FileNotFoundError):
-                    (entry / "model.hpp").unlink()
-                cache.atomic_write_text(entry / "build.json", json.dumps(
-                    {"backend": self.name, "stan_version": self.stan_version, "cmdstan": self.cmdstan_path,
-                     "build_seconds": time.perf_counter() - start}, indent=1))
+            meta = self._cached(entry, program)
+            if meta is None:
+                meta = self._build(program, entry, stan_file, exe_file, quiet, start)
                 compiled_now = True
         return CompiledModel(
-            backend=self.name,
-            program=program,
-            key=key,
-            compiled_now=compiled_now,
+            backend=self.name, program=program, key=key, compiled_now=compiled_now,
             compile_seconds=time.perf_counter() - start,
-            handle={"stan_file": str(stan_file), "exe_file": str(exe_file)},
+            handle={"stan_file": str(stan_file), "exe_file": str(exe_file), "info": meta.get("info") or {}},
         )
 
-    def _check_with_stanc(self, program: str, stan_file: Path) -> None:
-        stanc = os.path.join(self.cmdstan_path, "bin", "stanc" + EXE_SUFFIX)
-        cmd = [stanc, "--info", str(stan_file)]
+    def _cached(self, entry: Path, program: str) -> dict | None:
         try:
-            done = subprocess.run(cmd, capture_output=True, timeout=300)
+            meta = json.loads((entry / "build.json").read_text())
+            if (entry / "model.stan").read_text() != program or not (entry / f"model{EXE_SUFFIX}").is_file():
+                return None
+        except (OSError, ValueError):
+            return None
+        return meta if meta.get("cmdstan") == self.cmdstan_path else None
+
+    def _build(self, program: str, entry: Path, stan_file: Path, exe_file: Path, quiet: bool,
+               start: float) -> dict:
+        entry.mkdir(parents=True, exist_ok=True)
+        for stale in (exe_file, entry / "build.json", entry / "model.hpp"):
+            with contextlib.suppress(FileNotFoundError):
+                stale.unlink()
+        cache.atomic_write_text(stan_file, program)
+        stanc = Path(self.cmdstan_path) / "bin" / f"stanc{EXE_SUFFIX}"
+        info = stanc_info(stanc, program, stan_file, self.name)
+        if not quiet and stderr_is_tty():
+            print("Compiling the Stan program with CmdStan (cached afterwards) ...", file=sys.stderr, flush=True)
+        log_path = entry / "compiler.log"
+        cmd = ["make", f"-j{max(1, min(2, os.cpu_count() or 1))}", str(exe_file)]
+        try:
+            with open(log_path, "wb") as log:
+                done = subprocess.run(cmd, cwd=self.cmdstan_path, stdout=log, stderr=subprocess.STDOUT,
+                                      timeout=3600)
         except (OSError, subprocess.TimeoutExpired) as exc:
-            raise backend_error(f"Could not run CmdStan's stanc at {stanc}: {exc}",
-                                {"what": " ".join(cmd), "program_path": str(stan_file)}) from exc
-        if done.returncode != 0:
-            stderr = done.stderr.decode("utf-8", "replace") or done.stdout.decode("utf-8", "replace")
-            loc = stanc_location(stderr)
+            raise backend_error(f"Could not run CmdStan's make in {self.cmdstan_path}: {exc}",
+                                {"what": " ".join(cmd), "backend": self.name, "program_path": str(stan_file)}) from exc
+        log = log_path.read_text(errors="replace") if log_path.exists() else ""
+        if done.returncode != 0 or not exe_file.is_file():
             raise backend_error(
-                stanc_error_message(stderr, program, str(stan_file)),
+                "Compiling the Stan program with CmdStan failed. stanc accepted the program, so this is usually "
+                f"a problem with the C++ toolchain or the CmdStan installation ({self.cmdstan_path}). Last "
+                f"compiler messages:\n{tail(log, 30) or '(none)'}\nThe program is at: {stan_file}",
                 {"what": " ".join(cmd), "backend": self.name, "program_path": str(stan_file),
-                 "stderr_tail": tail(stderr), "line": loc[0] if loc else None,
-                 "context": program_context(program, *loc) if loc else ""},
-                internal=True,
+                 "stderr_tail": tail(log, 60)},
             )
+        with contextlib.suppress(FileNotFoundError):
+            (entry / "model.hpp").unlink()
+        meta = {"backend": self.name, "stan_version": self.stan_version, "cmdstan": self.cmdstan_path,
+                "build_seconds": time.perf_counter() - start, "info": info}
+        cache.atomic_write_text(entry / "build.json", json.dumps(meta, indent=1))
+        return meta
 
     # ---------------------------------------------------------------- sample
 
     def sample(self, model: CompiledModel, data: dict, settings: SamplerSettings | None = None) -> Draws:
-        import cmdstanpy
-
         settings = settings or SamplerSettings()
         settings.validate()
         if model.backend != self.name:
@@ -198,104 +273,86 @@ class CmdStanBackend:
                 f"This model was compiled by the {model.backend!r} backend, not {self.name!r} (stangen bug).",
                 {"what": "sample"}, internal=True,
             )
-        stan_file, exe_file = model.handle["stan_file"], model.handle["exe_file"]
-        record = {"what": "cmdstanpy.CmdStanModel.sample", "backend": self.name, "program_path": stan_file}
-        stan_data = {k: v.tolist() if v.size else _empty_list(v.shape) for k, v in prepare_data(data).items()}
-        out_dir = cache.scratch_dir("run-")
+        exe_file = model.handle["exe_file"]
+        record = {"what": "CmdStan sample", "backend": self.name, "program_path": model.handle["stan_file"]}
+        stan_data = {k: v.tolist() for k, v in prepare_data(data).items()}
+        scratch = cache.scratch_dir("run-")
         start = time.perf_counter()
         try:
-            with _quiet_cmdstanpy(settings.quiet):
-                try:
-                    cmd_model = cmdstanpy.CmdStanModel(stan_file=stan_file, exe_file=exe_file)
-                    fit = cmd_model.sample(
-                        data=stan_data,
-                        chains=settings.chains,
-                        parallel_chains=settings.effective_parallel_chains(),
-                        seed=settings.seed,
-                        inits=float(settings.init),
-                        iter_warmup=settings.warmup,
-                        iter_sampling=settings.draws,
-                        adapt_delta=float(settings.adapt_delta),
-                        max_treedepth=settings.max_treedepth,
-                        show_progress=not settings.quiet and _stderr_is_tty(),
-                        output_dir=str(out_dir),
-                        sig_figs=SIG_FIGS,
-                    )
-                except RuntimeError as exc:
-                    raise self._sampling_error(exc, out_dir, settings, record) from exc
-                except ValueError as exc:  # argument/data validation in cmdstanpy
-                    raise backend_error(f"CmdStan could not run: {exc}", {**record, "stderr_tail": str(exc)}) from exc
-                sample_seconds = time.perf_counter() - start
-                draws = draws_from_fit(fit, settings, self.stan_version, sample_seconds)
+            data_file = scratch / "data.json"
+            data_file.write_text(json.dumps(stan_data))
+            chains = [_Chain(i, scratch / f"chain-{i + 1}.csv", scratch / f"chain-{i + 1}.txt")
+                      for i in range(settings.chains)]
+            with exit_on_sigterm():
+                self._run(chains, exe_file, data_file, settings, record)
+            sample_seconds = time.perf_counter() - start
+            arrays, columns = [], None
+            for c in chains:
+                cols, arr = read_csv_draws(c.csv)
+                if arr.shape[0] != settings.draws or (columns is not None and cols != columns):
+                    raise backend_error(f"Chain {c.index + 1} wrote {arr.shape[0]} draws, expected {settings.draws} "
+                                        "(stangen bug).", record, internal=True)
+                columns = cols
+                arrays.append(arr)
+            variables, stats = assemble_variables(columns or [], np.stack(arrays) if arrays else
+                                                  np.empty((settings.chains, settings.draws, 0)), [], [])
+            return Draws(
+                variables=variables, sample_stats=stats, backend=self.name, stan_version=self.stan_version,
+                sample_seconds=sample_seconds, settings=settings,
+                chain_seconds=[csv_elapsed(c.csv) for c in chains],
+                messages=[m for c in chains for m in console_messages(c.index + 1, c.console_lines())],
+            )
         finally:
-            shutil.rmtree(out_dir, ignore_errors=True)
-        return draws
+            shutil.rmtree(scratch, ignore_errors=True)
 
     @staticmethod
-    def _sampling_error(exc: Exception, out_dir: Path, settings: SamplerSettings, record: dict) -> Exception:
-        console = ""
-        for path in sorted(glob.glob(os.path.join(str(out_dir), "*.txt"))):
-            with contextlib.suppress(OSError):
-                console += Path(path).read_text(errors="replace")
-        text = f"{exc}\n{console}"
-        stan_tail = tail("\n".join(line for line in console.splitlines()
-                                   if line.strip() and not line.lstrip().startswith(("Iteration:", "Chain"))), 15)
-        rec = {**record, "stderr_tail": stan_tail or tail(str(exc), 15)}
-        if "Initialization failed" in text or "Rejecting initial value" in text or "Initialization between" in text:
-            return backend_error(
-                "Stan could not find a starting point: at every random initial value (uniform in "
-                f"(-{settings.init:g}, {settings.init:g}) on the unconstrained scale) the log density or its "
-                "gradient was not finite. Try init=0.5 (a narrower range), or check the priors and the data "
-                "(e.g. a scale that can be zero, extreme predictor values).\nStan's last messages:\n"
-                + "\n".join("    " + line for line in (stan_tail or tail(str(exc), 15)).splitlines()),
-                rec,
-            )
-        return backend_error(
-            "Sampling with CmdStan failed:\n" + tail(str(exc), 15)
-            + (f"\nStan's last messages:\n{stan_tail}" if stan_tail else "")
-            + f"\nThe program is at: {record.get('program_path')}",
-            rec,
-        )
+    def _command(exe: str, c: _Chain, data_file: Path, settings: SamplerSettings) -> list[str]:
+        total = settings.warmup + settings.draws
+        return [exe, f"id={c.index + 1}", "random", f"seed={settings.seed}", "data", f"file={data_file}",
+                f"init={settings.init:g}", "output", f"file={c.csv}", f"refresh={max(1, total // 20)}",
+                f"sig_figs={SIG_FIGS}", "method=sample", f"num_samples={settings.draws}",
+                f"num_warmup={settings.warmup}", "algorithm=hmc", "engine=nuts",
+                f"max_depth={settings.max_treedepth}", "adapt", "engaged=1", f"delta={float(settings.adapt_delta)}"]
 
-
-def draws_from_fit(fit: Any, settings: SamplerSettings, stan_version: str, sample_seconds: float) -> Draws:
-    """A cmdstanpy CmdStanMCMC → Draws: (chains, draws, *dims) variables, (chains, draws) stats."""
-    raw = fit.draws()  # (draws, chains, columns); reads the CSV files now
-    n_draws, n_chains = raw.shape[0], raw.shape[1]
-    variables = {
-        name: np.ascontiguousarray(np.swapaxes(var.extract_reshape(raw), 0, 1))
-        for name, var in fit.metadata.stan_vars.items()
-    }
-    method = {name: np.asarray(var.extract_reshape(raw)) for name, var in fit.metadata.method_vars.items()}
-    stats: dict[str, np.ndarray] = {}
-    for stan_name, ours in SAMPLE_STATS.items():
-        col = method.get(stan_name)
-        if col is None:  # fixed_param runs write only lp__ and accept_stat__
-            col = np.full((n_chains, n_draws), np.nan) if ours == "energy" else np.zeros((n_chains, n_draws))
-        else:
-            col = col.reshape(n_draws, n_chains).T
-        if ours in ("tree_depth", "n_leapfrog"):
-            col = col.astype(np.int64)
-        elif ours == "diverging":
-            col = col != 0
-        else:
-            col = np.ascontiguousarray(col, dtype=np.float64)
-        stats[ours] = col
-    return Draws(
-        variables=variables,
-        sample_stats=stats,
-        backend=NAME,
-        stan_version=stan_version,
-        sample_seconds=sample_seconds,
-        settings=settings,
-        chain_seconds=[elapsed_seconds(Path(f).read_text(errors="replace")) for f in fit.runset.csv_files],
-        messages=[m for k, f in enumerate(getattr(fit.runset, "stdout_files", None) or [], start=1)
-                  if Path(f).exists() for m in console_messages(k, Path(f).read_text(errors="replace").splitlines())],
-    )
-
-
-def _empty_list(shape: tuple[int, ...]) -> Any:
-    """A nested empty list keeping the leading non-zero dimensions (e.g. (2, 0) → [[], []])."""
-    if not shape or shape[0] == 0:
-        return []
-    return [_empty_list(shape[1:]) for _ in range(shape[0])]
+    def _run(self, chains: list[_Chain], exe: str, data_file: Path, settings: SamplerSettings,
+             record: dict) -> None:
+        progress = Progress(chains, settings.warmup + settings.draws, enabled=not settings.quiet and stderr_is_tty())
+        pending, running = list(chains), []
+        failed: _Chain | None = None
+        try:
+            while pending or running:
+                while pending and len(running) < settings.effective_parallel_chains():
+                    c = pending.pop(0)
+                    with open(c.console, "wb") as console:
+                        c.process = subprocess.Popen(
+                            self._command(exe, c, data_file, settings), stdout=console, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL, start_new_session=True,
+                            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
+                    c.state = "running"
+                    running.append(c)
+                time.sleep(0.05)
+                for c in list(running):
+                    c.follow()
+                    if c.process.poll() is None:
+                        continue
+                    running.remove(c)
+                    c.state = "done" if c.process.returncode == 0 else "failed"
+                    if c.state == "failed":
+                        failed = c
+                        pending.clear()
+                        for other in running:
+                            _stop(other.process)
+                progress.update()
+                if failed is not None:
+                    break
+            progress.update(force=True)
+        finally:
+            for c in chains:
+                _stop(c.process)
+        if failed is not None:
+            code = failed.process.returncode
+            how = f"was stopped by signal {-code}" if code < 0 else f"ended with exit code {code}"
+            stan_tail = tail("\n".join(line for line in failed.console_lines()
+                                       if line.strip() and not PROGRESS.search(line)), 15)
+            raise chain_failure(failed.index + 1, f"CmdStan's process for chain {failed.index + 1} {how}.",
+                                stan_tail, settings, record)

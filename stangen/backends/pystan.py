@@ -28,7 +28,6 @@ import asyncio
 import concurrent.futures
 import contextlib
 import io
-import itertools
 import json
 import math
 import multiprocessing
@@ -39,7 +38,6 @@ import shlex
 import shutil
 import signal
 import socket
-import subprocess
 import sys
 import sysconfig
 import tempfile
@@ -56,9 +54,12 @@ import numpy as np
 
 from . import cache
 from ._data import prepare_data
-from ._stanc import program_context, stanc_error_message, stanc_location, tail
-from .base import (SAMPLE_STATS, CompiledModel, Draws, SamplerSettings, backend_error, console_messages,
+from ._draws import assemble_variables
+from ._stanc import stanc_info, tail
+from .base import (CompiledModel, Draws, SamplerSettings, backend_error, console_messages,
                    elapsed_seconds)
+from .chains import PROGRESS, Progress, chain_failure, exit_on_sigterm, stderr_is_tty
+from .pch import precompiled_header
 
 __all__ = ["ChainMessages", "PyStanBackend", "parse_draw_lines", "prepare_data"]
 
@@ -222,7 +223,6 @@ def _run_coroutine(coro: Any) -> Any:
 # messages from one chain
 
 MAX_LOG_LINES = 5000  # Stan messages kept per chain for the run's log
-_PROGRESS = re.compile(r"Iteration:\s*(\d+)\s*/\s*(\d+)\s*\[\s*\d+%\]\s*\((\w+)\)")
 
 
 class ChainMessages:
@@ -308,7 +308,7 @@ class ChainMessages:
         return values if isinstance(values, list) else [values]
 
     def _log(self, text: str) -> None:
-        m = _PROGRESS.search(text)
+        m = PROGRESS.search(text)
         if m:
             self.iteration, self.total, self.phase = int(m.group(1)), int(m.group(2)), m.group(3).lower()
             return
@@ -382,111 +382,6 @@ def parse_draw_lines(lines: list[bytes]) -> tuple[list[str], np.ndarray]:
 
 
 # --------------------------------------------------------------------------------------------
-# assembling variables from flat columns
-
-
-def _flat_names(name: str, dims: list[int], complex_last: bool) -> list[str]:
-    """Stan's flat column names of `name` in C (row-major) order of `dims`."""
-    ranges = []
-    for i, d in enumerate(dims):
-        if complex_last and i == len(dims) - 1:
-            ranges.append(["real", "imag"])
-        else:
-            ranges.append([str(k) for k in range(1, d + 1)])
-    return [".".join((name, *idx)) for idx in itertools.product(*ranges)]
-
-
-def _group_unclaimed(columns: list[str], arr: np.ndarray, claimed: set[str]) -> dict[str, np.ndarray]:
-    """Fallback for columns the model's names/dims did not explain: parse `a.1.2` names."""
-    groups: dict[str, list[tuple[tuple[int, ...], int]]] = {}
-    singles: dict[str, np.ndarray] = {}
-    for j, col in enumerate(columns):
-        if col in claimed or col in SAMPLE_STATS:
-            continue
-        base, _, rest = col.partition(".")
-        try:
-            idx = tuple(int(p) for p in rest.split(".")) if rest else ()
-        except ValueError:
-            singles[col] = arr[:, :, j]
-            continue
-        groups.setdefault(base, []).append((idx, j))
-    out: dict[str, np.ndarray] = {}
-    for base, items in groups.items():
-        ndim = {len(i) for i, _ in items}
-        if ndim == {0}:
-            out[base] = arr[:, :, items[0][1]]
-            continue
-        if len(ndim) != 1:
-            for i, j in items:
-                singles[".".join((base, *map(str, i)))] = arr[:, :, j]
-            continue
-        dims = tuple(max(i[k] for i, _ in items) for k in range(ndim.pop()))
-        value = np.full(arr.shape[:2] + dims, np.nan)
-        for i, j in items:
-            value[(slice(None), slice(None)) + tuple(k - 1 for k in i)] = arr[:, :, j]
-        out[base] = value
-    out.update(singles)
-    return out
-
-
-def assemble_variables(
-    columns: list[str],
-    arr: np.ndarray,
-    names: list[str],
-    dims: list[list[int]],
-    complex_names: set[str] = frozenset(),  # type: ignore[assignment]
-) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """(chains, draws, columns) + the model's variable names/dims → (variables, sample_stats)."""
-    n_chains, n_draws = arr.shape[:2]
-    position = {c: j for j, c in enumerate(columns)}
-    claimed: set[str] = set()
-    variables: dict[str, np.ndarray] = {}
-    for name, d in zip(names, dims):
-        d = [int(x) for x in d]
-        if math.prod(d) == 0 and d:
-            if name in complex_names:
-                variables[name] = np.empty((n_chains, n_draws, *d[:-1]), dtype=np.complex128)
-            else:
-                variables[name] = np.empty((n_chains, n_draws, *d))
-            continue
-        if not d:
-            if name in position:
-                variables[name] = np.ascontiguousarray(arr[:, :, position[name]])
-                claimed.add(name)
-            continue
-        is_complex = name in complex_names
-        flat = _flat_names(name, d, is_complex)
-        if not all(f in position for f in flat) and not is_complex and d[-1] == 2:
-            alt = _flat_names(name, d, True)  # complex numbers are stored as (re, im) pairs
-            if all(f in position for f in alt):
-                flat, is_complex = alt, True
-        if all(f in position for f in flat):
-            idx = np.fromiter((position[f] for f in flat), dtype=np.intp, count=len(flat))
-            value = arr[:, :, idx].reshape(n_chains, n_draws, *d)
-            if is_complex:  # (…, 2) re/im pairs → complex128, as cmdstanpy returns them
-                value = value[..., 0] + 1j * value[..., 1]
-            variables[name] = value
-            claimed.update(flat)
-    for name, value in _group_unclaimed(columns, arr, claimed).items():
-        variables.setdefault(name, value)
-
-    stats: dict[str, np.ndarray] = {}
-    for stan_name, ours in SAMPLE_STATS.items():
-        if stan_name in position:
-            col = arr[:, :, position[stan_name]]
-        else:  # e.g. fixed_param writes only lp__ and accept_stat__
-            col = np.zeros((n_chains, n_draws)) if ours != "energy" else np.full((n_chains, n_draws), np.nan)
-        if ours in ("tree_depth", "n_leapfrog"):
-            col = col.astype(np.int64)
-        elif ours == "diverging":
-            col = col != 0
-        else:
-            col = np.ascontiguousarray(col)
-        stats[ours] = col
-    return variables, stats
-
-
-# --------------------------------------------------------------------------------------------
 # running chains
 
 
@@ -542,65 +437,8 @@ class _Chain:
     result: tuple | None = None
     state: str = "waiting"  # waiting | running | done | failed
 
-
-class _Progress:
-    """Per-chain progress lines on stderr (a TTY only), redrawn in place."""
-
-    def __init__(self, chains: list[_Chain], total: int, enabled: bool):
-        self.chains, self.total, self.enabled = chains, total, enabled
-        self._drawn = False
-        self._last = 0.0
-
-    def update(self, force: bool = False) -> None:
-        if not self.enabled:
-            return
-        now = time.monotonic()
-        if not force and now - self._last < 0.25:
-            return
-        self._last = now
-        lines = []
-        for c in self.chains:
-            m = c.messages
-            if c.state == "waiting":
-                text = "waiting"
-            elif c.state == "failed":
-                text = "failed"
-            elif c.state == "done":
-                text = f"{self.total}/{self.total} done"
-            elif m.total:
-                text = f"{m.iteration}/{m.total} ({'warmup' if m.phase.startswith('warm') else 'sampling'})"
-            else:
-                text = "starting"
-            lines.append(f"chain {c.index + 1}: {text}")
-        out = sys.stderr
-        try:
-            if self._drawn:
-                out.write(f"\x1b[{len(lines)}F")
-            out.write("".join(f"\x1b[2K{line}\n" for line in lines))
-            out.flush()
-            self._drawn = True
-        except (OSError, ValueError):
-            self.enabled = False
-
-
-def _raise_sigterm(signum: int, frame: Any) -> None:
-    raise SystemExit(128 + signum)
-
-
-def _exit_on_sigterm() -> Any:
-    """While chains run, turn a default SIGTERM into SystemExit so the chain processes get stopped.
-
-    Returns the previous handler to restore, or None if nothing was changed (not the main
-    thread, or the application installed its own handler).
-    """
-    if threading.current_thread() is not threading.main_thread():
-        return None
-    try:
-        if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
-            return None
-        return signal.signal(signal.SIGTERM, _raise_sigterm)
-    except (ValueError, OSError):
-        return None
+    def position(self) -> tuple[int, int, str]:
+        return self.messages.iteration, self.messages.total, self.messages.phase
 
 
 def _socket_dir() -> str:
@@ -696,6 +534,7 @@ class PyStanBackend:
             ) from exc
         self.stan_version = _stan_version()
         self._tag = _build_tag()
+        self.last_header: dict | None = None  # the precompiled header's use in the last build
 
     # ---------------------------------------------------------------- compile
 
@@ -712,7 +551,8 @@ class PyStanBackend:
             entry.mkdir(parents=True, exist_ok=True)
             program_path = entry / "program.stan"
             cache.atomic_write_text(program_path, program)
-            info = self._stanc_info(program, program_path)
+            info = stanc_info(_stanc_path(), program, program_path, self.name)
+            self.last_header = None
             compiled_now = self._build(program, program_path, entry, quiet)
             meta = {
                 "backend": self.name,
@@ -720,13 +560,15 @@ class PyStanBackend:
                 "build_tag": self._tag,
                 "build_seconds": time.perf_counter() - start,
                 "info": info,
+                "precompiled_header": self.last_header,
             }
             cache.atomic_write_text(entry / "build.json", json.dumps(meta, indent=1))
-        return self._model(entry, program, key, start, info, compiled_now)
+        return self._model(entry, program, key, start, info, compiled_now, meta)
 
     def _model(self, entry: Path, program: str, key: str, start: float, info: dict,
-               compiled_now: bool) -> CompiledModel:
+               compiled_now: bool, meta: dict | None = None) -> CompiledModel:
         """The CompiledModel of a finished cache entry."""
+        header = (meta or {}).get("precompiled_header") or {}
         return CompiledModel(
             backend=self.name,
             program=program,
@@ -734,6 +576,8 @@ class PyStanBackend:
             compiled_now=compiled_now,
             compile_seconds=time.perf_counter() - start,
             handle=PyStanHandle(str(_module_file(entry)), str(entry / "program.stan"), info),
+            # the one-off header build, when this compile did it (then part of compile_seconds)
+            header_seconds=header.get("built_seconds") if compiled_now else None,
         )
 
     def _cached(self, entry: Path, program: str, key: str, start: float) -> CompiledModel | None:
@@ -747,38 +591,7 @@ class PyStanBackend:
                 return None
         except (OSError, ValueError):
             return None
-        return self._model(entry, program, key, start, meta.get("info") or {}, compiled_now=False)
-
-    def _stanc_info(self, program: str, program_path: Path) -> dict:
-        """Check the program with stanc (fast) and return its --info JSON."""
-        stanc = _stanc_path()
-        cmd = [str(stanc), "--info", str(program_path)]
-        try:
-            done = subprocess.run(cmd, capture_output=True, timeout=300)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise backend_error(
-                f"Could not run stanc (the Stan compiler shipped with httpstan) at {stanc}: {exc}",
-                {"what": " ".join(cmd), "program_path": str(program_path), "stderr_tail": str(exc)},
-            ) from exc
-        stderr = done.stderr.decode("utf-8", "replace")
-        if done.returncode != 0:
-            loc = stanc_location(stderr)
-            raise backend_error(
-                stanc_error_message(stderr, program, str(program_path)),
-                {
-                    "what": " ".join(cmd),
-                    "backend": self.name,
-                    "program_path": str(program_path),
-                    "stderr_tail": tail(stderr),
-                    "line": loc[0] if loc else None,
-                    "context": program_context(program, *loc) if loc else "",
-                },
-                internal=True,
-            )
-        try:
-            return json.loads(done.stdout)
-        except ValueError:
-            return {}
+        return self._model(entry, program, key, start, meta.get("info") or {}, compiled_now=False, meta=meta)
 
     def _build(self, program: str, program_path: Path, entry: Path, quiet: bool) -> bool:
         """Put the extension module into `entry`; True if the C++ compiler ran."""
@@ -802,8 +615,10 @@ class PyStanBackend:
                 "'apt-get install g++' or 'conda install gxx_linux-64') or point $CXX/$CC at it.",
                 {"what": "find C++ compiler", "backend": self.name, "program_path": str(program_path)},
             )
-        if not quiet and sys.stderr is not None and sys.stderr.isatty():
-            print("Compiling the Stan program (about a minute; cached afterwards) ...", file=sys.stderr, flush=True)
+        if not quiet and stderr_is_tty():
+            once = "" if any((cache.cache_root() / self.name / self._tag).glob("pch-*/built.ok")) else \
+                "; this machine's first compile also precompiles Stan's headers, once"
+            print(f"Compiling the Stan program (cached afterwards{once}) ...", file=sys.stderr, flush=True)
 
         scratch = cache.scratch_dir()
         log_path = scratch / "compiler.log"
@@ -814,9 +629,12 @@ class PyStanBackend:
                 os.chdir(scratch)  # setuptools writes build/temp.*/…/*.o into the cwd
                 os.environ["XDG_CACHE_HOME"] = str(scratch / "xdg")  # httpstan's cache → scratch
                 try:
-                    with _native_stderr_to(log_path), warnings.catch_warnings():
+                    with _native_stderr_to(log_path), warnings.catch_warnings(), \
+                            precompiled_header(cache.cache_root() / self.name / self._tag, httpstan.__version__,
+                                               log_path) as header:
                         warnings.simplefilter("ignore")
                         _run_coroutine(httpstan.models.build_services_extension_module(program))
+                    self.last_header = header.to_dict()
                     built = _module_file(httpstan.cache.model_directory(model_name))
                 finally:
                     os.chdir(old_cwd)
@@ -907,7 +725,8 @@ class PyStanBackend:
         kwargs.update(random_seed=settings.seed, init_radius=float(settings.init), refresh=max(1, total // 20))
 
         start = time.perf_counter()
-        chains = self._run_chains(handle, function, stan_data, kwargs, settings, total, record)
+        with exit_on_sigterm():
+            chains = self._run_chains(handle, function, stan_data, kwargs, settings, total, record)
         sample_seconds = time.perf_counter() - start
 
         arrays, columns = [], None
@@ -963,7 +782,6 @@ class PyStanBackend:
         sock_dir = _socket_dir()
         chains: list[_Chain] = []
         failure: _Chain | None = None
-        old_sigterm = _exit_on_sigterm()
         try:
             for i in range(settings.chains):
                 path = os.path.join(sock_dir, f"chain-{i + 1}.sock")
@@ -972,7 +790,7 @@ class PyStanBackend:
                 listener.listen(8)
                 listener.setblocking(False)
                 chains.append(_Chain(i, path, listener))
-            progress = _Progress(chains, total, enabled=not settings.quiet and _stderr_is_tty())
+            progress = Progress(chains, total, enabled=not settings.quiet and stderr_is_tty())
             pending = list(chains)
             running: list[_Chain] = []
             while pending or running:
@@ -1028,8 +846,6 @@ class PyStanBackend:
                 if c.result_conn is not None:
                     c.result_conn.close()
             shutil.rmtree(sock_dir, ignore_errors=True)
-            if old_sigterm is not None:
-                signal.signal(signal.SIGTERM, old_sigterm)
         if failure is not None:
             raise self._chain_error(failure, settings, record)
         return chains
@@ -1073,23 +889,7 @@ class PyStanBackend:
             detail = f"Stan's sampler stopped with error code {result[1]} in chain {c.index + 1}."
         else:
             detail = _clean_paths(f"{result[2]}".strip() or result[1], record.get("program_path", ""))
-        text = f"{detail}\n{stan_tail}"
-        rec = {**record, "chain": c.index + 1, "stderr_tail": stan_tail, "exception": detail}
-        if "Initialization failed" in text or "Initialization between" in text or "Rejecting initial value" in text:
-            return backend_error(
-                f"Stan could not find a starting point (chain {c.index + 1}): at every random initial value "
-                f"(uniform in (-{settings.init:g}, {settings.init:g}) on the unconstrained scale) the log "
-                "density or its gradient was not finite. Try init=0.5 (a narrower range), or check the priors "
-                "and the data (e.g. a scale that can be zero, extreme predictor values).\n"
-                f"Stan's last messages:\n{_indent(stan_tail or detail)}",
-                rec,
-            )
-        return backend_error(
-            f"Sampling failed in chain {c.index + 1}: {detail}\n"
-            + (f"Stan's last messages:\n{_indent(stan_tail)}\n" if stan_tail else "")
-            + f"The program is at: {record.get('program_path')}",
-            rec,
-        )
+        return chain_failure(c.index + 1, detail, stan_tail, settings, record)
 
 
 _TEMP_PROGRAM = re.compile(r"'[^'\n]*httpstan_[^'\n]*?\.stan'")
@@ -1100,12 +900,3 @@ def _clean_paths(text: str, program_path: str) -> str:
     return _TEMP_PROGRAM.sub(f"'{program_path}'", text)
 
 
-def _indent(text: str) -> str:
-    return "\n".join("    " + line for line in text.splitlines())
-
-
-def _stderr_is_tty() -> bool:
-    try:
-        return sys.stderr is not None and sys.stderr.isatty()
-    except (AttributeError, ValueError):
-        return False

@@ -1,0 +1,94 @@
+"""First compile of example specs' programs: each in a fresh, empty compile cache, on each backend.
+
+    python benchmarks/first_compile.py [NAME ...] [--backends pystan,pystan-before,cmdstan] [--repeat 1]
+
+For every spec (default: sleepstudy, language, pastes) and backend, it renders the program as `stangen fit`
+would (data-driven parameterization included), then times `backend.compile(program)` in a temporary compile
+cache (STANGEN_CACHE) from which every compiled model is removed before each timing, and with httpstan's own
+cache empty, so nothing of an earlier model is reused. What a machine builds once for all models (the
+embedded backend's precompiled header, when it has one; CmdStan's is part of its installation) is built by
+a first, separately reported compile, and kept. Specs and backends alternate (paired), so a slow moment of
+the machine hits both. `pystan-before` is the embedded backend as it built before its precompiled header
+(STANGEN_NO_PCH=1: httpstan's own flags, -g included). CmdStan needs $CMDSTAN (see ../shared/cmdstan-offline/).
+Prints a Markdown table.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+CHILD = r"""
+import json, sys, time
+from stangen.program import build
+from stangen.backends import get_backend
+spec, backend = sys.argv[1], sys.argv[2]
+program = build(spec)
+b = get_backend(backend)
+start = time.perf_counter()
+model = b.compile(program.code)
+print(json.dumps({"seconds": time.perf_counter() - start, "compiled_now": model.compiled_now}))
+"""
+
+
+def forget_models(cache: Path) -> None:
+    """Remove every compiled model (entries are named by a 64-hex-digit key), keep one-off artifacts."""
+    for entry in cache.glob("*/*/*"):
+        if entry.is_dir() and len(entry.name) == 64 and all(ch in "0123456789abcdef" for ch in entry.name):
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+def time_compile(spec: Path, backend: str, cache: Path, xdg: Path) -> float:
+    forget_models(cache)
+    shutil.rmtree(xdg, ignore_errors=True)
+    xdg.mkdir()
+    env = {**os.environ, "STANGEN_CACHE": str(cache), "XDG_CACHE_HOME": str(xdg)}
+    if backend == "pystan-before":
+        backend, env["STANGEN_NO_PCH"] = "pystan", "1"
+    done = subprocess.run([sys.executable, "-c", CHILD, str(spec), backend], capture_output=True, text=True,
+                          env=env, cwd=xdg, timeout=1800)
+    if done.returncode != 0:
+        raise SystemExit(f"{spec.stem} on {backend} failed:\n{done.stderr[-3000:]}")
+    import json
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["compiled_now"], "the program came from a cache: the measurement is not a first compile"
+    return float(result["seconds"])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("names", nargs="*", default=["sleepstudy", "language", "pastes"])
+    ap.add_argument("--backends", default="pystan,pystan-before,cmdstan")
+    ap.add_argument("--repeat", type=int, default=1)
+    args = ap.parse_args()
+    backends = [b for b in args.backends.split(",") if b]
+    if "cmdstan" in backends and not os.environ.get("CMDSTAN"):
+        print("CMDSTAN is not set: leaving out the cmdstan backend", file=sys.stderr)
+        backends.remove("cmdstan")
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="stangen-first-compile-") as tmp:
+        cache, xdg = Path(tmp) / "cache", Path(tmp) / "xdg"
+        cache.mkdir()
+        if "pystan" in backends:  # the one-off per-machine build first, timed apart
+            seconds = time_compile(ROOT / "specs" / "sleepstudy.yaml", "pystan", cache, xdg)
+            rows.append(("sleepstudy, the machine's first model (one-off builds included)", "pystan", seconds))
+        for r in range(args.repeat):
+            for name in args.names:
+                for backend in backends:
+                    seconds = time_compile(ROOT / "specs" / f"{name}.yaml", backend, cache, xdg)
+                    rows.append((name, backend, seconds))
+                    print(f"{name} {backend}: {seconds:.1f} s", file=sys.stderr, flush=True)
+    print("| spec | backend | first compile s |\n|---|---|---|")
+    for name, backend, seconds in rows:
+        print(f"| {name} | {backend} | {seconds:.1f} |")
+
+
+if __name__ == "__main__":
+    main()
