@@ -104,6 +104,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
     result.save(out)
     info = result.info
     compiled = f"compiled in {info['compile_seconds']:.0f} s" if info["compiled_now"] else "compiled program reused"
+    if info.get("header_seconds"):
+        compiled += f" (of which {info['header_seconds']:.0f} s precompiling Stan's header, once per machine)"
     if args.verbose and result.stan_messages:
         print("Stan's messages:\n" + "\n".join(f"  {line}" for line in result.stan_messages), file=sys.stderr)
     print(f"{compiled}; sampled in {info['sample_seconds']:.1f} s; Stan's messages in {out / 'stan.log'}")

@@ -98,6 +98,14 @@ def equations(d: ModelDescription) -> list[str]:
              "bernoulli": f"{d.outcome}[i] ~ bernoulli(p[i])",
              "binomial": f"{d.outcome}[i] ~ binomial({d.trials}[i], p[i])",
              "poisson": f"{d.outcome}[i] ~ poisson(lambda[i])"}[d.family]
+    res = d.residuals
+    if res is not None:  # the errors' structure, in nlme's terms
+        sd = f"sigma[{res.sd_by}[i]]" if res.sd_by else "sigma"
+        if res.correlation:
+            first = (f"{d.outcome}[i] = mu[i] + {sd} * a[i],  a: within each {res.level} a unit-variance "
+                     f"{res.label} process in {res.time}, corr(a[i], a[k]) = phi^|{res.time}[i] - {res.time}[k]|")
+        else:
+            first = f"{d.outcome}[i] ~ normal(mu[i], {sd})"
     parts = ["Intercept"] if d.intercept else []
     parts += [f"beta_{t.stan} * {t.name}[i]" for t in d.terms]
     rest = []

@@ -16,6 +16,7 @@ import pandas as pd
 from .errors import DataError, Problem
 from .model import LevelDescription, ModelDescription, Term
 from .priors import prior_values
+from .residuals import sd_groups, series_data
 from .spec import Spec
 from .spec.validate import INTERCEPT
 
@@ -35,6 +36,8 @@ class PreparedData:
     # the missing-value policy applied ('error' or 'drop') and the rows it left out (None: none)
     missing: str = "error"
     dropped: "DroppedRows | None" = None
+    # with `residuals: sd_by`: the values that have their own residual sd, in the order of sigma's entries
+    sigma_labels: list[str] = field(default_factory=list)
 
     @property
     def n(self) -> int:
@@ -134,10 +137,12 @@ def prepare(desc: ModelDescription, df: pd.DataFrame, *, prior_only: bool = Fals
     design, columns, slopes = _design(desc, df, c, usable)
     levels = {lv.name: _level(lv, desc, df, c, usable) for lv in desc.levels
               if {desc.level(a).id_column for a in lv.ancestors} | {lv.id_column} <= usable}
+    residual_data, sigma_labels = _residuals(desc, df, levels, usable, c)
     c.raise_if_any()
 
     data: dict[str, Any] = {"N": len(df), "prior_only": int(prior_only)}
     data.update(y)
+    data.update(residual_data)
     spans, start = {}, 0  # term name → its columns in the design matrix
     for term in desc.terms:
         spans[term.name] = range(start, start + len(columns[term.name]))
@@ -180,7 +185,7 @@ def prepare(desc: ModelDescription, df: pd.DataFrame, *, prior_only: bool = Fals
             data[f"{gp.data}_center"] = center if gp.categorical else float(center[0])
             group_columns[(level.name, gp.name)] = names
     prepared = PreparedData(data, labels, columns, group_columns, term_scales=term_scales,
-                            missing=missing, dropped=dropped)
+                            missing=missing, dropped=dropped, sigma_labels=sigma_labels)
     prior_values(desc, prepared)
     return prepared
 
@@ -324,6 +329,20 @@ def _outcome(desc: ModelDescription, df: pd.DataFrame, c: _Collector) -> dict[st
             c.add("outcome", f"successes '{column}' exceed trials '{desc.trials}' at {_rows(over)}")
         out["trials"] = np.round(n).astype(int)
     return out
+
+
+def _residuals(desc: ModelDescription, df: pd.DataFrame, levels: dict, usable: set[str], c: _Collector
+               ) -> tuple[dict[str, Any], list[str]]:
+    """Stan data of the residual structure (stangen/residuals.py), and the values of `sd_by`."""
+    res, data, labels = desc.residuals, {}, []
+    if res is None:
+        return data, labels
+    if res.sd_by and res.sd_by in usable:
+        more, labels = sd_groups(res, df, c)
+        data.update(more)
+    if res.correlation and res.time in usable and res.level in levels:
+        data.update(series_data(res, df, levels[res.level]["index"], levels[res.level]["labels"], c))
+    return data, labels
 
 
 def _category_levels(desc: ModelDescription, df: pd.DataFrame, var: str, c: _Collector, path: str):

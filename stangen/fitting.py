@@ -108,8 +108,15 @@ def naming(desc: ModelDescription, prepared: PreparedData) -> Naming:
                 for b in range(a + 1, lv.n_coef):
                     n.population.append((f"cor({lv.name}: {lv.coefficients[a].name}, {lv.coefficients[b].name})",
                                          f"corr_{lv.stan}[{a},{b}]"))
-    if desc.family == "gaussian":
+    res = desc.residuals
+    if desc.family == "gaussian" and res is not None and res.sd_by:
+        n.coords["sigma_by"] = list(prepared.sigma_labels)
+        n.dims["sigma"] = ["sigma_by"]
+        n.population += [(f"sigma({res.sd_by}: {label})", f"sigma[{k}]") for k, label in enumerate(prepared.sigma_labels)]
+    elif desc.family == "gaussian":
         n.population.append(("sigma", "sigma"))
+    if res is not None and res.correlation:
+        n.population.append((f"phi ({res.label}, {res.time} within {res.level})", "phi"))
     return n
 
 
@@ -230,7 +237,8 @@ class Fit:
                "group_columns": [[lv, p, names] for (lv, p), names in prepared.group_columns.items()],
                "priors": prepared.priors, "categorical": sorted(self.description.categorical),
                # the data rows the fit used: all but these (missing: drop)
-               "dropped": prepared.dropped.to_dict() if prepared.dropped else None}
+               "dropped": prepared.dropped.to_dict() if prepared.dropped else None,
+               "sigma_labels": prepared.sigma_labels}
         _write(out / "spec.yaml", self.spec.to_yaml())
         _write(out / "model.stan", self.program.code)
         _write(out / "data.json", stan_data_json(prepared.stan_data))
@@ -263,7 +271,7 @@ class Fit:
                      for k, v in json.loads((run_dir / "data.json").read_text()).items()}
         prepared = PreparedData(stan_data, run["labels"], run["columns"],
                                 {(lv, p): names for lv, p, names in run["group_columns"]}, run["priors"],
-                                missing=run["info"].get("missing", "error"),
+                                missing=run["info"].get("missing", "error"), sigma_labels=run.get("sigma_labels", []),
                                 dropped=DroppedRows.from_dict(run.get("dropped")))
         program = StanProgram(spec, desc, (run_dir / "model.stan").read_text(), prepared, choices)
         idata = az.from_netcdf(str(run_dir / "posterior.nc"), engine="h5netcdf")
@@ -322,6 +330,7 @@ def fit(spec: Spec | StanProgram | str | Path, data: pd.DataFrame | str | Path |
     draws = chosen.sample(compiled, program.stan_data, sampler)
     info = {"backend": draws.backend, "stan_version": draws.stan_version, "compiled_now": compiled.compiled_now,
             "compile_seconds": compiled.compile_seconds, "sample_seconds": draws.sample_seconds,
+            "header_seconds": compiled.header_seconds,
             "settings": asdict(sampler), "program_key": compiled.key,
             "prior_only": bool(program.stan_data["prior_only"]),
             "chain_seconds": draws.chain_seconds,

@@ -12,6 +12,7 @@ from typing import Iterable, Literal, Mapping
 
 from .errors import Problem, SpecError
 from .names import NameRegistry, sanitize
+from .residuals import Residuals
 from .spec import Prior, Spec, parse_prior
 from .spec.validate import INTERCEPT, term_variables
 
@@ -202,6 +203,8 @@ class ModelDescription:
     generated: tuple[str, ...] = ()
     # the data columns the model uses, with the spec path naming each (Spec.columns); not in the program
     columns: tuple[tuple[str, str], ...] = ()
+    # the level-1 errors' structure (None: independent, one sd)
+    residuals: Residuals | None = None
 
     @property
     def pooled_terms(self) -> tuple[Term, ...]:
@@ -371,7 +374,8 @@ def describe(spec: Spec, categorical: set[str] | frozenset[str] = frozenset(),
         intercept_prior=_prior(spec, ["intercept"], "coefficient") if spec.intercept else None,
         sigma_prior=_prior(spec, ["sigma"], "scale") if spec.family == "gaussian" else None,
         terms=tuple(terms), levels=tuple(levels), categorical=categorical,
-        reference=tuple(sorted(spec.reference.items())), generated=generated, columns=tuple(spec.columns.items()))
+        reference=tuple(sorted(spec.reference.items())), generated=generated, columns=tuple(spec.columns.items()),
+        residuals=Residuals.from_spec(spec.residuals))
 
 
 def integrable_child(level: LevelDescription, levels) -> LevelDescription | None:

@@ -102,6 +102,9 @@ def simulate(spec: Spec | str | Path, params: dict | str | Path | None = None, *
     `data`: a DataFrame or CSV whose groups and predictors are used; None: the spec's data, if it names one;
     False: simulate the design even when the spec names data."""
     spec = load_spec(spec)
+    if spec.residuals:  # drawing AR / per-value errors is not built yet: refuse rather than draw the wrong errors
+        raise SpecError(Problem("residuals", "stangen simulate does not yet draw the errors of a `residuals:` "
+                                             "structure; simulate without it (independent errors, one sd)"))
     rng = np.random.default_rng(seed)
     frame = None if data is False else load_data(spec, data)
     has_outcome = frame is not None and spec.outcome in frame

@@ -149,3 +149,14 @@ def test_timing_is_read_from_the_end_of_the_csv_only(tmp_path) -> None:
     assert csv_elapsed(path) == {"warmup": 0.5, "sampling": 0.25, "total": 0.75}
     path.write_text("#  Elapsed Time: 9 seconds (Warm-up)\nlp__,a,b\n" + rows + "\n")
     assert csv_elapsed(path) == {}  # a match far from the end is not looked at
+
+
+@pytest.mark.stanc
+def test_a_compiler_that_fails_is_reported_with_its_messages(fake) -> None:
+    home = fake / "cmdstan-2.35.0"
+    (home / "makefile").write_text("CMDSTAN_VERSION := 2.35.0\n%/model: %/model.stan\n"
+                                   "\t@echo 'g++: fatal error: out of memory' && false\n")
+    with pytest.raises(BackendError) as info:
+        CmdStanBackend().compile(PROGRAM)
+    assert "Compiling the Stan program with CmdStan failed" in str(info.value)
+    assert "out of memory" in str(info.value) and info.value.exit_code == 2

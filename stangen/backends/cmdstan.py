@@ -337,11 +337,12 @@ class CmdStanBackend:
                         continue
                     running.remove(c)
                     c.state = "done" if c.process.returncode == 0 else "failed"
-                    if c.state == "failed":
+                    if c.state == "failed":  # the first failure is the one to report; the others are stopped
                         failed = c
                         pending.clear()
                         for other in running:
                             _stop(other.process)
+                        break
                 progress.update()
                 if failed is not None:
                     break

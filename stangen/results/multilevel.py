@@ -37,7 +37,11 @@ def residual_variance(fit: "Fit") -> np.ndarray:
     d = fit.description
     n = fit.posterior.sizes["chain"] * fit.posterior.sizes["draw"]
     if d.family == "gaussian":
-        return fit.posterior["sigma"].values.reshape(-1) ** 2
+        sigma = fit.posterior["sigma"].values
+        if sigma.ndim == 3:  # one sd per value of sd_by: the residual variance averaged over the observations
+            counts = np.bincount(np.asarray(fit.program.stan_data["sigma_group"]) - 1, minlength=sigma.shape[2])
+            return (sigma.reshape(-1, sigma.shape[2]) ** 2) @ (counts / counts.sum())
+        return sigma.reshape(-1) ** 2
     if d.family in ("bernoulli", "binomial"):
         return np.full(n, np.pi ** 2 / 3)
     intercept_var = sum(_sd(fit, lv, 0) ** 2 for lv in d.levels if lv.coefficients[0].name == INTERCEPT)

@@ -150,7 +150,7 @@ def _prior_names(target, desc, data) -> list[str]:
         on = "intercept" if c.term is None else f"{c.name} slope"
         return [f"{s} (on the {target.level.name} {on})" for s in shown]
     if role == "sigma":
-        return ["sigma"]
+        return ["sigma" + (f" (each of {', '.join(data.sigma_labels)})" if data.sigma_labels else "")]
     if role == "sd":
         return [f"sd({target.level.name}: {c.name})" for c in target.level.coefficients]
     if role == "correlation":

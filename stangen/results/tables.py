@@ -106,7 +106,7 @@ def _interval(draws: np.ndarray, prob: float = 0.95) -> dict[str, float]:
 
 def _population_coefficients(fit: "Fit") -> dict[str, str]:
     return {name: sel for name, sel in fit.parameters().items()
-            if not name.startswith(("sd(", "cor(")) and name != "sigma"}
+            if not name.startswith(("sd(", "cor(", "sigma(", "phi (")) and name != "sigma"}
 
 
 def fixef(fit: "Fit", prob: float = 0.95) -> pd.DataFrame:
@@ -182,9 +182,40 @@ def varcorr(fit: "Fit") -> pd.DataFrame:
                                  "sd": None, "cor": float(corr[..., a, b].mean())})
     if fit.description.family == "gaussian":
         sigma = fit.posterior["sigma"].values
-        rows.append({"group": "Residual", "name": None, "name2": None, "variance": float((sigma ** 2).mean()),
-                     "sd": float(sigma.mean()), "cor": None})
+        res = fit.description.residuals
+        if sigma.ndim == 3:  # residuals: sd_by — one row per value
+            for k, label in enumerate(fit.program.data.sigma_labels):
+                rows.append({"group": "Residual", "name": f"{res.sd_by}: {label}", "name2": None,
+                             "variance": float((sigma[..., k] ** 2).mean()), "sd": float(sigma[..., k].mean()),
+                             "cor": None})
+        else:
+            rows.append({"group": "Residual", "name": None, "name2": None, "variance": float((sigma ** 2).mean()),
+                         "sd": float(sigma.mean()), "cor": None})
     return pd.DataFrame(rows)
+
+
+def residual_structure_text(fit: "Fit", digits: int = 3) -> list[str]:
+    """nlme's blocks for the errors' structure: 'Correlation Structure' (phi) and 'Variance function'
+    (each value's sd relative to the first's); [] for independent errors with one sd."""
+    res = fit.description.residuals
+    if res is None:
+        return []
+    lines = []
+    if res.correlation:
+        phi = fit.posterior["phi"].values
+        lo, hi = np.quantile(phi, [0.025, 0.975])
+        lines += ["", f"Correlation Structure: {res.label}", f" Formula: ~{res.time} | {res.level}",
+                  f" Parameter estimate (posterior mean, 95% interval):",
+                  f"  Phi {phi.mean():.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"]
+    if res.sd_by:
+        sigma = fit.posterior["sigma"].values
+        ratio = sigma / sigma[..., :1]
+        labels = fit.program.data.sigma_labels
+        rows = [tuple(labels), tuple(f"{ratio[..., k].mean():.{digits}f}" for k in range(len(labels)))]
+        lines += ["", "Variance function:", " Structure: Different standard deviations per stratum",
+                  f" Formula: ~1 | {res.sd_by}", " Parameter estimates (sd relative to the first, posterior means):"]
+        lines += _columns(rows, left=0)
+    return lines
 
 
 # -- lme4's printout --------------------------------------------------------------------------
@@ -233,10 +264,8 @@ def lme4_text(fit: "Fit", digits: int = 3) -> str:
             corr = [f"{c.cor:.2f}" for c in cors.itertuples() if c.name2 == row.name]
             rows.append((lv.name if i == 0 else "", _lme4_name(row.name), f"{row.variance:.{digits}f}",
                          f"{row.sd:.{digits}f}", " ".join(corr)))
-    resid = vc[vc.group == "Residual"]
-    if len(resid):
-        r = resid.iloc[0]
-        rows.append(("Residual", "", f"{r['variance']:.{digits}f}", f"{r['sd']:.{digits}f}", ""))
+    for i, r in enumerate(vc[vc.group == "Residual"].itertuples()):  # one row, or one per value of sd_by
+        rows.append(("Residual" if i == 0 else "", r.name or "", f"{r.variance:.{digits}f}", f"{r.sd:.{digits}f}", ""))
     lines += _columns(rows)
     n = fit.program.data.n
     groups = ", ".join(f"{lv.name}, {len(fit.program.data.labels[lv.name])}" for lv in d.levels)
@@ -250,6 +279,7 @@ def lme4_text(fit: "Fit", digits: int = 3) -> str:
         if any(c.undecided for c in choices) and adapt_delta is not None:
             line += f"; adapt_delta {adapt_delta:g}"
         lines.append(line)
+    lines += residual_structure_text(fit, digits)
     lines += ["", "Fixed effects:"]
     fe = fixef(fit)
     rows = [("", "Estimate", "Est.Error", "l-95% CI", "u-95% CI")]

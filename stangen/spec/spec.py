@@ -83,6 +83,8 @@ class Spec:
     name: str | None = None
     data: str | None = None
     missing: str = "error"  # rows with a missing value in a used column: error | drop
+    # the level-1 errors' structure: {correlation: ar1|car1, time, level, sd_by} (stangen/residuals.py)
+    residuals: Mapping[str, str | None] | None = None
     base_dir: Path | None = field(default=None, compare=False, repr=False)
     _lines: Mapping[str, int] | None = field(default=None, compare=False, repr=False)
     _columns: Mapping[str, str] | None = field(default=None, compare=False, repr=False)
@@ -98,6 +100,7 @@ class Spec:
             set_(self, key, FrozenDict(normalized[key]))
         for key in ("family", "outcome", "trials", "intercept", "name", "data", "missing"):
             set_(self, key, normalized[key])
+        set_(self, "residuals", FrozenDict(normalized["residuals"]) if normalized["residuals"] else None)
         set_(self, "levels", FrozenDict({
             name: Level(id=lv["id"], within=lv["within"], correlated=lv["correlated"],
                         varying=FrozenDict({k: tuple(v) for k, v in lv["varying"].items()}),
@@ -149,6 +152,8 @@ class Spec:
         data = self.to_dict()
         defaults = {"family": "gaussian", "intercept": True, "missing": "error"}
         lean = {k: v for k, v in data.items() if v not in (None, [], {}) and defaults.get(k, object()) != v}
+        if "residuals" in lean:
+            lean["residuals"] = {k: v for k, v in lean["residuals"].items() if v is not None}
         for name, lv in lean.get("levels", {}).items():
             if lv.get("id") == name:
                 del lv["id"]

@@ -13,9 +13,13 @@ from .priors import parse_prior
 
 FAMILIES = ("gaussian", "bernoulli", "binomial", "poisson")
 TOP_KEYS = ("name", "data", "family", "outcome", "trials", "predictors", "categorical",
-            "reference", "intercept", "levels", "priors", "sampler", "missing")
+            "reference", "intercept", "levels", "priors", "sampler", "missing", "residuals")
 # rows with a missing value in a column the model uses: an error (default), or dropped (lme4's na.omit)
 MISSING_POLICIES = ("error", "drop")
+# the level-1 errors: correlated in time within a level's groups (nlme corAR1 / corCAR1), and/or one sd per
+# value of a column (nlme varIdent); see stangen/residuals.py
+RESIDUAL_KEYS = ("correlation", "time", "level", "sd_by")
+CORRELATIONS = ("ar1", "car1")
 LEVEL_KEYS = ("id", "within", "varying", "correlated", "predictors", "means", "unique_labels", "parameterization")
 # how a level's group effects are sampled; auto decides from the data (stangen/parameterization.py)
 PARAMETERIZATIONS = ("auto", "centered", "noncentered", "integrated")
@@ -143,6 +147,9 @@ def validate(raw: object, lines: Mapping[str, int] | None = None) -> tuple[dict,
     spec["reference"] = _check_reference(c, raw.get("reference"), used_vars)
     spec["priors"] = _check_priors(c, raw.get("priors"), terms, spec["levels"])
     spec["sampler"] = _check_sampler(c, raw.get("sampler"))
+    spec["residuals"] = _check_residuals(c, raw.get("residuals"), family, spec["levels"], outcome)
+    if spec["residuals"] and spec["residuals"]["sd_by"]:
+        used_vars.add(spec["residuals"]["sd_by"])
     missing = raw.get("missing", "error")
     spec["missing"] = missing if missing in MISSING_POLICIES else None  # None: unknown, so not applied
     if spec["missing"] is None:
@@ -162,6 +169,10 @@ def used_columns(spec: Mapping) -> dict[str, str]:
     for i, term in enumerate(spec.get("predictors") or ()):
         for var in term_variables(term):
             used.setdefault(var, f"predictors[{i}]")
+    residuals = spec.get("residuals") or {}
+    for key in ("time", "sd_by"):
+        if residuals.get(key):
+            used.setdefault(residuals[key], f"residuals.{key}")
     for name, level in (spec.get("levels") or {}).items():
         used.setdefault(level["id"], f"levels.{name}.id")
         for coef, predictors in level["varying"].items():
@@ -352,6 +363,51 @@ def _check_priors(c: _Checker, value, terms, levels) -> dict[str, str]:
             c.add(f"priors.{key}", problem)
         else:
             out[key] = text.strip()
+    return out
+
+
+def _check_residuals(c: _Checker, value, family, levels: dict, outcome) -> dict | None:
+    """`residuals:` → {correlation, time, level, sd_by} (None where not given), or None without the key."""
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        c.add("residuals", f"must be a mapping ({', '.join(RESIDUAL_KEYS)}), got {value!r}")
+        return None
+    c.keys(value, RESIDUAL_KEYS, "residuals")
+    out = {"correlation": None, "time": None, "level": None, "sd_by": None}
+    correlation = value.get("correlation")
+    if correlation is not None and correlation not in CORRELATIONS:
+        c.add("residuals.correlation", f"unknown correlation {correlation!r}{suggest(str(correlation), CORRELATIONS)} "
+                                       "(allowed: ar1 — integer times, gaps allowed; car1 — real-valued times)")
+    else:
+        out["correlation"] = correlation
+    out["time"] = c.string(value.get("time"), "residuals.time")
+    out["sd_by"] = c.string(value.get("sd_by"), "residuals.sd_by")
+    out["level"] = c.string(value.get("level"), "residuals.level")
+    if family is not None and family != "gaussian":
+        c.add("residuals", f"residual structures are for family gaussian only (this spec's family is {family})")
+    if correlation is None and out["sd_by"] is None and "correlation" not in value:
+        c.add("residuals", "gives neither `correlation` nor `sd_by`: nothing to change about the residuals")
+    if out["correlation"]:
+        if out["time"] is None and "time" not in value:
+            c.add("residuals.time", f"`correlation: {correlation}` needs `time:`, the column of each observation's "
+                                    "time within its series")
+        if out["level"] is None and "level" not in value:
+            if len(levels) == 1:
+                out["level"] = next(iter(levels))
+            else:
+                c.add("residuals.level", "which level's groups are the series? With "
+                                         f"{'no levels' if not levels else 'several levels'}, `level:` is required"
+                                         + (f" (levels: {', '.join(levels)})" if levels else ""))
+        elif out["level"] is not None and out["level"] not in levels:
+            c.add("residuals.level", f"no level named '{out['level']}'{suggest(out['level'], levels)} "
+                                     f"(levels: {', '.join(levels) or 'none'})")
+            out["level"] = None
+    elif (out["time"] is not None or out["level"] is not None) and "correlation" not in value:
+        c.add("residuals", "`time` and `level` describe correlated errors: give `correlation: ar1` or `car1` too")
+    for key in ("time", "sd_by"):
+        if out[key] is not None and out[key] == outcome:
+            c.add(f"residuals.{key}", "the outcome cannot be used here")
     return out
 
 
