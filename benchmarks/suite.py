@@ -148,6 +148,14 @@ def brms_frame(program) -> tuple[pd.DataFrame, str, str]:
         terms = " + ".join((["1"] if lv.coefficients[0].term is None else ["0"]) + slopes)
         bars.append(f"({terms} {'||' if lv.kind == 'independent' else '|'} g_{lv.stan})")
     rhs = " + ".join((fixed if d.intercept else ["0", *fixed]) + bars) or "1"
+    res = d.residuals
+    if res is not None and res.sd_by:
+        raise ValueError("residuals: sd_by is not mapped to brms here (brms models sigma log-linearly)")
+    if res is not None and res.correlation:
+        # brms's ar() takes the order within each group, not the gaps: on uneven times it is another model
+        # (the speed peer, not an agreement peer); cov = TRUE is its exact residual-covariance form
+        df["time"] = raw[res.time].to_numpy()
+        rhs += f" + ar(time = time, gr = g_{d.level(res.level).stan}, p = 1, cov = TRUE)"
     return df, f"{lhs} ~ {rhs}", family
 
 

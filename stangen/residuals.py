@@ -127,6 +127,23 @@ def sd_groups(res: Residuals, df: pd.DataFrame, c: "_Collector") -> tuple[dict[s
     return {"K_sigma": len(labels), "sigma_group": values.map(position).to_numpy(dtype=int)}, labels
 
 
+def ar1_loo_log_density(r: np.ndarray, sd: np.ndarray, phi: float, nxt: np.ndarray, prev: np.ndarray,
+                        gap: np.ndarray) -> np.ndarray:
+    """Each observation's log density given all the others of its series, as the program's log_lik computes
+    it (numpy, 0-based indices; tests compare it with the multivariate normal's conditionals)."""
+    from scipy.stats import norm
+
+    e = r / sd
+    rho = phi ** gap
+    w, c = rho ** 2 / (1 - rho ** 2), rho / (1 - rho ** 2)
+    precision, linear = np.ones(len(r)), np.zeros(len(r))
+    np.add.at(precision, nxt, w)
+    np.add.at(precision, prev, w)
+    np.add.at(linear, nxt, c * e[prev])
+    np.add.at(linear, prev, c * e[nxt])
+    return norm.logpdf(e, linear / precision, 1 / np.sqrt(precision)) - np.log(sd)
+
+
 def ar1_log_density(r: np.ndarray, sd: np.ndarray, phi: float, first: np.ndarray, nxt: np.ndarray,
                     prev: np.ndarray, gap: np.ndarray) -> float:
     """The conditional (Markov) factorization in numpy, as the program computes it; 0-based indices.

@@ -6,11 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from scipy.stats import multivariate_normal
+from scipy.stats import multivariate_normal, norm
 
 from stangen import DataError, Level, Spec, SpecError
 from stangen.program import build
-from stangen.residuals import ar1_log_density
+from stangen.residuals import ar1_log_density, ar1_loo_log_density
 from stangen.stanc import check
 
 
@@ -70,6 +70,27 @@ def test_markov_factorization_equals_the_multivariate_normal(phi):
         gap = t_rows[nxt] - t_rows[prev]
         expected = multivariate_normal(np.zeros(n), cov).logpdf(r)
         assert ar1_log_density(r_rows, sd_rows, phi, first, nxt, prev, gap) == pytest.approx(expected, rel=1e-10)
+
+
+@pytest.mark.parametrize("phi", [0.6, -0.4, 0.95])
+def test_log_lik_is_each_observations_density_given_the_rest_of_its_series(phi):
+    """log_lik (for PSIS-LOO) is log p(y_i | y_-i): the multivariate normal's conditional, from its precision."""
+    rng = np.random.default_rng(4)
+    for _ in range(5):
+        sizes = [1, 4, 6]  # a one-observation series, and two longer ones with gaps
+        times = np.concatenate([np.sort(rng.choice(20, size=k, replace=False)) for k in sizes]).astype(float)
+        series = np.repeat(np.arange(len(sizes)), sizes)
+        n = len(times)
+        sd = rng.uniform(0.5, 2.0, size=n)
+        same = series[:, None] == series[None, :]
+        cov = np.where(same, np.outer(sd, sd) * phi ** np.abs(times[:, None] - times[None, :]), 0.0)
+        r = rng.multivariate_normal(np.zeros(n), cov)
+        q = np.linalg.inv(cov)
+        expected = [norm.logpdf(r[i], -(q[i] @ r - q[i, i] * r[i]) / q[i, i], 1 / np.sqrt(q[i, i])) for i in range(n)]
+        following = np.r_[False, series[1:] == series[:-1]]
+        nxt = np.flatnonzero(following)
+        got = ar1_loo_log_density(r, sd, phi, nxt, nxt - 1, times[nxt] - times[nxt - 1])
+        np.testing.assert_allclose(got, expected, rtol=1e-9)
 
 
 def test_series_data_orders_each_series_by_time_whatever_the_row_order():

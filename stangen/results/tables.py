@@ -265,7 +265,8 @@ def lme4_text(fit: "Fit", digits: int = 3) -> str:
             rows.append((lv.name if i == 0 else "", _lme4_name(row.name), f"{row.variance:.{digits}f}",
                          f"{row.sd:.{digits}f}", " ".join(corr)))
     for i, r in enumerate(vc[vc.group == "Residual"].itertuples()):  # one row, or one per value of sd_by
-        rows.append(("Residual" if i == 0 else "", r.name or "", f"{r.variance:.{digits}f}", f"{r.sd:.{digits}f}", ""))
+        rows.append(("Residual" if i == 0 else "", r.name if isinstance(r.name, str) else "",
+                     f"{r.variance:.{digits}f}", f"{r.sd:.{digits}f}", ""))
     lines += _columns(rows)
     n = fit.program.data.n
     groups = ", ".join(f"{lv.name}, {len(fit.program.data.labels[lv.name])}" for lv in d.levels)
