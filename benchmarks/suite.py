@@ -163,9 +163,14 @@ _OLD_ARRAY = re.compile(r"^(\s*)((?:int|real|vector|row_vector|matrix|simplex|ch
                         r"(?:<[^>]*>)?(?:\[[^\]]*\])?)\s+(\w+)\[([^\]]+)\];", re.M)
 
 
+_OLD_ARG = re.compile(r"\b(data\s+)?(int|real|vector|row_vector|matrix)\[(,*)\](\s+\w+)")
+
+
 def modern_arrays(code: str) -> str:
-    """brms 2.18 writes `int Y[N];`; Stan 2.33+ wants `array[N] int Y;`."""
-    return _OLD_ARRAY.sub(lambda m: f"{m.group(1)}array[{m.group(4)}] {m.group(2)} {m.group(3)};", code)
+    """brms 2.18 writes `int Y[N];` and function arguments `int[] nobs`; Stan 2.33+ wants `array[N] int Y;` and
+    `array[] int nobs`."""
+    code = _OLD_ARRAY.sub(lambda m: f"{m.group(1)}array[{m.group(4)}] {m.group(2)} {m.group(3)};", code)
+    return _OLD_ARG.sub(lambda m: f"{m.group(1) or ''}array[{m.group(3)}] {m.group(2)}{m.group(4)}", code)
 
 
 def brms_program(program, workdir: Path) -> tuple[str, dict]:

@@ -212,6 +212,12 @@ class Fit:
         from .results import tables
         return tables.varcorr(self)
 
+    def quantities(self) -> pd.DataFrame:
+        """ICC per level, pooling factors, design effects and effective N (with AR errors also the effective
+        observations per series): posterior mean and 95% interval (stangen.results.multilevel)."""
+        from .results import multilevel
+        return multilevel.quantities(self)
+
     def lme4(self) -> str:
         """The fit printed like lme4's summary()."""
         from .results import tables

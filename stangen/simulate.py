@@ -8,13 +8,16 @@ True values (`--params PARAMS.yaml`), in the spec's terms:
       state: {intercept: {avg_income: 0.3}, income: {avg_income: -0.1}}
     sd: {student: 0.7, state: {intercept: 0.5, income: 0.2}}   # one number for an intercept-only level
     cor: {state: 0.3}                          # 2 coefficients: one number; more: a full matrix
-    sigma: 0.2
+    sigma: 0.2                                 # with `residuals: sd_by`: {a: 0.2, b: 0.4}, one per value
+    phi: 0.6                                   # with `residuals: correlation`
 
 Predictors and groups come from the data the spec names (or `data=`); otherwise they are simulated:
 each top-level level has `groups[level]` groups (default 20); a nested level has that many groups per
 parent group; crossed top-level levels are fully crossed; each cell of the lowest grouping gets
 `per_group` rows (default 10). Numeric level-1 predictors ~ normal(0, 1); categorical ones take levels
-'a', 'b' with equal probability; group-level predictors ~ normal(0, 1) per group; binomial trials = 10.
+a', 'b' with equal probability; group-level predictors ~ normal(0, 1) per group; binomial trials = 10.
+With `residuals:`, a series' time is 0, 1, 2, … over its rows, and `sd_by` takes 'a', 'b' with equal
+probability; the errors are drawn series by series in time order (stangen/residuals.py).
 """
 from __future__ import annotations
 
@@ -91,6 +94,12 @@ def _design_frame(spec: Spec, groups: dict[str, int], per_group: int, rng: np.ra
                 df[pred] = df[column].map(values)
     if spec.family == "binomial":
         df[spec.trials] = DEFAULT_TRIALS
+    res = spec.residuals or {}
+    if res.get("correlation"):
+        series = levels[res["level"]].id or res["level"]
+        df[res["time"]] = df.groupby(series).cumcount()  # 0, 1, 2, … within each series
+    if res.get("sd_by") and res["sd_by"] not in df:
+        df[res["sd_by"]] = rng.choice(["a", "b"], n)
     df[spec.outcome] = 0.0 if spec.family == "gaussian" else 0
     return df
 
@@ -102,9 +111,6 @@ def simulate(spec: Spec | str | Path, params: dict | str | Path | None = None, *
     `data`: a DataFrame or CSV whose groups and predictors are used; None: the spec's data, if it names one;
     False: simulate the design even when the spec names data."""
     spec = load_spec(spec)
-    if spec.residuals:  # drawing AR / per-value errors is not built yet: refuse rather than draw the wrong errors
-        raise SpecError(Problem("residuals", "stangen simulate does not yet draw the errors of a `residuals:` "
-                                             "structure; simulate without it (independent errors, one sd)"))
     rng = np.random.default_rng(seed)
     frame = None if data is False else load_data(spec, data)
     has_outcome = frame is not None and spec.outcome in frame
@@ -134,7 +140,7 @@ def _placeholder_outcome(spec: Spec, frame: pd.DataFrame, rng) -> pd.DataFrame:
 def _complete(desc, prepared, params: dict) -> dict:
     """Fill in every true value; a missing one is an error naming it (no silent zeros)."""
     problems, truth = [], {}
-    known = {"Intercept", "coefficients", "effects", "sd", "cor", "sigma"}
+    known = {"Intercept", "coefficients", "effects", "sd", "cor", "sigma", "phi"}
     for key in params:
         if key not in known:
             problems.append(Problem(f"params.{key}", f"unknown key (allowed: {', '.join(sorted(known))})"))
@@ -181,10 +187,30 @@ def _complete(desc, prepared, params: dict) -> dict:
                                                                  "matrix (or one number for two coefficients)"))
                 matrix = np.eye(k)
             truth["cor"][lv.name] = matrix.tolist()
-    if desc.family == "gaussian":
+    res = desc.residuals
+    if desc.family == "gaussian" and res is not None and res.sd_by:
+        labels = prepared.sigma_labels
+        given = params.get("sigma")
+        given = {str(k): v for k, v in given.items()} if isinstance(given, dict) else given
+        if isinstance(given, dict) and set(given) >= set(labels):
+            truth["sigma"] = {label: float(given[label]) for label in labels}
+        elif isinstance(given, (int, float)) and not isinstance(given, bool):
+            truth["sigma"] = {label: float(given) for label in labels}
+        else:
+            problems.append(Problem("params.sigma", f"the residual sd of each value of '{res.sd_by}' "
+                                                    f"({', '.join(labels)}), or one number for all"))
+            truth["sigma"] = {label: 1.0 for label in labels}
+    elif desc.family == "gaussian":
         if "sigma" not in params:
             problems.append(Problem("params.sigma", "missing: the residual sd"))
         truth["sigma"] = float(params.get("sigma", 1))
+    if res is not None and res.correlation:
+        phi = params.get("phi")
+        if not isinstance(phi, (int, float)) or isinstance(phi, bool) or not res.phi_lower < phi < 1:
+            problems.append(Problem("params.phi", f"the errors' correlation one {res.time} unit apart, in "
+                                                  f"({res.phi_lower}, 1), got {phi!r}"))
+            phi = 0.5
+        truth["phi"] = float(phi)
     if problems:
         raise SpecError(problems, source="true values")
     return truth
@@ -255,8 +281,13 @@ def _prior_draw(desc, prepared, rng) -> dict:
             sd_raw, cor_raw = at_zero(lv, prepared, sds, np.asarray(truth["cor"][lv.name]))
             truth["sd"][lv.name] = {c.name: float(s) for c, s in zip(lv.coefficients, sd_raw)}
             truth["cor"][lv.name] = cor_raw.tolist()
-    if desc.family == "gaussian":
+    res = desc.residuals
+    if desc.family == "gaussian" and res is not None and res.sd_by:
+        truth["sigma"] = {label: float(draw("sigma")) for label in prepared.sigma_labels}
+    elif desc.family == "gaussian":
         truth["sigma"] = float(draw("sigma"))
+    if res is not None and res.correlation:  # its prior: uniform on its range
+        truth["phi"] = float(rng.uniform(res.phi_lower, 1))
     return truth
 
 
@@ -287,6 +318,25 @@ def _lkj(k: int, eta: float, rng) -> np.ndarray:
     return corr
 
 
+def _errors(desc, prepared, truth, rng) -> np.ndarray:
+    """Gaussian errors: independent with one sd, or with `residuals:` an sd per value and/or AR(1) within each
+    series, drawn series by series in time order (the order of obs_next)."""
+    data, n, res = prepared.stan_data, prepared.n, desc.residuals
+    if res is not None and res.sd_by:
+        sd = np.array([truth["sigma"][label] for label in prepared.sigma_labels])[np.asarray(data["sigma_group"]) - 1]
+    else:
+        sd = np.full(n, float(truth["sigma"]))
+    if res is None or not res.correlation:
+        return rng.normal(0, sd)
+    a = np.empty(n)  # the unit-variance AR process
+    first = np.asarray(data["obs_first"]) - 1
+    a[first] = rng.normal(0, 1, len(first))
+    rho = truth["phi"] ** np.asarray(data["gap"], dtype=float)
+    for i, j, r in zip(np.asarray(data["obs_next"]) - 1, np.asarray(data["obs_prev"]) - 1, rho):
+        a[i] = r * a[j] + rng.normal(0, np.sqrt(1 - r * r))
+    return sd * a
+
+
 def _draw_outcome(desc, prepared, truth, rng) -> np.ndarray:
     data = prepared.stan_data
     n = prepared.n
@@ -310,7 +360,7 @@ def _draw_outcome(desc, prepared, truth, rng) -> np.ndarray:
                 b += w.reshape(n_groups, -1) @ gamma
             eta += b[idx] * (1.0 if c.term is None else np.asarray(data[f"x_{c.term.stan}"]))
     if desc.family == "gaussian":
-        return eta + rng.normal(0, truth["sigma"], n)
+        return eta + _errors(desc, prepared, truth, rng)
     if desc.family == "bernoulli":
         return rng.binomial(1, 1 / (1 + np.exp(-eta)))
     if desc.family == "binomial":

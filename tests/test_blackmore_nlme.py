@@ -96,3 +96,29 @@ def test_log_lik_of_the_ar_model_is_the_leave_one_out_density(fits):
                                        np.asarray(data["gap"]))
         got = fit.idata.log_likelihood["y"].values[chain, draw]
         np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.sampling
+def test_design_effect_and_effective_n(fits):
+    """Design effect 1 + (n̄ − 1)·ICC per draw, effective N = N / design effect; with the AR errors, each series'
+    effective observations are 1ᵀC⁻¹1 of its correlation matrix (its uneven ages included)."""
+    from stangen.results.multilevel import design_effects, icc
+
+    fit = fits["car1"]
+    data = fit.program.stan_data
+    draws, rho = design_effects(fit), icc(fit)["ICC(subject)"]
+    sizes = np.bincount(np.asarray(data["idx_subject"]) - 1)
+    np.testing.assert_allclose(draws["design effect(subject)"], 1 + (sizes.mean() - 1) * rho)
+    np.testing.assert_allclose(draws["effective N(subject)"], 945 / draws["design effect(subject)"])
+    np.testing.assert_allclose(draws["design effect(subject, size-weighted)"],
+                               1 + ((sizes ** 2).sum() / 945 - 1) * rho)
+    phi = fit.draws_of("phi").reshape(-1)[123]
+    ages, subject = np.asarray(data["x_age"]), np.asarray(data["idx_subject"])
+    exact = 0.0
+    for j in range(1, 232):
+        t = np.sort(ages[subject == j])
+        corr = phi ** np.abs(t[:, None] - t[None, :])
+        exact += np.ones(len(t)) @ np.linalg.solve(corr, np.ones(len(t)))
+    assert draws["effective N within series(subject)"][123] == pytest.approx(exact, rel=1e-9)
+    assert draws["effective obs per series(subject)"][123] == pytest.approx(exact / 231, rel=1e-9)
+    assert "Design effect: subject" in fit.lme4() and "Effective obs per subject series (AR errors)" in fit.lme4()

@@ -129,3 +129,21 @@ def test_render_command_with_a_newline_in_a_csv_header(tmp_path, capsys):
     clean = (tmp_path / "clean" / "model.stan").read_text(encoding="utf-8")
     assert hostile != clean  # the comments name the column as the user wrote it
     assert statements(hostile, tmp_path) == statements(clean, tmp_path)
+
+
+def test_hostile_residual_columns(tmp_path):
+    """`residuals:` names a time column and an sd_by column: both only in comments too."""
+    rng = np.random.default_rng(2)
+
+    def build_with(names, labels):
+        df = pd.DataFrame({names["outcome"]: rng.normal(size=40), names["x"]: rng.normal(size=40),
+                           names["school_id"]: np.repeat(labels, 10), names["class_id"]: np.tile(np.arange(10), 4),
+                           names["w"]: np.tile(["a", "b"], 20)})
+        spec = Spec(outcome=names["outcome"], predictors=[names["x"]],
+                    levels={names["school"]: Level(id=names["school_id"])},
+                    residuals={"correlation": "ar1", "time": names["class_id"], "sd_by": names["w"]})
+        return build(spec, df, generated=("y_rep", "log_lik"))
+
+    hostile, clean = build_with(HOSTILE, HOSTILE_LABELS), build_with(CLEAN, ["a", "b", "0c", "d"])
+    check(hostile.code)
+    assert statements(hostile.code, tmp_path) == statements(clean.code, tmp_path)

@@ -227,7 +227,15 @@ def equations(desc: ModelDescription, columns: dict[str, list[str]] | None = Non
     if family == "gaussian":
         eps = Sym("ε", ix.obs)
         level1.equations.append(Equation((y, " = ", *linear, " + ", eps)))
-        level1.equations.append(Equation((eps, " ~ N(0, ", Sym("σ", sup="2"), ")")))
+        res = desc.residuals
+        sigma = Sym("σ", f"g({ix.obs})") if res is not None and res.sd_by else Sym("σ")
+        if res is not None and res.correlation:  # the error process, as nlme writes it
+            t = res.time
+            level1.equations.append(Equation((eps, " = ", sigma, "·a", ",  a: within each ", res.level, ", a ",
+                                              res.label, " process in ", t, " with variance 1")))
+            level1.equations.append(Equation(("corr(a(", t, "), a(", t, "′)) = φ^|", t, " − ", t, "′|")))
+        else:
+            level1.equations.append(Equation((eps, " ~ N(0, ", Sym("σ", sigma.sub, "2"), ")")))
     elif family == "bernoulli":
         prob = Sym("p", ix.obs)
         level1.equations.append(Equation((y, " ~ Bernoulli(", prob, ")")))
@@ -287,8 +295,13 @@ def equations(desc: ModelDescription, columns: dict[str, list[str]] | None = Non
     where.append(f"y: {desc.outcome}" + (f" (successes out of {desc.trials} trials)" if desc.trials else ""))
     where.append(_index_meaning(desc, ix))
     where += gamma_meaning
-    if desc.family == "gaussian":
+    if desc.family == "gaussian" and desc.residuals is not None and desc.residuals.sd_by:
+        where.append(f"σ_g: sigma(…), the residual sd of each value g of {desc.residuals.sd_by}")
+    elif desc.family == "gaussian":
         where.append("σ: sigma, the residual sd")
+    if desc.residuals is not None and desc.residuals.correlation:
+        where.append(f"φ: phi, the correlation of a {desc.residuals.level}'s errors one {desc.residuals.time} unit "
+                     "apart")
     for lv in [lv for tree in ix.trees for lv in tree]:
         dev = ix.deviation[lv.name]
         if lv.kind == "intercept":

@@ -10,6 +10,15 @@ pooling(level: coefficient) — how far group estimates are pulled toward their 
     ch. 12): per group, omega_j = s² / (s² + tau² · n_j) for an intercept and s² / (s² + tau² · S_xx,j) for a
     slope of x (S_xx,j: the within-group sum of squares of x), averaged over groups; s² is the residual variance
     above. 0 = no pooling, 1 = complete pooling. Other levels are ignored (an approximation with several levels).
+design effect(level) — how much a level's clustering inflates the variance of a mean, against as many
+    independent observations (Kish): 1 + (n̄ − 1)·ICC(level), n̄ the mean group size; with unequal groups also
+    the size-weighted version 1 + (n_w − 1)·ICC, n_w = Σ n_j² / N (the mean group size an observation sees;
+    equal to n̄ when groups are equal). effective N(level) = N / design effect: as many independent observations.
+effective obs per series (with AR errors, `residuals: correlation`) — the information in a series of n_j
+    observations about its mean, 1ᵀC⁻¹1 for its error correlation matrix C: n_j − 2·Σ ρ_k/(1 + ρ_k) over its
+    consecutive pairs, ρ_k = φ^gap_k. With unit gaps this is (n − (n − 2)φ)/(1 + φ) ≈ n(1 − φ)/(1 + φ), the
+    lecture's formula; uneven gaps are used as they are. Reported as the mean over series, and summed
+    (effective N within series).
 R2(level: coefficient) — proportional reduction of a varying coefficient's variance by the group-level
     predictors (Raudenbush & Bryk; Snijders & Bosker's level-2 R²): 1 - tau²(with) / tau²(without), from a fit
     of the same spec without the level's group-level predictors (`without_group_predictors`).
@@ -81,6 +90,31 @@ def pooling(fit: "Fit") -> dict[str, np.ndarray]:
     return out
 
 
+def design_effects(fit: "Fit") -> dict[str, np.ndarray]:
+    """Design effect and effective N per level with a varying intercept; effective observations per series
+    with AR errors (see the module docstring)."""
+    data = fit.program.stan_data
+    n = int(data["N"])
+    out = {}
+    for name, rho in icc(fit).items():
+        level = fit.description.level(name[len("ICC("):-1])
+        sizes = np.bincount(np.asarray(data[f"idx_{level.stan}"]) - 1).astype(float)
+        mean_size, weighted_size = sizes.mean(), (sizes ** 2).sum() / n
+        out[f"design effect({level.name})"] = deff = 1 + (mean_size - 1) * rho
+        out[f"effective N({level.name})"] = n / deff
+        if not np.isclose(mean_size, weighted_size):
+            out[f"design effect({level.name}, size-weighted)"] = deff_w = 1 + (weighted_size - 1) * rho
+            out[f"effective N({level.name}, size-weighted)"] = n / deff_w
+    res = fit.description.residuals
+    if res is not None and res.correlation:
+        phi = fit.posterior["phi"].values.reshape(-1)
+        rho = phi[:, None] ** np.asarray(data["gap"], dtype=float)[None, :]
+        within = n - 2 * (rho / (1 + rho)).sum(axis=1)  # summed over all series
+        out[f"effective obs per series({res.level})"] = within / int(data["N_first"])
+        out[f"effective N within series({res.level})"] = within
+    return out
+
+
 def _table(draws: dict[str, np.ndarray]) -> pd.DataFrame:
     rows = {name: {"mean": v.mean(), "q2.5%": np.quantile(v, 0.025), "q97.5%": np.quantile(v, 0.975)}
             for name, v in draws.items()}
@@ -88,8 +122,9 @@ def _table(draws: dict[str, np.ndarray]) -> pd.DataFrame:
 
 
 def quantities(fit: "Fit") -> pd.DataFrame:
-    """ICC of each level and pooling factor of each varying coefficient: mean and 95% interval."""
-    return _table(icc(fit) | pooling(fit))
+    """ICC of each level, pooling factor of each varying coefficient, design effects and effective N:
+    mean and 95% interval."""
+    return _table(icc(fit) | pooling(fit) | design_effects(fit))
 
 
 def without_group_predictors(spec: Spec) -> Spec:

@@ -267,7 +267,10 @@ def build_report(fit: "Fit", run_dir: str | Path) -> Report:
 
     def quantities(s: Section) -> None:
         s.intro = ("ICC: share of the variance at each level (varying intercepts; latent scale for logit models). "
-                   "pooling: how far group estimates are pulled toward their prediction (0 = none, 1 = complete).")
+                   "pooling: how far group estimates are pulled toward their prediction (0 = none, 1 = complete). "
+                   "design effect: 1 + (n̄ − 1)·ICC, how much the clustering inflates a mean's variance; effective N: "
+                   "N / design effect. With AR errors, effective observations per series: 1ᵀC⁻¹1 of its error "
+                   "correlation, ≈ n(1 − φ)/(1 + φ) for unit gaps.")
         s.table = frame_table(multilevel.quantities(fit), "quantity")
 
     def parameterization(s: Section) -> None:

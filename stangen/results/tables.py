@@ -194,6 +194,33 @@ def varcorr(fit: "Fit") -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _design_effect_lines(fit: "Fit", n: int) -> list[str]:
+    """'Design effect: school 2.31 [2.05, 2.60] (effective N 1020 of 2287)' and, with AR errors, the effective
+    observations per series (stangen.results.multilevel.design_effects)."""
+    from .multilevel import design_effects
+
+    try:
+        draws = design_effects(fit)
+    except (KeyError, ValueError, ZeroDivisionError):  # a fit without the needed draws: no line
+        return []
+    parts = []
+    for lv in fit.description.levels:
+        deff = draws.get(f"design effect({lv.name})")
+        if deff is not None:
+            lo, hi = np.quantile(deff, [0.025, 0.975])
+            parts.append(f"{lv.name} {deff.mean():.2f} [{lo:.2f}, {hi:.2f}] "
+                         f"(effective N {draws[f'effective N({lv.name})'].mean():.0f} of {n})")
+    lines = [f"Design effect: {'; '.join(parts)}"] if parts else []
+    res = fit.description.residuals
+    if res is not None and res.correlation:
+        per = draws[f"effective obs per series({res.level})"]
+        lo, hi = np.quantile(per, [0.025, 0.975])
+        series = int(fit.program.stan_data["N_first"])
+        lines.append(f"Effective obs per {res.level} series (AR errors): {per.mean():.2f} [{lo:.2f}, {hi:.2f}] "
+                     f"of {n / series:.2f}")
+    return lines
+
+
 def residual_structure_text(fit: "Fit", digits: int = 3) -> list[str]:
     """nlme's blocks for the errors' structure: 'Correlation Structure' (phi) and 'Variance function'
     (each value's sd relative to the first's); [] for independent errors with one sd."""
@@ -272,6 +299,7 @@ def lme4_text(fit: "Fit", digits: int = 3) -> str:
     groups = ", ".join(f"{lv.name}, {len(fit.program.data.labels[lv.name])}" for lv in d.levels)
     dropped = f" ({fit.program.data.dropped.note()})" if fit.program.data.dropped else ""
     lines.append(f"Number of obs: {n}{dropped}" + (f", groups:  {groups}" if groups else ""))
+    lines += _design_effect_lines(fit, n)
     if fit.program.parameterization:
         choices = fit.program.parameterization
         line = "Sampled: " + ", ".join(f"{c.level} {c.parameterization}" + (
