@@ -15,8 +15,6 @@ import jinja2
 from .model import LevelDescription, ModelDescription, PriorTarget, Term, VaryingCoefficient, prior_targets
 from .names import comment_text
 
-LINKS = {"gaussian": "", "bernoulli": "logit", "binomial": "logit", "poisson": "log"}
-
 
 def _template_dir() -> Path:
     try:
@@ -93,11 +91,7 @@ def environment() -> jinja2.Environment:
 
 def equations(d: ModelDescription) -> list[str]:
     """The model as equations in the program's own names, for the header comment."""
-    lhs = {"gaussian": "mu[i]", "bernoulli": "logit(p[i])", "binomial": "logit(p[i])", "poisson": "log(lambda[i])"}
-    first = {"gaussian": f"{d.outcome}[i] ~ normal(mu[i], sigma)",
-             "bernoulli": f"{d.outcome}[i] ~ bernoulli(p[i])",
-             "binomial": f"{d.outcome}[i] ~ binomial({d.trials}[i], p[i])",
-             "poisson": f"{d.outcome}[i] ~ poisson(lambda[i])"}[d.family]
+    first, lhs = d.family.header(d.outcome, d.trials)
     res = d.residuals
     if res is not None:  # the errors' structure, in nlme's terms
         sd = f"sigma[{res.sd_by}[i]]" if res.sd_by else "sigma"
@@ -132,7 +126,7 @@ def equations(d: ModelDescription) -> list[str]:
             slopes = ", ".join(c.term.name for c in lv.coefficients if c.term is not None)
             how += f"; sampled with {slopes} centered at the mean{'s' if ',' in slopes else ''}"
         rest.append(f"  ({lv.name}: {how})")
-    return [first, f"{lhs[d.family]} = {' + '.join(parts) or '0'}", *rest]
+    return [first, f"{lhs} = {' + '.join(parts) or '0'}", *rest]
 
 
 def with_comment_text(value):
@@ -156,6 +150,6 @@ def render(desc: ModelDescription) -> str:
     template = environment().get_template("program.stan.j2")
     # the spec's name stays out of the program: it is no part of the structure, and the text is the cache key
     title = f"A {desc.family} multilevel model" if desc.levels else f"A {desc.family} model"
-    return template.render(d=desc, priors=prior_targets(desc), link=LINKS[desc.family], title=title,
+    return template.render(d=desc, priors=prior_targets(desc), link=desc.family.stan_link, title=title,
                            equations=equations(desc),
                            has_generated=desc.intercept_centered or bool(desc.levels) or bool(desc.generated))

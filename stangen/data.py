@@ -289,46 +289,9 @@ def _compound_keys(df: pd.DataFrame, id_columns: list[str]) -> pd.Series:
 
 
 def _outcome(desc: ModelDescription, df: pd.DataFrame, c: _Collector) -> dict[str, Any]:
-    family, column = desc.family, desc.outcome
-    series = df[column]
-    if pd.api.types.is_bool_dtype(series) and family == "bernoulli":
-        series = series.astype(int)
-    if not _is_numeric(series):
-        c.add("outcome", f"outcome '{column}' must be numeric for family {family}, got text such as {series.iloc[0]!r}")
-        return {}
-    y = series.to_numpy(dtype=float)
-    if not np.isfinite(y).all():
-        c.add("outcome", f"outcome '{column}' has infinite values at {_rows(~np.isfinite(y))}")
-        return {}
-    if family == "gaussian":
-        if np.std(y) == 0:
-            c.add("outcome", f"outcome '{column}' is constant ({y[0]}); there is nothing to model")
-        return {"y": y}
-    integer = y == np.round(y)
-    if family == "bernoulli":
-        bad = ~np.isin(y, (0, 1))
-        if bad.any():
-            c.add("outcome", f"family bernoulli needs outcome '{column}' to be 0 or 1; other values at {_rows(bad)}")
-        return {"y": y.astype(int)}
-    bad = (y < 0) | ~integer
-    if bad.any():
-        c.add("outcome", f"family {family} needs outcome '{column}' to be a non-negative integer count; "
-                         f"bad values ({', '.join(label_text(v) for v in np.unique(y[bad])[:3])}) at {_rows(bad)}")
-    out: dict[str, Any] = {"y": np.round(y).astype(int)}
-    if family == "binomial":
-        trials = df[desc.trials]
-        if not _is_numeric(trials):
-            c.add("trials", f"trials column '{desc.trials}' must hold integer counts")
-            return out
-        n = trials.to_numpy(dtype=float)
-        bad_n = (n < 0) | (n != np.round(n))
-        if bad_n.any():
-            c.add("trials", f"trials column '{desc.trials}' must hold non-negative integers; bad at {_rows(bad_n)}")
-        over = y > n
-        if over.any():
-            c.add("outcome", f"successes '{column}' exceed trials '{desc.trials}' at {_rows(over)}")
-        out["trials"] = np.round(n).astype(int)
-    return out
+    """The outcome (and trials) as Stan data, checked by the family (stangen/families.py)."""
+    return desc.family.outcome_data(df[desc.outcome], desc.outcome, df[desc.trials] if desc.trials else None,
+                                    desc.trials, c.add)
 
 
 def _residuals(desc: ModelDescription, df: pd.DataFrame, levels: dict, usable: set[str], c: _Collector

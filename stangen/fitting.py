@@ -109,12 +109,14 @@ def naming(desc: ModelDescription, prepared: PreparedData) -> Naming:
                     n.population.append((f"cor({lv.name}: {lv.coefficients[a].name}, {lv.coefficients[b].name})",
                                          f"corr_{lv.stan}[{a},{b}]"))
     res = desc.residuals
-    if desc.family == "gaussian" and res is not None and res.sd_by:
-        n.coords["sigma_by"] = list(prepared.sigma_labels)
-        n.dims["sigma"] = ["sigma_by"]
-        n.population += [(f"sigma({res.sd_by}: {label})", f"sigma[{k}]") for k, label in enumerate(prepared.sigma_labels)]
-    elif desc.family == "gaussian":
-        n.population.append(("sigma", "sigma"))
+    for aux in desc.family.aux:
+        if aux.name == "sigma" and res is not None and res.sd_by:
+            n.coords["sigma_by"] = list(prepared.sigma_labels)
+            n.dims["sigma"] = ["sigma_by"]
+            n.population += [(f"sigma({res.sd_by}: {label})", f"sigma[{k}]")
+                             for k, label in enumerate(prepared.sigma_labels)]
+        else:
+            n.population.append((aux.name, aux.name))
     if res is not None and res.correlation:
         n.population.append((f"phi ({res.label}, {res.time} within {res.level})", "phi"))
     return n

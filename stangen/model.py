@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Iterable, Literal, Mapping
 
 from .errors import Problem, SpecError
+from .families import AuxParameter, Family, get_family
 from .names import NameRegistry, sanitize
 from .residuals import Residuals
 from .spec import Prior, Spec, parse_prior
@@ -189,12 +190,13 @@ class LevelDescription:
 @dataclass(frozen=True)
 class ModelDescription:
     name: str
-    family: str
+    family: Family
     outcome: str
     trials: str | None
     intercept: bool
     intercept_prior: PriorChoice | None
-    sigma_prior: PriorChoice | None
+    # the family's auxiliary parameters (sigma, …) with their priors, in the family's order
+    aux_priors: tuple[tuple[AuxParameter, PriorChoice], ...]
     terms: tuple[Term, ...]
     levels: tuple[LevelDescription, ...]
     categorical: frozenset[str]
@@ -267,8 +269,6 @@ def generated_quantities(generated: str | Iterable[str] | None) -> tuple[str, ..
 
 
 _DEFAULTS = {"coefficient": "normal", "scale": "exponential", "correlation": "lkj"}
-_CLASS_OF = {"intercept": "coefficient", "coefficients": "coefficient", "sd": "scale", "sigma": "scale",
-             "correlation": "correlation"}
 
 
 def _prior(spec: Spec, keys: list[str], prior_class: str) -> PriorChoice:
@@ -290,6 +290,7 @@ def describe(spec: Spec, categorical: set[str] | frozenset[str] = frozenset(),
     `pooled_order`: levels in the order they are offered the pooled coefficients as their groups' mean
     (see _link_levels); default: the spec's order, parents first."""
     generated = generated_quantities(generated)
+    family = get_family(spec.family)
     categorical = frozenset(categorical) | frozenset(spec.categorical)
     problems: list[Problem] = []
     names = NameRegistry()
@@ -369,10 +370,10 @@ def describe(spec: Spec, categorical: set[str] | frozenset[str] = frozenset(),
     if problems:
         raise SpecError(problems)
     return ModelDescription(
-        name=sanitize(spec.name or "model"), family=spec.family, outcome=spec.outcome, trials=spec.trials,
+        name=sanitize(spec.name or "model"), family=family, outcome=spec.outcome, trials=spec.trials,
         intercept=spec.intercept,
         intercept_prior=_prior(spec, ["intercept"], "coefficient") if spec.intercept else None,
-        sigma_prior=_prior(spec, ["sigma"], "scale") if spec.family == "gaussian" else None,
+        aux_priors=tuple((aux, _prior(spec, [aux.name], aux.prior_class)) for aux in family.aux),
         terms=tuple(terms), levels=tuple(levels), categorical=categorical,
         reference=tuple(sorted(spec.reference.items())), generated=generated, columns=tuple(spec.columns.items()),
         residuals=Residuals.from_spec(spec.residuals))
@@ -472,11 +473,12 @@ class PriorTarget:
     key: str  # stem of its data names: prior_<key>_<arg>
     param: str  # the Stan parameter it applies to
     choice: PriorChoice
-    role: str  # intercept | term | sigma | sd | correlation | effect
+    role: str  # intercept | term | aux | sd | correlation | effect
     level: LevelDescription | None = None
     coefficient: VaryingCoefficient | None = None
     term: Term | None = None
     effect: GroupEffect | None = None
+    aux: AuxParameter | None = None
     vector: bool = False  # its numbers are vectors (one per element of the parameter)
 
     def data_name(self, arg: str) -> str:
@@ -496,8 +498,8 @@ def prior_targets(desc: ModelDescription) -> list[PriorTarget]:
             for effect in coef.effects:
                 out.append(PriorTarget(effect.name, effect.param, effect.prior, "effect", level=level,
                                        coefficient=coef, effect=effect, vector=effect.predictor.categorical))
-    if desc.sigma_prior is not None:
-        out.append(PriorTarget("sigma", "sigma", desc.sigma_prior, "sigma"))
+    for aux, choice in desc.aux_priors:
+        out.append(PriorTarget(aux.name, aux.name, choice, "aux", aux=aux))
     for level in desc.levels:
         out.append(PriorTarget(f"sd_{level.stan}", level.sd, level.sd_prior, "sd", level=level,
                                vector=level.n_coef > 1))

@@ -96,17 +96,10 @@ def suggested_adapt_delta(choices) -> float | None:
 
 
 def _working_response(desc: ModelDescription, data: dict) -> tuple[np.ndarray, np.ndarray, bool]:
-    """(z, w, estimate_sigma): a normal working model z_i ~ N(eta_i, σ²/w_i) around the pooled fit."""
+    """(z, w, estimate_sigma): a normal working model z_i ~ N(eta_i, σ²/w_i) around the pooled fit (the
+    family's, stangen/families.py)."""
     y = np.asarray(data["y"], dtype=float)
-    if desc.family == "gaussian":
-        return y, np.ones_like(y), True
-    if desc.family in ("bernoulli", "binomial"):
-        n = np.asarray(data["trials"], dtype=float) if desc.family == "binomial" else np.ones_like(y)
-        p = np.clip(y.sum() / max(n.sum(), 1.0), 0.02, 0.98)
-        w = np.maximum(n, 1.0) * p * (1 - p)
-        return np.log(p / (1 - p)) + (y - n * p) / np.maximum(n, 1.0) / (p * (1 - p)), w, False
-    rate = max(y.mean(), 0.05)  # poisson
-    return np.log(rate) + (y - rate) / rate, np.full_like(y, rate), False
+    return desc.family.working_response(y, np.asarray(data["trials"], dtype=float) if "trials" in data else None)
 
 
 def _design(level: LevelDescription, data: dict, n: int) -> np.ndarray:

@@ -33,13 +33,8 @@ COEF_SCALE = 2.5
 
 
 def _outcome_scale(desc: ModelDescription, data: dict) -> tuple[float, float]:
-    """(scale s_y, intercept location)."""
-    y = np.asarray(data["y"], dtype=float)
-    if desc.family == "gaussian":
-        return float(np.std(y)), float(np.mean(y))
-    if desc.family == "poisson":
-        return 1.0, float(np.log(max(np.mean(y), 0.1)))
-    return 1.0, 0.0
+    """(scale s_y, intercept location): the family's (stangen/families.py)."""
+    return desc.family.outcome_scale(np.asarray(data["y"], dtype=float))
 
 
 def _safe(sd: np.ndarray) -> np.ndarray:
@@ -62,8 +57,8 @@ def _default_args(target: PriorTarget, desc: ModelDescription, prepared: "Prepar
         values = np.asarray(data[target.effect.predictor.data], dtype=float)
         s_w = _safe(np.std(values, axis=0))
         return {"location": np.zeros_like(s_w), "scale": COEF_SCALE * s_y / (s_k * s_w)}
-    if role == "sigma":
-        return {"rate": 1.0 / s_y}
+    if role == "aux":  # sigma …: exponential(rate / s_y), the family's rate (stangen/families.py)
+        return {"rate": target.aux.default_rate_per_sd / s_y}
     if role == "sd":
         s_x = np.array([1.0 if c.term is None else float(_safe(np.std(data[f"x_{c.term.stan}"]))[0])
                         for c in target.level.coefficients])

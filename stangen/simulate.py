@@ -32,6 +32,7 @@ import yaml
 
 from .data import categorical_columns, prepare
 from .errors import Problem, SpecError
+from .families import get_family
 from .model import describe
 from .program import load_data, load_spec
 from .spec import Spec
@@ -92,7 +93,7 @@ def _design_frame(spec: Spec, groups: dict[str, int], per_group: int, rng: np.ra
                 values = dict(zip(keys, rng.choice(["a", "b"], len(keys)) if pred in spec.categorical
                                   else rng.normal(0, 1, len(keys))))
                 df[pred] = df[column].map(values)
-    if spec.family == "binomial":
+    if get_family(spec.family).takes_trials:
         df[spec.trials] = DEFAULT_TRIALS
     res = spec.residuals or {}
     if res.get("correlation"):
@@ -100,7 +101,7 @@ def _design_frame(spec: Spec, groups: dict[str, int], per_group: int, rng: np.ra
         df[res["time"]] = df.groupby(series).cumcount()  # 0, 1, 2, … within each series
     if res.get("sd_by") and res["sd_by"] not in df:
         df[res["sd_by"]] = rng.choice(["a", "b"], n)
-    df[spec.outcome] = 0.0 if spec.family == "gaussian" else 0
+    df[spec.outcome] = np.zeros(n, dtype=int if get_family(spec.family).discrete else float)
     return df
 
 
@@ -131,8 +132,9 @@ def _placeholder_outcome(spec: Spec, frame: pd.DataFrame, rng) -> pd.DataFrame:
     priors a gaussian stand-in has mean 0 and sd 1 (counts: 0/1)."""
     frame = frame.copy()
     n = len(frame)
-    frame[spec.outcome] = np.arange(n) % 2 if spec.family != "gaussian" else rng.normal(0, 1, n)
-    if spec.family == "binomial":
+    family = get_family(spec.family)
+    frame[spec.outcome] = family.placeholder(n, rng)
+    if family.takes_trials:
         frame[spec.outcome] = np.minimum(frame[spec.outcome], frame[spec.trials])
     return frame
 
@@ -140,7 +142,7 @@ def _placeholder_outcome(spec: Spec, frame: pd.DataFrame, rng) -> pd.DataFrame:
 def _complete(desc, prepared, params: dict) -> dict:
     """Fill in every true value; a missing one is an error naming it (no silent zeros)."""
     problems, truth = [], {}
-    known = {"Intercept", "coefficients", "effects", "sd", "cor", "sigma", "phi"}
+    known = {"Intercept", "coefficients", "effects", "sd", "cor", "phi"} | {a.name for a in desc.family.aux}
     for key in params:
         if key not in known:
             problems.append(Problem(f"params.{key}", f"unknown key (allowed: {', '.join(sorted(known))})"))
@@ -188,7 +190,8 @@ def _complete(desc, prepared, params: dict) -> dict:
                 matrix = np.eye(k)
             truth["cor"][lv.name] = matrix.tolist()
     res = desc.residuals
-    if desc.family == "gaussian" and res is not None and res.sd_by:
+    aux_names = [a.name for a in desc.family.aux]
+    if "sigma" in aux_names and res is not None and res.sd_by:
         labels = prepared.sigma_labels
         given = params.get("sigma")
         given = {str(k): v for k, v in given.items()} if isinstance(given, dict) else given
@@ -200,10 +203,12 @@ def _complete(desc, prepared, params: dict) -> dict:
             problems.append(Problem("params.sigma", f"the residual sd of each value of '{res.sd_by}' "
                                                     f"({', '.join(labels)}), or one number for all"))
             truth["sigma"] = {label: 1.0 for label in labels}
-    elif desc.family == "gaussian":
-        if "sigma" not in params:
-            problems.append(Problem("params.sigma", "missing: the residual sd"))
-        truth["sigma"] = float(params.get("sigma", 1))
+    for aux in desc.family.aux:  # the family's other parameters, one number each
+        if aux.name in truth:
+            continue
+        if aux.name not in params:
+            problems.append(Problem(f"params.{aux.name}", f"missing: the {aux.meaning}"))
+        truth[aux.name] = float(params.get(aux.name, 1))
     if res is not None and res.correlation:
         phi = params.get("phi")
         if not isinstance(phi, (int, float)) or isinstance(phi, bool) or not res.phi_lower < phi < 1:
@@ -282,10 +287,11 @@ def _prior_draw(desc, prepared, rng) -> dict:
             truth["sd"][lv.name] = {c.name: float(s) for c, s in zip(lv.coefficients, sd_raw)}
             truth["cor"][lv.name] = cor_raw.tolist()
     res = desc.residuals
-    if desc.family == "gaussian" and res is not None and res.sd_by:
-        truth["sigma"] = {label: float(draw("sigma")) for label in prepared.sigma_labels}
-    elif desc.family == "gaussian":
-        truth["sigma"] = float(draw("sigma"))
+    for aux in desc.family.aux:
+        if aux.name == "sigma" and res is not None and res.sd_by:
+            truth["sigma"] = {label: float(draw("sigma")) for label in prepared.sigma_labels}
+        else:
+            truth[aux.name] = float(draw(aux.name))
     if res is not None and res.correlation:  # its prior: uniform on its range
         truth["phi"] = float(rng.uniform(res.phi_lower, 1))
     return truth
@@ -359,10 +365,5 @@ def _draw_outcome(desc, prepared, truth, rng) -> np.ndarray:
                 gamma = np.array([truth["effects"][lv.name][c.name][col] for col in cols])
                 b += w.reshape(n_groups, -1) @ gamma
             eta += b[idx] * (1.0 if c.term is None else np.asarray(data[f"x_{c.term.stan}"]))
-    if desc.family == "gaussian":
-        return eta + _errors(desc, prepared, truth, rng)
-    if desc.family == "bernoulli":
-        return rng.binomial(1, 1 / (1 + np.exp(-eta)))
-    if desc.family == "binomial":
-        return rng.binomial(np.asarray(data["trials"]), 1 / (1 + np.exp(-eta)))
-    return rng.poisson(np.exp(np.clip(eta, -30, 20)))
+    aux = {a.name: truth[a.name] for a in desc.family.aux}
+    return desc.family.draw(eta, aux, data.get("trials"), lambda: _errors(desc, prepared, truth, rng), rng)

@@ -5,6 +5,7 @@ from hypothesis import strategies as st
 
 from stangen import Level, Spec
 from stangen.codegen import render
+from stangen.families import get_family
 from stangen.model import describe
 from stangen.stanc import check
 
@@ -38,7 +39,9 @@ def specs(draw):
                                parameterization=draw(st.sampled_from(["centered", "noncentered"])))
     if not intercept and not terms and not levels:
         intercept = True
-    priors = {k: draw(st.sampled_from(v)) for k, v in PRIORS.items() if draw(st.booleans())}
+    aux = {a.name for a in get_family(family).aux}  # a family's own parameters only (sigma: gaussian)
+    priors = {k: draw(st.sampled_from(v)) for k, v in PRIORS.items()
+              if (k not in ("sigma",) or k in aux) and draw(st.booleans())}
     spec = Spec(outcome="y", family=family, trials="n" if family == "binomial" else None, predictors=terms,
                 categorical=categorical + (["w_cat"] if any("w_cat" in p for lv in levels.values()
                                                             for p in lv.varying.values()) else []),

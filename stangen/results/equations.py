@@ -224,7 +224,7 @@ def equations(desc: ModelDescription, columns: dict[str, list[str]] | None = Non
     y = Sym("y", ix.obs)
     level1 = Section(_level1_title(desc, ix))
     family = desc.family
-    if family == "gaussian":
+    if family.additive_errors:
         eps = Sym("ε", ix.obs)
         level1.equations.append(Equation((y, " = ", *linear, " + ", eps)))
         res = desc.residuals
@@ -236,23 +236,11 @@ def equations(desc: ModelDescription, columns: dict[str, list[str]] | None = Non
             level1.equations.append(Equation(("corr(a(", t, "), a(", t, "′)) = φ^|", t, " − ", t, "′|")))
         else:
             level1.equations.append(Equation((eps, " ~ N(0, ", Sym("σ", sigma.sub, "2"), ")")))
-    elif family == "bernoulli":
-        prob = Sym("p", ix.obs)
-        level1.equations.append(Equation((y, " ~ Bernoulli(", prob, ")")))
-        level1.equations.append(Equation(("logit(", prob, ") = ", *linear)))
-    elif family == "binomial":
-        prob = Sym("p", ix.obs)
-        level1.equations.append(Equation((y, " ~ Binomial(", Sym(desc.trials or "n", ix.obs, name=True), ", ",
-                                          prob, ")")))
-        level1.equations.append(Equation(("logit(", prob, ") = ", *linear)))
-    elif family == "poisson":
-        rate = Sym("λ", ix.obs)
-        level1.equations.append(Equation((y, " ~ Poisson(", rate, ")")))
-        level1.equations.append(Equation(("log(", rate, ") = ", *linear)))
-    else:  # a family added later: show the linear predictor
-        eta = Sym("η", ix.obs)
-        level1.equations.append(Equation((y, f" ~ {family}(", eta, ")")))
-        level1.equations.append(Equation((eta, " = ", *linear)))
+    else:  # y ~ distribution(mean), link(mean) = linear predictor
+        mean = Sym(family.mean_symbol, ix.obs)
+        given = [Sym(desc.trials or "n", ix.obs, name=True), ", "] if family.takes_trials else []
+        level1.equations.append(Equation((y, f" ~ {family.distribution}(", *given, mean, ")")))
+        level1.equations.append(Equation((f"{family.link}(", mean, ") = ", *linear)))
     sections = [level1]
 
     # level-2 (and higher) equations: one per level-1 coefficient
@@ -295,9 +283,9 @@ def equations(desc: ModelDescription, columns: dict[str, list[str]] | None = Non
     where.append(f"y: {desc.outcome}" + (f" (successes out of {desc.trials} trials)" if desc.trials else ""))
     where.append(_index_meaning(desc, ix))
     where += gamma_meaning
-    if desc.family == "gaussian" and desc.residuals is not None and desc.residuals.sd_by:
+    if desc.family.additive_errors and desc.residuals is not None and desc.residuals.sd_by:
         where.append(f"σ_g: sigma(…), the residual sd of each value g of {desc.residuals.sd_by}")
-    elif desc.family == "gaussian":
+    elif desc.family.additive_errors:
         where.append("σ: sigma, the residual sd")
     if desc.residuals is not None and desc.residuals.correlation:
         where.append(f"φ: phi, the correlation of a {desc.residuals.level}'s errors one {desc.residuals.time} unit "

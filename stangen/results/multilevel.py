@@ -43,23 +43,10 @@ def _sd(fit: "Fit", level, k: int) -> np.ndarray:
 
 
 def residual_variance(fit: "Fit") -> np.ndarray:
+    """The residual variance per draw, on the latent scale where the family has one (stangen/families.py)."""
     d = fit.description
-    n = fit.posterior.sizes["chain"] * fit.posterior.sizes["draw"]
-    if d.family == "gaussian":
-        sigma = fit.posterior["sigma"].values
-        if sigma.ndim == 3:  # one sd per value of sd_by: the residual variance averaged over the observations
-            counts = np.bincount(np.asarray(fit.program.stan_data["sigma_group"]) - 1, minlength=sigma.shape[2])
-            return (sigma.reshape(-1, sigma.shape[2]) ** 2) @ (counts / counts.sum())
-        return sigma.reshape(-1) ** 2
-    if d.family in ("bernoulli", "binomial"):
-        return np.full(n, np.pi ** 2 / 3)
     intercept_var = sum(_sd(fit, lv, 0) ** 2 for lv in d.levels if lv.coefficients[0].name == INTERCEPT)
-    if d.intercept:
-        log_mean = fit.posterior["Intercept"].values.reshape(-1)
-    else:
-        log_mean = np.full(n, np.log(max(np.mean(fit.program.stan_data["y"]), 1e-3)))
-    lam = np.exp(log_mean + np.asarray(intercept_var) / 2)
-    return np.log1p(1 / lam)
+    return d.family.latent_residual_variance(fit, intercept_var)
 
 
 def icc(fit: "Fit") -> dict[str, np.ndarray]:

@@ -149,8 +149,9 @@ def _prior_names(target, desc, data) -> list[str]:
         shown = [col if c.term is None else f"{c.term.name}:{col}" for col in cols]
         on = "intercept" if c.term is None else f"{c.name} slope"
         return [f"{s} (on the {target.level.name} {on})" for s in shown]
-    if role == "sigma":
-        return ["sigma" + (f" (each of {', '.join(data.sigma_labels)})" if data.sigma_labels else "")]
+    if role == "aux":
+        each = f" (each of {', '.join(data.sigma_labels)})" if data.sigma_labels and target.aux.name == "sigma" else ""
+        return [target.aux.name + each]
     if role == "sd":
         return [f"sd({target.level.name}: {c.name})" for c in target.level.coefficients]
     if role == "correlation":

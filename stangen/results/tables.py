@@ -180,8 +180,8 @@ def varcorr(fit: "Fit") -> pd.DataFrame:
                 for b in range(a + 1, lv.n_coef):
                     rows.append({"group": lv.name, "name": names[a], "name2": names[b], "variance": None,
                                  "sd": None, "cor": float(corr[..., a, b].mean())})
-    if fit.description.family == "gaussian":
-        sigma = fit.posterior["sigma"].values
+    if fit.description.family.residual_sd is not None:
+        sigma = fit.posterior[fit.description.family.residual_sd.name].values
         res = fit.description.residuals
         if sigma.ndim == 3:  # residuals: sd_by — one row per value
             for k, label in enumerate(fit.program.data.sigma_labels):
@@ -250,7 +250,7 @@ def residual_structure_text(fit: "Fit", digits: int = 3) -> list[str]:
 def lme4_formula(fit: "Fit") -> str:
     """The model in lme4 syntax, e.g. 'Reaction ~ Days + (Days | Subject)'."""
     d = fit.description
-    lhs = f"cbind({d.outcome}, {d.trials} - {d.outcome})" if d.family == "binomial" else d.outcome
+    lhs = f"cbind({d.outcome}, {d.trials} - {d.outcome})" if d.family.takes_trials else d.outcome
     fixed = ["1" if d.intercept else "0"] + [t.name for t in d.terms]
     for lv in d.levels:
         for c in lv.coefficients:
@@ -268,7 +268,7 @@ def lme4_formula(fit: "Fit") -> str:
             terms = "0 + " + terms
         bar = "||" if lv.kind == "independent" else "|"
         bars.append(f"({terms} {bar} {group})")
-    family = "" if d.family == "gaussian" else f", family = {d.family}"
+    family = "" if d.family.is_default else f", family = {d.family}"
     return f"{lhs} ~ {' + '.join(fixed + bars)}{family}"
 
 
@@ -277,7 +277,7 @@ def lme4_text(fit: "Fit", digits: int = 3) -> str:
     d = fit.description
     info = fit.info.get("settings", {})
     chains, draws = fit.posterior.sizes["chain"], fit.posterior.sizes["draw"]
-    lines = [f"Bayesian multilevel model ({d.family}{'' if d.family == 'gaussian' else ', ' + _link(d.family) + ' link'})"
+    lines = [f"Bayesian multilevel model ({d.family}{'' if d.family.link == 'identity' else ', ' + d.family.link + ' link'})"
              f" fitted with Stan ({fit.info.get('backend', '?')}, NUTS: {chains} chains x {draws} draws"
              f"{', warmup ' + str(info['warmup']) if 'warmup' in info else ''})",
              f"Formula: {lme4_formula(fit)}", "", "Random effects (posterior means):"]
@@ -316,10 +316,6 @@ def lme4_text(fit: "Fit", digits: int = 3) -> str:
         rows.append((_lme4_name(name), *(f"{v:.{digits}f}" for v in row.values)))
     lines += _columns(rows, left=1)
     return "\n".join(lines) + "\n"
-
-
-def _link(family: str) -> str:
-    return {"bernoulli": "logit", "binomial": "logit", "poisson": "log"}.get(family, "identity")
 
 
 def _lme4_name(name) -> str:

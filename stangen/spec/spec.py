@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import SpecError
+from ..families import DEFAULT as DEFAULT_FAMILY
 from .validate import INTERCEPT, used_columns, validate
 from .yaml_io import dump_yaml, read_yaml
 
@@ -73,7 +74,7 @@ class Spec:
     outcome: str
     predictors: Sequence[str] = ()
     levels: Mapping[str, Level] = field(default_factory=dict)
-    family: str = "gaussian"
+    family: str = DEFAULT_FAMILY
     trials: str | None = None
     categorical: Sequence[str] = ()
     reference: Mapping[str, str] = field(default_factory=dict)
@@ -150,7 +151,7 @@ class Spec:
 
     def to_yaml(self) -> str:
         data = self.to_dict()
-        defaults = {"family": "gaussian", "intercept": True, "missing": "error"}
+        defaults = {"family": DEFAULT_FAMILY, "intercept": True, "missing": "error"}
         lean = {k: v for k, v in data.items() if v not in (None, [], {}) and defaults.get(k, object()) != v}
         if "residuals" in lean:
             lean["residuals"] = {k: v for k, v in lean["residuals"].items() if v is not None}

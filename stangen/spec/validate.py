@@ -9,9 +9,11 @@ import difflib
 from collections.abc import Mapping
 
 from ..errors import Problem
+from ..families import DEFAULT as DEFAULT_FAMILY
+from ..families import FAMILIES as _FAMILIES
 from .priors import parse_prior
 
-FAMILIES = ("gaussian", "bernoulli", "binomial", "poisson")
+FAMILIES = tuple(_FAMILIES)
 TOP_KEYS = ("name", "data", "family", "outcome", "trials", "predictors", "categorical",
             "reference", "intercept", "levels", "priors", "sampler", "missing", "residuals")
 # rows with a missing value in a column the model uses: an error (default), or dropped (lme4's na.omit)
@@ -24,7 +26,7 @@ LEVEL_KEYS = ("id", "within", "varying", "correlated", "predictors", "means", "u
 # how a level's group effects are sampled; auto decides from the data (stangen/parameterization.py)
 PARAMETERIZATIONS = ("auto", "centered", "noncentered", "integrated")
 PRIOR_CLASSES = {"intercept": "coefficient", "coefficients": "coefficient", "sd": "scale",
-                 "sigma": "scale", "correlation": "correlation"}
+                 "correlation": "correlation"}  # and the family's auxiliary parameters (sigma, …)
 # sampler key → (type, lower bound, upper bound, inclusive lower)
 SAMPLER_KEYS = {
     "chains": (int, 1, None), "parallel_chains": (int, 1, None), "warmup": (int, 0, None),
@@ -111,16 +113,18 @@ def validate(raw: object, lines: Mapping[str, int] | None = None) -> tuple[dict,
     spec: dict = {}
     spec["name"] = c.string(raw.get("name"), "name")
     spec["data"] = c.string(raw.get("data"), "data")
-    family = raw.get("family", "gaussian")
-    if family not in FAMILIES:
+    family = raw.get("family", DEFAULT_FAMILY)
+    known = _FAMILIES.get(family) if isinstance(family, str) else None
+    if known is None:
         c.add("family", f"unknown family {family!r}{suggest(family, FAMILIES)} (allowed: {', '.join(FAMILIES)})")
     spec["family"] = family
     outcome = spec["outcome"] = c.string(raw.get("outcome"), "outcome", required=True)
     trials = spec["trials"] = c.string(raw.get("trials"), "trials")
-    if family == "binomial" and trials is None and "trials" not in raw:
-        c.add("trials", "family binomial needs `trials:`, the column holding the number of trials per row")
-    if trials is not None and family != "binomial":
-        c.add("trials", f"only family binomial takes `trials:` (this spec's family is {family})")
+    takers = [f.name for f in _FAMILIES.values() if f.takes_trials]
+    if known is not None and known.takes_trials and trials is None and "trials" not in raw:
+        c.add("trials", f"family {family} needs `trials:`, the column holding the number of trials per row")
+    if trials is not None and known is not None and not known.takes_trials:
+        c.add("trials", f"only family {' or '.join(takers)} takes `trials:` (this spec's family is {family})")
 
     terms = spec["predictors"] = _check_terms(c, raw.get("predictors"), outcome, trials)
     spec["intercept"] = c.boolean(raw.get("intercept"), "intercept", True)
@@ -145,7 +149,7 @@ def validate(raw: object, lines: Mapping[str, int] | None = None) -> tuple[dict,
         if var not in used_vars:
             c.add(f"categorical[{i}]", f"'{var}' is not used by any predictor{suggest(var, used_vars)}")
     spec["reference"] = _check_reference(c, raw.get("reference"), used_vars)
-    spec["priors"] = _check_priors(c, raw.get("priors"), terms, spec["levels"])
+    spec["priors"] = _check_priors(c, raw.get("priors"), terms, spec["levels"], known)
     spec["sampler"] = _check_sampler(c, raw.get("sampler"))
     spec["residuals"] = _check_residuals(c, raw.get("residuals"), family, spec["levels"], outcome)
     if spec["residuals"] and spec["residuals"]["sd_by"]:
@@ -339,7 +343,7 @@ def _check_reference(c: _Checker, value, used_vars) -> dict[str, str]:
     return out
 
 
-def _check_priors(c: _Checker, value, terms, levels) -> dict[str, str]:
+def _check_priors(c: _Checker, value, terms, levels, family) -> dict[str, str]:
     if value is None:
         return {}
     if not isinstance(value, Mapping):
@@ -349,10 +353,17 @@ def _check_priors(c: _Checker, value, terms, levels) -> dict[str, str]:
     group_preds |= {f"mean_{m}" for lv in levels.values() for m in lv["means"]}
     per_level = {f"sd_{n}": "scale" for n in levels} | {f"correlation_{n}": "correlation" for n in levels}
     by_name = {t: "coefficient" for t in [*terms, *group_preds]}
-    allowed = PRIOR_CLASSES | per_level | by_name
+    # the family's auxiliary parameters (with an unknown family, any family's: that problem is reported already)
+    aux = {a.name: a.prior_class for f in ([family] if family else _FAMILIES.values()) for a in f.aux}
+    others = {a.name: f.name for f in _FAMILIES.values() for a in f.aux if a.name not in aux}
+    allowed = PRIOR_CLASSES | aux | per_level | by_name
     out = {}
     for key, text in value.items():
         key = str(key)
+        if key in others:
+            c.add(f"priors.{key}", f"family {family} has no parameter '{key}' (it is family {others[key]}'s); "
+                                   f"this family's: {', '.join(aux) or 'none'}")
+            continue
         if key not in allowed:
             c.add(f"priors.{key}", f"'{key}' is not a prior class or coefficient{suggest(key, allowed)} "
                                    f"(classes: {', '.join(PRIOR_CLASSES)}; also a predictor's name, sd_<level>, "
@@ -384,8 +395,10 @@ def _check_residuals(c: _Checker, value, family, levels: dict, outcome) -> dict 
     out["time"] = c.string(value.get("time"), "residuals.time")
     out["sd_by"] = c.string(value.get("sd_by"), "residuals.sd_by")
     out["level"] = c.string(value.get("level"), "residuals.level")
-    if family is not None and family != "gaussian":
-        c.add("residuals", f"residual structures are for family gaussian only (this spec's family is {family})")
+    if family is not None and family in _FAMILIES and not _FAMILIES[family].residual_structures:
+        having = [f.name for f in _FAMILIES.values() if f.residual_structures]
+        c.add("residuals", f"residual structures are for family {' or '.join(having)} only (this spec's family is "
+                           f"{family})")
     if correlation is None and out["sd_by"] is None and "correlation" not in value:
         c.add("residuals", "gives neither `correlation` nor `sd_by`: nothing to change about the residuals")
     if out["correlation"]:

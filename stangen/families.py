@@ -1,0 +1,326 @@
+"""Families: everything about a likelihood in one object, one registry of them.
+
+A `Family` owns its name and link; what a valid outcome is (with the row-naming error for each violation);
+its auxiliary parameters (sigma …: Stan declaration, prior class and default, meaning); its Stan pieces (the
+GLM function where Stan has one, else the vectorized lpdf/lpmf; the rng of y_rep; the pointwise
+log-likelihood); and its numpy hooks (inverse link, random draws for `simulate`, the working response of the
+`auto` parameterization, the latent residual variance of ICC and pooling). Nothing outside this module
+compares a family's name: the rest of stangen asks the family (tests/test_families.py greps for it).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+if TYPE_CHECKING:
+    from .fitting import Fit
+
+
+@dataclass(frozen=True)
+class AuxParameter:
+    """A family's parameter besides the linear predictor."""
+
+    name: str  # Stan name, prior key (`priors: {sigma: …}`) and the summary's name
+    declaration: str  # its Stan type: "real<lower=0>"
+    meaning: str  # in words: "residual sd"
+    prior_class: str = "scale"  # spec/priors.py class: which prior families it takes
+    default_rate_per_sd: float = 1.0  # default prior exponential(rate / s_y)
+
+
+SIGMA = AuxParameter("sigma", "real<lower=0>", "residual sd")
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    link: str  # "identity" | "logit" | "log"
+    aux: tuple[AuxParameter, ...] = ()
+    takes_trials: bool = False  # binomial: `trials:` is required, and only here
+    residual_structures: bool = False  # `residuals:` (correlated errors, sd_by) apply
+    # Stan pieces: the vectorized density of `y | alpha` (GLM with X and beta when the model has pooled terms)
+    glm_function: str = ""  # e.g. normal_id_glm
+    density: str = ""  # e.g. normal (lpdf) or bernoulli_logit (lpmf)
+    discrete: bool = False  # an integer outcome (lpmf, array[N] int)
+    # the report's equations: y = linear predictor + ε (additive errors), else y ~ distribution(mean) with
+    # link(mean) = linear predictor
+    additive_errors: bool = False
+    distribution: str = ""  # "Poisson"
+    mean_symbol: str = "η"  # "λ"
+
+    def __str__(self) -> str:  # how a family is printed: its name, as the spec writes it
+        return self.name
+
+    # -- the program ----------------------------------------------------------------------------------
+    @property
+    def stan_link(self) -> str:
+        """The link as the program's header names it ('' for identity)."""
+        return "" if self.link == "identity" else self.link
+
+    @property
+    def y_rep_type(self) -> str:
+        return "array[N] int" if self.discrete else "vector[N]"
+
+    def data_lines(self, outcome: str, trials: str | None) -> list[str]:
+        """The outcome's declarations in the data block (with comments in the spec's terms)."""
+        return [f"array[N] int<lower=0> y;  // outcome: {outcome} (counts)"] if self.discrete else \
+            [f"vector[N] y;  // outcome: {outcome}"]
+
+    def _args(self, sigma: str) -> str:
+        return "".join(f", {sigma if a.name == 'sigma' else a.name}" for a in self.aux)
+
+    def _given(self) -> str:
+        return "trials, " if self.takes_trials else ""
+
+    def likelihood(self, alpha: str, pooled: bool, sigma: str = "sigma") -> str:
+        """`target += …` of all observations; `pooled`: with X * beta (through the GLM function)."""
+        kind = "lupmf" if self.discrete else "lupdf"
+        if pooled:
+            return f"target += {self.glm_function}_{kind}(y | {self._given()}X, {alpha}, beta{self._args(sigma)});"
+        return f"target += {self.density}_{kind}(y | {self._given()}{alpha}{self._args(sigma)});"
+
+    def predictive_draws(self, eta: str, sigma: str = "sigma") -> str:
+        """y_rep = … (a replicate of the outcome)."""
+        return f"y_rep = {self.density}_rng({self._given()}{eta}{self._args(sigma)});"
+
+    def pointwise_log_likelihood(self, eta: str, i: str, sigma: str = "sigma") -> str:
+        kind = "lpmf" if self.discrete else "lpdf"
+        given = f"trials[{i}], " if self.takes_trials else ""
+        return f"log_lik[{i}] = {self.density}_{kind}(y[{i}] | {given}{eta}[{i}]{self._args(sigma)});"
+
+    def header(self, outcome: str, trials: str | None) -> tuple[str, str]:
+        """The program's equations: (the outcome's distribution, the left side of the linear predictor)."""
+        raise NotImplementedError
+
+    # -- data -----------------------------------------------------------------------------------------
+    def outcome_data(self, series: pd.Series, column: str, trials: pd.Series | None, trials_column: str | None,
+                     problem) -> dict[str, Any]:
+        """Check the outcome (and trials) column; `problem(path, message)` records what is wrong, naming rows.
+        Returns the Stan data of the outcome."""
+        raise NotImplementedError
+
+    def outcome_scale(self, y: np.ndarray) -> tuple[float, float]:
+        """(s_y, the default intercept prior's location): the scale default priors are relative to."""
+        return 1.0, 0.0
+
+    # -- numpy hooks ----------------------------------------------------------------------------------
+    def working_response(self, y: np.ndarray, trials: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, bool]:
+        """(z, w, estimate_sigma): a normal working model z_i ~ N(eta_i, σ²/w_i) around the pooled fit."""
+        raise NotImplementedError
+
+    def draw(self, eta: np.ndarray, aux: dict[str, Any], trials: np.ndarray | None, errors, rng) -> np.ndarray:
+        """Outcomes drawn given the linear predictor (simulate); `errors()` draws a gaussian family's errors."""
+        raise NotImplementedError
+
+    def placeholder(self, n: int, rng) -> np.ndarray:
+        """A valid stand-in outcome (simulate prepares the data before it has the real one)."""
+        return np.arange(n) % 2
+
+    def latent_residual_variance(self, fit: "Fit", intercept_variance) -> np.ndarray:
+        """The residual variance on the latent scale, per draw (ICC, pooling)."""
+        raise NotImplementedError
+
+    @property
+    def is_default(self) -> bool:
+        """lme4's and the spec's default family (no `family = …` in the lme4 formula)."""
+        return self.name == DEFAULT
+
+    @property
+    def residual_sd(self) -> AuxParameter | None:
+        """The auxiliary parameter that is a residual sd (the printout's Residual row), if any."""
+        return next((a for a in self.aux if a.name == "sigma"), None)
+
+
+def _rows(mask) -> str:
+    from .data import _rows as rows
+    return rows(mask)
+
+
+def _numbers(series: pd.Series, column: str, family: str, problem) -> np.ndarray | None:
+    from .data import _is_numeric
+
+    if not _is_numeric(series):
+        problem("outcome", f"outcome '{column}' must be numeric for family {family}, got text such as "
+                           f"{series.iloc[0]!r}")
+        return None
+    y = series.to_numpy(dtype=float)
+    if not np.isfinite(y).all():
+        problem("outcome", f"outcome '{column}' has infinite values at {_rows(~np.isfinite(y))}")
+        return None
+    return y
+
+
+@dataclass(frozen=True)
+class Gaussian(Family):
+    def header(self, outcome, trials):
+        return f"{outcome}[i] ~ normal(mu[i], sigma)", "mu[i]"
+
+    def predictive_draws(self, eta, sigma="sigma"):
+        return f"y_rep = to_vector(normal_rng({eta}, {sigma}));"
+
+    def outcome_data(self, series, column, trials, trials_column, problem):
+        y = _numbers(series, column, self.name, problem)
+        if y is None:
+            return {}
+        if np.std(y) == 0:
+            problem("outcome", f"outcome '{column}' is constant ({y[0]}); there is nothing to model")
+        return {"y": y}
+
+    def outcome_scale(self, y):
+        return float(np.std(y)), float(np.mean(y))
+
+    def working_response(self, y, trials):
+        return y, np.ones_like(y), True
+
+    def draw(self, eta, aux, trials, errors, rng):
+        return eta + errors()
+
+    def placeholder(self, n, rng):
+        return rng.normal(0, 1, n)
+
+    def latent_residual_variance(self, fit, intercept_variance):
+        sigma = fit.posterior["sigma"].values
+        if sigma.ndim == 3:  # one sd per value of sd_by: the residual variance averaged over the observations
+            counts = np.bincount(np.asarray(fit.program.stan_data["sigma_group"]) - 1, minlength=sigma.shape[2])
+            return (sigma.reshape(-1, sigma.shape[2]) ** 2) @ (counts / counts.sum())
+        return sigma.reshape(-1) ** 2
+
+
+def _logit_working_response(y, n):
+    p = np.clip(y.sum() / max(n.sum(), 1.0), 0.02, 0.98)
+    w = np.maximum(n, 1.0) * p * (1 - p)
+    return np.log(p / (1 - p)) + (y - n * p) / np.maximum(n, 1.0) / (p * (1 - p)), w, False
+
+
+def _logistic_variance(fit, intercept_variance):
+    n = fit.posterior.sizes["chain"] * fit.posterior.sizes["draw"]
+    return np.full(n, np.pi ** 2 / 3)
+
+
+@dataclass(frozen=True)
+class Bernoulli(Family):
+    def header(self, outcome, trials):
+        return f"{outcome}[i] ~ bernoulli(p[i])", "logit(p[i])"
+
+    def data_lines(self, outcome, trials):
+        return [f"array[N] int<lower=0, upper=1> y;  // outcome: {outcome} (0/1)"]
+
+    def outcome_data(self, series, column, trials, trials_column, problem):
+        if pd.api.types.is_bool_dtype(series):
+            series = series.astype(int)
+        y = _numbers(series, column, self.name, problem)
+        if y is None:
+            return {}
+        bad = ~np.isin(y, (0, 1))
+        if bad.any():
+            problem("outcome", f"family {self.name} needs outcome '{column}' to be 0 or 1; other values at {_rows(bad)}")
+        return {"y": y.astype(int)}
+
+    def working_response(self, y, trials):
+        return _logit_working_response(y, np.ones_like(y))
+
+    def draw(self, eta, aux, trials, errors, rng):
+        return rng.binomial(1, 1 / (1 + np.exp(-eta)))
+
+    def latent_residual_variance(self, fit, intercept_variance):
+        return _logistic_variance(fit, intercept_variance)
+
+
+def _counts(y, column, family, problem) -> np.ndarray:
+    from .data import label_text
+
+    bad = (y < 0) | (y != np.round(y))
+    if bad.any():
+        problem("outcome", f"family {family} needs outcome '{column}' to be a non-negative integer count; "
+                           f"bad values ({', '.join(label_text(v) for v in np.unique(y[bad])[:3])}) at {_rows(bad)}")
+    return np.round(y).astype(int)
+
+
+@dataclass(frozen=True)
+class Binomial(Family):
+    def header(self, outcome, trials):
+        return f"{outcome}[i] ~ binomial({trials}[i], p[i])", "logit(p[i])"
+
+    def data_lines(self, outcome, trials):
+        return [f"array[N] int<lower=0> trials;  // trials: {trials}", f"array[N] int<lower=0> y;  // successes: {outcome}"]
+
+    def predictive_draws(self, eta, sigma="sigma"):
+        return f"y_rep = binomial_rng(trials, inv_logit({eta}));  // (Stan has no binomial_logit_rng)"
+
+    def outcome_data(self, series, column, trials, trials_column, problem):
+        from .data import _is_numeric
+
+        y = _numbers(series, column, self.name, problem)
+        if y is None:
+            return {}
+        out: dict[str, Any] = {"y": _counts(y, column, self.name, problem)}
+        if not _is_numeric(trials):
+            problem("trials", f"trials column '{trials_column}' must hold integer counts")
+            return out
+        n = trials.to_numpy(dtype=float)
+        bad_n = (n < 0) | (n != np.round(n))
+        if bad_n.any():
+            problem("trials", f"trials column '{trials_column}' must hold non-negative integers; bad at {_rows(bad_n)}")
+        over = y > n
+        if over.any():
+            problem("outcome", f"successes '{column}' exceed trials '{trials_column}' at {_rows(over)}")
+        out["trials"] = np.round(n).astype(int)
+        return out
+
+    def working_response(self, y, trials):
+        return _logit_working_response(y, np.asarray(trials, dtype=float))
+
+    def draw(self, eta, aux, trials, errors, rng):
+        return rng.binomial(np.asarray(trials), 1 / (1 + np.exp(-eta)))
+
+    def latent_residual_variance(self, fit, intercept_variance):
+        return _logistic_variance(fit, intercept_variance)
+
+
+@dataclass(frozen=True)
+class Poisson(Family):
+    def header(self, outcome, trials):
+        return f"{outcome}[i] ~ poisson(lambda[i])", "log(lambda[i])"
+
+    def outcome_data(self, series, column, trials, trials_column, problem):
+        y = _numbers(series, column, self.name, problem)
+        return {} if y is None else {"y": _counts(y, column, self.name, problem)}
+
+    def outcome_scale(self, y):
+        return 1.0, float(np.log(max(np.mean(y), 0.1)))
+
+    def working_response(self, y, trials):
+        rate = max(y.mean(), 0.05)
+        return np.log(rate) + (y - rate) / rate, np.full_like(y, rate), False
+
+    def draw(self, eta, aux, trials, errors, rng):
+        return rng.poisson(np.exp(np.clip(eta, -30, 20)))
+
+    def latent_residual_variance(self, fit, intercept_variance):
+        """ln(1 + 1/λ), λ = exp(Intercept + Σ τ²/2): the lognormal approximation (Nakagawa et al. 2017)."""
+        n = fit.posterior.sizes["chain"] * fit.posterior.sizes["draw"]
+        if fit.description.intercept:
+            log_mean = fit.posterior["Intercept"].values.reshape(-1)
+        else:
+            log_mean = np.full(n, np.log(max(np.mean(fit.program.stan_data["y"]), 1e-3)))
+        return np.log1p(1 / np.exp(log_mean + np.asarray(intercept_variance) / 2))
+
+
+FAMILIES: dict[str, Family] = {f.name: f for f in (
+    Gaussian("gaussian", "identity", aux=(SIGMA,), residual_structures=True, glm_function="normal_id_glm",
+             density="normal", additive_errors=True),
+    Bernoulli("bernoulli", "logit", glm_function="bernoulli_logit_glm", density="bernoulli_logit", discrete=True,
+              distribution="Bernoulli", mean_symbol="p"),
+    Binomial("binomial", "logit", takes_trials=True, glm_function="binomial_logit_glm", density="binomial_logit",
+             discrete=True, distribution="Binomial", mean_symbol="p"),
+    Poisson("poisson", "log", glm_function="poisson_log_glm", density="poisson_log", discrete=True,
+            distribution="Poisson", mean_symbol="λ"),
+)}
+DEFAULT = "gaussian"
+
+
+def get_family(name: str) -> Family:
+    """The family called `name`; a KeyError for an unknown one (the spec validation reports it first)."""
+    return FAMILIES[name]
