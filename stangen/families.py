@@ -27,7 +27,8 @@ class AuxParameter:
     declaration: str  # its Stan type: "real<lower=0>"
     meaning: str  # in words: "residual sd"
     prior_class: str = "scale"  # spec/priors.py class: which prior families it takes
-    default_rate_per_sd: float = 1.0  # default prior exponential(rate / s_y)
+    # the default prior: (prior family, its numbers), as brms chooses them; None: exponential(1 / s_y)
+    default_prior: tuple[str, tuple[float, ...]] | None = None
 
 
 SIGMA = AuxParameter("sigma", "real<lower=0>", "residual sd")
@@ -49,6 +50,9 @@ class Family:
     additive_errors: bool = False
     distribution: str = ""  # "Poisson"
     mean_symbol: str = "η"  # "λ"
+    # the density's parameters after `y |` when they are not (linear predictor, auxiliary parameters…):
+    # a format with {mu} and the auxiliary parameters' names, e.g. "{nu}, {mu}, {sigma}"
+    arguments: str = ""
 
     def __str__(self) -> str:  # how a family is printed: its name, as the spec writes it
         return self.name
@@ -71,24 +75,33 @@ class Family:
     def _args(self, sigma: str) -> str:
         return "".join(f", {sigma if a.name == 'sigma' else a.name}" for a in self.aux)
 
+    def _params(self, mu: str, sigma: str, given: str) -> str:
+        """The density's parameters for the linear predictor `mu`."""
+        if self.arguments:
+            return self.arguments.format(mu=mu, **{a.name: sigma if a.name == "sigma" else a.name for a in self.aux})
+        return f"{given}{mu}{self._args(sigma)}"
+
     def _given(self) -> str:
         return "trials, " if self.takes_trials else ""
 
     def likelihood(self, alpha: str, pooled: bool, sigma: str = "sigma") -> str:
-        """`target += …` of all observations; `pooled`: with X * beta (through the GLM function)."""
+        """`target += …` of all observations; `pooled`: with X * beta (through the GLM function where Stan
+        has one)."""
         kind = "lupmf" if self.discrete else "lupdf"
-        if pooled:
+        if pooled and self.glm_function:
             return f"target += {self.glm_function}_{kind}(y | {self._given()}X, {alpha}, beta{self._args(sigma)});"
-        return f"target += {self.density}_{kind}(y | {self._given()}{alpha}{self._args(sigma)});"
+        mu = f"{alpha} + X * beta" if pooled else alpha
+        return f"target += {self.density}_{kind}(y | {self._params(mu, sigma, self._given())});"
 
     def predictive_draws(self, eta: str, sigma: str = "sigma") -> str:
         """y_rep = … (a replicate of the outcome)."""
-        return f"y_rep = {self.density}_rng({self._given()}{eta}{self._args(sigma)});"
+        draw = f"{self.density}_rng({self._params(eta, sigma, self._given())})"
+        return f"y_rep = {draw};" if self.discrete else f"y_rep = to_vector({draw});"
 
     def pointwise_log_likelihood(self, eta: str, i: str, sigma: str = "sigma") -> str:
         kind = "lpmf" if self.discrete else "lpdf"
         given = f"trials[{i}], " if self.takes_trials else ""
-        return f"log_lik[{i}] = {self.density}_{kind}(y[{i}] | {given}{eta}[{i}]{self._args(sigma)});"
+        return f"log_lik[{i}] = {self.density}_{kind}(y[{i}] | {self._params(f'{eta}[{i}]', sigma, given)});"
 
     def header(self, outcome: str, trials: str | None) -> tuple[str, str]:
         """The program's equations: (the outcome's distribution, the left side of the linear predictor)."""
@@ -156,9 +169,6 @@ def _numbers(series: pd.Series, column: str, family: str, problem) -> np.ndarray
 class Gaussian(Family):
     def header(self, outcome, trials):
         return f"{outcome}[i] ~ normal(mu[i], sigma)", "mu[i]"
-
-    def predictive_draws(self, eta, sigma="sigma"):
-        return f"y_rep = to_vector(normal_rng({eta}, {sigma}));"
 
     def outcome_data(self, series, column, trials, trials_column, problem):
         y = _numbers(series, column, self.name, problem)
@@ -308,6 +318,159 @@ class Poisson(Family):
         return np.log1p(1 / np.exp(log_mean + np.asarray(intercept_variance) / 2))
 
 
+def _positive(y, column, family, problem) -> None:
+    bad = y <= 0
+    if bad.any():
+        problem("outcome", f"family {family} needs outcome '{column}' to be positive; values ≤ 0 at {_rows(bad)}")
+
+
+@dataclass(frozen=True)
+class NegBinomial(Poisson):
+    """NB2: variance μ + μ²/φ (glmmTMB's nbinom2, lme4's glmer.nb, brms's negbinomial)."""
+
+    def header(self, outcome, trials):
+        return f"{outcome}[i] ~ neg_binomial_2(lambda[i], phi)", "log(lambda[i])"
+
+    def working_response(self, y, trials):
+        rate = max(y.mean(), 0.05)
+        excess = y.var() - rate
+        phi = rate ** 2 / excess if excess > 1e-9 else 1e6  # moments: var = μ + μ²/φ
+        return np.log(rate) + (y - rate) / rate, np.full_like(y, rate / (1 + rate / phi)), False
+
+    def draw(self, eta, aux, trials, errors, rng):
+        mu, phi = np.exp(np.clip(eta, -30, 20)), aux["phi"]
+        return rng.negative_binomial(phi, phi / (phi + mu))
+
+    def latent_residual_variance(self, fit, intercept_variance):
+        """ln(1 + 1/λ + 1/φ): the lognormal approximation for NB2 (Nakagawa, Johnson & Schielzeth 2017)."""
+        poisson_part = super().latent_residual_variance(fit, intercept_variance)  # ln(1 + 1/λ)
+        lam_inv = np.expm1(poisson_part)
+        return np.log1p(lam_inv + 1 / fit.posterior["phi"].values.reshape(-1))
+
+
+@dataclass(frozen=True)
+class Student(Gaussian):
+    """Student-t errors: sigma the scale, nu the degrees of freedom (brms's student)."""
+
+    def header(self, outcome, trials):
+        return f"{outcome}[i] ~ student_t(nu, mu[i], sigma)", "mu[i]"
+
+    def draw(self, eta, aux, trials, errors, rng):
+        return eta + aux["sigma"] * rng.standard_t(aux["nu"], len(eta))
+
+    def latent_residual_variance(self, fit, intercept_variance):
+        """σ²·ν/(ν − 2), the t distribution's variance; not defined (NaN) for draws with ν ≤ 2."""
+        sigma, nu = fit.posterior["sigma"].values.reshape(-1), fit.posterior["nu"].values.reshape(-1)
+        return np.where(nu > 2, sigma ** 2 * nu / np.maximum(nu - 2, 1e-12), np.nan)
+
+
+@dataclass(frozen=True)
+class Lognormal(Gaussian):
+    """log(y) normal: the linear predictor and sigma are on the log scale."""
+
+    def header(self, outcome, trials):
+        return f"{outcome}[i] ~ lognormal(mu[i], sigma)", "mu[i]"
+
+    def outcome_data(self, series, column, trials, trials_column, problem):
+        y = _numbers(series, column, self.name, problem)
+        if y is None:
+            return {}
+        _positive(y, column, self.name, problem)
+        return {"y": y}
+
+    def outcome_scale(self, y):
+        logs = np.log(np.where(y > 0, y, 1.0))
+        return float(np.std(logs)) or 1.0, float(np.mean(logs))
+
+    def working_response(self, y, trials):
+        return np.log(np.where(y > 0, y, 1.0)), np.ones_like(y), True
+
+    def draw(self, eta, aux, trials, errors, rng):
+        return np.exp(eta + aux["sigma"] * rng.normal(0, 1, len(eta)))
+
+    def placeholder(self, n, rng):
+        return np.exp(rng.normal(0, 1, n))
+
+    def latent_residual_variance(self, fit, intercept_variance):
+        return fit.posterior["sigma"].values.reshape(-1) ** 2  # on the log scale
+
+
+@dataclass(frozen=True)
+class GammaFamily(Family):
+    """Gamma with a log link: mean μ = exp(η), shape k (variance μ²/k; glmmTMB's Gamma(link = "log"))."""
+
+    def header(self, outcome, trials):
+        return f"{outcome}[i] ~ gamma(shape, shape / mu[i])", "log(mu[i])"
+
+    def outcome_data(self, series, column, trials, trials_column, problem):
+        y = _numbers(series, column, self.name, problem)
+        if y is None:
+            return {}
+        _positive(y, column, self.name, problem)
+        return {"y": y}
+
+    def outcome_scale(self, y):
+        return 1.0, float(np.log(max(np.mean(y), 1e-6)))
+
+    def working_response(self, y, trials):
+        m = max(float(np.mean(y)), 1e-6)
+        shape = m ** 2 / max(float(np.var(y)), 1e-12)  # moments: var = μ²/k
+        return np.log(m) + (y - m) / m, np.full_like(y, shape), False
+
+    def draw(self, eta, aux, trials, errors, rng):
+        mu = np.exp(np.clip(eta, -30, 20))
+        return rng.gamma(aux["shape"], mu / aux["shape"])
+
+    def placeholder(self, n, rng):
+        return np.exp(rng.normal(0, 1, n))
+
+    def latent_residual_variance(self, fit, intercept_variance):
+        """trigamma(k): the variance of log(y) for a gamma with shape k (Nakagawa et al. 2017)."""
+        from scipy.special import polygamma
+        return polygamma(1, fit.posterior["shape"].values.reshape(-1))
+
+
+@dataclass(frozen=True)
+class BetaFamily(Family):
+    """Beta with a logit link: mean μ = inv_logit(η), precision φ (variance μ(1 − μ)/(1 + φ); glmmTMB's
+    beta_family, brms's Beta)."""
+
+    def header(self, outcome, trials):
+        return f"{outcome}[i] ~ beta(mu[i] * phi, (1 - mu[i]) * phi)", "logit(mu[i])"
+
+    def outcome_data(self, series, column, trials, trials_column, problem):
+        y = _numbers(series, column, self.name, problem)
+        if y is None:
+            return {}
+        bad = (y <= 0) | (y >= 1)
+        if bad.any():
+            problem("outcome", f"family {self.name} needs outcome '{column}' strictly between 0 and 1; values at 0 "
+                               f"or 1 (or outside) at {_rows(bad)} (a beta density is 0 or infinite there: squeeze "
+                               "them, e.g. (y·(n − 1) + 0.5)/n, or model the 0s and 1s apart)")
+        return {"y": y}
+
+    def outcome_scale(self, y):
+        m = float(np.clip(np.mean(y), 0.01, 0.99))
+        return 1.0, float(np.log(m / (1 - m)))
+
+    def working_response(self, y, trials):
+        m = float(np.clip(np.mean(y), 0.02, 0.98))
+        phi = max(m * (1 - m) / max(float(np.var(y)), 1e-12) - 1, 0.1)  # moments: var = μ(1 − μ)/(1 + φ)
+        return np.log(m / (1 - m)) + (y - m) / (m * (1 - m)), np.full_like(y, m * (1 - m) * (1 + phi)), False
+
+    def draw(self, eta, aux, trials, errors, rng):
+        mu = 1 / (1 + np.exp(-eta))
+        return np.clip(rng.beta(mu * aux["phi"], (1 - mu) * aux["phi"]), 1e-12, 1 - 1e-12)
+
+    def placeholder(self, n, rng):
+        return rng.uniform(0.2, 0.8, n)
+
+    def latent_residual_variance(self, fit, intercept_variance):
+        return None  # no latent-scale residual variance: ICC and pooling are not defined for beta
+
+
+GAMMA_VAGUE = ("gamma", (0.01, 0.01))  # brms's default for shape and precision parameters
+
 FAMILIES: dict[str, Family] = {f.name: f for f in (
     Gaussian("gaussian", "identity", aux=(SIGMA,), residual_structures=True, glm_function="normal_id_glm",
              density="normal", additive_errors=True),
@@ -317,6 +480,21 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
              discrete=True, distribution="Binomial", mean_symbol="p"),
     Poisson("poisson", "log", glm_function="poisson_log_glm", density="poisson_log", discrete=True,
             distribution="Poisson", mean_symbol="λ"),
+    NegBinomial("negbinomial", "log", glm_function="neg_binomial_2_log_glm", density="neg_binomial_2_log",
+                discrete=True, distribution="NegBinomial", mean_symbol="λ",
+                aux=(AuxParameter("phi", "real<lower=0>", "shape of the negative binomial (variance μ + μ²/φ)",
+                                  default_prior=GAMMA_VAGUE),)),
+    Student("student", "identity", density="student_t", arguments="{nu}, {mu}, {sigma}", distribution="Student-t",
+            mean_symbol="μ", aux=(SIGMA, AuxParameter("nu", "real<lower=1>", "degrees of freedom",
+                                                      default_prior=("gamma", (2.0, 0.1))))),
+    Lognormal("lognormal", "identity", density="lognormal", distribution="Lognormal", mean_symbol="μ",
+              aux=(AuxParameter("sigma", "real<lower=0>", "residual sd on the log scale"),)),
+    GammaFamily("gamma", "log", density="gamma", arguments="{shape}, {shape} * exp(-({mu}))", distribution="Gamma",
+                mean_symbol="μ", aux=(AuxParameter("shape", "real<lower=0>", "shape of the gamma (variance μ²/shape)",
+                                                   default_prior=GAMMA_VAGUE),)),
+    BetaFamily("beta", "logit", density="beta_proportion", arguments="inv_logit({mu}), {phi}", distribution="Beta",
+               mean_symbol="μ", aux=(AuxParameter("phi", "real<lower=0>", "precision of the beta (variance "
+                                                  "μ(1 − μ)/(1 + φ))", default_prior=GAMMA_VAGUE),)),
 )}
 DEFAULT = "gaussian"
 

@@ -271,12 +271,12 @@ def generated_quantities(generated: str | Iterable[str] | None) -> tuple[str, ..
 _DEFAULTS = {"coefficient": "normal", "scale": "exponential", "correlation": "lkj"}
 
 
-def _prior(spec: Spec, keys: list[str], prior_class: str) -> PriorChoice:
+def _prior(spec: Spec, keys: list[str], prior_class: str, default: str | None = None) -> PriorChoice:
     for key in keys:
         if key in spec.priors:
             prior, _ = parse_prior(spec.priors[key], prior_class)
             return PriorChoice(prior.family, prior, f"priors.{key}")
-    return PriorChoice(_DEFAULTS[prior_class], None, "default")
+    return PriorChoice(default or _DEFAULTS[prior_class], None, "default")
 
 
 def describe(spec: Spec, categorical: set[str] | frozenset[str] = frozenset(),
@@ -373,7 +373,8 @@ def describe(spec: Spec, categorical: set[str] | frozenset[str] = frozenset(),
         name=sanitize(spec.name or "model"), family=family, outcome=spec.outcome, trials=spec.trials,
         intercept=spec.intercept,
         intercept_prior=_prior(spec, ["intercept"], "coefficient") if spec.intercept else None,
-        aux_priors=tuple((aux, _prior(spec, [aux.name], aux.prior_class)) for aux in family.aux),
+        aux_priors=tuple((aux, _prior(spec, [aux.name], aux.prior_class, aux.default_prior[0] if aux.default_prior
+                                      else None)) for aux in family.aux),
         terms=tuple(terms), levels=tuple(levels), categorical=categorical,
         reference=tuple(sorted(spec.reference.items())), generated=generated, columns=tuple(spec.columns.items()),
         residuals=Residuals.from_spec(spec.residuals))

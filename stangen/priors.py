@@ -10,7 +10,8 @@ design column, and s_w the sd of a group-level predictor over groups:
 | coefficient of column x           | normal(0, 2.5·s_y / s_x)                        |
 | effect of group predictor w on the intercept | normal(0, 2.5·s_y / s_w)             |
 | effect of w on the slope of x     | normal(0, 2.5·s_y / (s_x·s_w))                  |
-| sigma (gaussian)                  | exponential(1 / s_y)                            |
+| sigma (gaussian, student; lognormal: s_y of log y) | exponential(1 / s_y)             |
+| phi, shape, nu (other families)   | the family's (stangen/families.py): gamma(0.01, 0.01); nu gamma(2, 0.1) |
 | sd of a varying intercept         | exponential(1 / s_y)                            |
 | sd of a varying slope of x        | exponential(s_x / s_y)                          |
 | correlation of varying effects    | lkj(2)                                          |
@@ -57,8 +58,12 @@ def _default_args(target: PriorTarget, desc: ModelDescription, prepared: "Prepar
         values = np.asarray(data[target.effect.predictor.data], dtype=float)
         s_w = _safe(np.std(values, axis=0))
         return {"location": np.zeros_like(s_w), "scale": COEF_SCALE * s_y / (s_k * s_w)}
-    if role == "aux":  # sigma …: exponential(rate / s_y), the family's rate (stangen/families.py)
-        return {"rate": target.aux.default_rate_per_sd / s_y}
+    if role == "aux":  # the family's default (stangen/families.py): fixed numbers, or exponential(1 / s_y)
+        if target.aux.default_prior:
+            family, args = target.aux.default_prior
+            from .spec.priors import FAMILIES as PRIOR_FAMILIES
+            return dict(zip(PRIOR_FAMILIES[family][0], args))
+        return {"rate": 1.0 / s_y}
     if role == "sd":
         s_x = np.array([1.0 if c.term is None else float(_safe(np.std(data[f"x_{c.term.stan}"]))[0])
                         for c in target.level.coefficients])

@@ -240,7 +240,10 @@ def equations(desc: ModelDescription, columns: dict[str, list[str]] | None = Non
         mean = Sym(family.mean_symbol, ix.obs)
         given = [Sym(desc.trials or "n", ix.obs, name=True), ", "] if family.takes_trials else []
         level1.equations.append(Equation((y, f" ~ {family.distribution}(", *given, mean, ")")))
-        level1.equations.append(Equation((f"{family.link}(", mean, ") = ", *linear)))
+        if family.link == "identity":
+            level1.equations.append(Equation((mean, " = ", *linear)))
+        else:
+            level1.equations.append(Equation((f"{family.link}(", mean, ") = ", *linear)))
     sections = [level1]
 
     # level-2 (and higher) equations: one per level-1 coefficient

@@ -50,9 +50,13 @@ def residual_variance(fit: "Fit") -> np.ndarray:
 
 
 def icc(fit: "Fit") -> dict[str, np.ndarray]:
+    """ICC per level with a varying intercept; {} where the family has no latent residual variance (beta)."""
     levels = [lv for lv in fit.description.levels if lv.coefficients[0].name == INTERCEPT]
     variances = {lv.name: _sd(fit, lv, 0) ** 2 for lv in levels}
-    total = sum(variances.values()) + residual_variance(fit)
+    residual = residual_variance(fit)
+    if residual is None:
+        return {}
+    total = sum(variances.values()) + residual
     return {f"ICC({name})": v / total for name, v in variances.items()}
 
 
@@ -60,6 +64,8 @@ def pooling(fit: "Fit") -> dict[str, np.ndarray]:
     data = fit.program.stan_data
     s2 = residual_variance(fit)
     out = {}
+    if s2 is None:  # not defined for this family
+        return out
     for lv in fit.description.levels:
         idx = np.asarray(data[f"idx_{lv.stan}"]) - 1
         n_groups = len(fit.program.data.labels[lv.name])

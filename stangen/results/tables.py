@@ -105,8 +105,9 @@ def _interval(draws: np.ndarray, prob: float = 0.95) -> dict[str, float]:
 
 
 def _population_coefficients(fit: "Fit") -> dict[str, str]:
+    aux = {a.name for a in fit.description.family.aux}  # sigma, phi, nu, shape: the family's, not coefficients
     return {name: sel for name, sel in fit.parameters().items()
-            if not name.startswith(("sd(", "cor(", "sigma(", "phi (")) and name != "sigma"}
+            if not name.startswith(("sd(", "cor(", "sigma(", "phi (")) and name not in aux}
 
 
 def fixef(fit: "Fit", prob: float = 0.95) -> pd.DataFrame:
@@ -221,6 +222,22 @@ def _design_effect_lines(fit: "Fit", n: int) -> list[str]:
     return lines
 
 
+def _auxiliary_text(fit: "Fit", digits: int = 3) -> list[str]:
+    """The family's parameters other than a residual sd in their own block, as glmmTMB prints
+    'Dispersion parameter for nbinom2 family': name, meaning, posterior mean and 95% interval."""
+    family = fit.description.family
+    others = [a for a in family.aux if a is not family.residual_sd]
+    lines = []
+    for aux in others:
+        draws = fit.posterior[aux.name].values
+        lo, hi = np.quantile(draws, [0.025, 0.975])
+        lines += ["", f"Family parameter ({family} family): {aux.name}, the {aux.meaning}",
+                  f"  {aux.name} {draws.mean():.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"]
+    if others:
+        return lines
+    return []
+
+
 def residual_structure_text(fit: "Fit", digits: int = 3) -> list[str]:
     """nlme's blocks for the errors' structure: 'Correlation Structure' (phi) and 'Variance function'
     (each value's sd relative to the first's); [] for independent errors with one sd."""
@@ -309,6 +326,7 @@ def lme4_text(fit: "Fit", digits: int = 3) -> str:
             line += f"; adapt_delta {adapt_delta:g}"
         lines.append(line)
     lines += residual_structure_text(fit, digits)
+    lines += _auxiliary_text(fit, digits)
     lines += ["", "Fixed effects:"]
     fe = fixef(fit)
     rows = [("", "Estimate", "Est.Error", "l-95% CI", "u-95% CI")]

@@ -15,13 +15,14 @@ FAMILIES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "student_t": (("df", "location", "scale"), ("df", "scale")),
     "cauchy": (("location", "scale"), ("scale",)),
     "exponential": (("rate",), ("rate",)),
+    "gamma": (("shape", "rate"), ("shape", "rate")),
     "lkj": (("eta",), ("eta",)),
 }
 
 # prior class → families allowed for it
 CLASS_FAMILIES: dict[str, tuple[str, ...]] = {
     "coefficient": ("normal", "student_t", "cauchy"),
-    "scale": ("normal", "student_t", "cauchy", "exponential"),
+    "scale": ("normal", "student_t", "cauchy", "exponential", "gamma"),
     "correlation": ("lkj",),
 }
 
