@@ -318,10 +318,15 @@ class Poisson(Family):
         return np.log1p(1 / np.exp(log_mean + np.asarray(intercept_variance) / 2))
 
 
-def _positive(y, column, family, problem) -> None:
+def _positive_outcome(series, column, family, problem) -> dict[str, Any]:
+    """The Stan data of an outcome that must be positive (lognormal, gamma)."""
+    y = _numbers(series, column, family, problem)
+    if y is None:
+        return {}
     bad = y <= 0
     if bad.any():
         problem("outcome", f"family {family} needs outcome '{column}' to be positive; values ≤ 0 at {_rows(bad)}")
+    return {"y": y}
 
 
 @dataclass(frozen=True)
@@ -372,11 +377,7 @@ class Lognormal(Gaussian):
         return f"{outcome}[i] ~ lognormal(mu[i], sigma)", "mu[i]"
 
     def outcome_data(self, series, column, trials, trials_column, problem):
-        y = _numbers(series, column, self.name, problem)
-        if y is None:
-            return {}
-        _positive(y, column, self.name, problem)
-        return {"y": y}
+        return _positive_outcome(series, column, self.name, problem)
 
     def outcome_scale(self, y):
         logs = np.log(np.where(y > 0, y, 1.0))
@@ -403,11 +404,7 @@ class GammaFamily(Family):
         return f"{outcome}[i] ~ gamma(shape, shape / mu[i])", "log(mu[i])"
 
     def outcome_data(self, series, column, trials, trials_column, problem):
-        y = _numbers(series, column, self.name, problem)
-        if y is None:
-            return {}
-        _positive(y, column, self.name, problem)
-        return {"y": y}
+        return _positive_outcome(series, column, self.name, problem)
 
     def outcome_scale(self, y):
         return 1.0, float(np.log(max(np.mean(y), 1e-6)))
