@@ -77,7 +77,11 @@ def series_data(res: Residuals, df: pd.DataFrame, series: np.ndarray, labels: li
     observation before it in its series and the time since then. `series`: each row's group (1-based) of the
     level `res.level`; `labels`: those groups' labels (for messages)."""
     path = "residuals.time"
-    time = df[res.time].to_numpy(dtype=float)
+    time = pd.to_numeric(df[res.time], errors="coerce").to_numpy(dtype=float)
+    if np.isnan(time).any():
+        i = int(np.flatnonzero(np.isnan(time))[0])
+        c.add(path, f"'{res.time}' must hold numbers (times), but is {df[res.time].iloc[i]!r} at row {i + 1}")
+        return {}
     if res.correlation == "ar1":
         fractional = time != np.round(time)
         if fractional.any():

@@ -221,6 +221,16 @@ def _complete(desc, prepared, params: dict) -> dict:
     return truth
 
 
+# prior family (stangen/spec/priors.py) → a draw from it (their numbers are arrays, `size` as numpy's)
+PRIOR_DRAWS = {
+    "normal": lambda rng, a, size: rng.normal(a["location"], a["scale"], size),
+    "student_t": lambda rng, a, size: a["location"] + a["scale"] * rng.standard_t(a["df"], size),
+    "cauchy": lambda rng, a, size: a["location"] + a["scale"] * rng.standard_cauchy(size),
+    "exponential": lambda rng, a, size: rng.exponential(1 / a["rate"], size),
+    "gamma": lambda rng, a, size: rng.gamma(a["shape"], 1 / a["rate"], size),
+}
+
+
 def _prior_draw(desc, prepared, rng) -> dict:
     """True values drawn from the priors actually used (a prior predictive simulation)."""
     priors = prepared.priors
@@ -228,18 +238,7 @@ def _prior_draw(desc, prepared, rng) -> dict:
     def draw(key, size=None):
         p = priors[key]
         a = {k: np.asarray(v, dtype=float) for k, v in p["args"].items()}
-        fam = p["family"]
-        if fam == "normal":
-            x = rng.normal(a["location"], a["scale"], size)
-        elif fam == "student_t":
-            x = a["location"] + a["scale"] * rng.standard_t(a["df"], size)
-        elif fam == "cauchy":
-            x = a["location"] + a["scale"] * rng.standard_cauchy(size)
-        elif fam == "exponential":
-            x = rng.exponential(1 / a["rate"], size)
-        else:
-            raise ValueError(fam)
-        return x
+        return PRIOR_DRAWS[p["family"]](rng, a, size)
 
     truth: dict = {"coefficients": {}, "effects": {}, "sd": {}, "cor": {}}
     if desc.intercept:
@@ -291,7 +290,11 @@ def _prior_draw(desc, prepared, rng) -> dict:
         if aux.name == "sigma" and res is not None and res.sd_by:
             truth["sigma"] = {label: float(draw("sigma")) for label in prepared.sigma_labels}
         else:
-            truth[aux.name] = float(draw(aux.name))
+            value = float(draw(aux.name))
+            if aux.name == "nu":  # declared <lower=1>: a draw below is outside the parameter's support
+                while value < 1:
+                    value = float(draw(aux.name))
+            truth[aux.name] = value
     if res is not None and res.correlation:  # its prior: uniform on its range
         truth["phi"] = float(rng.uniform(res.phi_lower, 1))
     return truth

@@ -76,3 +76,18 @@ def test_recovery(family):
         assert lo < value < hi, f"{family} {name}: {value} outside [{lo:.3f}, {hi:.3f}]"
     text = fit.lme4()
     assert f"({family}" in text.splitlines()[0]
+
+
+def test_simulate_from_the_priors_of_every_new_family():
+    """Default priors of the new families' parameters are gamma: drawn too (nu above its bound of 1)."""
+    for family in NEW:
+        sim = simulate(spec(family), None, data=False, groups={"g": 6}, per_group=4, seed=1, from_prior=True)
+        for aux in AUX_TRUTH[family]:
+            assert sim.truth[aux] > (1 if aux == "nu" else 0)
+
+
+def test_a_predictor_may_be_named_like_another_familys_parameter():
+    s = Spec(outcome="y", predictors=["phi"], priors={"phi": "normal(0, 1)"})
+    assert s.priors["phi"] == "normal(0, 1)"
+    with pytest.raises(SpecError, match="family negbinomial and beta do"):
+        Spec(outcome="y", priors={"phi": "gamma(1, 1)"})

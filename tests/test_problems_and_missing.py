@@ -189,3 +189,18 @@ def test_drop_fit_equals_the_fit_of_the_cleaned_frame(tmp_path):
     loaded = Fit.load(run)
     assert loaded.program.data.dropped == dropped.program.data.dropped
     assert "4 dropped" in loaded.lme4()
+
+
+@pytest.mark.sampling
+def test_design_effect_of_a_nested_level_counts_its_ancestors(example_fit):
+    """Two observations in one cask share its batch too: the cask level's design effect uses ICC(cask) +
+    ICC(batch), not ICC(cask) alone."""
+    from stangen.results.multilevel import design_effects, icc
+
+    fit = example_fit("pastes")
+    shares, draws = icc(fit), design_effects(fit)
+    sizes = np.bincount(np.asarray(fit.program.stan_data["idx_cask"]) - 1)
+    np.testing.assert_allclose(draws["design effect(cask)"],
+                               1 + (sizes.mean() - 1) * (shares["ICC(cask)"] + shares["ICC(batch)"]))
+    batch = np.bincount(np.asarray(fit.program.stan_data["idx_batch"]) - 1)
+    np.testing.assert_allclose(draws["design effect(batch)"], 1 + (batch.mean() - 1) * shares["ICC(batch)"])

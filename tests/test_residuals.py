@@ -222,3 +222,13 @@ def test_simulate_draws_the_structure_and_a_fit_recovers_it():
         simulate(spec, {**truth, "phi": 1.5}, data=False, groups={"g": 5}, per_group=4)
     with pytest.raises(SpecError, match="params.sigma"):
         simulate(spec, {**truth, "sigma": {"a": 1.0}}, data=False, groups={"g": 5}, per_group=4)
+
+
+def test_a_text_time_column_and_a_malformed_family_are_reported_not_raised():
+    df = panel(n_subjects=4)
+    df["visit"] = "v" + df.Days.astype(str)  # a time column of text that is no predictor
+    with pytest.raises(DataError, match="residuals.time: 'visit' must hold numbers.*'v"):
+        build(Spec(outcome="Reaction", levels={"Subject": Level()},
+                   residuals={"correlation": "ar1", "time": "visit"}), df)
+    with pytest.raises(SpecError, match="unknown family"):
+        Spec(outcome="y", family=["gaussian"], levels={"g": Level()}, residuals={"correlation": "ar1", "time": "t"})

@@ -34,7 +34,7 @@ _instances: dict[str, Backend] = {}
 
 
 def cmdstan_available() -> bool:
-    """True if cmdstanpy is importable and finds a valid CmdStan installation."""
+    """True if a built CmdStan installation is found ($CMDSTAN, else ~/.cmdstan)."""
     from .cmdstan import find_cmdstan
 
     return find_cmdstan() is not None

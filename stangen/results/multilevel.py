@@ -11,7 +11,9 @@ pooling(level: coefficient) — how far group estimates are pulled toward their 
     slope of x (S_xx,j: the within-group sum of squares of x), averaged over groups; s² is the residual variance
     above. 0 = no pooling, 1 = complete pooling. Other levels are ignored (an approximation with several levels).
 design effect(level) — how much a level's clustering inflates the variance of a mean, against as many
-    independent observations (Kish): 1 + (n̄ − 1)·ICC(level), n̄ the mean group size; with unequal groups also
+    independent observations (Kish): 1 + (n̄ − 1)·ρ, n̄ the mean group size and ρ the correlation of two
+    observations in one group: ICC(level), plus its ancestors' ICCs for a nested level (they share those
+    groups too); on the latent scale for non-gaussian families; with unequal groups also
     the size-weighted version 1 + (n_w − 1)·ICC, n_w = Σ n_j² / N (the mean group size an observation sees;
     equal to n̄ when groups are equal). effective N(level) = N / design effect: as many independent observations.
 effective obs per series (with AR errors, `residuals: correlation`) — the information in a series of n_j
@@ -89,8 +91,13 @@ def design_effects(fit: "Fit") -> dict[str, np.ndarray]:
     data = fit.program.stan_data
     n = int(data["N"])
     out = {}
-    for name, rho in icc(fit).items():
-        level = fit.description.level(name[len("ICC("):-1])
+    shares = {name[len("ICC("):-1]: rho for name, rho in icc(fit).items()}
+    for level in fit.description.levels:
+        if level.name not in shares:
+            continue
+        # two observations in one group of a nested level also share its ancestors' groups: their correlation
+        # is the level's variance share plus its ancestors'
+        rho = shares[level.name] + sum(shares.get(a, 0.0) for a in level.ancestors)
         sizes = np.bincount(np.asarray(data[f"idx_{level.stan}"]) - 1).astype(float)
         mean_size, weighted_size = sizes.mean(), (sizes ** 2).sum() / n
         out[f"design effect({level.name})"] = deff = 1 + (mean_size - 1) * rho
@@ -109,8 +116,16 @@ def design_effects(fit: "Fit") -> dict[str, np.ndarray]:
 
 
 def _table(draws: dict[str, np.ndarray]) -> pd.DataFrame:
-    rows = {name: {"mean": v.mean(), "q2.5%": np.quantile(v, 0.025), "q97.5%": np.quantile(v, 0.975)}
-            for name, v in draws.items()}
+    """Mean and 95% interval of each quantity over the draws where it is defined (student's variance is not for
+    ν ≤ 2); `undefined` is the share of draws where it is not."""
+    rows = {}
+    for name, v in draws.items():
+        ok = np.isfinite(v)
+        rows[name] = {"mean": v[ok].mean() if ok.any() else np.nan,
+                      "q2.5%": np.quantile(v[ok], 0.025) if ok.any() else np.nan,
+                      "q97.5%": np.quantile(v[ok], 0.975) if ok.any() else np.nan}
+        if not ok.all():
+            rows[name]["undefined"] = 1 - ok.mean()
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis("quantity")
 
 

@@ -126,7 +126,8 @@ def prior_rows(fit: "Fit") -> Table:
         if len(names) != n:
             names = [key] if n == 1 else [f"{key}[{i + 1}]" for i in range(n)]
         if source == "default":
-            origin = "default" if family == "lkj" else "default, scaled to the data"
+            fixed = family == "lkj" or (target is not None and target.aux is not None and target.aux.default_prior)
+            origin = "default" if fixed else "default, scaled to the data"
         else:
             origin = f"spec: {source}"
         for i, name in enumerate(names):

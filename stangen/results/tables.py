@@ -105,9 +105,11 @@ def _interval(draws: np.ndarray, prob: float = 0.95) -> dict[str, float]:
 
 
 def _population_coefficients(fit: "Fit") -> dict[str, str]:
-    aux = {a.name for a in fit.description.family.aux}  # sigma, phi, nu, shape: the family's, not coefficients
+    """Coefficients and group-level effects: not the sds, correlations, the family's own parameters (sigma,
+    phi, nu, shape) or the residuals' phi — told apart by the Stan variable, not the display name."""
+    not_coefficients = {a.name for a in fit.description.family.aux} | {"phi"}
     return {name: sel for name, sel in fit.parameters().items()
-            if not name.startswith(("sd(", "cor(", "sigma(", "phi (")) and name not in aux}
+            if not sel.startswith(("sd_", "corr_")) and sel.partition("[")[0] not in not_coefficients}
 
 
 def fixef(fit: "Fit", prob: float = 0.95) -> pd.DataFrame:
@@ -200,17 +202,15 @@ def _design_effect_lines(fit: "Fit", n: int) -> list[str]:
     observations per series (stangen.results.multilevel.design_effects)."""
     from .multilevel import design_effects
 
-    try:
-        draws = design_effects(fit)
-    except (KeyError, ValueError, ZeroDivisionError):  # a fit without the needed draws: no line
-        return []
+    draws = design_effects(fit)
     parts = []
     for lv in fit.description.levels:
         deff = draws.get(f"design effect({lv.name})")
-        if deff is not None:
+        if deff is not None and np.isfinite(deff).any():  # over the draws where it is defined
+            deff, eff_n = deff[np.isfinite(deff)], draws[f"effective N({lv.name})"]
             lo, hi = np.quantile(deff, [0.025, 0.975])
             parts.append(f"{lv.name} {deff.mean():.2f} [{lo:.2f}, {hi:.2f}] "
-                         f"(effective N {draws[f'effective N({lv.name})'].mean():.0f} of {n})")
+                         f"(effective N {np.nanmean(eff_n):.0f} of {n})")
     lines = [f"Design effect: {'; '.join(parts)}"] if parts else []
     res = fit.description.residuals
     if res is not None and res.correlation:
@@ -233,9 +233,7 @@ def _auxiliary_text(fit: "Fit", digits: int = 3) -> list[str]:
         lo, hi = np.quantile(draws, [0.025, 0.975])
         lines += ["", f"Family parameter ({family} family): {aux.name}, the {aux.meaning}",
                   f"  {aux.name} {draws.mean():.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"]
-    if others:
-        return lines
-    return []
+    return lines
 
 
 def residual_structure_text(fit: "Fit", digits: int = 3) -> list[str]:
@@ -248,7 +246,7 @@ def residual_structure_text(fit: "Fit", digits: int = 3) -> list[str]:
     if res.correlation:
         phi = fit.posterior["phi"].values
         lo, hi = np.quantile(phi, [0.025, 0.975])
-        lines += ["", f"Correlation Structure: {res.label}", f" Formula: ~{res.time} | {res.level}",
+        lines += ["", f"Correlation Structure: {res.label}", f" Formula: {res.formula()}",
                   f" Parameter estimate (posterior mean, 95% interval):",
                   f"  Phi {phi.mean():.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"]
     if res.sd_by:

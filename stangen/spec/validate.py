@@ -151,7 +151,7 @@ def validate(raw: object, lines: Mapping[str, int] | None = None) -> tuple[dict,
     spec["reference"] = _check_reference(c, raw.get("reference"), used_vars)
     spec["priors"] = _check_priors(c, raw.get("priors"), terms, spec["levels"], known)
     spec["sampler"] = _check_sampler(c, raw.get("sampler"))
-    spec["residuals"] = _check_residuals(c, raw.get("residuals"), family, spec["levels"], outcome)
+    spec["residuals"] = _check_residuals(c, raw.get("residuals"), known, spec["levels"], outcome)
     if spec["residuals"] and spec["residuals"]["sd_by"]:
         used_vars.add(spec["residuals"]["sd_by"])
     missing = raw.get("missing", "error")
@@ -355,14 +355,18 @@ def _check_priors(c: _Checker, value, terms, levels, family) -> dict[str, str]:
     by_name = {t: "coefficient" for t in [*terms, *group_preds]}
     # the family's auxiliary parameters (with an unknown family, any family's: that problem is reported already)
     aux = {a.name: a.prior_class for f in ([family] if family else _FAMILIES.values()) for a in f.aux}
-    others = {a.name: f.name for f in _FAMILIES.values() for a in f.aux if a.name not in aux}
     allowed = PRIOR_CLASSES | aux | per_level | by_name
+    others: dict[str, list[str]] = {}  # another family's parameter: not this family's, nor a predictor's name
+    for f in _FAMILIES.values():
+        for a in f.aux:
+            if a.name not in allowed:
+                others.setdefault(a.name, []).append(f.name)
     out = {}
     for key, text in value.items():
         key = str(key)
         if key in others:
-            c.add(f"priors.{key}", f"family {family} has no parameter '{key}' (it is family {others[key]}'s); "
-                                   f"this family's: {', '.join(aux) or 'none'}")
+            c.add(f"priors.{key}", f"family {family} has no parameter '{key}' (family {' and '.join(others[key])} "
+                                   f"do); this family's: {', '.join(aux) or 'none'}")
             continue
         if key not in allowed:
             c.add(f"priors.{key}", f"'{key}' is not a prior class or coefficient{suggest(key, allowed)} "
@@ -395,7 +399,7 @@ def _check_residuals(c: _Checker, value, family, levels: dict, outcome) -> dict 
     out["time"] = c.string(value.get("time"), "residuals.time")
     out["sd_by"] = c.string(value.get("sd_by"), "residuals.sd_by")
     out["level"] = c.string(value.get("level"), "residuals.level")
-    if family is not None and family in _FAMILIES and not _FAMILIES[family].residual_structures:
+    if family is not None and not family.residual_structures:
         having = [f.name for f in _FAMILIES.values() if f.residual_structures]
         c.add("residuals", f"residual structures are for family {' or '.join(having)} only (this spec's family is "
                            f"{family})")
