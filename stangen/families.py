@@ -72,13 +72,17 @@ class Family:
         return [f"array[N] int<lower=0> y;  // outcome: {outcome} (counts)"] if self.discrete else \
             [f"vector[N] y;  // outcome: {outcome}"]
 
+    def _aux(self, sigma: str) -> dict[str, str]:
+        """Each auxiliary parameter's Stan expression (sigma's may be per observation: `residuals: sd_by`)."""
+        return {a.name: sigma if a.name == "sigma" else a.name for a in self.aux}
+
     def _args(self, sigma: str) -> str:
-        return "".join(f", {sigma if a.name == 'sigma' else a.name}" for a in self.aux)
+        return "".join(f", {value}" for value in self._aux(sigma).values())
 
     def _params(self, mu: str, sigma: str, given: str) -> str:
         """The density's parameters for the linear predictor `mu`."""
         if self.arguments:
-            return self.arguments.format(mu=mu, **{a.name: sigma if a.name == "sigma" else a.name for a in self.aux})
+            return self.arguments.format(mu=mu, **self._aux(sigma))
         return f"{given}{mu}{self._args(sigma)}"
 
     def _given(self) -> str:
@@ -308,14 +312,19 @@ class Poisson(Family):
     def draw(self, eta, aux, trials, errors, rng):
         return rng.poisson(np.exp(np.clip(eta, -30, 20)))
 
-    def latent_residual_variance(self, fit, intercept_variance):
-        """ln(1 + 1/λ), λ = exp(Intercept + Σ τ²/2): the lognormal approximation (Nakagawa et al. 2017)."""
+    @staticmethod
+    def mean_count(fit, intercept_variance) -> np.ndarray:
+        """λ = exp(Intercept + Σ τ²/2) per draw: the mean count of the lognormal approximation."""
         n = fit.posterior.sizes["chain"] * fit.posterior.sizes["draw"]
         if fit.description.intercept:
             log_mean = fit.posterior["Intercept"].values.reshape(-1)
         else:
             log_mean = np.full(n, np.log(max(np.mean(fit.program.stan_data["y"]), 1e-3)))
-        return np.log1p(1 / np.exp(log_mean + np.asarray(intercept_variance) / 2))
+        return np.exp(log_mean + np.asarray(intercept_variance) / 2)
+
+    def latent_residual_variance(self, fit, intercept_variance):
+        """ln(1 + 1/λ): the lognormal approximation (Nakagawa et al. 2017)."""
+        return np.log1p(1 / self.mean_count(fit, intercept_variance))
 
 
 def _positive_outcome(series, column, family, problem) -> dict[str, Any]:
@@ -348,9 +357,7 @@ class NegBinomial(Poisson):
 
     def latent_residual_variance(self, fit, intercept_variance):
         """ln(1 + 1/λ + 1/φ): the lognormal approximation for NB2 (Nakagawa, Johnson & Schielzeth 2017)."""
-        poisson_part = super().latent_residual_variance(fit, intercept_variance)  # ln(1 + 1/λ)
-        lam_inv = np.expm1(poisson_part)
-        return np.log1p(lam_inv + 1 / fit.posterior["phi"].values.reshape(-1))
+        return np.log1p(1 / self.mean_count(fit, intercept_variance) + 1 / fit.posterior["phi"].values.reshape(-1))
 
 
 @dataclass(frozen=True)

@@ -247,6 +247,13 @@ class ModelDescription:
     def level(self, name: str) -> LevelDescription:
         return next(lv for lv in self.levels if lv.name == name)
 
+    def sd_of(self, index: str | None = None) -> str:
+        """The Stan expression of the residual sd: of every observation (an N-vector with `residuals: sd_by`)
+        or of observation `index`; plain `sigma` otherwise."""
+        if self.residuals is None:
+            return "sigma"
+        return self.residuals.sigma_expr if index is None else self.residuals.sd_of(index)
+
 
 # Optional generated quantities: posterior (or, with prior_only, prior) predictive draws of the outcome,
 # and the pointwise log-likelihood (for PSIS-LOO). Off by default: they cost an N-vector per draw.

@@ -26,6 +26,16 @@ class RunningChain(Protocol):
         """(iteration, total iterations, phase) as far as Stan has reported."""
 
 
+def die_with_parent(signum: int) -> None:  # pragma: no cover - runs in a chain process
+    """Linux: have the kernel send `signum` to this (chain) process when its parent dies, so a stangen process
+    killed outright leaves no chain running. Elsewhere nothing happens."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(Exception):
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(1, signum)  # PR_SET_PDEATHSIG
+
+
 def stderr_is_tty() -> bool:
     try:
         return sys.stderr is not None and sys.stderr.isatty()

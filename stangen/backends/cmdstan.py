@@ -36,7 +36,7 @@ from ._data import prepare_data
 from ._draws import assemble_variables
 from ._stanc import stanc_info, tail
 from .base import CompiledModel, Draws, SamplerSettings, backend_error, console_messages, elapsed_seconds
-from .chains import PROGRESS, Progress, chain_failure, exit_on_sigterm, stderr_is_tty
+from .chains import PROGRESS, Progress, chain_failure, die_with_parent, exit_on_sigterm, stderr_is_tty
 
 __all__ = ["CmdStanBackend", "CmdStanMissing", "find_cmdstan", "locate_cmdstan"]
 
@@ -139,11 +139,7 @@ class _Chain:
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
-    """Linux: have the kernel end a chain process if stangen itself is killed (SIGKILL cannot be caught)."""
-    with contextlib.suppress(Exception):
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    die_with_parent(signal.SIGKILL)  # a CmdStan chain has no handler to clean up: end it at once
 
 
 def _stop(process: subprocess.Popen | None) -> None:

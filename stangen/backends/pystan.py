@@ -58,7 +58,7 @@ from ._draws import assemble_variables
 from ._stanc import stanc_info, tail
 from .base import (CompiledModel, Draws, SamplerSettings, backend_error, console_messages,
                    elapsed_seconds)
-from .chains import PROGRESS, Progress, chain_failure, exit_on_sigterm, stderr_is_tty
+from .chains import PROGRESS, Progress, chain_failure, die_with_parent, exit_on_sigterm, stderr_is_tty
 from .pch import precompiled_header
 
 __all__ = ["ChainMessages", "PyStanBackend", "parse_draw_lines", "prepare_data"]
@@ -386,13 +386,8 @@ def parse_draw_lines(lines: list[bytes]) -> tuple[list[str], np.ndarray]:
 
 
 def _die_with_parent(parent_pid: int) -> None:
-    """Linux: have the kernel SIGTERM this chain process if the parent dies."""
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(Exception):
-            import ctypes
-
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    """SIGTERM this chain process if the parent dies, and end it now if the parent is gone already."""
+    die_with_parent(signal.SIGTERM)
     if os.getppid() != parent_pid:
         os._exit(1)
 
