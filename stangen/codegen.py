@@ -152,4 +152,5 @@ def render(desc: ModelDescription) -> str:
     title = f"A {desc.family} multilevel model" if desc.levels else f"A {desc.family} model"
     return template.render(d=desc, priors=prior_targets(desc), link=desc.family.stan_link, title=title,
                            equations=equations(desc),
-                           has_generated=desc.intercept_centered or bool(desc.levels) or bool(desc.generated))
+                           has_generated=desc.intercept_centered or bool(desc.centered_aux) or bool(desc.levels)
+                           or bool(desc.generated))

@@ -38,6 +38,8 @@ class PreparedData:
     dropped: "DroppedRows | None" = None
     # with `residuals: sd_by`: the values that have their own residual sd, in the order of sigma's entries
     sigma_labels: list[str] = field(default_factory=list)
+    # an ordinal outcome's categories, lowest first: y = k is outcome_categories[k - 1]
+    outcome_categories: list[str] = field(default_factory=list)
 
     @property
     def n(self) -> int:
@@ -141,6 +143,7 @@ def prepare(desc: ModelDescription, df: pd.DataFrame, *, prior_only: bool = Fals
     c.raise_if_any()
 
     data: dict[str, Any] = {"N": len(df), "prior_only": int(prior_only)}
+    categories = y.pop("categories", [])
     data.update(y)
     data.update(residual_data)
     spans, start = {}, 0  # term name → its columns in the design matrix
@@ -151,7 +154,7 @@ def prepare(desc: ModelDescription, df: pd.DataFrame, *, prior_only: bool = Fals
     if desc.pooled_terms:
         # only the pooled terms' columns: a term a centered level takes enters through that level's slopes
         pooled = design[:, [i for term in desc.pooled_terms for i in spans[term.name]]]
-        means = pooled.mean(axis=0) if desc.intercept else np.zeros(pooled.shape[1])
+        means = pooled.mean(axis=0) if desc.spans_intercept else np.zeros(pooled.shape[1])
         data["K"] = pooled.shape[1]
         data["X"] = pooled - means
         data["X_means"] = means
@@ -176,7 +179,7 @@ def prepare(desc: ModelDescription, df: pd.DataFrame, *, prior_only: bool = Fals
             values, names = info["predictors"][gp.name]
             # centered so the sampler sees little correlation between an effect and its population
             # coefficient; without a population intercept there is nothing to absorb the shift
-            center = values.mean(axis=0) if desc.intercept else np.zeros(values.shape[1])
+            center = values.mean(axis=0) if desc.spans_intercept else np.zeros(values.shape[1])
             if gp.categorical:
                 data[gp.size] = values.shape[1]
                 data[gp.data] = values - center
@@ -185,7 +188,8 @@ def prepare(desc: ModelDescription, df: pd.DataFrame, *, prior_only: bool = Fals
             data[f"{gp.data}_center"] = center if gp.categorical else float(center[0])
             group_columns[(level.name, gp.name)] = names
     prepared = PreparedData(data, labels, columns, group_columns, term_scales=term_scales,
-                            missing=missing, dropped=dropped, sigma_labels=sigma_labels)
+                            missing=missing, dropped=dropped, sigma_labels=sigma_labels,
+                            outcome_categories=categories)
     prior_values(desc, prepared)
     return prepared
 
@@ -291,7 +295,7 @@ def _compound_keys(df: pd.DataFrame, id_columns: list[str]) -> pd.Series:
 def _outcome(desc: ModelDescription, df: pd.DataFrame, c: _Collector) -> dict[str, Any]:
     """The outcome (and trials) as Stan data, checked by the family (stangen/families.py)."""
     return desc.family.outcome_data(df[desc.outcome], desc.outcome, df[desc.trials] if desc.trials else None,
-                                    desc.trials, c.add)
+                                    desc.trials, c.add, order=desc.order)
 
 
 def _residuals(desc: ModelDescription, df: pd.DataFrame, levels: dict, usable: set[str], c: _Collector
@@ -342,7 +346,7 @@ def _design(desc: ModelDescription, df: pd.DataFrame, c: _Collector, usable: set
     otherwise — R's rule, so `x:g` without `x` gives each group its own slope, and without an intercept the
     first factor gets every level."""
     blocks, columns, slopes = [], {}, {}
-    present: set[frozenset] = {frozenset()} if desc.intercept else set()
+    present: set[frozenset] = {frozenset()} if desc.spans_intercept else set()
     for i, term in enumerate(desc.terms):
         path = f"predictors[{i}]"
         if usable is not None and not set(term.variables) <= usable:

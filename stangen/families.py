@@ -10,6 +10,7 @@ compares a family's name: the rest of stangen asks the family (tests/test_famili
 from __future__ import annotations
 
 from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -29,6 +30,11 @@ class AuxParameter:
     prior_class: str = "scale"  # spec/priors.py class: which prior families it takes
     # the default prior: (prior family, its numbers), as brms chooses them; None: exponential(1 / s_y)
     default_prior: tuple[str, tuple[float, ...]] | None = None
+    size: str = ""  # a vector's Stan size (cutpoints: "K_cat - 1"); "" for a number
+    shown: str = ""  # a vector's elements are shown as shown[label] (cutpoint[1|2]); "" for a number
+    # a location on the linear predictor's scale (an ordinal model's cutpoints): with centered predictors the
+    # sampler's parameter is <name>_centered, at the predictors' means, and <name> at 0 is derived from it
+    moves_with_centering: bool = False
 
 
 SIGMA = AuxParameter("sigma", "real<lower=0>", "residual sd")
@@ -53,6 +59,9 @@ class Family:
     # the density's parameters after `y |` when they are not (linear predictor, auxiliary parameters…):
     # a format with {mu} and the auxiliary parameters' names, e.g. "{nu}, {mu}, {sigma}"
     arguments: str = ""
+    # ordered categories (cumulative): `order:` applies, and K − 1 cutpoints replace the population intercept
+    ordinal: bool = False
+    mean_link: str = ""  # the report's equations: the link applied to mean_symbol ("" = link)
 
     def __str__(self) -> str:  # how a family is printed: its name, as the spec writes it
         return self.name
@@ -72,40 +81,41 @@ class Family:
         return [f"array[N] int<lower=0> y;  // outcome: {outcome} (counts)"] if self.discrete else \
             [f"vector[N] y;  // outcome: {outcome}"]
 
-    def _aux(self, sigma: str) -> dict[str, str]:
-        """Each auxiliary parameter's Stan expression (sigma's may be per observation: `residuals: sd_by`)."""
-        return {a.name: sigma if a.name == "sigma" else a.name for a in self.aux}
+    def _aux(self, aux: Mapping[str, str] | None) -> dict[str, str]:
+        """Each auxiliary parameter's Stan expression: `aux` (from ModelDescription.aux_exprs: sigma may be per
+        observation with `residuals: sd_by`, cutpoints the centered ones) or its own name."""
+        return {a.name: (aux or {}).get(a.name, a.name) for a in self.aux}
 
-    def _args(self, sigma: str) -> str:
-        return "".join(f", {value}" for value in self._aux(sigma).values())
+    def _args(self, aux) -> str:
+        return "".join(f", {value}" for value in self._aux(aux).values())
 
-    def _params(self, mu: str, sigma: str, given: str) -> str:
+    def _params(self, mu: str, aux, given: str) -> str:
         """The density's parameters for the linear predictor `mu`."""
         if self.arguments:
-            return self.arguments.format(mu=mu, **self._aux(sigma))
-        return f"{given}{mu}{self._args(sigma)}"
+            return self.arguments.format(mu=mu, **self._aux(aux))
+        return f"{given}{mu}{self._args(aux)}"
 
     def _given(self) -> str:
         return "trials, " if self.takes_trials else ""
 
-    def likelihood(self, alpha: str, pooled: bool, sigma: str = "sigma") -> str:
+    def likelihood(self, alpha: str, pooled: bool, aux: Mapping[str, str] | None = None) -> str:
         """`target += …` of all observations; `pooled`: with X * beta (through the GLM function where Stan
-        has one)."""
+        has one). `alpha`: the rest of the linear predictor, "0" when there is none."""
         kind = "lupmf" if self.discrete else "lupdf"
         if pooled and self.glm_function:
-            return f"target += {self.glm_function}_{kind}(y | {self._given()}X, {alpha}, beta{self._args(sigma)});"
-        mu = f"{alpha} + X * beta" if pooled else alpha
-        return f"target += {self.density}_{kind}(y | {self._params(mu, sigma, self._given())});"
+            return f"target += {self.glm_function}_{kind}(y | {self._given()}X, {alpha}, beta{self._args(aux)});"
+        mu = ("X * beta" if alpha == "0" else f"{alpha} + X * beta") if pooled else alpha
+        return f"target += {self.density}_{kind}(y | {self._params(mu, aux, self._given())});"
 
-    def predictive_draws(self, eta: str, sigma: str = "sigma") -> str:
+    def predictive_draws(self, eta: str, aux: Mapping[str, str] | None = None) -> str:
         """y_rep = … (a replicate of the outcome)."""
-        draw = f"{self.density}_rng({self._params(eta, sigma, self._given())})"
+        draw = f"{self.density}_rng({self._params(eta, aux, self._given())})"
         return f"y_rep = {draw};" if self.discrete else f"y_rep = to_vector({draw});"
 
-    def pointwise_log_likelihood(self, eta: str, i: str, sigma: str = "sigma") -> str:
+    def pointwise_log_likelihood(self, eta: str, i: str, aux: Mapping[str, str] | None = None) -> str:
         kind = "lpmf" if self.discrete else "lpdf"
         given = f"trials[{i}], " if self.takes_trials else ""
-        return f"log_lik[{i}] = {self.density}_{kind}(y[{i}] | {self._params(f'{eta}[{i}]', sigma, given)});"
+        return f"log_lik[{i}] = {self.density}_{kind}(y[{i}] | {self._params(f'{eta}[{i}]', aux, given)});"
 
     def header(self, outcome: str, trials: str | None) -> tuple[str, str]:
         """The program's equations: (the outcome's distribution, the left side of the linear predictor)."""
@@ -113,9 +123,10 @@ class Family:
 
     # -- data -----------------------------------------------------------------------------------------
     def outcome_data(self, series: pd.Series, column: str, trials: pd.Series | None, trials_column: str | None,
-                     problem) -> dict[str, Any]:
+                     problem, order: tuple | None = None) -> dict[str, Any]:
         """Check the outcome (and trials) column; `problem(path, message)` records what is wrong, naming rows.
-        Returns the Stan data of the outcome."""
+        Returns the Stan data of the outcome; an ordinal family adds "categories", the labels of y = 1, 2, …
+        (`order`: the spec's order of them)."""
         raise NotImplementedError
 
     def outcome_scale(self, y: np.ndarray) -> tuple[float, float]:
@@ -131,13 +142,22 @@ class Family:
         """Outcomes drawn given the linear predictor (simulate); `errors()` draws a gaussian family's errors."""
         raise NotImplementedError
 
-    def placeholder(self, n: int, rng) -> np.ndarray:
+    def placeholder(self, n: int, rng, order: tuple | None = None) -> np.ndarray:
         """A valid stand-in outcome (simulate prepares the data before it has the real one)."""
         return np.arange(n) % 2
 
     def latent_residual_variance(self, fit: "Fit", intercept_variance) -> np.ndarray:
         """The residual variance on the latent scale, per draw (ICC, pooling)."""
         raise NotImplementedError
+
+    def aux_length(self, aux: AuxParameter, stan_data: Mapping) -> int:
+        """How many numbers a (vector) auxiliary parameter holds, given the Stan data."""
+        return 1
+
+    @staticmethod
+    def aux_labels(categories: list[str]) -> list[str]:
+        """Labels of a vector auxiliary parameter's elements (an ordinal model's cutpoints: '1|2', …)."""
+        return []
 
     @property
     def is_default(self) -> bool:
@@ -174,7 +194,7 @@ class Gaussian(Family):
     def header(self, outcome, trials):
         return f"{outcome}[i] ~ normal(mu[i], sigma)", "mu[i]"
 
-    def outcome_data(self, series, column, trials, trials_column, problem):
+    def outcome_data(self, series, column, trials, trials_column, problem, order=None):
         y = _numbers(series, column, self.name, problem)
         if y is None:
             return {}
@@ -191,7 +211,7 @@ class Gaussian(Family):
     def draw(self, eta, aux, trials, errors, rng):
         return eta + errors()
 
-    def placeholder(self, n, rng):
+    def placeholder(self, n, rng, order=None):
         return rng.normal(0, 1, n)
 
     def latent_residual_variance(self, fit, intercept_variance):
@@ -221,7 +241,7 @@ class Bernoulli(Family):
     def data_lines(self, outcome, trials):
         return [f"array[N] int<lower=0, upper=1> y;  // outcome: {outcome} (0/1)"]
 
-    def outcome_data(self, series, column, trials, trials_column, problem):
+    def outcome_data(self, series, column, trials, trials_column, problem, order=None):
         if pd.api.types.is_bool_dtype(series):
             series = series.astype(int)
         y = _numbers(series, column, self.name, problem)
@@ -260,10 +280,10 @@ class Binomial(Family):
     def data_lines(self, outcome, trials):
         return [f"array[N] int<lower=0> trials;  // trials: {trials}", f"array[N] int<lower=0> y;  // successes: {outcome}"]
 
-    def predictive_draws(self, eta, sigma="sigma"):
+    def predictive_draws(self, eta, aux=None):
         return f"y_rep = binomial_rng(trials, inv_logit({eta}));  // (Stan has no binomial_logit_rng)"
 
-    def outcome_data(self, series, column, trials, trials_column, problem):
+    def outcome_data(self, series, column, trials, trials_column, problem, order=None):
         from .data import _is_numeric
 
         y = _numbers(series, column, self.name, problem)
@@ -298,7 +318,7 @@ class Poisson(Family):
     def header(self, outcome, trials):
         return f"{outcome}[i] ~ poisson(lambda[i])", "log(lambda[i])"
 
-    def outcome_data(self, series, column, trials, trials_column, problem):
+    def outcome_data(self, series, column, trials, trials_column, problem, order=None):
         y = _numbers(series, column, self.name, problem)
         return {} if y is None else {"y": _counts(y, column, self.name, problem)}
 
@@ -383,7 +403,7 @@ class Lognormal(Gaussian):
     def header(self, outcome, trials):
         return f"{outcome}[i] ~ lognormal(mu[i], sigma)", "mu[i]"
 
-    def outcome_data(self, series, column, trials, trials_column, problem):
+    def outcome_data(self, series, column, trials, trials_column, problem, order=None):
         return _positive_outcome(series, column, self.name, problem)
 
     def outcome_scale(self, y):
@@ -396,7 +416,7 @@ class Lognormal(Gaussian):
     def draw(self, eta, aux, trials, errors, rng):
         return np.exp(eta + aux["sigma"] * rng.normal(0, 1, len(eta)))
 
-    def placeholder(self, n, rng):
+    def placeholder(self, n, rng, order=None):
         return np.exp(rng.normal(0, 1, n))
 
     def latent_residual_variance(self, fit, intercept_variance):
@@ -410,7 +430,7 @@ class GammaFamily(Family):
     def header(self, outcome, trials):
         return f"{outcome}[i] ~ gamma(shape, shape / mu[i])", "log(mu[i])"
 
-    def outcome_data(self, series, column, trials, trials_column, problem):
+    def outcome_data(self, series, column, trials, trials_column, problem, order=None):
         return _positive_outcome(series, column, self.name, problem)
 
     def outcome_scale(self, y):
@@ -425,7 +445,7 @@ class GammaFamily(Family):
         mu = np.exp(np.clip(eta, -30, 20))
         return rng.gamma(aux["shape"], mu / aux["shape"])
 
-    def placeholder(self, n, rng):
+    def placeholder(self, n, rng, order=None):
         return np.exp(rng.normal(0, 1, n))
 
     def latent_residual_variance(self, fit, intercept_variance):
@@ -442,7 +462,7 @@ class BetaFamily(Family):
     def header(self, outcome, trials):
         return f"{outcome}[i] ~ beta(mu[i] * phi, (1 - mu[i]) * phi)", "logit(mu[i])"
 
-    def outcome_data(self, series, column, trials, trials_column, problem):
+    def outcome_data(self, series, column, trials, trials_column, problem, order=None):
         y = _numbers(series, column, self.name, problem)
         if y is None:
             return {}
@@ -466,11 +486,108 @@ class BetaFamily(Family):
         mu = 1 / (1 + np.exp(-eta))
         return np.clip(rng.beta(mu * aux["phi"], (1 - mu) * aux["phi"]), 1e-12, 1 - 1e-12)
 
-    def placeholder(self, n, rng):
+    def placeholder(self, n, rng, order=None):
         return rng.uniform(0.2, 0.8, n)
 
     def latent_residual_variance(self, fit, intercept_variance):
         return None  # no latent-scale residual variance: ICC and pooling are not defined for beta
+
+
+def _category_text(values) -> str:
+    from .data import label_text
+    return ", ".join(repr(label_text(v)) for v in values)
+
+
+@dataclass(frozen=True)
+class Cumulative(Family):
+    """Ordered categories 1 < 2 < … < K (ordinal::clmm, brms's cumulative("logit")):
+    P(y ≤ k) = inv_logit(cutpoint_k − η), with K − 1 ordered cutpoints in place of the population intercept."""
+
+    def header(self, outcome, trials):
+        return f"{outcome}[i] ~ ordered_logistic(eta[i], cutpoints),  P({outcome}[i] <= k) = inv_logit(cutpoints[k] - eta[i])", "eta[i]"
+
+    def data_lines(self, outcome, trials):
+        return ["int<lower=2> K_cat;  // number of categories", 
+                f"array[N] int<lower=1, upper=K_cat> y;  // outcome: {outcome}, as category 1..K_cat in its order"]
+
+    def likelihood(self, alpha, pooled, aux=None):
+        cuts = self._aux(aux)["cutpoints"]
+        if pooled and alpha == "0":  # Stan's GLM function has no term besides X * beta
+            return f"target += ordered_logistic_glm_lupmf(y | X, beta, {cuts});"
+        mu = ("X * beta" if alpha == "0" else f"{alpha} + X * beta") if pooled else alpha
+        return f"target += ordered_logistic_lupmf(y | {mu}, {cuts});"
+
+    def predictive_draws(self, eta, aux=None):
+        cuts = self._aux(aux)["cutpoints"]
+        return f"for (i in 1:N) y_rep[i] = ordered_logistic_rng({eta}[i], {cuts});  // (Stan's rng takes one at a time)"
+
+    def pointwise_log_likelihood(self, eta, i, aux=None):
+        return f"log_lik[{i}] = ordered_logistic_lpmf(y[{i}] | {eta}[{i}], {self._aux(aux)['cutpoints']});"
+
+    def outcome_data(self, series, column, trials, trials_column, problem, order=None):
+        from .data import _is_numeric, label_text, sort_labels
+
+        text = series.map(label_text)
+        if order is not None:
+            categories = [label_text(v) for v in order]
+            unknown = ~text.isin(categories).to_numpy()
+            if unknown.any():
+                problem("outcome", f"outcome '{column}' has values not listed in `order` "
+                                   f"({_category_text(pd.unique(series[unknown])[:3])}) at {_rows(unknown)}; "
+                                   f"`order` lists {_category_text(categories)}")
+                return {}
+        elif _is_numeric(series) and np.all(np.isfinite(series.to_numpy(dtype=float))) and \
+                np.all(series.to_numpy(dtype=float) == np.round(series.to_numpy(dtype=float))):
+            categories = sort_labels(text.unique())
+        else:
+            problem("outcome", f"family {self.name} needs ordered categories: outcome '{column}' holds "
+                               f"{'text' if not _is_numeric(series) else 'non-integer numbers'} (such as "
+                               f"{_category_text(series.iloc[:1])}); give their order with a top-level "
+                               "`order: [lowest, …, highest]`, or code them as integers")
+            return {}
+        unseen = [c for c in categories if not (text == c).any()]
+        if unseen:
+            problem("order", f"no row of '{column}' is in categor{'ies' if len(unseen) > 1 else 'y'} "
+                             f"{_category_text(unseen)}: the cutpoints around an empty category are not "
+                             "identified by the data; leave it out of `order` (or merge it with a neighbour)")
+        if len(categories) < 2:
+            problem("outcome", f"outcome '{column}' has one category ({_category_text(categories)}); an ordinal "
+                               "model needs at least 2")
+            return {}
+        code = {c: k + 1 for k, c in enumerate(categories)}
+        return {"y": text.map(code).to_numpy(dtype=int), "K_cat": len(categories), "categories": categories}
+
+    def aux_length(self, aux: AuxParameter, stan_data: Mapping) -> int:
+        return int(stan_data["K_cat"]) - 1
+
+    @staticmethod
+    def aux_labels(categories: list[str]) -> list[str]:
+        """The cutpoints' labels as ordinal::clmm prints them: '1|2', '2|3', …"""
+        return [f"{a}|{b}" for a, b in zip(categories, categories[1:])]
+
+    def working_response(self, y, trials):
+        """Each category's score: the logit of its mid cumulative proportion, with the logistic's variance."""
+        y = np.asarray(y, dtype=int)
+        counts = np.bincount(y, minlength=int(y.max()) + 1)[1:] if len(y) else np.ones(2)
+        cum = np.cumsum(counts) / max(counts.sum(), 1)
+        mid = np.clip(cum - counts / max(counts.sum(), 1) / 2, 0.01, 0.99)
+        score = np.log(mid / (1 - mid))
+        return score[np.clip(y, 1, len(score)) - 1], np.full(len(y), 3 / np.pi ** 2), False
+
+    def draw(self, eta, aux, trials, errors, rng):
+        """Category codes 1..K: the latent η + logistic noise, cut at the cutpoints."""
+        latent = eta + rng.logistic(0, 1, len(eta))
+        return 1 + np.searchsorted(np.sort(np.atleast_1d(np.asarray(aux["cutpoints"], dtype=float))), latent)
+
+    def placeholder(self, n, rng, order=None):
+        if order is None:
+            from .errors import Problem, SpecError
+            raise SpecError(Problem("order", f"simulating a {self.name} model without data needs its categories: "
+                                             "list them with a top-level `order: [lowest, …, highest]`"))
+        return np.array([order[k % len(order)] for k in range(n)], dtype=object)
+
+    def latent_residual_variance(self, fit, intercept_variance):
+        return _logistic_variance(fit, intercept_variance)
 
 
 GAMMA_VAGUE = ("gamma", (0.01, 0.01))  # brms's default for shape and precision parameters
@@ -496,6 +613,11 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
     GammaFamily("gamma", "log", density="gamma", arguments="{shape}, {shape} * exp(-({mu}))", distribution="Gamma",
                 mean_symbol="μ", aux=(AuxParameter("shape", "real<lower=0>", "shape of the gamma (variance μ²/shape)",
                                                    default_prior=GAMMA_VAGUE),)),
+    Cumulative("cumulative", "logit", discrete=True, ordinal=True, distribution="OrderedLogistic",
+               mean_symbol="η", mean_link="identity",
+               aux=(AuxParameter("cutpoints", "ordered[K_cat - 1]", "cutpoints between adjacent categories, "
+                                 "P(y <= k) = inv_logit(cutpoint k - η)", prior_class="coefficient", default_prior=("student_t", (3.0, 0.0, 2.5)),
+                                 size="K_cat - 1", shown="cutpoint", moves_with_centering=True),)),
     BetaFamily("beta", "logit", density="beta_proportion", arguments="inv_logit({mu}), {phi}", distribution="Beta",
                mean_symbol="μ", aux=(AuxParameter("phi", "real<lower=0>", "precision of the beta (variance "
                                                   "μ(1 − μ)/(1 + φ))", default_prior=GAMMA_VAGUE),)),

@@ -115,6 +115,12 @@ def naming(desc: ModelDescription, prepared: PreparedData) -> Naming:
             n.dims["sigma"] = ["sigma_by"]
             n.population += [(f"sigma({res.sd_by}: {label})", f"sigma[{k}]")
                              for k, label in enumerate(prepared.sigma_labels)]
+        elif aux.size:  # a vector: its elements by label (an ordinal model's cutpoints: cutpoint[1|2], …)
+            labels = desc.family.aux_labels(prepared.outcome_categories)
+            n.coords[f"{aux.name}_dim"] = labels
+            for var in {aux.name, desc.aux_stan(aux)}:
+                n.dims[var] = [f"{aux.name}_dim"]
+            n.population += [(f"{aux.shown}[{label}]", f"{aux.name}[{k}]") for k, label in enumerate(labels)]
         else:
             n.population.append((aux.name, aux.name))
     if res is not None and res.correlation:
@@ -246,7 +252,7 @@ class Fit:
                "priors": prepared.priors, "categorical": sorted(self.description.categorical),
                # the data rows the fit used: all but these (missing: drop)
                "dropped": prepared.dropped.to_dict() if prepared.dropped else None,
-               "sigma_labels": prepared.sigma_labels}
+               "sigma_labels": prepared.sigma_labels, "outcome_categories": prepared.outcome_categories}
         _write(out / "spec.yaml", self.spec.to_yaml())
         _write(out / "model.stan", self.program.code)
         _write(out / "data.json", stan_data_json(prepared.stan_data))
@@ -280,6 +286,7 @@ class Fit:
         prepared = PreparedData(stan_data, run["labels"], run["columns"],
                                 {(lv, p): names for lv, p, names in run["group_columns"]}, run["priors"],
                                 missing=run["info"].get("missing", "error"), sigma_labels=run.get("sigma_labels", []),
+                                outcome_categories=run.get("outcome_categories", []),
                                 dropped=DroppedRows.from_dict(run.get("dropped")))
         program = StanProgram(spec, desc, (run_dir / "model.stan").read_text(), prepared, choices)
         idata = az.from_netcdf(str(run_dir / "posterior.nc"), engine="h5netcdf")

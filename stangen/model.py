@@ -207,6 +207,8 @@ class ModelDescription:
     columns: tuple[tuple[str, str], ...] = ()
     # the level-1 errors' structure (None: independent, one sd)
     residuals: Residuals | None = None
+    # an ordinal family's categories, lowest first, as the spec's `order:` lists them (None: the integers seen)
+    order: tuple | None = None
 
     @property
     def pooled_terms(self) -> tuple[Term, ...]:
@@ -235,10 +237,34 @@ class ModelDescription:
         return tuple(t for t in self.terms if t.name in varying)
 
     @property
+    def spans_intercept(self) -> bool:
+        """A population intercept, or what takes its place (an ordinal family's cutpoints), absorbs a constant
+        shift: so predictors are centered for sampling, and a factor is coded against a reference category."""
+        return self.intercept or self.family.ordinal
+
+    @property
+    def _centering_moves_location(self) -> bool:
+        return bool(self.terms) or any(c.effects for lv in self.levels for c in lv.coefficients if c.name == INTERCEPT)
+
+    @property
     def intercept_centered(self) -> bool:
         """The sampler's intercept is at the predictor means; the original-scale one is derived."""
-        return self.intercept and (bool(self.terms) or any(
-            c.effects for lv in self.levels for c in lv.coefficients if c.name == INTERCEPT))
+        return self.intercept and self._centering_moves_location
+
+    def aux_stan(self, aux: AuxParameter) -> str:
+        """The sampler's name of an auxiliary parameter: <name>_centered for a location (cutpoints) sampled
+        at the predictors' means, whose value at 0 generated quantities derive."""
+        return f"{aux.name}_centered" if aux.moves_with_centering and self._centering_moves_location else aux.name
+
+    @property
+    def centered_aux(self) -> tuple[AuxParameter, ...]:
+        """Auxiliary parameters sampled at the predictors' means (generated quantities derive them at 0)."""
+        return tuple(a for a in self.family.aux if self.aux_stan(a) != a.name)
+
+    def aux_exprs(self, index: str | None = None) -> dict[str, str]:
+        """Each auxiliary parameter's Stan expression in the model block and generated quantities: the
+        residual sd of every observation or of observation `index` (sd_of), a location's centered name."""
+        return {a.name: self.sd_of(index) if a.name == "sigma" else self.aux_stan(a) for a in self.family.aux}
 
     @property
     def intercept_param(self) -> str:
@@ -384,7 +410,7 @@ def describe(spec: Spec, categorical: set[str] | frozenset[str] = frozenset(),
                                       else None)) for aux in family.aux),
         terms=tuple(terms), levels=tuple(levels), categorical=categorical,
         reference=tuple(sorted(spec.reference.items())), generated=generated, columns=tuple(spec.columns.items()),
-        residuals=Residuals.from_spec(spec.residuals))
+        residuals=Residuals.from_spec(spec.residuals), order=tuple(spec.order) if spec.order else None)
 
 
 def integrable_child(level: LevelDescription, levels) -> LevelDescription | None:
@@ -507,7 +533,7 @@ def prior_targets(desc: ModelDescription) -> list[PriorTarget]:
                 out.append(PriorTarget(effect.name, effect.param, effect.prior, "effect", level=level,
                                        coefficient=coef, effect=effect, vector=effect.predictor.categorical))
     for aux, choice in desc.aux_priors:
-        out.append(PriorTarget(aux.name, aux.name, choice, "aux", aux=aux))
+        out.append(PriorTarget(aux.name, desc.aux_stan(aux), choice, "aux", aux=aux, vector=bool(aux.size)))
     for level in desc.levels:
         out.append(PriorTarget(f"sd_{level.stan}", level.sd, level.sd_prior, "sd", level=level,
                                vector=level.n_coef > 1))

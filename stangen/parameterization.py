@@ -125,7 +125,7 @@ def estimate(desc: ModelDescription, data: dict) -> tuple[dict[str, np.ndarray],
     z, w, estimate_sigma = _working_response(desc, data)
     n = len(z)
     # pooled part: weighted least squares on the intercept and the design matrix
-    base = [np.ones(n)] if desc.intercept else []
+    base = [np.ones(n)] if desc.spans_intercept else []
     if "X" in data and np.size(data["X"]):
         base.append(np.asarray(data["X"], dtype=float).reshape(n, -1))
     if base:

@@ -12,6 +12,7 @@ design column, and s_w the sd of a group-level predictor over groups:
 | effect of w on the slope of x     | normal(0, 2.5·s_y / (s_x·s_w))                  |
 | sigma (gaussian, student; lognormal: s_y of log y) | exponential(1 / s_y)             |
 | phi, shape, nu (other families)   | the family's (stangen/families.py): gamma(0.01, 0.01); nu gamma(2, 0.1) |
+| cutpoints (cumulative), each      | student_t(3, 0, 2.5), as brms (at the predictors' means)         |
 | sd of a varying intercept         | exponential(1 / s_y)                            |
 | sd of a varying slope of x        | exponential(s_x / s_y)                          |
 | correlation of varying effects    | lkj(2)                                          |
@@ -102,4 +103,6 @@ def _length(target: PriorTarget, desc: ModelDescription, prepared: "PreparedData
         return len(prepared.group_columns[(target.level.name, target.effect.predictor.name)])
     if target.role == "sd":
         return target.level.n_coef
+    if target.role == "aux":
+        return desc.family.aux_length(target.aux, prepared.stan_data)
     return 1

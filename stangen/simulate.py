@@ -133,7 +133,7 @@ def _placeholder_outcome(spec: Spec, frame: pd.DataFrame, rng) -> pd.DataFrame:
     frame = frame.copy()
     n = len(frame)
     family = get_family(spec.family)
-    frame[spec.outcome] = family.placeholder(n, rng)
+    frame[spec.outcome] = family.placeholder(n, rng, order=spec.order)
     if family.takes_trials:
         frame[spec.outcome] = np.minimum(frame[spec.outcome], frame[spec.trials])
     return frame
@@ -203,12 +203,23 @@ def _complete(desc, prepared, params: dict) -> dict:
             problems.append(Problem("params.sigma", f"the residual sd of each value of '{res.sd_by}' "
                                                     f"({', '.join(labels)}), or one number for all"))
             truth["sigma"] = {label: 1.0 for label in labels}
-    for aux in desc.family.aux:  # the family's other parameters, one number each
+    for aux in desc.family.aux:  # the family's other parameters, one number each (or a list: cutpoints)
         if aux.name in truth:
             continue
         if aux.name not in params:
             problems.append(Problem(f"params.{aux.name}", f"missing: the {aux.meaning}"))
-        truth[aux.name] = float(params.get(aux.name, 1))
+        if aux.size:
+            k = desc.family.aux_length(aux, prepared.stan_data)
+            given = params.get(aux.name, list(range(k)))
+            ok = isinstance(given, list) and len(given) == k and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in given)
+            if not ok or any(b <= a for a, b in zip(given, given[1:])):
+                problems.append(Problem(f"params.{aux.name}", f"a list of {k} increasing numbers (one between each "
+                                                              f"two adjacent categories), got {given!r}"))
+                given = list(range(k))
+            truth[aux.name] = [float(v) for v in given]
+        else:
+            truth[aux.name] = float(params.get(aux.name, 1))
     if res is not None and res.correlation:
         phi = params.get("phi")
         if not isinstance(phi, (int, float)) or isinstance(phi, bool) or not res.phi_lower < phi < 1:
@@ -248,9 +259,12 @@ def _prior_draw(desc, prepared, rng) -> dict:
         cols = prepared.columns[term.name]
         values = np.atleast_1d(draw(f"beta_{term.stan}", len(cols) if term.categorical else None))
         truth["coefficients"].update(dict(zip(cols, map(float, values))))
-    if desc.intercept and desc.terms:
+    # priors on the intercept (and cutpoints) hold at the predictors' centers; `shift` is what the linear
+    # predictor at 0 differs from it: the intercept at 0 is that much lower, cutpoints that much higher
+    shift = 0.0
+    if desc.terms:
         beta = np.array([truth["coefficients"][c] for t in desc.terms for c in prepared.columns[t.name]])
-        truth["Intercept"] -= float(np.dot(prepared.stan_data["X_means"], beta))
+        shift += float(np.dot(prepared.stan_data["X_means"], beta))
     for lv in desc.levels:
         for c in lv.coefficients:
             for e in c.effects:
@@ -258,11 +272,11 @@ def _prior_draw(desc, prepared, rng) -> dict:
                 values = np.atleast_1d(draw(e.name, len(cols) if e.predictor.categorical else None))
                 truth["effects"].setdefault(lv.name, {}).setdefault(c.name, {}).update(dict(zip(cols, map(float, values))))
                 # priors hold at the group-level predictors' centers: move to the value where they are 0
-                shift = float(np.dot(np.atleast_1d(prepared.stan_data[f"{e.predictor.data}_center"]), values))
-                if c.term is None and desc.intercept:
-                    truth["Intercept"] -= shift
-                elif c.term is not None:
-                    truth["coefficients"][c.term.name] -= shift
+                moved = float(np.dot(np.atleast_1d(prepared.stan_data[f"{e.predictor.data}_center"]), values))
+                if c.term is None:
+                    shift += moved
+                else:
+                    truth["coefficients"][c.term.name] -= moved
         if lv.at_means:  # intercept effects' priors hold at the slope predictors' means: move to 0
             effects = truth["effects"].get(lv.name, {})
             for e in lv.coefficients[0].effects:
@@ -274,8 +288,7 @@ def _prior_draw(desc, prepared, rng) -> dict:
                         slope = np.array([effects[c.name][col] for col in cols])
                         for col, value in zip(cols, slope):
                             effects[INTERCEPT][col] -= mean_x * value
-                        if desc.intercept:  # the intercept was moved with the at-mean effect
-                            truth["Intercept"] += float(np.dot(center, mean_x * slope))
+                        shift -= float(np.dot(center, mean_x * slope))  # moved with the at-mean effect
         sds = np.atleast_1d(draw(f"sd_{lv.stan}", lv.n_coef if lv.n_coef > 1 else None))
         truth["sd"][lv.name] = {c.name: float(s) for c, s in zip(lv.coefficients, sds)}
         if lv.kind == "correlated":
@@ -285,10 +298,15 @@ def _prior_draw(desc, prepared, rng) -> dict:
             sd_raw, cor_raw = at_zero(lv, prepared, sds, np.asarray(truth["cor"][lv.name]))
             truth["sd"][lv.name] = {c.name: float(s) for c, s in zip(lv.coefficients, sd_raw)}
             truth["cor"][lv.name] = cor_raw.tolist()
+    if desc.intercept:
+        truth["Intercept"] -= shift
     res = desc.residuals
     for aux in desc.family.aux:
         if aux.name == "sigma" and res is not None and res.sd_by:
             truth["sigma"] = {label: float(draw("sigma")) for label in prepared.sigma_labels}
+        elif aux.size:  # a vector; an ordered one (cutpoints) sorted, and moved like the intercept
+            values = np.sort(np.atleast_1d(draw(aux.name, desc.family.aux_length(aux, prepared.stan_data))))
+            truth[aux.name] = [float(v + (shift if aux.moves_with_centering else 0.0)) for v in values]
         else:
             value = float(draw(aux.name))
             if aux.name == "nu":  # declared <lower=1>: a draw below is outside the parameter's support
@@ -369,4 +387,15 @@ def _draw_outcome(desc, prepared, truth, rng) -> np.ndarray:
                 b += w.reshape(n_groups, -1) @ gamma
             eta += b[idx] * (1.0 if c.term is None else np.asarray(data[f"x_{c.term.stan}"]))
     aux = {a.name: truth[a.name] for a in desc.family.aux}
-    return desc.family.draw(eta, aux, data.get("trials"), lambda: _errors(desc, prepared, truth, rng), rng)
+    y = desc.family.draw(eta, aux, data.get("trials"), lambda: _errors(desc, prepared, truth, rng), rng)
+    if prepared.outcome_categories:  # ordered categories: codes 1..K back to the data's labels
+        labels = _category_values(prepared.outcome_categories, desc.order)
+        return np.array([labels[k - 1] for k in y], dtype=object if isinstance(labels[0], str) else None)
+    return y
+
+
+def _category_values(categories: list[str], order: tuple | None) -> list:
+    """The outcome's values for categories 1..K: the spec's `order` entries as written, else integers."""
+    if order is not None:
+        return list(order)
+    return [int(float(c)) for c in categories]

@@ -63,7 +63,7 @@ def test_every_family_has_every_piece(name):
     assert str(family) == name
     assert family.likelihood("eta", pooled=True).startswith("target += ")
     assert family.likelihood("eta", pooled=False).startswith("target += ")
-    assert family.predictive_draws("eta").startswith("y_rep = ")
+    assert re.match(r"(for \(i in 1:N\) )?y_rep(\[i\])? = ", family.predictive_draws("eta"))
     assert family.pointwise_log_likelihood("eta", "i").startswith("log_lik[i] = ")
     first, lhs = family.header("y", "n")
     assert first.startswith("y[i]") and "[i]" in lhs

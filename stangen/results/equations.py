@@ -239,11 +239,13 @@ def equations(desc: ModelDescription, columns: dict[str, list[str]] | None = Non
     else:  # y ~ distribution(mean), link(mean) = linear predictor
         mean = Sym(family.mean_symbol, ix.obs)
         given = [Sym(desc.trials or "n", ix.obs, name=True), ", "] if family.takes_trials else []
-        level1.equations.append(Equation((y, f" ~ {family.distribution}(", *given, mean, ")")))
-        if family.link == "identity":
+        aux = "".join(f", {a.name}" for a in family.aux)
+        level1.equations.append(Equation((y, f" ~ {family.distribution}(", *given, mean, f"{aux})")))
+        link = family.mean_link or family.link
+        if link == "identity":
             level1.equations.append(Equation((mean, " = ", *linear)))
         else:
-            level1.equations.append(Equation((f"{family.link}(", mean, ") = ", *linear)))
+            level1.equations.append(Equation((f"{link}(", mean, ") = ", *linear)))
     sections = [level1]
 
     # level-2 (and higher) equations: one per level-1 coefficient
@@ -290,6 +292,7 @@ def equations(desc: ModelDescription, columns: dict[str, list[str]] | None = Non
         where.append(f"σ_g: sigma(…), the residual sd of each value g of {desc.residuals.sd_by}")
     elif desc.family.additive_errors:
         where.append("σ: sigma, the residual sd")
+    where += [f"{a.name}: the {a.meaning}" for a in desc.family.aux if not desc.family.additive_errors]
     if desc.residuals is not None and desc.residuals.correlation:
         where.append(f"φ: phi, the correlation of a {desc.residuals.level}'s errors one {desc.residuals.time} unit "
                      "apart")

@@ -150,6 +150,10 @@ def _prior_names(target, desc, data) -> list[str]:
         shown = [col if c.term is None else f"{c.term.name}:{col}" for col in cols]
         on = "intercept" if c.term is None else f"{c.name} slope"
         return [f"{s} (on the {target.level.name} {on})" for s in shown]
+    if role == "aux" and target.aux.size:
+        labels = desc.family.aux_labels(data.outcome_categories)
+        note = " (at the predictors' means)" if target.param.endswith("_centered") else ""
+        return [f"{target.aux.shown}[{label}]{note}" for label in labels] or [target.aux.name]
     if role == "aux":
         each = f" (each of {', '.join(data.sigma_labels)})" if data.sigma_labels and target.aux.name == "sigma" else ""
         return [target.aux.name + each]

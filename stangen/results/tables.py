@@ -230,6 +230,17 @@ def _auxiliary_text(fit: "Fit", digits: int = 3) -> list[str]:
     lines = []
     for aux in others:
         draws = fit.posterior[aux.name].values
+        if aux.size:  # a vector, by label: an ordinal model's cutpoints, as clmm's "Threshold coefficients"
+            labels = family.aux_labels(fit.program.data.outcome_categories)
+            draws = draws.reshape(-1, len(labels))
+            lines += ["", f"Family parameters ({family} family): {aux.name}, the {aux.meaning}, where all "
+                          "predictors are 0 (posterior mean, 95% interval):"]
+            rows = []
+            for k, label in enumerate(labels):
+                lo, hi = np.quantile(draws[:, k], [0.025, 0.975])
+                rows.append((f"{label}", f"{draws[:, k].mean():.{digits}f}", f"[{lo:.{digits}f}, {hi:.{digits}f}]"))
+            lines += _columns(rows, left=1)
+            continue
         lo, hi = np.quantile(draws, [0.025, 0.975])
         lines += ["", f"Family parameter ({family} family): {aux.name}, the {aux.meaning}",
                   f"  {aux.name} {draws.mean():.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"]
@@ -266,12 +277,12 @@ def lme4_formula(fit: "Fit") -> str:
     """The model in lme4 syntax, e.g. 'Reaction ~ Days + (Days | Subject)'."""
     d = fit.description
     lhs = f"cbind({d.outcome}, {d.trials} - {d.outcome})" if d.family.takes_trials else d.outcome
-    fixed = ["1" if d.intercept else "0"] + [t.name for t in d.terms]
+    fixed = ["1" if d.spans_intercept else "0"] + [t.name for t in d.terms]
     for lv in d.levels:
         for c in lv.coefficients:
             for e in c.effects:
                 fixed.append(e.predictor.name if c.term is None else f"{c.term.name}:{e.predictor.name}")
-    if d.intercept and len(fixed) > 1:
+    if d.spans_intercept and len(fixed) > 1:
         fixed = fixed[1:]
     bars = []
     for lv in d.levels:

@@ -78,7 +78,7 @@ class Spec:
     trials: str | None = None
     categorical: Sequence[str] = ()
     reference: Mapping[str, str] = field(default_factory=dict)
-    intercept: bool = True
+    intercept: bool | None = None  # None: the family's default (true; false for an ordinal family)
     priors: Mapping[str, str] = field(default_factory=dict)
     sampler: Mapping[str, float] = field(default_factory=dict)
     name: str | None = None
@@ -86,6 +86,7 @@ class Spec:
     missing: str = "error"  # rows with a missing value in a used column: error | drop
     # the level-1 errors' structure: {correlation: ar1|car1, time, level, sd_by} (stangen/residuals.py)
     residuals: Mapping[str, str | None] | None = None
+    order: Sequence[str | int | float] | None = None  # an ordinal outcome's categories, lowest first
     base_dir: Path | None = field(default=None, compare=False, repr=False)
     _lines: Mapping[str, int] | None = field(default=None, compare=False, repr=False)
     _columns: Mapping[str, str] | None = field(default=None, compare=False, repr=False)
@@ -102,6 +103,7 @@ class Spec:
         for key in ("family", "outcome", "trials", "intercept", "name", "data", "missing"):
             set_(self, key, normalized[key])
         set_(self, "residuals", FrozenDict(normalized["residuals"]) if normalized["residuals"] else None)
+        set_(self, "order", tuple(normalized["order"]) if normalized["order"] else None)
         set_(self, "levels", FrozenDict({
             name: Level(id=lv["id"], within=lv["within"], correlated=lv["correlated"],
                         varying=FrozenDict({k: tuple(v) for k, v in lv["varying"].items()}),
@@ -151,7 +153,9 @@ class Spec:
 
     def to_yaml(self) -> str:
         data = self.to_dict()
-        defaults = {"family": DEFAULT_FAMILY, "intercept": True, "missing": "error"}
+        from ..families import get_family
+        ordinal = get_family(self.family).ordinal  # cutpoints take the intercept's place: it is always false
+        defaults = {"family": DEFAULT_FAMILY, "intercept": not ordinal, "missing": "error"}
         lean = {k: v for k, v in data.items() if v not in (None, [], {}) and defaults.get(k, object()) != v}
         if "residuals" in lean:
             lean["residuals"] = {k: v for k, v in lean["residuals"].items() if v is not None}

@@ -15,7 +15,7 @@ from .priors import parse_prior
 
 FAMILIES = tuple(_FAMILIES)
 TOP_KEYS = ("name", "data", "family", "outcome", "trials", "predictors", "categorical",
-            "reference", "intercept", "levels", "priors", "sampler", "missing", "residuals")
+            "reference", "intercept", "levels", "priors", "sampler", "missing", "residuals", "order")
 # rows with a missing value in a column the model uses: an error (default), or dropped (lme4's na.omit)
 MISSING_POLICIES = ("error", "drop")
 # the level-1 errors: correlated in time within a level's groups (nlme corAR1 / corCAR1), and/or one sd per
@@ -128,6 +128,13 @@ def validate(raw: object, lines: Mapping[str, int] | None = None) -> tuple[dict,
 
     terms = spec["predictors"] = _check_terms(c, raw.get("predictors"), outcome, trials)
     spec["intercept"] = c.boolean(raw.get("intercept"), "intercept", True)
+    spec["order"] = _check_order(c, raw.get("order"), known)
+    if known is not None and known.ordinal:
+        if raw.get("intercept") is True:
+            c.add("intercept", f"family {family} has no population intercept: its K − 1 cutpoints (one between each "
+                               "two adjacent categories) take its place, as in ordinal::clmm; remove "
+                               "`intercept: true`")
+        spec["intercept"] = False
     used_vars = {v for t in terms for v in term_variables(t)}
 
     levels_raw = raw.get("levels") or {}
@@ -161,6 +168,28 @@ def validate(raw: object, lines: Mapping[str, int] | None = None) -> tuple[dict,
                          "(allowed: error — stop and name the rows; drop — leave out every row with a missing "
                          "value in a column the model uses, like lme4's na.omit)")
     return spec, c.problems
+
+
+def _check_order(c: _Checker, value, family) -> list | None:
+    """`order: [low, mid, high]`: an ordinal outcome's categories, lowest first (only with an ordinal family)."""
+    if value is None:
+        return None
+    ordinal = [f.name for f in _FAMILIES.values() if f.ordinal]
+    if family is not None and not family.ordinal:
+        c.add("order", f"only family {' or '.join(ordinal)} takes `order:` (the order of an ordinal outcome's "
+                       f"categories); this spec's family is {family}")
+        return None
+    scalar = (str, int, float)
+    if not isinstance(value, list) or not all(isinstance(v, scalar) and not isinstance(v, bool) for v in value):
+        c.add("order", f"must be a list of the outcome's categories, lowest first, e.g. [low, mid, high]; got {value!r}")
+        return None
+    shown = [str(int(v)) if isinstance(v, float) and v.is_integer() else str(v) for v in value]
+    repeated = sorted({v for v in shown if shown.count(v) > 1})
+    if repeated:
+        c.add("order", f"lists {', '.join(repr(v) for v in repeated)} more than once")
+    if len(value) < 2:
+        c.add("order", f"an ordinal outcome needs at least 2 categories; `order` lists {len(value)}")
+    return list(value)
 
 
 def used_columns(spec: Mapping) -> dict[str, str]:
