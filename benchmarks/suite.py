@@ -116,10 +116,9 @@ def brms_frame(program) -> tuple[pd.DataFrame, str, str]:
     """The model's data as one frame (group-level predictors and group means per row) and its brms formula."""
     d, data = program.description, program.stan_data
     df = pd.DataFrame({"y": np.asarray(data["y"])})
-    family = {"gaussian": "gaussian()", "bernoulli": "bernoulli()", "binomial": "binomial()",
-              "poisson": "poisson()"}[d.family]
-    lhs = "y | trials(n)" if d.family == "binomial" else "y"
-    if d.family == "binomial":
+    family = d.family.brms
+    lhs = "y | trials(n)" if d.family.takes_trials else "y"
+    if d.family.takes_trials:
         df["n"] = np.asarray(data["trials"])
     fixed = []
     source = program.spec.data_path
@@ -139,15 +138,16 @@ def brms_frame(program) -> tuple[pd.DataFrame, str, str]:
         for c in lv.coefficients:
             for e in c.effects:
                 w = np.asarray(data[e.predictor.data]) + np.asarray(data[f"{e.predictor.data}_center"])
-                if w.ndim > 1:
-                    raise ValueError("categorical group-level predictors are not mapped to brms here")
-                col = f"w_{lv.stan}_{e.predictor.name}"
-                df[col] = w[idx - 1]
-                fixed.append(col if c.term is None else f"{c.term.name}:{col}")
+                cols = [f"w_{lv.stan}_{e.predictor.name}"]
+                if w.ndim > 1:  # a categorical one: its dummy columns, as stangen codes them
+                    cols = [f"{cols[0]}_{k}" for k in range(w.shape[1])]
+                for k, col in enumerate(cols):
+                    df[col] = (w[:, k] if w.ndim > 1 else w)[idx - 1]
+                    fixed.append(col if c.term is None else f"{c.term.name}:{col}")
         slopes = [c.name for c in lv.coefficients if c.term is not None]
         terms = " + ".join((["1"] if lv.coefficients[0].term is None else ["0"]) + slopes)
         bars.append(f"({terms} {'||' if lv.kind == 'independent' else '|'} g_{lv.stan})")
-    rhs = " + ".join((fixed if d.intercept else ["0", *fixed]) + bars) or "1"
+    rhs = " + ".join((fixed if d.spans_intercept else ["0", *fixed]) + bars) or "1"
     res = d.residuals
     if res is not None and res.sd_by:
         raise ValueError("residuals: sd_by is not mapped to brms here (brms models sigma log-linearly)")
@@ -218,7 +218,9 @@ def brms_measure(program, settings, backend) -> dict:
         code, data = brms_program(program, Path(tmp))
     compiled = backend.compile(code)
     draws = backend.sample(compiled, data, SamplerSettings(**settings))
-    population = [k for k in draws.variables if k == "sigma" or re.match(r"^(b_Intercept|b|sd_\d+|cor_\d+)$", k)]
+    # brms's names: b_Intercept (an ordinal model's cutpoints at 0 too), b, sd_1…, cor_1…, and the family's
+    # own parameters (sigma; shape of negbinomial and gamma; nu; phi of beta)
+    population = [k for k in draws.variables if re.match(r"^(b_Intercept|b|sd_\d+|cor_\d+|sigma|shape|nu|phi)$", k)]
     worst = np.inf
     for k in population:
         values = draws.variables[k]
