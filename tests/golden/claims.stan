@@ -6,10 +6,14 @@
 //   log(mu[i]) = Intercept + beta_vehicle_age * vehicle_age[i] + r_region[region[i], 1] + r_region[region[i], 2] * vehicle_age[i]
 //   r_region[j, 1] = gamma_region_intercept_urban * urban[j] + u_region[j, 1]
 //   u_region[j] ~ multi_normal(0, diag(sd_region) * corr_region * diag(sd_region)),  j = 1..J_region (region groups)
-//     (region: centered: each group's coefficients b_region are parameters; sampled with vehicle_age centered at the mean)
+//     (region: noncentered: u_region = sds * standardized z_region; sampled with vehicle_age centered at the mean)
 data {
   int<lower=1> N;  // observations
   vector[N] y;  // outcome: amount
+  // level-1 predictors with pooled coefficients: vehicle_age
+  int<lower=1> K;  // columns of the design matrix
+  matrix[N, K] X;  // design matrix, columns centered
+  vector[K] X_means;  // the column means taken out of X
   vector[N] x_vehicle_age;  // vehicle_age as in the data, for its varying slopes
   // level 'region': groups given by column 'region'
   int<lower=1> J_region;  // number of region groups
@@ -46,7 +50,7 @@ parameters {
   // region: intercept, vehicle_age vary by group, correlated
   vector<lower=0>[2] sd_region_at_mean;  // sds of intercept, vehicle_age at the means of the slope predictors
   cholesky_factor_corr[2] L_region_at_mean;  // their correlation at the means of the slope predictors (Cholesky factor)
-  matrix[J_region, 2] b_region;  // each region group's coefficients (centered parameterization)
+  matrix[2, J_region] z_region;  // standardized group effects (noncentered parameterization)
 }
 model {
   // priors
@@ -56,23 +60,22 @@ model {
   shape ~ gamma(prior_shape_shape, prior_shape_rate);
   sd_region_at_mean ~ exponential(prior_sd_region_rate);
   L_region_at_mean ~ lkj_corr_cholesky(prior_L_region_eta);
-  matrix[J_region, 2] m_region = rep_matrix(0, J_region, 2);  // region: the predicted coefficients of each group
-  m_region[:, 1] = rep_vector(Intercept_centered, J_region) + W_region_urban * gamma_region_intercept_urban;  // intercept (with the pooled coefficient)
-  m_region[:, 2] = rep_vector(beta_vehicle_age, J_region);  // vehicle_age slope (with the pooled coefficient)
-  // rows of b_region ~ multi_normal(rows of m_region, diag(sd) * L * L' * diag(sd)), written with that Cholesky factor:
-  // standardize, then add the log-determinant of the factor once per group
-  to_vector(mdivide_left_tri_low(diag_pre_multiply(sd_region_at_mean, L_region_at_mean), (b_region - m_region)')) ~ std_normal();
-  target += -J_region * (sum(log(sd_region_at_mean)) + sum(log(diagonal(L_region_at_mean))));
+  to_vector(z_region) ~ std_normal();  // region effects, standardized
+  matrix[J_region, 2] u_region_at_mean = (diag_pre_multiply(sd_region_at_mean, L_region_at_mean) * z_region)';  // region: deviations from the predicted coefficients (intercept at the slope predictors' means)
+  matrix[J_region, 2] r_region = u_region_at_mean;  // ... plus the effects of group-level predictors
+  r_region[:, 1] += W_region_urban * gamma_region_intercept_urban;
   if (!prior_only) {
-    // linear predictor, one expression (each `+=` would store another N-vector for the gradient)
-    vector[N] eta = b_region[idx_region, 1]  // region intercepts (with the pooled coefficient)
-        + b_region[idx_region, 2] .* x_vehicle_age_at_mean;  // region vehicle_age slopes (with the pooled coefficient)
-    target += gamma_lupdf(y | shape, shape * exp(-(eta)));
+    vector[K] beta = [beta_vehicle_age]';  // pooled coefficients, in the columns' order
+    // linear predictor without X * beta, one expression (each `+=` would store another N-vector for the gradient)
+    vector[N] eta = r_region[idx_region, 1]  // region intercepts
+        + r_region[idx_region, 2] .* x_vehicle_age_at_mean  // region vehicle_age slopes
+        + Intercept_centered;  // pooled intercept
+    target += gamma_lupdf(y | shape, shape * exp(-(eta + X * beta)));
   }
 }
 generated quantities {
   // intercept where all predictors are 0 (the sampler used centered predictors)
-  real Intercept = Intercept_centered - mean_x_vehicle_age * beta_vehicle_age - W_region_urban_center * gamma_region_intercept_urban;
+  real Intercept = Intercept_centered - dot_product(X_means, [beta_vehicle_age]') - W_region_urban_center * gamma_region_intercept_urban;
   // sds and correlations of the region effects (intercept, vehicle_age) with the intercept at 0
   vector[2] sd_region;
   matrix[2, 2] corr_region;
@@ -85,9 +88,7 @@ generated quantities {
   matrix[J_region, 2] u_region;
   {
     // group values computed exactly as in the model block
-    matrix[J_region, 2] m_region = rep_matrix(0, J_region, 2);  // region: the predicted coefficients of each group
-    m_region[:, 1] = rep_vector(Intercept_centered, J_region) + W_region_urban * gamma_region_intercept_urban;  // intercept (with the pooled coefficient)
-    m_region[:, 2] = rep_vector(beta_vehicle_age, J_region);  // vehicle_age slope (with the pooled coefficient)
-    u_region = (b_region - m_region) * T_region;  // intercepts at 0
+    matrix[J_region, 2] u_region_at_mean = (diag_pre_multiply(sd_region_at_mean, L_region_at_mean) * z_region)';  // region: deviations from the predicted coefficients (intercept at the slope predictors' means)
+    u_region = u_region_at_mean * T_region;  // intercepts at 0
   }
 }
