@@ -228,6 +228,21 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .data import read_csv
+    from .fitting import Fit
+
+    fit = Fit.load(args.run_dir)
+    frame = read_csv(args.data)
+    table = fit.predict(frame, kind=args.kind, new_groups=args.new_groups, seed=args.seed)
+    out = Path(args.output)
+    write_atomic(out, table.to_csv(index=False))
+    what = {"response": "new outcomes (posterior predictive)", "mean": "expected outcome", "link": "linear predictor"}
+    print(f"wrote {len(table)} predictions ({what[args.kind]}: mean, sd, 2.5/50/97.5% quantiles over "
+          f"{fit.posterior.sizes['chain'] * fit.posterior.sizes['draw']} draws) to {out}")
+    return 0
+
+
 def cmd_pooling(args: argparse.Namespace) -> int:
     from .pooling import compare_pooling, plot_pooling
 
@@ -321,6 +336,17 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("-o", "--output", required=True, help="CSV to write; true values go beside it")
     p.set_defaults(run=cmd_simulate)
+    p = sub.add_parser("predict", help="predictions for new data from a run directory")
+    p.add_argument("run_dir")
+    p.add_argument("--data", required=True, help="CSV of the rows to predict (the outcome column is not needed)")
+    p.add_argument("--kind", choices=("response", "mean", "link"), default="response",
+                   help="response: new outcomes; mean: the expected outcome; link: the linear predictor")
+    p.add_argument("--new-groups", choices=("error", "sample", "population"), default="error",
+                   help="groups the model was not fitted on: an error (default), effects drawn from the fitted "
+                        "distribution, or effects at 0")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("-o", "--output", required=True, help="CSV to write")
+    p.set_defaults(run=cmd_predict)
     p = sub.add_parser("check", help="convergence checks of a run directory, with advice")
     p.add_argument("run_dir")
     p.add_argument("--strict", action="store_true", help="exit 2 when a check fails")

@@ -40,6 +40,8 @@ class PreparedData:
     sigma_labels: list[str] = field(default_factory=list)
     # an ordinal outcome's categories, lowest first: y = k is outcome_categories[k - 1]
     outcome_categories: list[str] = field(default_factory=list)
+    # each categorical variable's values as fitted, the reference first (new rows are coded with these)
+    categories: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def n(self) -> int:
@@ -189,9 +191,16 @@ def prepare(desc: ModelDescription, df: pd.DataFrame, *, prior_only: bool = Fals
             group_columns[(level.name, gp.name)] = names
     prepared = PreparedData(data, labels, columns, group_columns, term_scales=term_scales,
                             missing=missing, dropped=dropped, sigma_labels=sigma_labels,
-                            outcome_categories=categories)
+                            outcome_categories=categories, categories=_categories(desc, df))
     prior_values(desc, prepared)
     return prepared
+
+
+def _categories(desc: ModelDescription, df: pd.DataFrame) -> dict[str, list[str]]:
+    """Each categorical variable the model codes (level-1 and group-level), with its values, reference first."""
+    used = {v for t in desc.terms for v in t.variables}
+    used |= {gp.column for lv in desc.levels for gp in lv.predictors if gp.categorical}
+    return {var: _category_levels(desc, df, var, _Collector(), "")[1] for var in sorted(used & desc.categorical)}
 
 
 def screen_columns(columns: dict[str, str], df: pd.DataFrame, *, categorical, missing: str, c: "_Collector",
@@ -327,12 +336,21 @@ def _category_levels(desc: ModelDescription, df: pd.DataFrame, var: str, c: _Col
     return labels, levels
 
 
-def _variable_columns(desc, df, var, full: bool, c, path) -> tuple[np.ndarray, list[str]]:
-    """Columns for one variable: the numbers, or treatment-coded indicators (all levels when `full`)."""
+def _variable_columns(desc, df, var, full: bool, c, path, categories=None) -> tuple[np.ndarray, list[str]]:
+    """Columns for one variable: the numbers, or treatment-coded indicators (all levels when `full`).
+    `categories`: the values learned from the training data (stangen.encoding), for new rows."""
     if var not in desc.categorical:
         values = df[var].to_numpy(dtype=float)
         return values[:, None], [var]
-    labels, levels = _category_levels(desc, df, var, c, path)
+    if categories is not None:
+        labels, levels = df[var].map(label_text), list(categories[var])
+        unseen = ~labels.isin(levels).to_numpy()
+        if unseen.any():
+            shown = ", ".join(repr(v) for v in pd.unique(labels[unseen])[:3])
+            c.add(path, f"categorical '{var}' has value(s) the model was not fitted on: {shown} at {_rows(unseen)} "
+                        f"(the fitted values: {', '.join(levels[:10])})")
+    else:
+        labels, levels = _category_levels(desc, df, var, c, path)
     keep = levels if full else levels[1:]
     # isin, not ==: numpy's string comparison ignores a trailing NUL in a label
     matrix = np.column_stack([labels.isin([lv]).to_numpy(dtype=float) for lv in keep]) if keep else \
@@ -340,7 +358,8 @@ def _variable_columns(desc, df, var, full: bool, c, path) -> tuple[np.ndarray, l
     return matrix, [f"{var}{lv}" for lv in keep]
 
 
-def _design(desc: ModelDescription, df: pd.DataFrame, c: _Collector, usable: set[str] | None = None):
+def _design(desc: ModelDescription, df: pd.DataFrame, c: _Collector, usable: set[str] | None = None,
+            categories: dict[str, list[str]] | None = None):
     """The pooled design matrix. A categorical variable in a term gets treatment coding when the term without
     it is already in the model (the intercept counts as the empty term), and a column for every level
     otherwise — R's rule, so `x:g` without `x` gives each group its own slope, and without an intercept the
@@ -355,14 +374,14 @@ def _design(desc: ModelDescription, df: pd.DataFrame, c: _Collector, usable: set
         variables = frozenset(term.variables)
         for var in term.variables:
             full = var in desc.categorical and (variables - {var}) not in present
-            cols, var_names = _variable_columns(desc, df, var, full, c, path)
+            cols, var_names = _variable_columns(desc, df, var, full, c, path, categories)
             matrix = np.column_stack([matrix[:, a] * cols[:, b] for a in range(matrix.shape[1])
                                       for b in range(cols.shape[1])]) if cols.shape[1] else cols
             names = [f"{a}:{b}" if a else b for a in names for b in var_names]
             if full and len(term.variables) == 1:
                 present.add(frozenset())  # a fully coded factor spans the intercept
         present.add(variables)
-        if matrix.shape[1] and not term.categorical and np.std(matrix[:, 0]) == 0:
+        if categories is None and matrix.shape[1] and not term.categorical and np.std(matrix[:, 0]) == 0:
             c.add(path, f"predictor '{term.name}' is constant ({label_text(matrix[0, 0])}); "
                         "its coefficient cannot be estimated")
         blocks.append(matrix)
@@ -378,10 +397,7 @@ def _level(level: LevelDescription, desc: ModelDescription, df: pd.DataFrame, c:
     path = f"levels.{level.name}"
     own = df[level.id_column].map(label_text)
     parents = [desc.level(a) for a in level.ancestors]
-    if level.unique_labels or not parents:
-        keys = own
-    else:  # a nested level's groups are named with their parents: cask 'a' of batch 'A' is 'A:a'
-        keys = _compound_keys(df, [p.id_column for p in parents] + [level.id_column])
+    keys = group_keys(level, desc, df)
     if level.unique_labels and parents:
         parent_keys = df[parents[-1].id_column].map(label_text)
         per_group = pd.DataFrame({"g": own, "p": parent_keys}).groupby("g")["p"].nunique()
@@ -401,6 +417,15 @@ def _level(level: LevelDescription, desc: ModelDescription, df: pd.DataFrame, c:
         if usable is None or gp.column in usable:
             predictors[gp.name] = _group_values(gp, level, df, keys, labels, desc, c)
     return {"labels": labels, "index": index, "predictors": predictors}
+
+
+def group_keys(level: LevelDescription, desc: ModelDescription, df: pd.DataFrame) -> pd.Series:
+    """Each row's group label at a level: a nested level's with its parents' (cask 'a' of batch 'A' is 'A:a')
+    unless its labels are unique."""
+    parents = [desc.level(a) for a in level.ancestors]
+    if level.unique_labels or not parents:
+        return df[level.id_column].map(label_text)
+    return _compound_keys(df, [p.id_column for p in parents] + [level.id_column])
 
 
 def _sorted_compound(labels) -> list[str]:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 if TYPE_CHECKING:
     from .fitting import Fit
@@ -151,6 +152,15 @@ class Family:
         """The residual variance on the latent scale, per draw (ICC, pooling)."""
         raise NotImplementedError
 
+    def expected(self, eta: np.ndarray, aux: Mapping[str, np.ndarray], trials: np.ndarray | None) -> np.ndarray:
+        """E[y] given the linear predictor (predict kind="mean"); `aux` broadcasts against eta."""
+        raise NotImplementedError
+
+    def log_density(self, y: np.ndarray, eta: np.ndarray, aux: Mapping[str, np.ndarray],
+                    trials: np.ndarray | None) -> np.ndarray:
+        """log p(y | eta, aux) of each observation, as the program's log_lik (independent errors)."""
+        raise NotImplementedError
+
     def aux_length(self, aux: AuxParameter, stan_data: Mapping) -> int:
         """How many numbers a (vector) auxiliary parameter holds, given the Stan data."""
         return 1
@@ -169,6 +179,10 @@ class Family:
     def residual_sd(self) -> AuxParameter | None:
         """The auxiliary parameter that is a residual sd (the printout's Residual row), if any."""
         return next((a for a in self.aux if a.name == "sigma"), None)
+
+
+def _inv_logit(x):
+    return 1 / (1 + np.exp(-np.asarray(x, dtype=float)))
 
 
 def _rows(mask) -> str:
@@ -222,6 +236,12 @@ class Gaussian(Family):
             return (sigma.reshape(-1, sigma.shape[2]) ** 2) @ (counts / counts.sum())
         return sigma.reshape(-1) ** 2
 
+    def expected(self, eta, aux, trials):
+        return eta
+
+    def log_density(self, y, eta, aux, trials):
+        return stats.norm.logpdf(y, eta, aux["sigma"])
+
 
 def _logit_working_response(y, n):
     p = np.clip(y.sum() / max(n.sum(), 1.0), 0.02, 0.98)
@@ -261,6 +281,12 @@ class Bernoulli(Family):
 
     def latent_residual_variance(self, fit, intercept_variance):
         return _logistic_variance(fit, intercept_variance)
+
+    def expected(self, eta, aux, trials):
+        return _inv_logit(eta)
+
+    def log_density(self, y, eta, aux, trials):
+        return stats.bernoulli.logpmf(y, _inv_logit(eta))
 
 
 def _counts(y, column, family, problem) -> np.ndarray:
@@ -313,6 +339,12 @@ class Binomial(Family):
     def latent_residual_variance(self, fit, intercept_variance):
         return _logistic_variance(fit, intercept_variance)
 
+    def expected(self, eta, aux, trials):
+        return np.asarray(trials) * _inv_logit(eta)  # on the count scale
+
+    def log_density(self, y, eta, aux, trials):
+        return stats.binom.logpmf(y, trials, _inv_logit(eta))
+
 
 @dataclass(frozen=True)
 class Poisson(Family):
@@ -347,6 +379,12 @@ class Poisson(Family):
         """ln(1 + 1/λ): the lognormal approximation (Nakagawa et al. 2017)."""
         return np.log1p(1 / self.mean_count(fit, intercept_variance))
 
+    def expected(self, eta, aux, trials):
+        return np.exp(eta)
+
+    def log_density(self, y, eta, aux, trials):
+        return stats.poisson.logpmf(y, np.exp(eta))
+
 
 def _positive_outcome(series, column, family, problem) -> dict[str, Any]:
     """The Stan data of an outcome that must be positive (lognormal, gamma)."""
@@ -380,6 +418,10 @@ class NegBinomial(Poisson):
         """ln(1 + 1/λ + 1/φ): the lognormal approximation for NB2 (Nakagawa, Johnson & Schielzeth 2017)."""
         return np.log1p(1 / self.mean_count(fit, intercept_variance) + 1 / fit.posterior["phi"].values.reshape(-1))
 
+    def log_density(self, y, eta, aux, trials):
+        mu, phi = np.exp(eta), aux["phi"]
+        return stats.nbinom.logpmf(y, phi, phi / (phi + mu))
+
 
 @dataclass(frozen=True)
 class Student(Gaussian):
@@ -395,6 +437,12 @@ class Student(Gaussian):
         """σ²·ν/(ν − 2), the t distribution's variance; not defined (NaN) for draws with ν ≤ 2."""
         sigma, nu = fit.posterior["sigma"].values.reshape(-1), fit.posterior["nu"].values.reshape(-1)
         return np.where(nu > 2, sigma ** 2 * nu / np.maximum(nu - 2, 1e-12), np.nan)
+
+    def expected(self, eta, aux, trials):
+        return np.where(aux["nu"] > 1, eta, np.nan)  # a t distribution with ν ≤ 1 has no mean
+
+    def log_density(self, y, eta, aux, trials):
+        return stats.t.logpdf(y, aux["nu"], eta, aux["sigma"])
 
 
 @dataclass(frozen=True)
@@ -422,6 +470,12 @@ class Lognormal(Gaussian):
 
     def latent_residual_variance(self, fit, intercept_variance):
         return fit.posterior["sigma"].values.reshape(-1) ** 2  # on the log scale
+
+    def expected(self, eta, aux, trials):
+        return np.exp(eta + aux["sigma"] ** 2 / 2)
+
+    def log_density(self, y, eta, aux, trials):
+        return stats.norm.logpdf(np.log(y), eta, aux["sigma"]) - np.log(y)
 
 
 @dataclass(frozen=True)
@@ -453,6 +507,12 @@ class GammaFamily(Family):
         """trigamma(k): the variance of log(y) for a gamma with shape k (Nakagawa et al. 2017)."""
         from scipy.special import polygamma
         return polygamma(1, fit.posterior["shape"].values.reshape(-1))
+
+    def expected(self, eta, aux, trials):
+        return np.exp(eta)
+
+    def log_density(self, y, eta, aux, trials):
+        return stats.gamma.logpdf(y, aux["shape"], scale=np.exp(eta) / aux["shape"])
 
 
 @dataclass(frozen=True)
@@ -492,6 +552,13 @@ class BetaFamily(Family):
 
     def latent_residual_variance(self, fit, intercept_variance):
         return None  # no latent-scale residual variance: ICC and pooling are not defined for beta
+
+    def expected(self, eta, aux, trials):
+        return _inv_logit(eta)
+
+    def log_density(self, y, eta, aux, trials):
+        mu = _inv_logit(eta)
+        return stats.beta.logpdf(y, mu * aux["phi"], (1 - mu) * aux["phi"])
 
 
 def _category_text(values) -> str:
@@ -589,6 +656,23 @@ class Cumulative(Family):
 
     def latent_residual_variance(self, fit, intercept_variance):
         return _logistic_variance(fit, intercept_variance)
+
+    @staticmethod
+    def probabilities(eta: np.ndarray, cutpoints: np.ndarray) -> np.ndarray:
+        """P(y = k), k = 1..K, as the last axis: eta (..., n), cutpoints (..., K − 1) per draw."""
+        cuts = np.asarray(cutpoints, dtype=float)
+        below = _inv_logit(cuts[..., None, :] - eta[..., None])  # P(y ≤ k), k = 1..K − 1
+        zeros, ones = np.zeros(below.shape[:-1] + (1,)), np.ones(below.shape[:-1] + (1,))
+        return np.diff(np.concatenate([zeros, below, ones], axis=-1), axis=-1)
+
+    def expected(self, eta, aux, trials):
+        """The expected category number (1..K); predict also gives each category's probability."""
+        probs = self.probabilities(eta, aux["cutpoints"])
+        return probs @ np.arange(1, probs.shape[-1] + 1)
+
+    def log_density(self, y, eta, aux, trials):
+        probs = self.probabilities(eta, aux["cutpoints"])
+        return np.log(np.take_along_axis(probs, np.asarray(y, dtype=int)[..., None] - 1, axis=-1)[..., 0])
 
 
 GAMMA_VAGUE = ("gamma", (0.01, 0.01))  # brms's default for shape and precision parameters

@@ -17,6 +17,7 @@ import arviz as az
 import numpy as np
 import pandas as pd
 
+from . import codegen
 from .backends import CompiledModel, Draws, SamplerSettings, get_backend
 from .data import DroppedRows, PreparedData
 from .errors import Problem, SpecError, UserError
@@ -165,6 +166,7 @@ class Fit:
         self.info = info
         # Stan's own informational messages per chain (stan.log in a run directory)
         self.stan_messages = list(stan_messages or [])
+        self.frame: pd.DataFrame | None = None  # the training rows, when fitted in this session (fitted())
 
     @property
     def spec(self) -> Spec:
@@ -226,6 +228,41 @@ class Fit:
         from .results import multilevel
         return multilevel.quantities(self)
 
+    def predict(self, newdata: pd.DataFrame | str | Path, kind: str = "response", new_groups: str = "error",
+                draws: bool = False, seed: int | None = None, quantiles=(0.025, 0.5, 0.975)):
+        """Predictions for new rows (stangen.predict.predict): kind 'response' | 'mean' | 'link', new_groups
+        'error' | 'sample' | 'population'; a DataFrame with mean, sd and quantiles, or with draws=True an
+        xarray DataArray (chain, draw, row)."""
+        from .data import read_csv
+        from .predict import predict
+        frame = newdata if isinstance(newdata, pd.DataFrame) else read_csv(newdata)
+        return predict(self, frame, kind=kind, new_groups=new_groups, draws=draws, seed=seed, quantiles=quantiles)
+
+    def fitted(self, data: pd.DataFrame | str | Path | None = None) -> pd.DataFrame:
+        """The expected outcome of each training row (predict kind='mean'), like lme4's fitted(). `data`: the
+        training data, when the fit did not keep them (default: the frame it was fitted on, else the spec's
+        `data:` file, without the rows `missing: drop` left out)."""
+        frame = self.training_data(data)
+        return self.predict(frame, kind="mean")
+
+    def training_data(self, data: pd.DataFrame | str | Path | None = None) -> pd.DataFrame:
+        """The rows the model was fitted on."""
+        from .data import read_csv
+        data = self.frame if data is None else data
+        data = self.info.get("data_file") if data is None and self.info.get("data_file") else data
+        data = self.spec.data_path if data is None else data
+        if data is None:
+            raise UserError(Problem("data", "the training data are not known: pass them (fitted(data=...))"))
+        frame = data if isinstance(data, pd.DataFrame) else read_csv(data)
+        dropped = self.program.data.dropped
+        if dropped is not None:
+            frame = frame.drop(index=frame.index[[r - 1 for r in dropped.rows]])
+        frame = frame.reset_index(drop=True)
+        if len(frame) != self.program.data.n:
+            raise UserError(Problem("data", f"these data have {len(frame)} usable rows; the model was fitted on "
+                                            f"{self.program.data.n}: pass the data it was fitted on"))
+        return frame
+
     def lme4(self) -> str:
         """The fit printed like lme4's summary()."""
         from .results import tables
@@ -252,7 +289,8 @@ class Fit:
                "priors": prepared.priors, "categorical": sorted(self.description.categorical),
                # the data rows the fit used: all but these (missing: drop)
                "dropped": prepared.dropped.to_dict() if prepared.dropped else None,
-               "sigma_labels": prepared.sigma_labels, "outcome_categories": prepared.outcome_categories}
+               "sigma_labels": prepared.sigma_labels, "outcome_categories": prepared.outcome_categories,
+               "categories": prepared.categories}
         _write(out / "spec.yaml", self.spec.to_yaml())
         _write(out / "model.stan", self.program.code)
         _write(out / "data.json", stan_data_json(prepared.stan_data))
@@ -287,8 +325,15 @@ class Fit:
                                 {(lv, p): names for lv, p, names in run["group_columns"]}, run["priors"],
                                 missing=run["info"].get("missing", "error"), sigma_labels=run.get("sigma_labels", []),
                                 outcome_categories=run.get("outcome_categories", []),
+                                categories=run.get("categories", {}),
                                 dropped=DroppedRows.from_dict(run.get("dropped")))
-        program = StanProgram(spec, desc, (run_dir / "model.stan").read_text(), prepared, choices)
+        code = (run_dir / "model.stan").read_text()
+        if code != codegen.render(desc):
+            raise UserError(Problem(str(run_dir / "model.stan"), "the run's program is not the one this stangen "
+                                    "renders from the run's spec.yaml and choices (the run was made by another "
+                                    "version of stangen, or a file was edited): its draws cannot be read "
+                                    "in the spec's terms; fit the spec again"))
+        program = StanProgram(spec, desc, code, prepared, choices)
         idata = az.from_netcdf(str(run_dir / "posterior.nc"), engine="h5netcdf")
         log = run_dir / STAN_LOG
         messages = log.read_text(encoding="utf-8").splitlines() if log.exists() else []
@@ -314,6 +359,14 @@ def program_defaults(program: StanProgram) -> dict[str, Any]:
     adapt_delta when `auto` could not decide a level's parameterization (stangen.parameterization)."""
     adapt_delta = suggested_adapt_delta(program.parameterization)
     return {} if adapt_delta is None else {"adapt_delta": adapt_delta}
+
+
+def _data_file(spec: Spec, data) -> str | None:
+    if isinstance(data, (str, Path)):
+        return str(Path(data).resolve())
+    if data is None and spec.data_path is not None:
+        return str(spec.data_path.resolve())
+    return None
 
 
 def fit(spec: Spec | StanProgram | str | Path, data: pd.DataFrame | str | Path | None = None, *,
@@ -351,5 +404,9 @@ def fit(spec: Spec | StanProgram | str | Path, data: pd.DataFrame | str | Path |
             "chain_seconds": draws.chain_seconds,
             "generated": list(program.description.generated),
             "missing": program.data.missing,
-            "parameterization": [c.to_dict() for c in program.parameterization]}
-    return Fit(program, to_inference_data(program, draws), info, draws.messages)
+            "parameterization": [c.to_dict() for c in program.parameterization],
+            # where the training data were read from (fitted() on a loaded run reads them again)
+            "data_file": _data_file(program.spec, data)}
+    result = Fit(program, to_inference_data(program, draws), info, draws.messages)
+    result.frame = data if isinstance(data, pd.DataFrame) else None  # for fitted(): the rows as given
+    return result
