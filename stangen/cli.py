@@ -243,6 +243,16 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_effects(args: argparse.Namespace) -> int:
+    from .fitting import Fit
+
+    fit = Fit.load(args.run_dir)
+    out = Path(args.output) if args.output else Path(args.run_dir) / "plots" / f"effects_{args.predictor}.png"
+    path = fit.plot_effects(args.predictor, out, by=args.by, groups=args.groups, level=args.level)
+    print(f"wrote {path}")
+    return 0
+
+
 def cmd_pooling(args: argparse.Namespace) -> int:
     from .pooling import compare_pooling, plot_pooling
 
@@ -347,6 +357,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("-o", "--output", required=True, help="CSV to write")
     p.set_defaults(run=cmd_predict)
+    p = sub.add_parser("effects", help="plot the expected outcome against a predictor (conditional effects)")
+    p.add_argument("run_dir")
+    p.add_argument("--predictor", required=True, help="a numeric level-1 predictor")
+    p.add_argument("--by", help="a categorical level-1 predictor: one line per category")
+    p.add_argument("--groups", type=int, default=0, help="also draw the fitted lines of this many sampled groups")
+    p.add_argument("--level", help="the level whose groups --groups draws (default: where the slope varies)")
+    p.add_argument("-o", "--output", help="PNG to write (default: RUN_DIR/plots/effects_PREDICTOR.png)")
+    p.set_defaults(run=cmd_effects)
     p = sub.add_parser("check", help="convergence checks of a run directory, with advice")
     p.add_argument("run_dir")
     p.add_argument("--strict", action="store_true", help="exit 2 when a check fails")

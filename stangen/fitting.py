@@ -263,6 +263,15 @@ class Fit:
                                             f"{self.program.data.n}: pass the data it was fitted on"))
         return frame
 
+    def plot_effects(self, predictor: str, path: str | Path | None = None, by: str | None = None, groups: int = 0,
+                     level: str | None = None, data: pd.DataFrame | None = None) -> Path:
+        """The expected outcome against a numeric level-1 predictor, the others at their reference values, with
+        50%/95% bands; `by`: a line per category; `groups`: the fitted lines of that many sampled groups of
+        `level` (stangen.results.effects). Written to `path` (default: effects_<predictor>.png here)."""
+        from .results.effects import plot_effects
+        return plot_effects(self, predictor, path or f"effects_{predictor}.png", by=by, groups=groups, level=level,
+                            data=data)
+
     def lme4(self) -> str:
         """The fit printed like lme4's summary()."""
         from .results import tables

@@ -190,6 +190,12 @@ def test_training_rows_match_the_programs_log_lik_draw_by_draw(name, tmp_path):
     assert main(["predict", str(run), "--data", str(tmp_path / "new.csv"), "-o", str(tmp_path / "p.csv"),
                  "--new-groups", "sample", "--kind", "mean"]) == 0
     assert len(pd.read_csv(tmp_path / "p.csv")) == 3
+    from stangen.results.effects import numeric_predictors
+    numeric = numeric_predictors(fit)
+    if numeric:
+        assert main(["effects", str(run), "--predictor", numeric[0], "--groups", "5"]) == 0
+        assert (run / "plots" / f"effects_{numeric[0]}.png").exists()
+    assert main(["effects", str(run), "--predictor", "no such thing"]) == 1
 
 
 @pytest.mark.sampling
@@ -223,3 +229,36 @@ def test_intervals_cover_held_out_rows_and_new_groups():
     assert 0.85 <= known_cover <= 0.95, known_cover
     assert 0.85 <= new_cover <= 0.95, new_cover
     assert population_cover < 0.82 and population_width < 0.8 * new_width, (population_cover, population_width)
+
+
+# -- conditional effects --------------------------------------------------------------------------------
+
+def test_effects_population_line_is_intercept_plus_slope(tmp_path):
+    from stangen.results.effects import effects_table
+    fit = fake_fit(SPECS / "sleepstudy.yaml")
+    table = effects_table(fit, "Days", groups=3, points=5)
+    population = table[table["kind"] == "population"]
+    expected = (fit.posterior["Intercept"].values[..., None]
+                + fit.posterior["beta_Days"].values[..., None] * population["Days"].to_numpy()).reshape(-1, 5)
+    assert np.allclose(population["mean"], expected.mean(axis=0))
+    assert (population["q2.5%"] <= population["q25%"]).all() and (population["q75%"] <= population["q97.5%"]).all()
+    assert table[table["kind"] == "group"]["line"].nunique() == 3
+    assert fit.plot_effects("Days", tmp_path / "e.png", groups=3).stat().st_size > 1000
+
+
+@pytest.mark.parametrize("name, predictor, by", [("language", "iq_verb", None), ("exam", "standLRT", None),
+                                                  ("blackmore", "age", "group"), ("cbpp", None, None),
+                                                  ("turnout", None, None), ("pastes", None, None)])
+def test_effects_for_other_structures(name, predictor, by, tmp_path):
+    from stangen.results.effects import effects_table, numeric_predictors
+    fit = fake_fit(SPECS / f"{name}.yaml")
+    predictor = predictor or (numeric_predictors(fit) or [None])[0]
+    if predictor is None:  # no numeric level-1 predictor: a clear error
+        with pytest.raises(stangen.StangenError, match="is not a numeric level-1 predictor"):
+            effects_table(fit, "x")
+        return
+    table = effects_table(fit, predictor, by=by, groups=4)
+    assert np.isfinite(table["mean"]).all()
+    if by:
+        assert table[table["kind"] == "population"]["line"].nunique() == len(fit.program.data.categories[by])
+    assert fit.plot_effects(predictor, tmp_path / "e.png", by=by, groups=4).exists()

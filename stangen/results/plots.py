@@ -5,6 +5,7 @@ the path written (or None when the plot does not apply to the fit).
     caterpillar(fit, "school", "plots/cat.png")      each group's deviation u, sorted, with 50% and 95% intervals
     pairs(fit, "plots/pairs.png")                    intercept, sds, correlations, sigma; divergences in red
     ppc(fit, "plots/ppc.png")                        observed outcome vs. posterior predictive draws
+    effects.plot_effects(fit, "x", "plots/e.png")    expected outcome against a predictor (results/effects.py)
     all_plots(fit, "run/plots")                      all of them: {name: path or None}, with notes on skipped ones
 
 Matplotlib runs on the Agg backend unless pyplot was already set up (e.g. in a notebook); figures are
@@ -38,6 +39,7 @@ MAX_TRACE = 40  # population-level parameters in the trace plot
 MAX_PAIRS = 8  # hyperparameters in the pairs plot
 MAX_LABELS = 45  # group labels per caterpillar panel; more groups: every k-th label
 PPC_DRAWS = 100
+EFFECT_GROUPS = 25  # sampled groups' lines in the report's effects plot (the lecture's 25 girls)
 ENABLE_PPC = "stangen fit SPEC --generated y_rep"
 
 
@@ -248,7 +250,16 @@ def plot_files(fit: "Fit") -> dict[str, tuple[str, str]]:
         out[f"caterpillar_{lv.stan}"] = (f"caterpillar_{lv.stan}.png", f"Group effects: {lv.name}")
     out["pairs"] = ("pairs.png", "Pairs plot of the hyperparameters (divergent transitions in red)")
     out["ppc"] = ("ppc.png", "Posterior predictive check")
+    from .effects import numeric_predictors
+    numeric = numeric_predictors(fit)
+    if numeric:
+        out["effects"] = (f"effects_{_file_stem(numeric[0])}.png",
+                          f"Expected {fit.description.outcome} against {numeric[0]}, with sampled groups' lines")
     return out
+
+
+def _file_stem(name: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name)
 
 
 def all_plots(fit: "Fit", out_dir: str | Path) -> PlotSet:
@@ -264,6 +275,9 @@ def all_plots(fit: "Fit", out_dir: str | Path) -> PlotSet:
                 path = trace(fit, target)
             elif name in levels:
                 path = caterpillar(fit, levels[name], target)
+            elif name == "effects":
+                from .effects import numeric_predictors, plot_effects
+                path = plot_effects(fit, numeric_predictors(fit)[0], target, groups=EFFECT_GROUPS)
             elif name == "pairs":
                 path = pairs(fit, target)
                 if path is None:

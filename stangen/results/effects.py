@@ -1,0 +1,176 @@
+"""Conditional effects: the expected outcome against one level-1 predictor, the other predictors at their
+reference values (numbers at their training means, categories at their reference), as brms's
+conditional_effects draws it — with 50% and 95% bands, one line per category of a `by` variable, and the
+fitted lines of sampled groups beside the population's (the lecture's plot of each girl's trajectory).
+
+    table = effects_table(fit, "Days", groups=10)          # one row per grid point and line
+    plot_effects(fit, "Days", "plots/effects_Days.png", groups=25)
+
+The population line is a new group at every level with its effects at 0 (predict's new_groups="population")
+and its group-level predictors at their means over the fitted groups (categorical: the reference).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from ..encoding import encode_rows
+from ..errors import Problem, UserError
+from ..predict import _aux_draws, linear_predictor
+
+if TYPE_CHECKING:
+    from ..fitting import Fit
+
+POINTS = 50
+POPULATION = "(population)"  # the group label of the population line
+
+
+def numeric_predictors(fit: "Fit") -> list[str]:
+    """Level-1 variables that are numbers (the ones an effects plot can run along)."""
+    d = fit.description
+    seen = []
+    for t in d.terms:
+        for v in t.variables:
+            if v not in d.categorical and v not in seen:
+                seen.append(v)
+    return seen
+
+
+def _check(fit: "Fit", predictor: str, by: str | None, level: str | None) -> None:
+    d = fit.description
+    problems = []
+    numeric = numeric_predictors(fit)
+    if predictor not in numeric:
+        problems.append(Problem("--predictor", f"'{predictor}' is not a numeric level-1 predictor of this model "
+                                               f"(numeric ones: {', '.join(numeric) or 'none'})"))
+    categorical = sorted({v for t in d.terms for v in t.variables} & d.categorical)
+    if by is not None and by not in categorical:
+        problems.append(Problem("--by", f"'{by}' is not a categorical level-1 predictor of this model "
+                                        f"(categorical ones: {', '.join(categorical) or 'none'})"))
+    if level is not None and level not in [lv.name for lv in d.levels]:
+        problems.append(Problem("--level", f"no level '{level}' (levels: {', '.join(lv.name for lv in d.levels)})"))
+    if problems:
+        raise UserError(problems)
+
+
+def _reference_row(fit: "Fit", frame: pd.DataFrame) -> dict:
+    """Every used level-1 variable at its reference: the training mean, or the reference category."""
+    d, categories = fit.description, fit.program.data.categories
+    row = {}
+    for t in d.terms:
+        for v in t.variables:
+            row[v] = categories[v][0] if v in d.categorical else float(frame[v].astype(float).mean())
+    if d.trials:
+        row[d.trials] = 1  # the expected share of successes per trial
+    if d.residuals is not None and d.residuals.sd_by:
+        row[d.residuals.sd_by] = fit.program.data.sigma_labels[0]
+    return row
+
+
+def _default_level(fit: "Fit", predictor: str) -> str | None:
+    """The level whose groups' lines are drawn: the first where the predictor's slope varies, else the first."""
+    d = fit.description
+    for lv in d.levels:
+        if any(c.term is not None and predictor in c.term.variables for c in lv.coefficients):
+            return lv.name
+    return d.levels[0].name if d.levels else None
+
+
+def _expected(fit: "Fit", grid: pd.DataFrame) -> np.ndarray:
+    """The expected outcome of each grid row per draw, with new groups at 0 and their group-level predictors
+    at their means over the fitted groups (the reference category for a categorical one)."""
+    d = fit.description
+    grid = grid.copy()
+    for lv in d.levels:
+        for gp in lv.predictors:  # placeholders: new groups' values are set below
+            if gp.column not in grid:
+                grid[gp.column] = fit.program.data.categories[gp.column][0] if gp.categorical else 0.0
+    rows = encode_rows(fit.program, grid, new_groups="population", need_sd_by=False)
+    for lv in d.levels:
+        known = len(fit.program.data.labels[lv.name])
+        for gp in lv.predictors:
+            values = rows.group_values[(lv.name, gp.name)]
+            if len(values) > known:
+                values[known:] = 0.0 if gp.categorical else values[:known].mean(axis=0)
+    eta = linear_predictor(fit, rows, "population", np.random.default_rng(0))
+    return fit.description.family.expected(eta, _aux_draws(fit, rows), rows.trials)
+
+
+def effects_table(fit: "Fit", predictor: str, by: str | None = None, groups: int = 0, level: str | None = None,
+                  points: int = POINTS, seed: int = 1, data: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The lines of the effects plot: columns line ('population', a category of `by`, or a group label),
+    kind ('population' or 'group'), the predictor's value, and the expected outcome's mean and 2.5/25/75/97.5%
+    quantiles (group lines: the mean only)."""
+    _check(fit, predictor, by, level)
+    frame = fit.training_data(data)
+    d = fit.description
+    values = np.linspace(frame[predictor].min(), frame[predictor].max(), points)
+    reference = _reference_row(fit, frame)
+    ids = {lv.id_column: POPULATION for lv in d.levels}
+    lines = [("population", {})] if by is None else [(str(c), {by: c}) for c in fit.program.data.categories[by]]
+    out = []
+    for label, fixed in lines:
+        grid = pd.DataFrame([reference | ids | fixed] * points).assign(**{predictor: values})
+        draws = _expected(fit, grid)
+        q = np.quantile(draws, [0.025, 0.25, 0.75, 0.975], axis=0)
+        out.append(pd.DataFrame({"line": label, "kind": "population", predictor: values, "mean": draws.mean(axis=0),
+                                 "q2.5%": q[0], "q25%": q[1], "q75%": q[2], "q97.5%": q[3]}))
+    level = level or _default_level(fit, predictor)
+    if groups and level is not None:
+        out.append(_group_lines(fit, frame, predictor, level, groups, values, reference, seed))
+    return pd.concat(out, ignore_index=True)
+
+
+def _group_lines(fit, frame, predictor, level, groups, values, reference, seed) -> pd.DataFrame:
+    from ..data import group_keys
+    d = fit.description
+    lv = d.level(level)
+    keys = group_keys(lv, d, frame)
+    labels = fit.program.data.labels[level]
+    chosen = np.random.default_rng(seed).choice(len(labels), size=min(groups, len(labels)), replace=False)
+    keep = {lv.name, *lv.ancestors}
+    out = []
+    for j in sorted(chosen):
+        template = frame[keys == labels[j]].iloc[0]
+        ids = {other.id_column: (template[other.id_column] if other.name in keep else POPULATION)
+               for other in d.levels}
+        grid = pd.DataFrame([reference | ids] * len(values)).assign(**{predictor: values})
+        out.append(pd.DataFrame({"line": labels[j], "kind": "group", predictor: values,
+                                 "mean": _expected(fit, grid).mean(axis=0)}))
+    return pd.concat(out, ignore_index=True)
+
+
+def plot_effects(fit: "Fit", predictor: str, path: str | Path, by: str | None = None, groups: int = 0,
+                 level: str | None = None, data: pd.DataFrame | None = None) -> Path:
+    """The effects plot as a PNG (see effects_table); the training data as points behind the lines."""
+    from .plots import _save, _title, plt
+    table = effects_table(fit, predictor, by=by, groups=groups, level=level, data=data)
+    d = fit.description
+    frame = fit.training_data(data)
+    fig, ax = plt.subplots(figsize=(8, 5), layout="constrained")
+    if d.outcome in frame and len(frame) <= 20000:
+        y = frame[d.outcome].astype(float) / (frame[d.trials] if d.trials else 1) if not d.family.ordinal else \
+            frame[d.outcome].map({c: k + 1 for k, c in enumerate(fit.program.data.outcome_categories)})
+        ax.scatter(frame[predictor], y, s=6, color="0.6", alpha=0.35, linewidths=0, label="data")
+    shown_level = level or _default_level(fit, predictor)
+    for k, (label, part) in enumerate(table[table["kind"] == "group"].groupby("line", sort=False)):
+        ax.plot(part[predictor], part["mean"], color="tab:blue", alpha=0.35, lw=0.9,
+                label=f"{shown_level} groups (posterior means)" if k == 0 else None)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for k, (label, part) in enumerate(table[table["kind"] == "population"].groupby("line", sort=False)):
+        color = "black" if by is None else colors[(k + 1) % len(colors)]
+        name = "population" if by is None else f"{by} = {label}"
+        ax.fill_between(part[predictor], part["q2.5%"], part["q97.5%"], color=color, alpha=0.12, lw=0)
+        ax.fill_between(part[predictor], part["q25%"], part["q75%"], color=color, alpha=0.22, lw=0)
+        ax.plot(part[predictor], part["mean"], color=color, lw=2, label=f"{name} (50% and 95% bands)")
+    ylabel = f"expected {d.outcome}" + (f" per trial ({d.trials})" if d.trials else "") + \
+        (" (category number)" if d.family.ordinal else "")
+    ax.set_xlabel(predictor)
+    ax.set_ylabel(ylabel)
+    ax.set_title(f"{_title(fit)}: {d.outcome} against {predictor}, other predictors at their reference values",
+                 fontsize=11, loc="left")
+    ax.legend(fontsize=8, loc="best")
+    return _save(fig, path)
