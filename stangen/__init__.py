@@ -2,7 +2,7 @@
 
 The pipeline, one module per stage:
     spec (YAML/Python) → spec.Spec → model.describe() → ModelDescription
-    → codegen.render() → Stan program text;  data.prepare() → Stan data + label maps
+    → codegen.render() → Stan program text;  data.encode() → data.write_stan_data() → Stan data + label maps
     → backends → fit → results
 """
 import warnings

@@ -129,9 +129,42 @@ class _Collector:
             raise DataError(self.problems)
 
 
-def prepare(desc: ModelDescription, df: pd.DataFrame, *, prior_only: bool = False,
-            missing: str = "error") -> PreparedData:
-    """Check the data against the model and build the Stan data dict. Raises DataError with every problem.
+@dataclass
+class Encoded:
+    """The training rows in the model's terms (stage "encode"), and what they taught: the outcome coded (Stan
+    data), every term's design columns on the data's scale, slope values, each level's group labels and each
+    row's group, each group's group-level predictor values, the residual structure's data; the categories
+    with their references. Independent of how the levels are parameterized, so it is computed once and the
+    parameterization is chosen from it."""
+
+    n: int
+    outcome: dict[str, Any]  # y (and trials, K_cat), as Stan data
+    design: np.ndarray  # (n, columns) of every term, not centered
+    columns: dict[str, list[str]]  # term name → its design columns' names
+    slopes: dict[str, np.ndarray]  # term name → its values (numeric terms)
+    levels: dict[str, dict]  # level → {"labels", "index" (1-based), "predictors": {name: (values, names)}}
+    residual_data: dict[str, Any]
+    sigma_labels: list[str]
+    outcome_categories: list[str]
+    categories: dict[str, list[str]]
+    missing: str = "error"
+    dropped: "DroppedRows | None" = None
+
+    def spans(self, desc: ModelDescription) -> dict[str, range]:
+        """Term name → its columns in the design matrix."""
+        out, start = {}, 0
+        for term in desc.terms:
+            out[term.name] = range(start, start + len(self.columns[term.name]))
+            start += len(self.columns[term.name])
+        return out
+
+    def term_scales(self, desc: ModelDescription) -> dict[str, np.ndarray]:
+        """Term name → the sd of each of its design columns (default priors scale by them)."""
+        return {name: self.design[:, span].std(axis=0) for name, span in self.spans(desc).items()}
+
+
+def encode(desc: ModelDescription, df: pd.DataFrame, *, missing: str = "error") -> Encoded:
+    """Check the data against the model and encode them. Raises DataError with every problem.
     `missing`: 'error' (a missing value in a used column is a problem) or 'drop' (such rows are left out)."""
     c = _Collector()
     df, dropped, usable = screen_columns(dict(desc.columns), df, categorical=desc.categorical, missing=missing,
@@ -143,19 +176,25 @@ def prepare(desc: ModelDescription, df: pd.DataFrame, *, prior_only: bool = Fals
               if {desc.level(a).id_column for a in lv.ancestors} | {lv.id_column} <= usable}
     residual_data, sigma_labels = _residuals(desc, df, levels, usable, c)
     c.raise_if_any()
+    outcome_categories = y.pop("categories", [])
+    return Encoded(len(df), y, design, columns, slopes, levels, residual_data, sigma_labels, outcome_categories,
+                   _categories(desc, df), missing=missing, dropped=dropped)
 
-    data: dict[str, Any] = {"N": len(df), "prior_only": int(prior_only)}
-    categories = y.pop("categories", [])
-    data.update(y)
-    data.update(residual_data)
-    spans, start = {}, 0  # term name → its columns in the design matrix
-    for term in desc.terms:
-        spans[term.name] = range(start, start + len(columns[term.name]))
-        start += len(columns[term.name])
-    term_scales = {name: design[:, span].std(axis=0) for name, span in spans.items()}
+
+def write_stan_data(desc: ModelDescription, encoded: Encoded, *, prior_only: bool = False,
+                    priors: bool = True) -> PreparedData:
+    """The Stan data of the encoded rows for this description (stage "Stan data"): the pooled terms' design
+    matrix centered, slope values, group indices, group-level predictors centered, and the priors' numbers
+    (from the spec, or defaults scaled to the encoded data; `priors=False` leaves them out, for choosing the
+    parameterization)."""
+    data: dict[str, Any] = {"N": encoded.n, "prior_only": int(prior_only)}
+    data.update(encoded.outcome)
+    data.update(encoded.residual_data)
+    spans = encoded.spans(desc)
+    columns = encoded.columns
     if desc.pooled_terms:
         # only the pooled terms' columns: a term a centered level takes enters through that level's slopes
-        pooled = design[:, [i for term in desc.pooled_terms for i in spans[term.name]]]
+        pooled = encoded.design[:, [i for term in desc.pooled_terms for i in spans[term.name]]]
         means = pooled.mean(axis=0) if desc.spans_intercept else np.zeros(pooled.shape[1])
         data["K"] = pooled.shape[1]
         data["X"] = pooled - means
@@ -164,15 +203,15 @@ def prepare(desc: ModelDescription, df: pd.DataFrame, *, prior_only: bool = Fals
             if term.categorical:
                 data[term.size] = len(columns[term.name])
     for term in desc.slope_terms:
-        data[f"x_{term.stan}"] = slopes[term.name]
+        data[f"x_{term.stan}"] = encoded.slopes[term.name]
     labels, group_columns = {}, {}
     for level in desc.levels:
-        info = levels[level.name]
+        info = encoded.levels[level.name]
         labels[level.name] = info["labels"]
         data[f"J_{level.stan}"] = len(info["labels"])
         data[f"idx_{level.stan}"] = info["index"]
         if level.uses_parent:
-            parent = levels[level.parent]
+            parent = encoded.levels[level.parent]
             # every group of a nested level sits in one parent group (its label includes the parent's)
             parent_of = np.zeros(len(info["labels"]), dtype=int)
             parent_of[info["index"] - 1] = parent["index"]
@@ -189,11 +228,19 @@ def prepare(desc: ModelDescription, df: pd.DataFrame, *, prior_only: bool = Fals
                 data[gp.data] = values[:, 0] - center[0]
             data[f"{gp.data}_center"] = center if gp.categorical else float(center[0])
             group_columns[(level.name, gp.name)] = names
-    prepared = PreparedData(data, labels, columns, group_columns, term_scales=term_scales,
-                            missing=missing, dropped=dropped, sigma_labels=sigma_labels,
-                            outcome_categories=categories, categories=_categories(desc, df))
-    prior_values(desc, prepared)
-    return prepared
+    numbers, used = prior_values(desc, encoded) if priors else ({}, {})
+    data.update(numbers)
+    return PreparedData(data, labels, dict(columns), group_columns, priors=used,
+                        term_scales=encoded.term_scales(desc), missing=encoded.missing, dropped=encoded.dropped,
+                        sigma_labels=encoded.sigma_labels, outcome_categories=encoded.outcome_categories,
+                        categories=encoded.categories)
+
+
+def prepare(desc: ModelDescription, df: pd.DataFrame, *, prior_only: bool = False,
+            missing: str = "error") -> PreparedData:
+    """encode + write_stan_data: the data checked against the model, as Stan data. Raises DataError with
+    every problem."""
+    return write_stan_data(desc, encode(desc, df, missing=missing), prior_only=prior_only)
 
 
 def _categories(desc: ModelDescription, df: pd.DataFrame) -> dict[str, list[str]]:

@@ -1,7 +1,8 @@
 """New rows in the fitted model's terms: the design columns, each row's group at every level (known or new),
-and the group-level predictor values of new groups — coded as the training data taught (data.prepare keeps
-what it learned: categories with their reference, design column names, group labels, and each known group's
-group-level predictor values in the Stan data).
+and the group-level predictor values of new groups — coded as the training data taught (`Encoding`: what
+data.encode learned — categories with their reference, design column names, group labels, and each fitted
+group's group-level predictor values — kept with a run). The coding itself is data.py's, shared with the
+training rows (`_design`, `group_keys`).
 
     rows = encode_rows(fit.program, new_frame, new_groups="sample")
 
@@ -20,6 +21,33 @@ from .errors import Problem, UserError
 
 NEW_GROUPS = ("error", "sample", "population")
 SHOW = 5
+
+
+@dataclass(frozen=True)
+class Encoding:
+    """What the training data taught about coding rows, kept with a run (run.json and data.json): each
+    categorical variable's values (reference first), each term's design columns, each level's group labels
+    (a nested group's with its parents'), each fitted group's group-level predictor values on the data's
+    scale, the ordinal outcome's categories and the values of `sd_by`."""
+
+    categories: dict[str, list[str]]
+    columns: dict[str, list[str]]
+    labels: dict[str, list[str]]
+    group_columns: dict[tuple[str, str], list[str]]
+    group_values: dict[tuple[str, str], np.ndarray]  # (level, predictor) → (fitted groups, columns)
+    outcome_categories: list[str]
+    sigma_labels: list[str]
+
+    @classmethod
+    def of(cls, desc, prepared) -> "Encoding":
+        data = prepared.stan_data
+        values = {}
+        for lv in desc.levels:
+            for gp in lv.predictors:
+                raw = np.asarray(data[gp.data], dtype=float) + np.asarray(data[f"{gp.data}_center"], dtype=float)
+                values[(lv.name, gp.name)] = raw.reshape(len(prepared.labels[lv.name]), -1)
+        return cls(prepared.categories, prepared.columns, prepared.labels, prepared.group_columns, values,
+                   prepared.outcome_categories, prepared.sigma_labels)
 
 
 @dataclass
@@ -45,7 +73,7 @@ def encode_rows(program, frame: pd.DataFrame, *, new_groups: str = "error", need
     predictors). Raises DataError naming every problem."""
     if new_groups not in NEW_GROUPS:
         raise UserError(Problem("new_groups", f"unknown choice {new_groups!r} (allowed: {', '.join(NEW_GROUPS)})"))
-    desc, prepared = program.description, program.data
+    desc, prepared = program.description, Encoding.of(program.description, program.data)
     c = _Collector()
     frame = frame.reset_index(drop=True)
     needed = _needed_columns(desc, need_trials, need_sd_by)
@@ -118,10 +146,8 @@ def _encode_level(lv, desc, prepared, frame, rows: EncodedRows, new_groups: str,
     position.update({label: len(known) + k for k, label in enumerate(unseen)})
     rows.group[lv.name] = keys.map(position).to_numpy(dtype=int)
     rows.new_labels[lv.name] = list(unseen)
-    data = prepared.stan_data
     for gp in lv.predictors:
-        fitted = np.asarray(data[gp.data], dtype=float) + np.asarray(data[f"{gp.data}_center"], dtype=float)
-        fitted = fitted.reshape(len(known), -1)
+        fitted = prepared.group_values[(lv.name, gp.name)]
         new = _new_group_values(gp, lv, desc, prepared, frame, keys, unseen, c) if unseen else \
             np.zeros((0, fitted.shape[1]))
         rows.group_values[(lv.name, gp.name)] = np.vstack([fitted, new]) if len(new) else fitted

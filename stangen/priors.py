@@ -28,15 +28,10 @@ import numpy as np
 from .model import ModelDescription, PriorTarget, prior_targets
 
 if TYPE_CHECKING:
-    from .data import PreparedData
+    from .data import Encoded
 
 DEFAULT_LKJ_ETA = 2.0
 COEF_SCALE = 2.5
-
-
-def _outcome_scale(desc: ModelDescription, data: dict) -> tuple[float, float]:
-    """(scale s_y, intercept location): the family's (stangen/families.py)."""
-    return desc.family.outcome_scale(np.asarray(data["y"], dtype=float))
 
 
 def _safe(sd: np.ndarray) -> np.ndarray:
@@ -45,19 +40,23 @@ def _safe(sd: np.ndarray) -> np.ndarray:
     return np.where(sd > 0, sd, 1.0)
 
 
-def _default_args(target: PriorTarget, desc: ModelDescription, prepared: "PreparedData") -> dict[str, np.ndarray | float]:
-    data = prepared.stan_data
-    s_y, y_loc = _outcome_scale(desc, data)
+def _slope_scale(encoded: "Encoded", term) -> float:
+    return 1.0 if term is None else float(_safe(np.std(encoded.slopes[term.name]))[0])
+
+
+def _default_args(target: PriorTarget, desc: ModelDescription, encoded: "Encoded",
+                  term_scales: dict[str, np.ndarray]) -> dict[str, np.ndarray | float]:
+    s_y, y_loc = desc.family.outcome_scale(np.asarray(encoded.outcome["y"], dtype=float))
     role = target.role
     if role == "intercept":
         return {"location": y_loc, "scale": COEF_SCALE * s_y}
     if role == "term":
-        s_x = _safe(prepared.term_scales[target.term.name])
+        s_x = _safe(term_scales[target.term.name])
         return {"location": np.zeros_like(s_x), "scale": COEF_SCALE * s_y / s_x}
     if role == "effect":
-        s_k = 1.0 if target.coefficient.term is None else float(_safe(np.std(data[f"x_{target.coefficient.term.stan}"]))[0])
-        values = np.asarray(data[target.effect.predictor.data], dtype=float)
-        s_w = _safe(np.std(values, axis=0))
+        s_k = _slope_scale(encoded, target.coefficient.term)
+        values, _ = encoded.levels[target.level.name]["predictors"][target.effect.predictor.name]
+        s_w = _safe(np.std(np.asarray(values, dtype=float), axis=0))
         return {"location": np.zeros_like(s_w), "scale": COEF_SCALE * s_y / (s_k * s_w)}
     if role == "aux":  # the family's default (stangen/families.py): fixed numbers, or exponential(1 / s_y)
         if target.aux.default_prior:
@@ -66,23 +65,26 @@ def _default_args(target: PriorTarget, desc: ModelDescription, prepared: "Prepar
             return dict(zip(PRIOR_FAMILIES[family][0], args))
         return {"rate": 1.0 / s_y}
     if role == "sd":
-        s_x = np.array([1.0 if c.term is None else float(_safe(np.std(data[f"x_{c.term.stan}"]))[0])
-                        for c in target.level.coefficients])
+        s_x = np.array([_slope_scale(encoded, c.term) for c in target.level.coefficients])
         return {"rate": s_x / s_y}
     if role == "correlation":
         return {"eta": DEFAULT_LKJ_ETA}
     raise ValueError(f"no default prior for role {role}")
 
 
-def prior_values(desc: ModelDescription, prepared: "PreparedData") -> None:
-    """Add prior_<key>_<arg> entries to the Stan data, and record what was used in `prepared.priors`."""
+def prior_values(desc: ModelDescription, encoded: "Encoded") -> tuple[dict[str, object], dict[str, dict]]:
+    """The numbers of every prior: (Stan data entries prior_<key>_<arg>, what was used per prior key: param,
+    family, source, args), from the spec or defaults scaled to the encoded data."""
+    term_scales = encoded.term_scales(desc)
+    numbers: dict[str, object] = {}
+    used: dict[str, dict] = {}
     for target in prior_targets(desc):
         choice = target.choice
         if choice.given is None:
-            args = _default_args(target, desc, prepared)
+            args = _default_args(target, desc, encoded, term_scales)
         else:
             args = dict(choice.given.named_args)
-        shape = _length(target, desc, prepared)
+        shape = _length(target, desc, encoded)
         values = {}
         for name in choice.arg_names:
             value = args[name]
@@ -91,18 +93,18 @@ def prior_values(desc: ModelDescription, prepared: "PreparedData") -> None:
             else:
                 value = float(np.asarray(value, dtype=float).reshape(-1)[0])
             values[name] = value
-            prepared.stan_data[target.data_name(name)] = value
-        prepared.priors[target.key] = {"param": target.param, "family": choice.family,
-                                       "source": choice.source, "args": values}
+            numbers[target.data_name(name)] = value
+        used[target.key] = {"param": target.param, "family": choice.family, "source": choice.source, "args": values}
+    return numbers, used
 
 
-def _length(target: PriorTarget, desc: ModelDescription, prepared: "PreparedData") -> int:
+def _length(target: PriorTarget, desc: ModelDescription, encoded: "Encoded") -> int:
     if target.role == "term":
-        return len(prepared.columns[target.term.name])
+        return len(encoded.columns[target.term.name])
     if target.role == "effect":
-        return len(prepared.group_columns[(target.level.name, target.effect.predictor.name)])
+        return len(encoded.levels[target.level.name]["predictors"][target.effect.predictor.name][1])
     if target.role == "sd":
         return target.level.n_coef
     if target.role == "aux":
-        return desc.family.aux_length(target.aux, prepared.stan_data)
+        return desc.family.aux_length(target.aux, encoded.outcome)
     return 1

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from . import codegen
-from .data import PreparedData, categorical_columns, column_problems, prepare, read_csv
+from .data import PreparedData, categorical_columns, column_problems, encode, read_csv, write_stan_data
 from .errors import DataError, Problem, SpecError
 from .model import ModelDescription, describe
 from .parameterization import Choice, choose, pooled_order
@@ -98,23 +98,26 @@ def build(spec: Spec | str | Path, data: pd.DataFrame | str | Path | None = None
         raise SpecError(Problem("data", "no data: give `data:` in the spec or pass data (CLI: --data FILE.csv)"))
     categorical = categorical_columns(spec, frame) if frame is not None else set()
     try:
-        description = describe(spec, categorical, generated=generated)  # every `auto` level noncentered
+        # every `auto` level noncentered: the encoding does not depend on it, and the choice below needs it
+        description = describe(spec, categorical, generated=generated)
     except SpecError as err:  # problems that only the data's column kinds show: with the data's own problems
         found = column_problems(dict(spec.columns), frame, categorical=categorical,
                                 missing=missing) if frame is not None else []
         if not found:
             raise
         raise SpecError(err.problems + found, err.source, kind="problem") from None
-    prepared = prepare(description, frame, prior_only=prior_only, missing=missing) if frame is not None else None
+    # each stage once: encode the data, choose each level's parameterization from the encoded design,
+    # describe with that choice, write the Stan data, render
+    encoded = encode(description, frame, missing=missing) if frame is not None else None
     choices: tuple[Choice, ...] = ()
     if spec.levels:
-        choices = tuple(choose(description, prepared.stan_data if prepared else None, spec.levels).values())
+        design = write_stan_data(description, encoded, priors=False).stan_data if encoded is not None else None
+        choices = tuple(choose(description, design, spec.levels).values())
         chosen = {c.level: c.parameterization for c in choices}
         if any(c == "centered" for c in chosen.values()):
             description = describe(spec, categorical, generated=generated, parameterization=chosen,
                                    pooled_order=pooled_order(choices))
-            prepared = prepare(description, frame, prior_only=prior_only, missing=missing) \
-                if frame is not None else None
+    prepared = write_stan_data(description, encoded, prior_only=prior_only) if encoded is not None else None
     return StanProgram(spec, description, codegen.render(description), prepared, choices)
 
 

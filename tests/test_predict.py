@@ -262,3 +262,23 @@ def test_effects_for_other_structures(name, predictor, by, tmp_path):
     if by:
         assert table[table["kind"] == "population"]["line"].nunique() == len(fit.program.data.categories[by])
     assert fit.plot_effects(predictor, tmp_path / "e.png", by=by, groups=4).exists()
+
+
+@pytest.mark.parametrize("spec_file", SPEC_FILES, ids=[p.stem for p in SPEC_FILES])
+def test_the_training_rows_encode_as_the_program_saw_them(spec_file):
+    """Training and prediction share the coding: the training rows, encoded as new rows, give the program's
+    design matrix (before centering), slope values and group indices."""
+    from stangen.encoding import encode_rows
+    program = build(spec_file)
+    frame = pd.read_csv(program.spec.data_path)
+    rows = encode_rows(program, frame)
+    data, d = program.stan_data, program.description
+    spans = np.cumsum([0] + [len(program.data.columns[t.name]) for t in d.terms])
+    pooled = [i for k, t in enumerate(d.terms) if t in d.pooled_terms for i in range(spans[k], spans[k + 1])]
+    if pooled:
+        assert np.allclose(rows.design[:, pooled], np.asarray(data["X"]) + np.asarray(data["X_means"]))
+    for t in d.slope_terms:
+        assert np.allclose(rows.slopes[t.name], data[f"x_{t.stan}"])
+    for lv in d.levels:
+        assert (rows.group[lv.name] + 1 == np.asarray(data[f"idx_{lv.stan}"])).all()
+        assert rows.new_labels[lv.name] == []
