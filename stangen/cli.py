@@ -211,12 +211,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
     if not args.params and not args.from_prior:
         raise SpecError(Problem("params", "give the true values (--params PARAMS.yaml) or --from-prior"))
-    groups = {}
-    for item in args.groups or []:
-        name, _, count = item.partition("=")
-        if not count.isdigit():
-            raise SpecError(Problem("--groups", f"{item!r}: write level=NUMBER, e.g. school=30"))
-        groups[name] = int(count)
+    groups = _groups_arg(args.groups)
     data = False if args.no_data else args.data
     sim = simulate(args.spec, args.params, data=data, groups=groups, per_group=args.per_group,
                    seed=args.seed, from_prior=args.from_prior)
@@ -251,6 +246,32 @@ def cmd_effects(args: argparse.Namespace) -> int:
     path = fit.plot_effects(args.predictor, out, by=args.by, groups=args.groups, level=args.level)
     print(f"wrote {path}")
     return 0
+
+
+def _groups_arg(items) -> dict[str, int]:
+    groups = {}
+    for item in items or []:
+        name, _, count = item.partition("=")
+        if not count.isdigit():
+            raise SpecError(Problem("--groups", f"{item!r}: write level=NUMBER, e.g. school=30"))
+        groups[name] = int(count)
+    return groups
+
+
+def cmd_sbc(args: argparse.Namespace) -> int:
+    from .backends import get_backend
+    from .sbc import sbc
+
+    spec = load_spec(args.spec)
+    out = Path(args.out) if args.out else Path("runs") / f"{spec.name}_sbc"
+    settings = {k: v for k, v in (("chains", args.chains), ("warmup", args.warmup), ("draws", args.draws))
+                if v is not None}
+    result = sbc(spec, args.sims, data=False if args.no_data else args.data, groups=_groups_arg(args.groups),
+                 per_group=args.per_group, seed=args.seed, scheduler=args.scheduler, workers=args.workers,
+                 backend=get_backend(args.backend).name, out=out, **settings)
+    print(result.text())
+    print(f"ranks, uniformity tests and plots: {out}")
+    return 0 if result.ok else 2
 
 
 def cmd_pooling(args: argparse.Namespace) -> int:
@@ -365,6 +386,22 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--level", help="the level whose groups --groups draws (default: where the slope varies)")
     p.add_argument("-o", "--output", help="PNG to write (default: RUN_DIR/plots/effects_PREDICTOR.png)")
     p.set_defaults(run=cmd_effects)
+    p = sub.add_parser("sbc", help="simulation-based calibration: is the program (with its priors) right?")
+    p.add_argument("spec")
+    p.add_argument("--sims", type=int, default=200, help="simulations (fits)")
+    p.add_argument("--data", help="CSV whose groups and predictors are the design (default: the spec's data)")
+    p.add_argument("--no-data", action="store_true", help="simulate the design (--groups, --per-group)")
+    p.add_argument("--groups", action="append", metavar="LEVEL=N", help="groups of a level (simulated design)")
+    p.add_argument("--per-group", type=int, default=10, help="rows per cell of the lowest grouping")
+    p.add_argument("--seed", type=int, default=1, help="master seed: every simulation and fit derives from it")
+    p.add_argument("--scheduler", help="address of a running Dask scheduler (default: a local cluster)")
+    p.add_argument("--workers", type=int, help="local worker processes (default: the cores)")
+    p.add_argument("--chains", type=int, help="chains per fit (default 2)")
+    p.add_argument("--warmup", type=int, help="warmup per chain (default 500)")
+    p.add_argument("--draws", type=int, help="draws per chain (default 500)")
+    p.add_argument("--backend", choices=("auto", "pystan", "cmdstan"), default="auto")
+    p.add_argument("--out", help="output folder (default: runs/NAME_sbc); a rerun continues its fits.jsonl")
+    p.set_defaults(run=cmd_sbc)
     p = sub.add_parser("check", help="convergence checks of a run directory, with advice")
     p.add_argument("run_dir")
     p.add_argument("--strict", action="store_true", help="exit 2 when a check fails")

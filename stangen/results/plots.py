@@ -296,3 +296,38 @@ def all_plots(fit: "Fit", out_dir: str | Path) -> PlotSet:
         else:
             target.unlink(missing_ok=True)  # a stale plot of an earlier fit in the same run directory
     return result
+
+
+# -- simulation-based calibration (stangen.sbc) ---------------------------------------------------------
+
+def plot_sbc(result, path: str | Path) -> Path:
+    """Per population parameter: the rank histogram (grey: where 99% of bins fall under uniformity) and the
+    ECDF difference F(z) − z of the scaled ranks with its simultaneous 95% band (Säilynoja et al. 2022)."""
+    from scipy import stats as st
+    from ..sbc import ALPHA, simultaneous_band
+    params = list(result.table["parameter"])
+    n_rows = max(len(params), 1)
+    fig, axes = plt.subplots(n_rows, 2, figsize=(10, 2.1 * n_rows + 0.8), layout="constrained", squeeze=False)
+    rng = np.random.default_rng(0)
+    levels = result.thin_to + 1
+    for row, name in zip(axes, params):
+        ranks = result.ranks.loc[result.ranks["parameter"] == name, "rank"].to_numpy()
+        n = len(ranks)
+        bins = int(min(20, max(n // 5, 2)))
+        row[0].hist((ranks + 0.5) / levels, bins=bins, range=(0, 1), color="tab:blue", alpha=0.8)
+        lo, hi = st.binom.ppf([0.005, 0.995], n, 1 / bins)
+        row[0].axhspan(lo, hi, color="0.85", zorder=0)
+        row[0].set_title(f"{name}: ranks ({n} simulations)", fontsize=9, loc="left")
+        row[0].set_xlim(0, 1)
+        z, lower, upper = simultaneous_band(n, int(min(max(n // 5, 5), levels, 50)), ALPHA / len(params), rng)
+        ecdf = np.searchsorted(np.sort((ranks + 0.5) / levels), z, side="right") / n
+        row[1].fill_between(z, lower / n - z, upper / n - z, color="0.85", step="mid")
+        row[1].plot(z, ecdf - z, color="tab:blue", drawstyle="steps-mid")
+        row[1].axhline(0, color="0.5", lw=0.8)
+        inside = bool(result.table.loc[result.table["parameter"] == name, "ECDF in band"].iloc[0])
+        row[1].set_title(f"ECDF difference, simultaneous band: {'inside' if inside else 'OUTSIDE'}", fontsize=9,
+                         loc="left", color="black" if inside else "tab:red")
+        for ax in row:
+            ax.tick_params(labelsize=8)
+    fig.suptitle(f"{result.spec_name}: simulation-based calibration — {'pass' if result.ok else 'FAIL'}", fontsize=11)
+    return _save(fig, path)
