@@ -182,11 +182,30 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from .fitting import Fit
     from .results.compare import K_BAD, K_WARN, compare, pareto_k_advice
 
+    from .kfold import compare_kfold, load_kfold
+
     if len(args.run_dirs) < 2:
         raise UserError(Problem("compare", "give at least two run directories to compare"))
     names = [Path(d).resolve().name for d in args.run_dirs]
     if len(set(names)) < len(names):  # same directory name in different places: use the paths as given
         names = [str(d) for d in args.run_dirs]
+    kfolds = {name: r for name, d in zip(names, args.run_dirs) if (r := load_kfold(d)) is not None}
+    if kfolds:
+        if len(kfolds) < len(names):
+            raise UserError(Problem("compare", "give either run directories (compared by PSIS-LOO: new observations "
+                                               "in known groups) or kfold results (new groups), not both: they "
+                                               "answer different questions"))
+        table = compare_kfold(kfolds)
+        first = next(iter(kfolds.values()))
+        print(f"Leave-group-out comparison of {len(table)} models by {first.by} ({first.folds} folds), best first "
+              "(elpd_kfold: log predictive density of new groups' outcomes, summed; higher is better)")
+        with pd.option_context("display.width", 120, "display.max_columns", 20):
+            print(table.round(1).to_string())
+        for name, row in table.iloc[1:].iterrows():
+            if row["elpd_diff"] < 2 * row["dse"]:
+                print(f"{name}: {row['elpd_diff']:.1f} behind {table.index[0]}, less than 2 standard errors of the "
+                      f"difference (2 x {row['dse']:.1f}): the data do not clearly prefer {table.index[0]}")
+        return 0
     table = compare({name: Fit.load(d) for name, d in zip(names, args.run_dirs)})
     print(f"PSIS-LOO comparison of {len(table)} runs, best first (elpd_loo: expected log predictive density "
           "of a new observation, summed; higher is better; weight: stacking weight)")
@@ -272,6 +291,53 @@ def cmd_sbc(args: argparse.Namespace) -> int:
     print(result.text())
     print(f"ranks, uniformity tests and plots: {out}")
     return 0 if result.ok else 2
+
+
+def cmd_kfold(args: argparse.Namespace) -> int:
+    from .backends import get_backend
+    from .kfold import kfold
+
+    spec = load_spec(args.spec, args.data)
+    out = Path(args.out) if args.out else Path("runs") / f"{spec.name}_kfold_{args.by}"
+    settings = {k: v for k, v in (("chains", args.chains), ("warmup", args.warmup), ("draws", args.draws))
+                if v is not None}
+    result = kfold(spec, args.by, args.folds, data=args.data, seed=args.seed, scheduler=args.scheduler,
+                   workers=args.workers, backend=get_backend(args.backend).name, out=out, **settings)
+    print(result.text())
+    print(f"result: {out} (compare models with: stangen compare {out} OTHER_KFOLD_DIR)")
+    return 0
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from .backends import get_backend
+    from .plan import plan
+
+    spec = load_spec(args.spec)
+    groups: dict[str, list[int]] = {}
+    for item in args.groups or []:
+        name, _, counts = item.partition("=")
+        numbers = [c.strip() for c in counts.split(",") if c.strip()]
+        if not numbers or not all(c.isdigit() and int(c) > 1 for c in numbers):
+            raise SpecError(Problem("--groups", f"{item!r}: write level=N1,N2,… with numbers above 1, e.g. school=20,40,80"))
+        groups[name] = [int(c) for c in numbers]
+    if not groups:
+        raise SpecError(Problem("--groups", "give the numbers of groups to try, e.g. --groups school=20,40,80"))
+    try:
+        per_group = [int(c) for c in args.per_group.split(",") if c.strip()]
+    except ValueError:
+        raise SpecError(Problem("--per-group", f"{args.per_group!r}: write numbers separated by commas, e.g. 5,10,25")) from None
+    out = Path(args.out) if args.out else Path("runs") / f"{spec.name}_plan"
+    settings = {k: v for k, v in (("chains", args.chains), ("warmup", args.warmup), ("draws", args.draws))
+                if v is not None}
+    table = plan(spec, args.params, groups=groups, per_group=per_group, sims=args.sims, focus=args.focus,
+                 seed=args.seed, scheduler=args.scheduler, workers=args.workers,
+                 backend=get_backend(args.backend).name, out=out, **settings)
+    with pd.option_context("display.width", 160, "display.max_columns", 30):
+        print(table.round(3).to_string(index=False))
+    print(f"table and plot: {out}/plan.csv, {out}/plan.png")
+    return 0
 
 
 def cmd_pooling(args: argparse.Namespace) -> int:
@@ -402,6 +468,36 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=("auto", "pystan", "cmdstan"), default="auto")
     p.add_argument("--out", help="output folder (default: runs/NAME_sbc); a rerun continues its fits.jsonl")
     p.set_defaults(run=cmd_sbc)
+    p = sub.add_parser("kfold", help="leave-group-out cross-validation: how well new groups are predicted")
+    p.add_argument("spec")
+    p.add_argument("--by", required=True, help="the level whose groups are left out")
+    p.add_argument("--folds", type=int, default=10)
+    p.add_argument("--data", help="CSV (default: the spec's data)")
+    p.add_argument("--seed", type=int, default=1, help="master seed: the folds and every fit derive from it")
+    p.add_argument("--scheduler", help="address of a running Dask scheduler (default: a local cluster)")
+    p.add_argument("--workers", type=int, help="local worker processes (default: the cores)")
+    p.add_argument("--chains", type=int, help="chains per fit (default 2)")
+    p.add_argument("--warmup", type=int, help="warmup per chain (default 500)")
+    p.add_argument("--draws", type=int, help="draws per chain (default 500)")
+    p.add_argument("--backend", choices=("auto", "pystan", "cmdstan"), default="auto")
+    p.add_argument("--out", help="output folder (default: runs/NAME_kfold_BY)")
+    p.set_defaults(run=cmd_kfold)
+    p = sub.add_parser("plan", help="study planning: precision and power of designs, from simulated fits")
+    p.add_argument("spec")
+    p.add_argument("--params", required=True, help="true values (YAML, as for stangen simulate)")
+    p.add_argument("--groups", action="append", metavar="LEVEL=N1,N2,…", help="numbers of groups to try")
+    p.add_argument("--per-group", default="10", help="rows per group to try, e.g. 5,10,25")
+    p.add_argument("--sims", type=int, default=50, help="simulated data sets per design")
+    p.add_argument("--focus", action="append", help="a parameter to report (display name; repeatable)")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--scheduler", help="address of a running Dask scheduler (default: a local cluster)")
+    p.add_argument("--workers", type=int, help="local worker processes (default: the cores)")
+    p.add_argument("--chains", type=int, help="chains per fit (default 2)")
+    p.add_argument("--warmup", type=int, help="warmup per chain (default 500)")
+    p.add_argument("--draws", type=int, help="draws per chain (default 500)")
+    p.add_argument("--backend", choices=("auto", "pystan", "cmdstan"), default="auto")
+    p.add_argument("--out", help="output folder (default: runs/NAME_plan)")
+    p.set_defaults(run=cmd_plan)
     p = sub.add_parser("check", help="convergence checks of a run directory, with advice")
     p.add_argument("run_dir")
     p.add_argument("--strict", action="store_true", help="exit 2 when a check fails")
@@ -409,8 +505,9 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="write report.html (self-contained) and report.md of a run directory")
     p.add_argument("run_dir")
     p.set_defaults(run=cmd_report)
-    p = sub.add_parser("compare", help="rank runs (fitted with --generated log_lik) by PSIS-LOO")
-    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories, fitted to the same data")
+    p = sub.add_parser("compare", help="rank runs (fitted with --generated log_lik) by PSIS-LOO, or kfold results")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
+                   help="run directories fitted to the same data, or `stangen kfold` output folders")
     p.set_defaults(run=cmd_compare)
     p = sub.add_parser("install-cmdstan", help="install CmdStan via cmdstanpy (needs internet; optional)")
     p.add_argument("--version", help="CmdStan version (default: latest)")

@@ -143,3 +143,75 @@ def test_sbc_command(tmp_path):
                  "--draws", "100", "--out", str(tmp_path / "out")])
     assert code in (0, 2)
     assert len(pd.read_csv(tmp_path / "out" / "ranks.csv")["sim"].unique()) == 4
+
+
+# -- leave-group-out cross-validation ---------------------------------------------------------------------
+
+def _exact_random_intercept_elpd(fit, held: pd.DataFrame, by: str) -> dict[str, float]:
+    """log p(y_j | training data) of each held-out group for a gaussian random-intercept model, exactly: given
+    the parameters a group's outcomes are jointly normal, mean Intercept + beta·x, covariance σ²I + τ²11'."""
+    from scipy.special import logsumexp
+    d = fit.description
+    post = fit.posterior
+    S = post.sizes["chain"] * post.sizes["draw"]
+    intercept = post["Intercept"].values.reshape(S)
+    beta = np.column_stack([post[f"beta_{t.stan}"].values.reshape(S) for t in d.terms])
+    sigma, tau = post["sigma"].values.reshape(S), post[f"sd_{d.level(by).stan}"].values.reshape(S)
+    x = held[[t.name for t in d.terms]].to_numpy(dtype=float)
+    out = {}
+    for label, rows in held.groupby(held[d.level(by).id_column].astype(str)):
+        idx = rows.index.to_numpy()
+        r = held.loc[idx, d.outcome].to_numpy()[None, :] - (intercept[:, None] + beta @ x[idx].T)
+        n = len(idx)
+        s2, t2 = sigma ** 2, tau ** 2
+        quad = ((r ** 2).sum(axis=1) - t2 * r.sum(axis=1) ** 2 / (s2 + n * t2)) / s2
+        log_p = -0.5 * (n * np.log(2 * np.pi) + (n - 1) * np.log(s2) + np.log(s2 + n * t2) + quad)
+        out[label] = float(logsumexp(log_p) - np.log(S))
+    return out
+
+
+@pytest.mark.sampling
+def test_kfold_by_school_prefers_the_school_mean_and_matches_a_brute_force_loop(tmp_path):
+    from stangen.kfold import compare_kfold, fold_assignment, kfold, pinned_spec
+    settings = dict(folds=10, seed=3, workers=2, progress=False, warmup=400, draws=400)
+    ri = kfold(SPECS / "language_ri.yaml", "school", out=tmp_path / "ri", **settings)
+    means = kfold(SPECS / "language_within_between.yaml", "school", out=tmp_path / "means", **settings)
+    assert not ri.failures and len(ri.elpd_groups) == 131
+    table = compare_kfold({"ri": ri, "means": means})
+    assert table.index[0] == "means" and table.loc["ri", "elpd_diff"] > 0
+    assert main(["compare", str(tmp_path / "ri"), str(tmp_path / "means")]) == 0
+    # brute force: refit without each fold's schools, exact held-out density of the random-intercept model
+    spec = stangen.Spec.from_yaml(SPECS / "language_ri.yaml")
+    frame = pd.read_csv(spec.data_path)
+    pinned = pinned_spec(spec, stangen.build(spec))
+    fold_of = fold_assignment(stangen.build(spec).data.labels["school"], 10, 3)
+    fold = frame["school"].astype(str).map(fold_of).to_numpy()
+    exact = {}
+    for k in range(10):
+        fit = stangen.fit(pinned, frame[fold != k].reset_index(drop=True), chains=2, warmup=400, draws=400,
+                          seed=100 + k, quiet=True, backend="pystan")
+        exact.update(_exact_random_intercept_elpd(fit, frame[fold == k].reset_index(drop=True), "school"))
+    brute = sum(exact.values())
+    assert abs(ri.elpd - brute) < 2 * ri.se, (ri.elpd, brute, ri.se)
+
+
+# -- study planning ------------------------------------------------------------------------------------
+
+EXAM_LIKE = stangen.Spec(outcome="y", predictors=["x"], name="plan_exam_like",
+                         levels={"school": stangen.Level(varying={"intercept": ["w"], "x": ["w"]})})
+EXAM_TRUTH = {"Intercept": 0.0, "coefficients": {"x": 0.5}, "effects": {"school": {"intercept": {"w": 0.4},
+                                                                                      "x": {"w": 0.15}}},
+              "sd": {"school": {"intercept": 0.3, "x": 0.1}}, "cor": {"school": 0.3}, "sigma": 0.8}
+
+
+@pytest.mark.sampling
+def test_plan_precision_of_a_cross_level_interaction_falls_as_one_over_root_groups(tmp_path):
+    from stangen.plan import plan, precision_slope
+    table = plan(EXAM_LIKE, EXAM_TRUTH, groups={"school": [40, 80, 160]}, per_group=[10], sims=12, focus=["x:w"],
+                 workers=2, seed=2, progress=False, out=tmp_path / "plan", warmup=300, draws=300)
+    slope = precision_slope(table, "x:w", "school")
+    assert -0.65 <= slope <= -0.35, (slope, table)
+    assert (table["coverage 95%"] >= 0.6).all()
+    assert table["P(excludes 0)"].iloc[-1] >= table["P(excludes 0)"].iloc[0]
+    assert table["design effect(school)"].notna().all()
+    assert (tmp_path / "plan" / "plan.png").exists()
