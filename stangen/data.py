@@ -14,11 +14,10 @@ import numpy as np
 import pandas as pd
 
 from .errors import DataError, Problem
-from .model import LevelDescription, ModelDescription, Term
+from .model import LevelDescription, ModelDescription
 from .priors import prior_values
 from .residuals import sd_groups, series_data
 from .spec import Spec
-from .spec.validate import INTERCEPT
 
 SHOW_ROWS = 5
 

@@ -15,7 +15,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .data import label_text
 from .errors import Problem, SpecError
 from .program import load_data, load_spec
 from .spec import Spec

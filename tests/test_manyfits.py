@@ -3,8 +3,6 @@ Dask (seeds, failures, resumption, workers with their own compile caches) and SB
 programs and fails on a wrong one."""
 from __future__ import annotations
 
-import json
-import os
 
 import numpy as np
 import pandas as pd

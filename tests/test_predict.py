@@ -211,7 +211,7 @@ def test_intervals_cover_held_out_rows_and_new_groups():
     data["Days"] = data["Days"] * 3 + 4.5
     data = simulate(spec, truth, data=data.drop(columns=["Reaction"]), seed=12).data
     subjects = data["Subject"].unique()
-    known, new = subjects[:100], subjects[100:]
+    known = subjects[:100]  # the other 100 subjects are new groups
     in_known = data["Subject"].isin(known)
     position = data.groupby("Subject").cumcount()
     train = data[in_known & (position < 10)]

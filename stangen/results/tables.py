@@ -137,7 +137,6 @@ def coefficient_draws(fit: "Fit", level_name: str) -> np.ndarray:
     u = fit.posterior[f"u_{lv.stan}"].values
     u = u.reshape(*u.shape[:2], -1, lv.n_coef)
     total = u.copy()
-    population_names = fit.parameters()
     for k, c in enumerate(lv.coefficients):
         if c.term is None:
             base = fit.draws_of("Intercept") if fit.description.intercept else 0.0
@@ -258,7 +257,7 @@ def residual_structure_text(fit: "Fit", digits: int = 3) -> list[str]:
         phi = fit.posterior["phi"].values
         lo, hi = np.quantile(phi, [0.025, 0.975])
         lines += ["", f"Correlation Structure: {res.label}", f" Formula: {res.formula()}",
-                  f" Parameter estimate (posterior mean, 95% interval):",
+                  " Parameter estimate (posterior mean, 95% interval):",
                   f"  Phi {phi.mean():.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"]
     if res.sd_by:
         sigma = fit.posterior["sigma"].values
