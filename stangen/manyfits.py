@@ -165,8 +165,12 @@ def run_fits(code: str, jobs: Iterable[FitJob], summarize: Callable[[Any, FitJob
                 handle.write(result.to_json() + "\n")
         if progress:
             failed = sum(not r.ok for r in results.values())
-            print(f"\r{label}: {len(results)}/{total} done" + (f", {failed} failed" if failed else "") +
-                  f" ({time.perf_counter() - start:.0f} s)", end="", file=sys.stderr, flush=True)
+            text = f"{label}: {len(results)}/{total} done" + (f", {failed} failed" if failed else "") + \
+                f" ({time.perf_counter() - start:.0f} s)"
+            if sys.stderr.isatty():  # one line, rewritten
+                print(f"\r{text}", end="", file=sys.stderr, flush=True)
+            elif len(results) == total or len(results) % max(total // 10, 1) == 0:  # a log: every tenth
+                print(text, file=sys.stderr, flush=True)
 
     if results_file is not None:
         results_file.parent.mkdir(parents=True, exist_ok=True)
@@ -177,7 +181,7 @@ def run_fits(code: str, jobs: Iterable[FitJob], summarize: Callable[[Any, FitJob
         elif todo:
             _on_dask(code, todo, summarize, settings, backend, scheduler, workers, record)
     finally:
-        if progress and todo:
+        if progress and todo and sys.stderr.isatty():
             print(file=sys.stderr)
     return [results[job.index] for job in jobs if job.index in results]
 
