@@ -54,6 +54,15 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_render(args: argparse.Namespace) -> int:
     program = build(args.spec, args.data, require_data=bool(args.data_json), missing=args.missing)
+    if args.as_ in ("lme4", "brms"):
+        from .peers import brms_code, lme4_code
+        text = lme4_code(program) if args.as_ == "lme4" else brms_code(program)
+        if args.output:
+            write_atomic(args.output, text)
+            print(f"wrote {args.output}", file=sys.stderr)
+        else:
+            sys.stdout.write(text)
+        return 0
     _print_dropped(program.data)
     for choice in program.parameterization:
         print(f"{choice.level}: {choice.parameterization} ({choice.reason})", file=sys.stderr)
@@ -393,6 +402,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="CSV file (default: the spec's `data:`)")
     _add_missing_flag(p)
     p.add_argument("--data-json", help="also write the Stan data as JSON here")
+    p.add_argument("--as", dest="as_", choices=("stan", "lme4", "brms"), default="stan",
+                   help="stan: the program (default); lme4, brms: the same model as R code for those packages")
     p.set_defaults(run=cmd_render)
     p = sub.add_parser("fit", help="compile and sample a spec; write a run directory")
     p.add_argument("spec")

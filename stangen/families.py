@@ -36,6 +36,7 @@ class AuxParameter:
     # a location on the linear predictor's scale (an ordinal model's cutpoints): with centered predictors the
     # sampler's parameter is <name>_centered, at the predictors' means, and <name> at 0 is derived from it
     moves_with_centering: bool = False
+    brms_class: str = ""  # the same parameter's prior class in brms ("" = its name)
 
 
 SIGMA = AuxParameter("sigma", "real<lower=0>", "residual sd")
@@ -64,6 +65,9 @@ class Family:
     ordinal: bool = False
     mean_link: str = ""  # the report's equations: the link applied to mean_symbol ("" = link)
     brms: str = ""  # the same likelihood in brms (the benchmark's peer programs): "negbinomial()"
+    # the R call of the usual maximum-likelihood peer: a format with {formula} (or {log_formula} on log(y),
+    # {ordered_formula} with the outcome as an ordered factor); "" when lme4 & co. have no such family
+    lme4_call: str = ""
 
     def __str__(self) -> str:  # how a family is printed: its name, as the spec writes it
         return self.name
@@ -678,32 +682,32 @@ class Cumulative(Family):
 GAMMA_VAGUE = ("gamma", (0.01, 0.01))  # brms's default for shape and precision parameters
 
 FAMILIES: dict[str, Family] = {f.name: f for f in (
-    Gaussian("gaussian", "identity", brms="gaussian()",  aux=(SIGMA,), residual_structures=True, glm_function="normal_id_glm",
+    Gaussian("gaussian", "identity", lme4_call="lme4::lmer({formula}, data = d)",  brms="gaussian()",  aux=(SIGMA,), residual_structures=True, glm_function="normal_id_glm",
              density="normal", additive_errors=True),
-    Bernoulli("bernoulli", "logit", brms="bernoulli()",  glm_function="bernoulli_logit_glm", density="bernoulli_logit", discrete=True,
+    Bernoulli("bernoulli", "logit", lme4_call="lme4::glmer({formula}, data = d, family = binomial)",  brms="bernoulli()",  glm_function="bernoulli_logit_glm", density="bernoulli_logit", discrete=True,
               distribution="Bernoulli", mean_symbol="p"),
-    Binomial("binomial", "logit", brms="binomial()",  takes_trials=True, glm_function="binomial_logit_glm", density="binomial_logit",
+    Binomial("binomial", "logit", lme4_call="lme4::glmer({formula}, data = d, family = binomial)",  brms="binomial()",  takes_trials=True, glm_function="binomial_logit_glm", density="binomial_logit",
              discrete=True, distribution="Binomial", mean_symbol="p"),
-    Poisson("poisson", "log", brms="poisson()",  glm_function="poisson_log_glm", density="poisson_log", discrete=True,
+    Poisson("poisson", "log", lme4_call="lme4::glmer({formula}, data = d, family = poisson)",  brms="poisson()",  glm_function="poisson_log_glm", density="poisson_log", discrete=True,
             distribution="Poisson", mean_symbol="λ"),
-    NegBinomial("negbinomial", "log", brms="negbinomial()",  glm_function="neg_binomial_2_log_glm", density="neg_binomial_2_log",
+    NegBinomial("negbinomial", "log", lme4_call="lme4::glmer.nb({formula}, data = d)",  brms="negbinomial()",  glm_function="neg_binomial_2_log_glm", density="neg_binomial_2_log",
                 discrete=True, distribution="NegBinomial", mean_symbol="λ",
                 aux=(AuxParameter("phi", "real<lower=0>", "shape of the negative binomial (variance μ + μ²/φ)",
-                                  default_prior=GAMMA_VAGUE),)),
+                                  default_prior=GAMMA_VAGUE, brms_class="shape"),)),
     Student("student", "identity", brms="student()",  density="student_t", arguments="{nu}, {mu}, {sigma}", distribution="Student-t",
             mean_symbol="μ", aux=(SIGMA, AuxParameter("nu", "real<lower=1>", "degrees of freedom",
                                                       default_prior=("gamma", (2.0, 0.1))))),
-    Lognormal("lognormal", "identity", brms="lognormal()",  density="lognormal", distribution="Lognormal", mean_symbol="μ",
+    Lognormal("lognormal", "identity", lme4_call="lme4::lmer({log_formula}, data = d)",  brms="lognormal()",  density="lognormal", distribution="Lognormal", mean_symbol="μ",
               aux=(AuxParameter("sigma", "real<lower=0>", "residual sd on the log scale"),)),
-    GammaFamily("gamma", "log", brms="Gamma(link = \"log\")",  density="gamma", arguments="{shape}, {shape} * exp(-({mu}))", distribution="Gamma",
+    GammaFamily("gamma", "log", lme4_call="lme4::glmer({formula}, data = d, family = Gamma(link = \"log\"))",  brms="Gamma(link = \"log\")",  density="gamma", arguments="{shape}, {shape} * exp(-({mu}))", distribution="Gamma",
                 mean_symbol="μ", aux=(AuxParameter("shape", "real<lower=0>", "shape of the gamma (variance μ²/shape)",
                                                    default_prior=GAMMA_VAGUE),)),
-    Cumulative("cumulative", "logit", brms="cumulative(\"logit\")",  discrete=True, ordinal=True, distribution="OrderedLogistic",
+    Cumulative("cumulative", "logit", lme4_call="ordinal::clmm({ordered_formula}, data = d)",  brms="cumulative(\"logit\")",  discrete=True, ordinal=True, distribution="OrderedLogistic",
                mean_symbol="η", mean_link="identity",
                aux=(AuxParameter("cutpoints", "ordered[K_cat - 1]", "cutpoints between adjacent categories, "
                                  "P(y <= k) = inv_logit(cutpoint k - η)", prior_class="coefficient", default_prior=("student_t", (3.0, 0.0, 2.5)),
-                                 size="K_cat - 1", shown="cutpoint", moves_with_centering=True),)),
-    BetaFamily("beta", "logit", brms="Beta()",  density="beta_proportion", arguments="inv_logit({mu}), {phi}", distribution="Beta",
+                                 size="K_cat - 1", shown="cutpoint", moves_with_centering=True, brms_class="Intercept"),)),
+    BetaFamily("beta", "logit", lme4_call="glmmTMB::glmmTMB({formula}, data = d, family = glmmTMB::beta_family())",  brms="Beta()",  density="beta_proportion", arguments="inv_logit({mu}), {phi}", distribution="Beta",
                mean_symbol="μ", aux=(AuxParameter("phi", "real<lower=0>", "precision of the beta (variance "
                                                   "μ(1 − μ)/(1 + φ))", default_prior=GAMMA_VAGUE),)),
 )}

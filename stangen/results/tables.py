@@ -273,28 +273,9 @@ def residual_structure_text(fit: "Fit", digits: int = 3) -> list[str]:
 # -- lme4's printout --------------------------------------------------------------------------
 
 def lme4_formula(fit: "Fit") -> str:
-    """The model in lme4 syntax, e.g. 'Reaction ~ Days + (Days | Subject)'."""
-    d = fit.description
-    lhs = f"cbind({d.outcome}, {d.trials} - {d.outcome})" if d.family.takes_trials else d.outcome
-    fixed = ["1" if d.spans_intercept else "0"] + [t.name for t in d.terms]
-    for lv in d.levels:
-        for c in lv.coefficients:
-            for e in c.effects:
-                fixed.append(e.predictor.name if c.term is None else f"{c.term.name}:{e.predictor.name}")
-    if d.spans_intercept and len(fixed) > 1:
-        fixed = fixed[1:]
-    bars = []
-    for lv in d.levels:
-        group = ":".join([*lv.ancestors, lv.name]) if lv.ancestors and not lv.unique_labels else lv.name
-        slopes = [c.name for c in lv.coefficients if c.name != INTERCEPT]
-        has_intercept = any(c.name == INTERCEPT for c in lv.coefficients)
-        terms = " + ".join(slopes) if slopes else "1"
-        if not has_intercept:
-            terms = "0 + " + terms
-        bar = "||" if lv.kind == "independent" else "|"
-        bars.append(f"({terms} {bar} {group})")
-    family = "" if d.family.is_default else f", family = {d.family}"
-    return f"{lhs} ~ {' + '.join(fixed + bars)}{family}"
+    """The model in lme4 syntax, e.g. 'Reaction ~ Days + (Days | Subject)' (stangen.peers.formula)."""
+    from ..peers import formula
+    return formula(fit.description)
 
 
 def lme4_text(fit: "Fit", digits: int = 3) -> str:
