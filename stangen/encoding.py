@@ -74,6 +74,10 @@ def encode_rows(program, frame: pd.DataFrame, *, new_groups: str = "error", need
     if new_groups not in NEW_GROUPS:
         raise UserError(Problem("new_groups", f"unknown choice {new_groups!r} (allowed: {', '.join(NEW_GROUPS)})"))
     desc, prepared = program.description, Encoding.of(program.description, program.data)
+    coded = {v for t in desc.terms for v in t.variables} | {gp.column for lv in desc.levels for gp in lv.predictors}
+    if (coded & desc.categorical) - set(prepared.categories):
+        raise UserError(Problem("run", "this run does not record its categories (it was saved by an older "
+                                       "stangen): fit it again to predict from it"))
     c = _Collector()
     frame = frame.reset_index(drop=True)
     needed = _needed_columns(desc, need_trials, need_sd_by)
@@ -148,8 +152,8 @@ def _encode_level(lv, desc, prepared, frame, rows: EncodedRows, new_groups: str,
     rows.new_labels[lv.name] = list(unseen)
     for gp in lv.predictors:
         fitted = prepared.group_values[(lv.name, gp.name)]
-        new = _new_group_values(gp, lv, desc, prepared, frame, keys, unseen, c) if unseen else \
-            np.zeros((0, fitted.shape[1]))
+        new = _new_group_values(gp, lv, desc, prepared, frame, keys, unseen, c) \
+            if unseen and new_groups != "error" else np.zeros((0, fitted.shape[1]))
         rows.group_values[(lv.name, gp.name)] = np.vstack([fitted, new]) if len(new) else fitted
 
 

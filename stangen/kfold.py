@@ -103,12 +103,22 @@ def held_out_density(draws, job: FitJob) -> dict:
     fit = Fit(program, to_inference_data(program, draws), {})
     d = program.description
     rows = encode_rows(program, held, new_groups="sample")
-    c = _Collector()
-    y = d.family.outcome_data(held[d.outcome], d.outcome, held[d.trials] if d.trials else None, d.trials, c.add,
-                              order=d.order)
-    if c.problems:
-        raise UserError(c.problems)
-    y = np.asarray(y["y"])
+    categories = program.data.outcome_categories
+    if categories:  # ordered categories: coded as in the fold's training data (a fold may lack some)
+        from .data import label_text
+        text = held[d.outcome].map(label_text)
+        unseen = sorted(set(text) - set(categories))
+        if unseen:
+            raise UserError(Problem(d.outcome, f"held-out categories {unseen} are not among the training data's "
+                                               f"({', '.join(categories)})"))
+        y = text.map({c: k + 1 for k, c in enumerate(categories)}).to_numpy(dtype=int)
+    else:
+        c = _Collector()
+        y = d.family.outcome_data(held[d.outcome], d.outcome, held[d.trials] if d.trials else None, d.trials,
+                                  c.add, order=d.order)
+        if c.problems:
+            raise UserError(c.problems)
+        y = np.asarray(y["y"])
     labels = job.payload["groups"]  # each held-out row's group of level `by`
     names, group = np.unique(labels, return_inverse=True)
     aux = _aux_draws(fit, rows)

@@ -109,10 +109,16 @@ def run_job(backend_name: str, code: str, settings: SamplerSettings, job: FitJob
 
 # -- the client side ------------------------------------------------------------------------------
 
-def _fingerprint(code: str, settings: SamplerSettings, jobs: list[FitJob], backend: str) -> str:
+def _fingerprint(code: str, settings: SamplerSettings, jobs: list[FitJob], backend: str, summarize) -> str:
+    """What makes a batch: backend, program, settings, the summary function, and every job's index, seed, Stan
+    data and payload (another design, truth or held-out set is another batch)."""
     import hashlib
-    text = json.dumps([backend, code, asdict(replace(settings, quiet=True)), [(j.index, j.seed) for j in jobs]])
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    import pickle
+    digest = hashlib.sha256(json.dumps([backend, code, asdict(replace(settings, quiet=True)),
+                                        getattr(summarize, "__qualname__", repr(summarize))]).encode())
+    for job in jobs:
+        digest.update(pickle.dumps((job.index, job.seed, job.stan_data, job.payload), protocol=4))
+    return digest.hexdigest()[:16]
 
 
 def _done_before(results_file: Path | None, batch: str) -> dict[int, FitResult]:
@@ -148,7 +154,7 @@ def run_fits(code: str, jobs: Iterable[FitJob], summarize: Callable[[Any, FitJob
     """Fit every job with the same program; results in job order (see the module's doc)."""
     jobs = list(jobs)
     results_file = Path(results_file) if results_file is not None else None
-    batch = _fingerprint(code, settings, jobs, backend)
+    batch = _fingerprint(code, settings, jobs, backend, summarize)
     done = _done_before(results_file, batch)
     if results_file is not None and results_file.exists() and not done:
         results_file.unlink()  # another batch's fits: start afresh

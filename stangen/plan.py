@@ -104,6 +104,9 @@ def plan(spec, params, *, groups: dict[str, list[int]], per_group: list[int], si
                     "program": this, "focus": names,
                     "truth": truth_values(program.description, prepared, sim.truth)}))
             label = ", ".join(f"{v} {k}" for k, v in level_groups.items()) + f" × {design['per_group']} per group"
+            if program is None:
+                raise SpecError(Problem("plan", f"no simulated data set of the design {label} could be encoded "
+                                                "(try more rows per group)"))
             results = run_fits(program.code, jobs, plan_summary, settings=sampler, backend=backend,
                                scheduler=address, progress=progress, label=f"plan [{label}]",
                                results_file=out / f"fits_{d_index}.jsonl" if out else None)

@@ -70,8 +70,7 @@ def _group_coefficients(fit: "Fit", lv, rows: EncodedRows, new_groups: str, rng)
             z = rng.standard_normal((S, n_new, q))
             if lv.kind == "correlated":
                 corr = _flat(post[f"corr_{lv.stan}"].values).reshape(S, q, q)
-                chol = np.linalg.cholesky(corr + 1e-12 * np.eye(q))
-                z = np.einsum("sij,snj->sni", chol, z)
+                z = np.einsum("sij,snj->sni", _factor(corr), z)
             new = z * sd[:, None, :]
         u = np.concatenate([u, new], axis=1)
     values = u.copy()
@@ -81,6 +80,16 @@ def _group_coefficients(fit: "Fit", lv, rows: EncodedRows, new_groups: str, rng)
             gamma = _flat(post[e.name].values).reshape(S, -1)
             values[:, :, k] += gamma @ w.T
     return values
+
+
+def _factor(corr: np.ndarray) -> np.ndarray:
+    """A square root of each correlation matrix: Cholesky, or through the eigenvalues clipped at 0 when
+    rounding (a correlation near ±1 read from a CSV) left one not quite positive definite."""
+    try:
+        return np.linalg.cholesky(corr)
+    except np.linalg.LinAlgError:
+        values, vectors = np.linalg.eigh(corr)
+        return vectors * np.sqrt(np.clip(values, 0, None))[:, None, :]
 
 
 def _aux_draws(fit: "Fit", rows: EncodedRows) -> dict[str, np.ndarray]:

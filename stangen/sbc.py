@@ -126,6 +126,13 @@ def simultaneous_band(n: int, points: int, alpha: float, rng: np.random.Generato
     return z, stats.binom.ppf(gamma / 2, n, z), stats.binom.isf(gamma / 2, n, z)
 
 
+def _grid(levels: int, most: int, cap: int) -> int:
+    """The largest number of bins (or ECDF points) up to min(most, cap) that divides the `levels` possible
+    ranks evenly (so each bin holds as many rank values), else min(most, cap)."""
+    top = max(min(most, cap, levels), 1)
+    return next((k for k in range(top, 1, -1) if levels % k == 0), top)
+
+
 def uniformity(ranks: pd.DataFrame, thin_to: int, alpha: float = ALPHA, seed: int = 0) -> pd.DataFrame:
     """Per parameter: simulations, chi-square p-value of the binned ranks, whether the ECDF stays inside the
     simultaneous band (family-wise level alpha over the parameters), and the largest ECDF departure."""
@@ -133,12 +140,12 @@ def uniformity(ranks: pd.DataFrame, thin_to: int, alpha: float = ALPHA, seed: in
     rows = []
     rng = np.random.default_rng(seed)
     n = ranks.groupby("parameter").size().max()
-    points = int(min(max(n // 5, 5), thin_to + 1, 50))
+    points = _grid(thin_to + 1, max(n // 5, 5), 50)
     z, lower, upper = simultaneous_band(int(n), points, alpha / max(len(params), 1), rng)
     for name in params:
         r = ranks.loc[ranks["parameter"] == name, "rank"].to_numpy()
         scaled = (r + 0.5) / (thin_to + 1)
-        bins = int(min(20, max(len(r) // 5, 2)))
+        bins = _grid(thin_to + 1, max(len(r) // 5, 2), 20)
         counts = np.histogram(scaled, bins=bins, range=(0, 1))[0]
         p = float(stats.chisquare(counts).pvalue)
         ecdf = np.searchsorted(np.sort(scaled), z, side="right")
@@ -165,12 +172,16 @@ class SBCResult:
 
     @property
     def ok(self) -> bool:
-        return bool(len(self.table)) and bool(self.table["ECDF in band"].all())
+        return bool(len(self.table)) and bool(self.table["ECDF in band"].all()) and not self.failures
 
     @property
     def verdict(self) -> str:
         bad = self.table.loc[~self.table["ECDF in band"], "parameter"].tolist()
         n_sims = self.ranks["sim"].nunique() if len(self.ranks) else 0
+        if self.failures:  # leaving out simulations that depend on the draws biases the ranks
+            return (f"NOT VALID: {len(self.failures)} simulation(s) could not be fitted (see below), and leaving "
+                    "them out biases the ranks; " + (f"non-uniform: {', '.join(bad)}" if bad else
+                                                     "the others' ranks look uniform"))
         if not bad:
             return (f"pass: the ranks of all {len(self.table)} population parameters are consistent with uniform "
                     f"over {n_sims} simulations (ECDFs inside their simultaneous {100 * (1 - ALPHA):g}% bands)")
@@ -194,14 +205,17 @@ class SBCResult:
         return "\n".join(lines)
 
 
-def _override_priors(spec, overrides: dict[str, str] | None, prepared) -> dict:
+def _override_priors(desc, overrides: dict[str, str] | None, prepared) -> dict:
     """The priors simulation draws from: the program's, or (to test the check itself) others for some keys,
     e.g. {"sd_g": "exponential(0.2)"}."""
+    from .model import prior_targets
+    classes = {t.key: ("scale" if t.role == "sd" else "correlation" if t.role == "correlation" else
+                       t.aux.prior_class if t.role == "aux" else "coefficient") for t in prior_targets(desc)}
     priors = {k: dict(v) for k, v in prepared.priors.items()}
     for key, text in (overrides or {}).items():
         if key not in priors:
             raise SpecError(Problem(f"simulation_priors.{key}", f"no prior '{key}' (priors: {', '.join(priors)})"))
-        prior, problem = parse_prior(text, "scale" if key.startswith("sd_") else "coefficient")
+        prior, problem = parse_prior(text, classes[key])
         if problem:
             raise SpecError(Problem(f"simulation_priors.{key}", problem))
         size = np.size(next(iter(priors[key]["args"].values())))
@@ -227,8 +241,11 @@ def sbc(spec, sims: int = 200, *, data=None, groups: dict[str, int] | None = Non
     frame = _design_frame(spec, groups or {}, per_group, rng_design) if frame is None else frame.copy()
     # the priors' numbers, fixed once: from the data's outcome, or a unit-scale stand-in (as `simulate`)
     desc0 = describe(spec.with_parameterization("noncentered"), categorical_columns(spec, frame))
-    reference = prepare(desc0, frame if has_outcome else _placeholder_outcome(spec, frame, rng_design))
-    simulate_priors = _override_priors(spec, simulation_priors, reference)
+    reference = prepare(desc0, frame if has_outcome else _placeholder_outcome(spec, frame, rng_design),
+                        missing=spec.missing)
+    if reference.dropped is not None:  # missing: drop — the design is the rows the model uses
+        frame = frame.drop(index=frame.index[[r - 1 for r in reference.dropped.rows]]).reset_index(drop=True)
+    simulate_priors = _override_priors(desc0, simulation_priors, reference)
     fixed_numbers = {k: v for k, v in reference.stan_data.items() if k.startswith("prior_")}
 
     # `auto` levels are sampled noncentered: the prior's draws range from data-poor to data-rich groups, and
@@ -261,6 +278,9 @@ def sbc(spec, sims: int = 200, *, data=None, groups: dict[str, int] | None = Non
     if program is None:
         raise SpecError(Problem("sbc", "no simulated data set could be fitted: " + "; ".join(r for _, r in failures[:3])))
     sampler = SamplerSettings(**(SBC_SETTINGS | settings | {"quiet": True}))
+    if sampler.chains * sampler.draws < thin_to:
+        raise SpecError(Problem("draws", f"{sampler.chains} chains × {sampler.draws} draws are fewer than the "
+                                         f"{thin_to} draws each true value is ranked among: draw more"))
     out = Path(out) if out is not None else None
     results = run_fits(program.code, jobs, rank_summary, settings=sampler, backend=backend, scheduler=scheduler,
                        workers=workers, results_file=out / "fits.jsonl" if out else None, progress=progress,

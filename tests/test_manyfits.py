@@ -213,3 +213,26 @@ def test_plan_precision_of_a_cross_level_interaction_falls_as_one_over_root_grou
     assert table["P(excludes 0)"].iloc[-1] >= table["P(excludes 0)"].iloc[0]
     assert table["design effect(school)"].notna().all()
     assert (tmp_path / "plan" / "plan.png").exists()
+
+
+def test_a_batch_is_its_data_too():
+    """Resuming reuses only the same batch: other data (another design, truth or held-out set) is another."""
+    from stangen.manyfits import _fingerprint
+    settings = SamplerSettings(chains=1)
+    a = [FitJob(0, {"N": 1, "y": np.array([1.0])}, 5, {"truth": {"x": 1.0}})]
+    b = [FitJob(0, {"N": 1, "y": np.array([2.0])}, 5, {"truth": {"x": 1.0}})]
+    c = [FitJob(0, {"N": 1, "y": np.array([1.0])}, 5, {"truth": {"x": 2.0}})]
+    prints = {_fingerprint("code", settings, jobs, "pystan", _mean_of_intercept) for jobs in (a, b, c)}
+    assert len(prints) == 3
+    assert _fingerprint("code", settings, a, "pystan", _mean_of_intercept) == \
+        _fingerprint("code", settings, a, "pystan", _mean_of_intercept)
+
+
+def test_simulation_priors_take_each_parameters_class():
+    from stangen.sbc import _override_priors
+    program = stangen.build(SPECS / "sleepstudy.yaml")
+    priors = _override_priors(program.description, {"sigma": "exponential(0.5)", "L_Subject": "lkj(1)"},
+                              program.data)
+    assert priors["sigma"]["family"] == "exponential" and priors["L_Subject"]["family"] == "lkj"
+    with pytest.raises(stangen.SpecError, match="not allowed"):
+        _override_priors(program.description, {"L_Subject": "normal(0, 1)"}, program.data)

@@ -313,13 +313,14 @@ def plot_sbc(result, path: str | Path) -> Path:
     for row, name in zip(axes, params):
         ranks = result.ranks.loc[result.ranks["parameter"] == name, "rank"].to_numpy()
         n = len(ranks)
-        bins = int(min(20, max(n // 5, 2)))
+        from ..sbc import _grid
+        bins = _grid(levels, max(n // 5, 2), 20)
         row[0].hist((ranks + 0.5) / levels, bins=bins, range=(0, 1), color="tab:blue", alpha=0.8)
         lo, hi = st.binom.ppf([0.005, 0.995], n, 1 / bins)
         row[0].axhspan(lo, hi, color="0.85", zorder=0)
         row[0].set_title(f"{name}: ranks ({n} simulations)", fontsize=9, loc="left")
         row[0].set_xlim(0, 1)
-        z, lower, upper = simultaneous_band(n, int(min(max(n // 5, 5), levels, 50)), ALPHA / len(params), rng)
+        z, lower, upper = simultaneous_band(n, _grid(levels, max(n // 5, 5), 50), ALPHA / len(params), rng)
         ecdf = np.searchsorted(np.sort((ranks + 0.5) / levels), z, side="right") / n
         row[1].fill_between(z, lower / n - z, upper / n - z, color="0.85", step="mid")
         row[1].plot(z, ecdf - z, color="tab:blue", drawstyle="steps-mid")
