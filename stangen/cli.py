@@ -287,31 +287,23 @@ def _groups_arg(items) -> dict[str, int]:
 
 
 def cmd_sbc(args: argparse.Namespace) -> int:
-    from .backends import get_backend
     from .sbc import sbc
 
     spec = load_spec(args.spec)
     out = Path(args.out) if args.out else Path("runs") / f"{spec.name}_sbc"
-    settings = {k: v for k, v in (("chains", args.chains), ("warmup", args.warmup), ("draws", args.draws))
-                if v is not None}
     result = sbc(spec, args.sims, data=False if args.no_data else args.data, groups=_groups_arg(args.groups),
-                 per_group=args.per_group, seed=args.seed, scheduler=args.scheduler, workers=args.workers,
-                 backend=get_backend(args.backend).name, out=out, **settings)
+                 per_group=args.per_group, seed=args.seed, out=out, **_many_fits_options(args))
     print(result.text())
     print(f"ranks, uniformity tests and plots: {out}")
     return 0 if result.ok else 2
 
 
 def cmd_kfold(args: argparse.Namespace) -> int:
-    from .backends import get_backend
     from .kfold import kfold
 
     spec = load_spec(args.spec, args.data)
     out = Path(args.out) if args.out else Path("runs") / f"{spec.name}_kfold_{args.by}"
-    settings = {k: v for k, v in (("chains", args.chains), ("warmup", args.warmup), ("draws", args.draws))
-                if v is not None}
-    result = kfold(spec, args.by, args.folds, data=args.data, seed=args.seed, scheduler=args.scheduler,
-                   workers=args.workers, backend=get_backend(args.backend).name, out=out, **settings)
+    result = kfold(spec, args.by, args.folds, data=args.data, seed=args.seed, out=out, **_many_fits_options(args))
     print(result.text())
     print(f"result: {out} (compare models with: stangen compare {out} OTHER_KFOLD_DIR)")
     return 0
@@ -320,7 +312,6 @@ def cmd_kfold(args: argparse.Namespace) -> int:
 def cmd_plan(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from .backends import get_backend
     from .plan import plan
 
     spec = load_spec(args.spec)
@@ -338,11 +329,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
     except ValueError:
         raise SpecError(Problem("--per-group", f"{args.per_group!r}: write numbers separated by commas, e.g. 5,10,25")) from None
     out = Path(args.out) if args.out else Path("runs") / f"{spec.name}_plan"
-    settings = {k: v for k, v in (("chains", args.chains), ("warmup", args.warmup), ("draws", args.draws))
-                if v is not None}
     table = plan(spec, args.params, groups=groups, per_group=per_group, sims=args.sims, focus=args.focus,
-                 seed=args.seed, scheduler=args.scheduler, workers=args.workers,
-                 backend=get_backend(args.backend).name, out=out, **settings)
+                 seed=args.seed, out=out, **_many_fits_options(args))
     with pd.option_context("display.width", 160, "display.max_columns", 30):
         print(table.round(3).to_string(index=False))
     print(f"table and plot: {out}/plan.csv, {out}/plan.png")
@@ -386,6 +374,26 @@ def _add_missing_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument("--missing", choices=["error", "drop"],
                    help="rows with a missing value in a column the model uses: error (the default) or drop "
                         "(leave them out, as lme4's na.omit; counted in the output); overrides the spec's `missing:`")
+
+
+def _add_many_fits_flags(p: argparse.ArgumentParser) -> None:
+    """The flags of the commands that fan fits out on Dask (sbc, kfold, plan)."""
+    p.add_argument("--scheduler", help="address of a running Dask scheduler (default: a local cluster)")
+    p.add_argument("--workers", type=int, help="local worker processes (default: the cores)")
+    p.add_argument("--chains", type=int, help="chains per fit (default 2)")
+    p.add_argument("--warmup", type=int, help="warmup per chain (default 500)")
+    p.add_argument("--draws", type=int, help="draws per chain (default 500)")
+    p.add_argument("--backend", choices=("auto", "pystan", "cmdstan"), default="auto")
+
+
+def _many_fits_options(args: argparse.Namespace) -> dict:
+    """Dask and sampler options of sbc, kfold and plan: the scheduler, workers, backend and the sampler
+    settings given on the command line."""
+    from .backends import get_backend
+    settings = {k: v for k, v in (("chains", args.chains), ("warmup", args.warmup), ("draws", args.draws))
+                if v is not None}
+    return {"scheduler": args.scheduler, "workers": args.workers, "backend": get_backend(args.backend).name,
+            **settings}
 
 
 def parser() -> argparse.ArgumentParser:
@@ -471,12 +479,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--groups", action="append", metavar="LEVEL=N", help="groups of a level (simulated design)")
     p.add_argument("--per-group", type=int, default=10, help="rows per cell of the lowest grouping")
     p.add_argument("--seed", type=int, default=1, help="master seed: every simulation and fit derives from it")
-    p.add_argument("--scheduler", help="address of a running Dask scheduler (default: a local cluster)")
-    p.add_argument("--workers", type=int, help="local worker processes (default: the cores)")
-    p.add_argument("--chains", type=int, help="chains per fit (default 2)")
-    p.add_argument("--warmup", type=int, help="warmup per chain (default 500)")
-    p.add_argument("--draws", type=int, help="draws per chain (default 500)")
-    p.add_argument("--backend", choices=("auto", "pystan", "cmdstan"), default="auto")
+    _add_many_fits_flags(p)
     p.add_argument("--out", help="output folder (default: runs/NAME_sbc); a rerun continues its fits.jsonl")
     p.set_defaults(run=cmd_sbc)
     p = sub.add_parser("kfold", help="leave-group-out cross-validation: how well new groups are predicted")
@@ -485,12 +488,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--folds", type=int, default=10)
     p.add_argument("--data", help="CSV (default: the spec's data)")
     p.add_argument("--seed", type=int, default=1, help="master seed: the folds and every fit derive from it")
-    p.add_argument("--scheduler", help="address of a running Dask scheduler (default: a local cluster)")
-    p.add_argument("--workers", type=int, help="local worker processes (default: the cores)")
-    p.add_argument("--chains", type=int, help="chains per fit (default 2)")
-    p.add_argument("--warmup", type=int, help="warmup per chain (default 500)")
-    p.add_argument("--draws", type=int, help="draws per chain (default 500)")
-    p.add_argument("--backend", choices=("auto", "pystan", "cmdstan"), default="auto")
+    _add_many_fits_flags(p)
     p.add_argument("--out", help="output folder (default: runs/NAME_kfold_BY)")
     p.set_defaults(run=cmd_kfold)
     p = sub.add_parser("plan", help="study planning: precision and power of designs, from simulated fits")
@@ -501,12 +499,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--sims", type=int, default=50, help="simulated data sets per design")
     p.add_argument("--focus", action="append", help="a parameter to report (display name; repeatable)")
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--scheduler", help="address of a running Dask scheduler (default: a local cluster)")
-    p.add_argument("--workers", type=int, help="local worker processes (default: the cores)")
-    p.add_argument("--chains", type=int, help="chains per fit (default 2)")
-    p.add_argument("--warmup", type=int, help="warmup per chain (default 500)")
-    p.add_argument("--draws", type=int, help="draws per chain (default 500)")
-    p.add_argument("--backend", choices=("auto", "pystan", "cmdstan"), default="auto")
+    _add_many_fits_flags(p)
     p.add_argument("--out", help="output folder (default: runs/NAME_plan)")
     p.set_defaults(run=cmd_plan)
     p = sub.add_parser("check", help="convergence checks of a run directory, with advice")

@@ -33,13 +33,12 @@ import pandas as pd
 from scipy import stats
 
 from .backends import SamplerSettings
-from .data import categorical_columns, encode, prepare, write_stan_data
+from .data import encode, write_stan_data
 from .errors import Problem, SpecError, StangenError
 from .fitting import naming
 from .manyfits import FitJob, job_seeds, run_fits
-from .model import describe
-from .program import build, load_data, load_spec
-from .simulate import _design_frame, _draw_outcome, _placeholder_outcome, _prior_draw
+from .program import build, load_spec
+from .simulate import _draw_outcome, _prior_draw, simulation_design
 from .spec.priors import parse_prior
 
 THIN_TO = 99  # ranks 0..99: 100 possible values
@@ -235,16 +234,9 @@ def sbc(spec, sims: int = 200, *, data=None, groups: dict[str, int] | None = Non
     sbc.png and summary.md. `simulation_priors`: simulate from other priors than the program's (prior key →
     prior), to see the check fail."""
     spec = load_spec(spec)
-    rng_design = np.random.default_rng(seed)
-    frame = None if data is False else load_data(spec, data)
-    has_outcome = frame is not None and spec.outcome in frame
-    frame = _design_frame(spec, groups or {}, per_group, rng_design) if frame is None else frame.copy()
     # the priors' numbers, fixed once: from the data's outcome, or a unit-scale stand-in (as `simulate`)
-    desc0 = describe(spec.with_parameterization("noncentered"), categorical_columns(spec, frame))
-    reference = prepare(desc0, frame if has_outcome else _placeholder_outcome(spec, frame, rng_design),
-                        missing=spec.missing)
-    if reference.dropped is not None:  # missing: drop — the design is the rows the model uses
-        frame = frame.drop(index=frame.index[[r - 1 for r in reference.dropped.rows]]).reset_index(drop=True)
+    frame, desc0, reference = simulation_design(spec, data, groups, per_group, np.random.default_rng(seed),
+                                                missing=spec.missing)
     simulate_priors = _override_priors(desc0, simulation_priors, reference)
     fixed_numbers = {k: v for k, v in reference.stan_data.items() if k.startswith("prior_")}
 

@@ -113,6 +113,18 @@ def simulate(spec: Spec | str | Path, params: dict | str | Path | None = None, *
     False: simulate the design even when the spec names data."""
     spec = load_spec(spec)
     rng = np.random.default_rng(seed)
+    frame, desc, prepared = simulation_design(spec, data, groups, per_group, rng)
+    params = read_params(params) if isinstance(params, (str, Path)) else dict(params or {})
+    truth = _prior_draw(desc, prepared, rng) if from_prior else _complete(desc, prepared, params)
+    frame[spec.outcome] = _draw_outcome(desc, prepared, truth, rng)
+    return Simulation(frame, truth)
+
+
+def simulation_design(spec: Spec, data, groups: dict[str, int] | None, per_group: int, rng,
+                      missing: str = "error"):
+    """(design frame, description, prepared data) that simulations draw from: the data's groups and
+    predictors (`data`: a frame or CSV; None: the spec's data; False: a simulated design with `groups` and
+    `per_group`), without the rows `missing: drop` leaves out."""
     frame = None if data is False else load_data(spec, data)
     has_outcome = frame is not None and spec.outcome in frame
     frame = _design_frame(spec, groups or {}, per_group, rng) if frame is None else frame.copy()
@@ -120,11 +132,10 @@ def simulate(spec: Spec | str | Path, params: dict | str | Path | None = None, *
     # levels are sampled does not change the model)
     desc = describe(spec.with_parameterization("noncentered"), categorical_columns(spec, frame))
     # default priors are scaled to the outcome: the real one when the data have it, else a unit-scale stand-in
-    prepared = prepare(desc, frame if has_outcome else _placeholder_outcome(spec, frame, rng))
-    params = read_params(params) if isinstance(params, (str, Path)) else dict(params or {})
-    truth = _prior_draw(desc, prepared, rng) if from_prior else _complete(desc, prepared, params)
-    frame[spec.outcome] = _draw_outcome(desc, prepared, truth, rng)
-    return Simulation(frame, truth)
+    prepared = prepare(desc, frame if has_outcome else _placeholder_outcome(spec, frame, rng), missing=missing)
+    if prepared.dropped is not None:  # missing: drop — the design is the rows the model uses
+        frame = frame.drop(index=frame.index[[r - 1 for r in prepared.dropped.rows]]).reset_index(drop=True)
+    return frame, desc, prepared
 
 
 def _placeholder_outcome(spec: Spec, frame: pd.DataFrame, rng) -> pd.DataFrame:
