@@ -1,5 +1,5 @@
-"""The `stangen` command: validate | render | fit | check | report | compare | pooling | simulate |
-install-cmdstan.
+"""The `stangen` command: validate | render | from-formula | fit | check | report | compare | pooling |
+simulate | predict | effects | sbc | kfold | plan | install-cmdstan.
 
 Exit codes: 0 ok; 1 user error (spec or data); 2 sampling or convergence failure; 3 internal error.
 """
@@ -49,6 +49,37 @@ def cmd_validate(args: argparse.Namespace) -> int:
         if adapt_delta is not None and "adapt_delta" not in spec.sampler:
             detail += f"; adapt_delta {adapt_delta:g}"
     print(f"{args.spec}: ok — {spec.describe()}{detail}")
+    for note in spec.formula_notes:
+        print(f"  formula: {note}")
+    return 0
+
+
+def cmd_from_formula(args: argparse.Namespace) -> int:
+    """An lme4 formula → a commented long-form spec (YAML), validated against the data."""
+    from .data import read_csv
+    from .spec import Spec
+    from .spec.formula import commented_yaml, expand
+
+    frame = read_csv(args.data)
+    data_key = args.data
+    if args.output:  # the spec's `data:` is relative to the spec file
+        data_key = os.path.relpath(Path(args.data).resolve(), Path(args.output).resolve().parent)
+    keys = {"data": data_key, **({"family": args.family} if args.family else {})}
+    spec = Spec.from_formula(args.formula, frame, **keys)
+    _, translation = expand({"formula": args.formula, **keys}, frame)
+    header = ["stangen spec written by `stangen from-formula` from the lme4 formula",
+              f"  {spec.formula}",
+              "This long form is the spec: edit it freely (docs/spec-reference.md);",
+              "`stangen render --as lme4 SPEC` gives the formula back."]
+    header += [f"- {note}" for note in translation.notes]
+    text = commented_yaml(spec.to_yaml(), translation.comments, header)
+    if args.output:
+        write_atomic(args.output, text)
+        print(f"wrote {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    for note in translation.notes:
+        print(f"note: {note}", file=sys.stderr)
     return 0
 
 
@@ -404,6 +435,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="CSV file (default: the spec's `data:`)")
     _add_missing_flag(p)
     p.set_defaults(run=cmd_validate)
+    p = sub.add_parser("from-formula", help="an lme4 formula → a commented long-form spec (YAML)")
+    p.add_argument("formula", help='e.g. "lang_post ~ iq_verb + ave(iq_verb, school) + (iq_verb | school)"')
+    p.add_argument("--data", required=True,
+                   help="CSV file: checks the columns and places predictors constant within a level's groups "
+                        "at that level")
+    p.add_argument("--family", help="the outcome's family (default gaussian; binomial for cbind(s, n - s))")
+    p.add_argument("-o", "--output", help="write the spec here instead of standard output")
+    p.set_defaults(run=cmd_from_formula)
     p = sub.add_parser("render", help="print the Stan program of a spec")
     p.add_argument("spec")
     p.add_argument("-o", "--output", help="write the program here instead of standard output")

@@ -42,7 +42,7 @@ def load_spec(spec: Spec | str | Path, data: pd.DataFrame | str | Path | None = 
     if isinstance(spec, Spec):
         return spec
     try:
-        return Spec.from_yaml(spec)
+        return Spec.from_yaml(spec, data=data)
     except SpecError as err:
         found = _data_problems(err, data, missing)
         if not found:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from ..errors import SpecError
+from ..errors import Problem, SpecError
 from ..families import DEFAULT as DEFAULT_FAMILY
 from .validate import INTERCEPT, used_columns, validate
 from .yaml_io import dump_yaml, read_yaml
@@ -87,6 +87,9 @@ class Spec:
     # the level-1 errors' structure: {correlation: ar1|car1, time, level, sd_by} (stangen/residuals.py)
     residuals: Mapping[str, str | None] | None = None
     order: Sequence[str | int | float] | None = None  # an ordinal outcome's categories, lowest first
+    # the lme4 formula the spec was written as (`formula:`), and what the data decided in translating it
+    formula: str | None = field(default=None, compare=False, repr=False)
+    formula_notes: Sequence[str] = field(default=(), compare=False, repr=False)
     base_dir: Path | None = field(default=None, compare=False, repr=False)
     _lines: Mapping[str, int] | None = field(default=None, compare=False, repr=False)
     _columns: Mapping[str, str] | None = field(default=None, compare=False, repr=False)
@@ -118,28 +121,49 @@ class Spec:
 
     # -- construction -----------------------------------------------------------------------
     @classmethod
-    def from_dict(cls, raw: Mapping, *, base_dir: Path | None = None, lines=None, source=None) -> "Spec":
+    def from_dict(cls, raw: Mapping, *, base_dir: Path | None = None, lines=None, source=None,
+                  data=None) -> "Spec":
+        """`data` (a DataFrame or CSV path; default the spec's `data:`) is read only for a `formula:` spec:
+        the data decide which predictors are group-level (stangen/spec/formula.py)."""
+        formula, notes = None, ()
+        if isinstance(raw, Mapping) and "formula" in raw:
+            raw, formula, notes = _from_formula(raw, data, base_dir, lines, source)
         normalized, problems = validate(raw, lines)
+        if problems and formula is not None:  # a key the formula wrote has no line of its own: name the formula
+            line = (lines or {}).get("formula")
+            problems = [Problem("formula", f"(as {p.path}) {p.message}", line)
+                        if p.path.split(".")[0].split("[")[0] in FORMULA_KEYS else p for p in problems]
         if problems:
             raise SpecError(problems, source=source, partial=normalized, base_dir=base_dir)
         levels = {n: Level(**{k: v for k, v in lv.items()}) for n, lv in normalized["levels"].items()}
         kwargs = {k: v for k, v in normalized.items() if k != "levels"}
-        return cls(levels=levels, base_dir=base_dir, **kwargs)
+        return cls(levels=levels, base_dir=base_dir, formula=formula, formula_notes=tuple(notes), **kwargs)
 
     @classmethod
-    def from_yaml(cls, path: str | Path) -> "Spec":
+    def from_yaml(cls, path: str | Path, data=None) -> "Spec":
         path = Path(path)
         raw, lines = read_yaml(path)
         if isinstance(raw, dict) and "name" not in raw:
             raw = {"name": path.stem, **raw}
-        return cls.from_dict(raw, base_dir=path.resolve().parent, lines=lines, source=str(path))
+        return cls.from_dict(raw, base_dir=path.resolve().parent, lines=lines, source=str(path), data=data)
+
+    @classmethod
+    def from_formula(cls, formula: str, frame=None, **keys) -> "Spec":
+        """A spec from an lme4 formula, e.g. `Spec.from_formula("Reaction ~ Days + (Days | Subject)", df)`.
+        `frame`: the data (a DataFrame or CSV path; default the `data=` key's file), which place group-level
+        predictors (a path is also the spec's `data:` unless one is given); `keys`: the other spec keys
+        (data, family, priors, sampler, …)."""
+        raw = {"formula": formula, **keys}
+        if isinstance(frame, (str, Path)) and "data" not in raw:
+            raw["data"] = str(frame)
+        return cls.from_dict(raw, data=frame)
 
     # -- output -----------------------------------------------------------------------------
     def to_dict(self) -> dict:
         """The spec as plain data, in canonical form (what `to_yaml` writes)."""
         out: dict[str, Any] = {}
         for f in fields(self):
-            if f.name in ("base_dir", "_lines", "_columns"):
+            if f.name in ("base_dir", "_lines", "_columns", "formula", "formula_notes"):
                 continue
             value = getattr(self, f.name)
             if f.name == "levels":
@@ -162,9 +186,13 @@ class Spec:
         for name, lv in lean.get("levels", {}).items():
             if lv.get("id") == name:
                 del lv["id"]
-            for key, default in (("correlated", True), ("unique_labels", False), ("parameterization", "auto")):
+            for key, default in (("correlated", True), ("unique_labels", False), ("parameterization", "auto"),
+                                 ("varying", [INTERCEPT])):
                 if lv.get(key) == default:
                     del lv[key]
+        # where the data are and what model: first, as a person writes a spec
+        first = ("name", "data", "family", "outcome", "trials", "order")
+        lean = {k: lean[k] for k in first if k in lean} | {k: v for k, v in lean.items() if k not in first}
         return dump_yaml(lean)
 
     def with_parameterization(self, choice: str, levels: Sequence[str] | None = None) -> "Spec":
@@ -204,3 +232,25 @@ class Spec:
             if len(top) > 1:
                 parts.append(f"crossed: {' × '.join(top)}")
         return "; ".join(parts)
+
+
+# the spec keys a formula writes: a problem there is the formula's
+FORMULA_KEYS = ("outcome", "trials", "predictors", "levels", "intercept", "categorical", "reference")
+
+
+def _from_formula(raw: Mapping, data, base_dir: Path | None, lines, source) -> tuple[dict, str, tuple[str, ...]]:
+    """A raw spec with `formula:` in long form, read against the data (the given data, else `data:`)."""
+    from .formula import expand
+    frame = data
+    if frame is not None and not hasattr(frame, "columns"):
+        from ..data import read_csv
+        frame = read_csv(frame)
+    elif frame is None and isinstance(raw.get("data"), str):
+        from ..data import read_csv
+        path = Path(raw["data"])
+        frame = read_csv(path if path.is_absolute() or base_dir is None else base_dir / path)
+    try:
+        long_form, translation = expand(raw, frame, lines)
+    except SpecError as err:
+        raise SpecError(err.problems, source=source, kind="formula problem", base_dir=base_dir) from None
+    return long_form, str(raw["formula"]).strip(), translation.notes

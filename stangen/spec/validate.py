@@ -14,7 +14,7 @@ from ..families import FAMILIES as _FAMILIES
 from .priors import parse_prior
 
 FAMILIES = tuple(_FAMILIES)
-TOP_KEYS = ("name", "data", "family", "outcome", "trials", "predictors", "categorical",
+TOP_KEYS = ("name", "data", "formula", "family", "outcome", "trials", "predictors", "categorical",
             "reference", "intercept", "levels", "priors", "sampler", "missing", "residuals", "order")
 # rows with a missing value in a column the model uses: an error (default), or dropped (lme4's na.omit)
 MISSING_POLICIES = ("error", "drop")
