@@ -67,6 +67,14 @@ def _notes(program) -> list[str]:
                      "nlme::lme(..., correlation = corAR1/corCAR1(form = ~ time | group), weights = varIdent(...)) "
                      "or brms's ar() / sigma ~ 0 + sd_by can")
     for lv in d.levels:
+        on_intercept = {e.predictor.name for c in lv.coefficients if c.term is None for e in c.effects}
+        for c in lv.coefficients:
+            for e in c.effects:
+                name = e.predictor.name
+                if c.term is not None and name not in on_intercept:
+                    notes.append(f"# {c.term.name}:{name}: {name} predicts only the {c.term.name} slope by {lv.name}, "
+                                 f"not the intercept (no {name} main effect): in a formula, leave {name} out on "
+                                 "its own")
         for gp in lv.predictors:
             if gp.is_mean:
                 notes.append(f"# ave({gp.column}, {_group(d, lv, True)}): the {lv.name} mean of {gp.column}, "
