@@ -9,8 +9,19 @@ something a formula cannot (a parameterization, the error structure, priors for 
 """
 from __future__ import annotations
 
+import re
+
 from .model import ModelDescription
 from .spec.validate import INTERCEPT
+
+
+def r_name(name: str) -> str:
+    """A column as R (and formulae) read it: `my col` in backticks unless it is a syntactic name."""
+    return name if re.fullmatch(r"[A-Za-z][A-Za-z0-9._]*|\.[A-Za-z_.][A-Za-z0-9._]*", name) else f"`{name}`"
+
+
+def _r_term(term: str) -> str:
+    return ":".join(r_name(v) for v in term.split(":"))
 
 
 def formula(desc: ModelDescription, code: bool = False) -> str:
@@ -18,20 +29,21 @@ def formula(desc: ModelDescription, code: bool = False) -> str:
     data's columns (id columns, `ave(x, g)` for a group mean); otherwise in the spec's names, with the
     family appended when it is not gaussian (the printout's first lines)."""
     d = desc
-    lhs = f"cbind({d.outcome}, {d.trials} - {d.outcome})" if d.family.takes_trials else d.outcome
-    fixed = ["1" if d.spans_intercept else "0"] + [t.name for t in d.terms]
+    q = _r_term if code else (lambda name: name)  # R code quotes a non-syntactic column in backticks
+    lhs = f"cbind({q(d.outcome)}, {q(d.trials)} - {q(d.outcome)})" if d.family.takes_trials else q(d.outcome)
+    fixed = ["1" if d.spans_intercept else "0"] + [q(t.name) for t in d.terms]
     for lv in d.levels:
         for c in lv.coefficients:
             for e in c.effects:
-                name = e.predictor.name
+                name = q(e.predictor.name)
                 if code and e.predictor.is_mean:
-                    name = f"ave({e.predictor.column}, {_group(d, lv, code)})"
-                fixed.append(name if c.term is None else f"{c.term.name}:{name}")
+                    name = f"ave({q(e.predictor.column)}, {_group(d, lv, code)})"
+                fixed.append(name if c.term is None else f"{q(c.term.name)}:{name}")
     if d.spans_intercept and len(fixed) > 1:
         fixed = fixed[1:]
     bars = []
     for lv in d.levels:
-        slopes = [c.name for c in lv.coefficients if c.name != INTERCEPT]
+        slopes = [q(c.name) for c in lv.coefficients if c.name != INTERCEPT]
         has_intercept = any(c.name == INTERCEPT for c in lv.coefficients)
         terms = " + ".join(slopes) if slopes else "1"
         if not has_intercept:
@@ -45,7 +57,7 @@ def formula(desc: ModelDescription, code: bool = False) -> str:
 def _group(d: ModelDescription, lv, code: bool) -> str:
     """A level's grouping factor: its name (printout) or id column (code); a nested level whose labels repeat
     across parents as the interaction with its ancestors (batch:cask)."""
-    name = (lambda level: level.id_column) if code else (lambda level: level.name)
+    name = (lambda level: r_name(level.id_column)) if code else (lambda level: level.name)
     if lv.ancestors and not lv.unique_labels:
         return ":".join([name(d.level(a)) for a in lv.ancestors] + [name(lv)])
     return name(lv)
@@ -90,8 +102,9 @@ def _factor_lines(program) -> list[str]:
     lines = []
     for var in used:
         reference = prepared.categories[var][0] if prepared is not None else dict(d.reference).get(var)
-        lines.append(f'd${var} <- relevel(factor(d${var}), ref = "{reference}")' if reference is not None else
-                     f"d${var} <- factor(d${var})  # stangen's reference: the first value in sorted order")
+        col = r_name(var)
+        lines.append(f'd${col} <- relevel(factor(d${col}), ref = "{reference}")' if reference is not None else
+                     f"d${col} <- factor(d${col})  # stangen's reference: the first value in sorted order")
     return lines
 
 

@@ -77,6 +77,16 @@ def test_every_docs_formula_round_trips(text, frame):
     assert again == spec
 
 
+def test_column_names_that_need_backticks(frame):
+    data = frame.rename(columns={"y": "reaction time", "x": "day.n", "g": "subject id"})
+    text = "`reaction time` ~ day.n + (day.n | `subject id`)"
+    spec = Spec.from_formula(text, data)
+    assert (spec.outcome, spec.predictors, list(spec.levels)) == ("reaction time", ("day.n",), ["subject id"])
+    back = formula(build(spec, data).description, code=True)
+    assert back == text
+    assert Spec.from_formula(back, data) == spec
+
+
 def test_binomial_counts_round_trip(frame):
     spec = Spec.from_formula("cbind(s, n - s) ~ x + (1 | g)", frame)
     assert (spec.family, spec.outcome, spec.trials) == ("binomial", "s", "n")

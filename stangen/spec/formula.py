@@ -243,6 +243,8 @@ def _expr_text(node) -> str:
         return f"{_expr_text(node.left)}{sep}{_expr_text(node.right)}"
     if name == "Variable":
         return node.name.lexeme if hasattr(node.name, "lexeme") else str(node.name)
+    if name == "QuotedName":
+        return node.expression.lexeme  # with its backticks, as written
     if name == "Literal":
         return str(node.value)
     if name == "Grouping":
@@ -356,12 +358,16 @@ def to_long_form(parsed: ParsedFormula, frame=None, family: str | None = None,
     comments: dict[str, str] = {}
     keys: dict = {"outcome": parsed.outcome}
     if parsed.trials:
+        # cbind(s, n - s): successes of trials, the family that takes trials unless another is given
+        from ..families import FAMILIES
+        takers = [name for name, f in FAMILIES.items() if f.takes_trials]
+        written = f"cbind({parsed.outcome}, {parsed.trials} - {parsed.outcome})"
         keys["trials"] = parsed.trials
-        if family not in (None, "binomial"):
-            problems.append(_problem(f"cbind({parsed.outcome}, {parsed.trials} - {parsed.outcome}) is a binomial "
-                                     f"outcome; family {family} takes no trials"))
-        keys["family"] = "binomial"
-        comments["trials"] = f"cbind({parsed.outcome}, {parsed.trials} - {parsed.outcome}): binomial"
+        if family is not None and family in FAMILIES and not FAMILIES[family].takes_trials:
+            problems.append(_problem(f"{written} is successes of trials, for family {' or '.join(takers)}; "
+                                     f"family {family} takes no trials"))
+        keys["family"] = family or takers[0]
+        comments["trials"] = f"{written}: successes of trials"
 
     if frame is not None:
         _check_columns(parsed, frame, problems)
