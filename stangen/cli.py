@@ -42,7 +42,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         detail += "".join(f", {len(v)} {k} groups" for k, v in program.data.labels.items())
     if program and program.data and program.parameterization:
         detail += "; sampled " + ", ".join(
-            f"{c.level} {c.parameterization}" + (f" (information {c.information:.2g}" + (
+            c.label + (f" (information {c.information:.2g}" + (
                 f", undecided: 90% interval {c.interval[0]:.2g}–{c.interval[1]:.2g}" if c.undecided else "")
                 + ")" if c.information is not None else f" ({c.how})") for c in program.parameterization)
         adapt_delta = suggested_adapt_delta(program.parameterization)

@@ -22,7 +22,7 @@ from .backends import CompiledModel, Draws, SamplerSettings, get_backend
 from .data import DroppedRows, PreparedData
 from .errors import Problem, SpecError, UserError
 from .model import ModelDescription, describe
-from .parameterization import Choice, pooled_order, suggested_adapt_delta
+from .parameterization import Choice, describe_options, suggested_adapt_delta
 from .program import StanProgram, build, stan_data_json
 from .spec import Spec
 
@@ -326,8 +326,7 @@ class Fit:
         spec = Spec.from_yaml(run_dir / "spec.yaml")
         choices = tuple(Choice.from_dict(c) for c in run["info"].get("parameterization", []))
         desc = describe(spec, set(run["categorical"]), generated=run["info"].get("generated", ()),
-                        parameterization={c.level: c.parameterization for c in choices},
-                        pooled_order=pooled_order(choices))
+                        **describe_options(choices))
         stan_data = {k: np.asarray(v) if isinstance(v, list) else v
                      for k, v in json.loads((run_dir / "data.json").read_text()).items()}
         prepared = PreparedData(stan_data, run["labels"], run["columns"],

@@ -315,13 +315,16 @@ def _prior(spec: Spec, keys: list[str], prior_class: str, default: str | None = 
 def describe(spec: Spec, categorical: set[str] | frozenset[str] = frozenset(),
              generated: str | Iterable[str] | None = (),
              parameterization: Mapping[str, str] | None = None,
-             pooled_order: Iterable[str] | None = None) -> ModelDescription:
+             pooled_order: Iterable[str] | None = None,
+             nested: Mapping[str, str] | None = None) -> ModelDescription:
     """Build the model description. `categorical`: columns the data showed to be non-numeric.
     `generated`: optional generated quantities, a subset of GENERATED ('y_rep', 'log_lik').
     `parameterization`: level → 'centered' | 'noncentered' | 'integrated' for levels whose spec says `auto` (decided from
     the data by stangen.parameterization); a level missing there is noncentered.
     `pooled_order`: levels in the order they are offered the pooled coefficients as their groups' mean
-    (see _link_levels); default: the spec's order, parents first."""
+    (see _link_levels); default: the spec's order, parents first.
+    `nested`: level → the level its groups lie within in the data, for levels the spec crosses (the same
+    model, sampled as nested: see stangen.parameterization.implied_nesting)."""
     generated = generated_quantities(generated)
     family = get_family(spec.family)
     categorical = frozenset(categorical) | frozenset(spec.categorical)
@@ -340,13 +343,15 @@ def describe(spec: Spec, categorical: set[str] | frozenset[str] = frozenset(),
 
     levels = []
     level_names = NameRegistry()
+    nested = dict(nested or {})
+    parent_of = {name: nested.get(name, level.within) for name, level in spec.levels.items()}
     for name, level in spec.levels.items():
         stan = level_names.claim(sanitize(name))
         ancestors: list[str] = []
-        parent = level.within
+        parent = parent_of[name]
         while parent is not None and parent not in ancestors:
             ancestors.insert(0, parent)
-            parent = spec.levels[parent].within
+            parent = parent_of[parent]
         predictors: dict[str, GroupPredictor] = {}
         stems: dict[str, str] = {}  # group-level predictor → the stem of its Stan names, unique in the level
         predictor_names = NameRegistry()
@@ -380,18 +385,19 @@ def describe(spec: Spec, categorical: set[str] | frozenset[str] = frozenset(),
             "correlated" if level.correlated and n > 1 else "independent")
         choice = level.parameterization
         if choice == "auto":  # undecided yet: noncentered, or centered under a level the spec integrates out
-            under_integrated = level.within in spec.levels and \
-                spec.levels[level.within].parameterization == "integrated"
+            under_integrated = parent_of[name] in spec.levels and \
+                spec.levels[parent_of[name]].parameterization == "integrated"
             choice = (parameterization or {}).get(name, "centered" if under_integrated else "noncentered")
         levels.append(LevelDescription(
-            name=name, stan=stan, id_column=level.id or name, parent=level.within, ancestors=tuple(ancestors),
-            unique_labels=level.unique_labels, coefficients=tuple(coefficients),
+            name=name, stan=stan, id_column=level.id or name, parent=parent_of[name], ancestors=tuple(ancestors),
+            unique_labels=level.unique_labels or name in nested, coefficients=tuple(coefficients),
             predictors=tuple(predictors.values()), kind=kind,
             sd_prior=_prior(spec, [f"sd_{name}", "sd"], "scale"),
             correlation_prior=_prior(spec, [f"correlation_{name}", "correlation"], "correlation")
             if kind == "correlated" else None,
             centered=choice == "centered", integrated=choice == "integrated",
             at_means=_at_means(kind, coefficients)))
+    levels = _parents_first(levels)
     for lv in levels:  # stangen.parameterization and the spec validation only integrate such a level out
         child = integrable_child(lv, levels)
         if lv.integrated and (child is None or not child.centered):
@@ -411,6 +417,20 @@ def describe(spec: Spec, categorical: set[str] | frozenset[str] = frozenset(),
         terms=tuple(terms), levels=tuple(levels), categorical=categorical,
         reference=tuple(sorted(spec.reference.items())), generated=generated, columns=tuple(spec.columns.items()),
         residuals=Residuals.from_spec(spec.residuals), order=tuple(spec.order) if spec.order else None)
+
+
+def _parents_first(levels: list[LevelDescription]) -> list[LevelDescription]:
+    """The levels in the spec's order, except that a nested level comes after its parent (the program
+    declares a parent's size before a child's index into it): each step takes the first level whose parent
+    is placed, so an order that already has parents first is kept as it is."""
+    out: list[LevelDescription] = []
+    pending = list(levels)
+    while pending:
+        placed = {lv.name for lv in out}
+        lv = next(lv for lv in pending if lv.parent is None or lv.parent in placed)
+        out.append(lv)
+        pending.remove(lv)
+    return out
 
 
 def integrable_child(level: LevelDescription, levels) -> LevelDescription | None:
@@ -456,7 +476,15 @@ def _link_levels(spec: Spec, terms: list[Term], levels: list[LevelDescription], 
     absorbed: dict[str, set[str]] = {lv.name: set() for lv in levels}  # level → its coefficients taken by a child
     rank = {name: i for i, name in enumerate(pooled_order)}
     takers: dict[str, str] = {}  # coefficient name → the level whose groups' mean includes its pooled value
-    for lv in sorted(levels, key=lambda lv: (len(lv.ancestors), rank.get(lv.name, len(rank)))):  # parents first
+
+    def offered(lv: LevelDescription) -> tuple[int, int]:
+        """Parents first; a level under an integrated parent stands in its parent's place (it carries the
+        parent's effects: InstEval's lecturers under their integrated departments take the intercept, not
+        the crossed students, or the intercept trades off against the department sd)."""
+        stand_in = by_name[lv.parent] if lv.parent and by_name[lv.parent].integrated else lv
+        return len(stand_in.ancestors), rank.get(stand_in.name, len(rank))
+
+    for lv in sorted(levels, key=offered):
         for c in lv.coefficients:
             if lv.centered and spec.intercept and c.name not in takers and (c.term is None or lv.at_means):
                 takers[c.name] = lv.name

@@ -13,7 +13,7 @@ from . import codegen
 from .data import PreparedData, categorical_columns, column_problems, encode, read_csv, write_stan_data
 from .errors import DataError, Problem, SpecError
 from .model import ModelDescription, describe
-from .parameterization import Choice, choose, pooled_order
+from .parameterization import Choice, choose, describe_options
 from .spec import Spec
 from .spec.validate import MISSING_POLICIES, used_columns
 
@@ -113,10 +113,8 @@ def build(spec: Spec | str | Path, data: pd.DataFrame | str | Path | None = None
     if spec.levels:
         design = write_stan_data(description, encoded, priors=False).stan_data if encoded is not None else None
         choices = tuple(choose(description, design, spec.levels).values())
-        chosen = {c.level: c.parameterization for c in choices}
-        if any(c == "centered" for c in chosen.values()):
-            description = describe(spec, categorical, generated=generated, parameterization=chosen,
-                                   pooled_order=pooled_order(choices))
+        if any(c.parameterization == "centered" or c.nested_in for c in choices):
+            description = describe(spec, categorical, generated=generated, **describe_options(choices))
     prepared = write_stan_data(description, encoded, prior_only=prior_only) if encoded is not None else None
     return StanProgram(spec, description, codegen.render(description), prepared, choices)
 

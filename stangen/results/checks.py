@@ -173,3 +173,29 @@ def _ebfmi(fit: "Fit") -> Check:
                      f"< {EBFMI_MIN})", "the sampler explores the energy poorly: reparameterize the level whose sd "
                      "mixes slowly, or use stronger priors on the sds")
     return Check("e_bfmi", "pass", float(values.min()), message)
+
+
+# -- per chain --------------------------------------------------------------------------------
+
+def chains(fit: "Fit") -> "pd.DataFrame":
+    """One row per chain: where its time went (warmup and sampling seconds, as Stan reports them), how the
+    sampler adapted (step size, mean tree depth), how much it computed (gradient evaluations while sampling,
+    µs per gradient) and divergences. A slow chain shows here as many gradients (a small step size, deep
+    trees: it adapted badly or met hard geometry) or as a high µs per gradient (a costlier log density)."""
+    import pandas as pd
+
+    stats = fit.idata.sample_stats
+    seconds = (fit.info or {}).get("chain_seconds") or []
+    rows = []
+    for k in range(stats.sizes["chain"]):
+        chain = stats.isel(chain=k)
+        gradients = int(chain["n_steps"].values.sum()) if "n_steps" in chain else 0
+        spent = seconds[k] if k < len(seconds) else {}
+        sampling = spent.get("sampling", np.nan)
+        rows.append({"chain": k + 1, "warmup s": spent.get("warmup", np.nan), "sampling s": sampling,
+                     "step size": float(chain["step_size"].values.mean()) if "step_size" in chain else np.nan,
+                     "mean tree depth": float(chain["tree_depth"].values.mean()) if "tree_depth" in chain else np.nan,
+                     "gradients": gradients,
+                     "µs per gradient": 1e6 * sampling / gradients if gradients and np.isfinite(sampling) else np.nan,
+                     "divergences": int(chain["diverging"].values.sum()) if "diverging" in chain else 0})
+    return pd.DataFrame(rows).set_index("chain")

@@ -263,6 +263,12 @@ def build_report(fit: "Fit", run_dir: str | Path) -> Report:
                        result.status, "")
         s.table = convergence_table(result)
 
+    def per_chain(s: Section) -> None:
+        s.intro = ("Where each chain's time went. Gradients: log-density gradient evaluations (leapfrog steps) while "
+                   "sampling; a chain far slower than the others took more of them (a smaller step size, deeper "
+                   "trees) or paid more per gradient.")
+        s.table = frame_table(checks.chains(fit), "chain")
+
     def lme4(s: Section) -> None:
         s.text = tables.lme4_text(fit)
 
@@ -297,6 +303,7 @@ def build_report(fit: "Fit", run_dir: str | Path) -> Report:
 
     for id_, title, build in [("equations", "Model", equations), ("priors", "Priors", priors),
                               ("convergence", "Convergence checks", convergence),
+                              ("chains", "Chains", per_chain),
                               ("lme4", "Summary (lme4 style)", lme4),
                               ("population", "Population-level parameters", population),
                               ("multilevel", "Multilevel quantities", quantities),

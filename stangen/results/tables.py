@@ -308,7 +308,7 @@ def lme4_text(fit: "Fit", digits: int = 3) -> str:
     lines += _design_effect_lines(fit, n)
     if fit.program.parameterization:
         choices = fit.program.parameterization
-        line = "Sampled: " + ", ".join(f"{c.level} {c.parameterization}" + (
+        line = "Sampled: " + ", ".join(c.label + (
             " (auto, undecided)" if c.undecided else " (auto)" if c.how == "auto" else "") for c in choices)
         adapt_delta = ((fit.info or {}).get("settings") or {}).get("adapt_delta")
         if any(c.undecided for c in choices) and adapt_delta is not None:
