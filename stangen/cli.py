@@ -140,7 +140,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     print(f"{spec.name}: {program.data.n} observations{dropped}; {backend.name} (Stan {backend.stan_version}), "
           f"{settings.chains} chains x {settings.draws} draws after {settings.warmup} warmup"
           f"{', prior only' if args.prior_only else ''}", flush=True)
-    result = fit(program, backend=args.backend, **_settings(args))
+    result = fit(program, backend=args.backend, scheduler=args.scheduler, workers=args.workers, **_settings(args))
     result.save(out)
     info = result.info
     compiled = f"compiled in {info['compile_seconds']:.0f} s" if info["compiled_now"] else "compiled program reused"
@@ -468,6 +468,10 @@ def parser() -> argparse.ArgumentParser:
                    help="do not write report.html / report.md (and plots/) into the run directory")
     p.add_argument("--verbose", action="store_true",
                    help="also print Stan's own messages (always written to stan.log in the run directory)")
+    p.add_argument("--scheduler", help="run each chain as a task on the Dask cluster at this address "
+                                       "(tcp://host:port); the same seed gives the same draws as a local run")
+    p.add_argument("--workers", type=int, help="run each chain as a task on a local Dask cluster of this many "
+                                               "worker processes")
     _add_sampler_flags(p)
     p.set_defaults(run=cmd_fit)
     p = sub.add_parser("pooling", help="complete vs no vs partial pooling of one level: table and plot")

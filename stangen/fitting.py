@@ -380,7 +380,8 @@ def _data_file(spec: Spec, data) -> str | None:
 def fit(spec: Spec | StanProgram | str | Path, data: pd.DataFrame | str | Path | None = None, *,
         backend: str = "auto",
         prior_only: bool = False, generated: str | tuple[str, ...] | list[str] | None = (),
-        missing: str | None = None, **settings: Any) -> Fit:
+        missing: str | None = None, scheduler: str | None = None, workers: int | None = None,
+        **settings: Any) -> Fit:
     """Compile (or reuse the cached compile of) the spec's program and sample it.
 
     `settings` override the spec's `sampler:` block: chains, parallel_chains, warmup, draws, seed,
@@ -392,6 +393,8 @@ def fit(spec: Spec | StanProgram | str | Path, data: pd.DataFrame | str | Path |
     `missing:`, else 'error'); dropped rows are counted in the printout and recorded in the run.
     `spec` may also be a StanProgram from `build` (with data): it is sampled as it is, and `data`,
     `prior_only`, `generated` and `missing` are then the program's.
+    `scheduler` ("tcp://host:port") or `workers` (a local cluster of that many processes): each chain is a task
+    on a Dask cluster (stangen/distributed.py); the same seed gives the same draws as a local run.
     """
     if isinstance(spec, StanProgram):
         if spec.data is None:
@@ -403,13 +406,21 @@ def fit(spec: Spec | StanProgram | str | Path, data: pd.DataFrame | str | Path |
     chosen = get_backend(backend)
     sampler = sampler_settings(program.spec, program_defaults(program), **settings)
     compiled: CompiledModel = chosen.compile(program.code)
-    draws = chosen.sample(compiled, program.stan_data, sampler)
+    cluster = None
+    if scheduler is not None or workers is not None:
+        from .distributed import sample_on_cluster
+        draws = sample_on_cluster(chosen.name, program.code, program.stan_data, sampler, scheduler=scheduler,
+                                  workers=workers)
+        cluster = f"Dask scheduler {scheduler}" if scheduler else f"local Dask cluster, {workers} workers"
+    else:
+        draws = chosen.sample(compiled, program.stan_data, sampler)
     info = {"backend": draws.backend, "stan_version": draws.stan_version, "compiled_now": compiled.compiled_now,
             "compile_seconds": compiled.compile_seconds, "sample_seconds": draws.sample_seconds,
             "header_seconds": compiled.header_seconds,
             "settings": asdict(sampler), "program_key": compiled.key,
             "prior_only": bool(program.stan_data["prior_only"]),
             "chain_seconds": draws.chain_seconds,
+            "cluster": cluster,  # where the chains ran, when not here
             "generated": list(program.description.generated),
             "missing": program.data.missing,
             "parameterization": [c.to_dict() for c in program.parameterization],

@@ -86,3 +86,17 @@ def test_crossed_data_with_a_data_poor_third_level_converges():
               if not table.loc[ROW[name], "q0.5%"] < value < table.loc[ROW[name], "q99.5%"]}
     assert not missed, f"true values outside the 99% interval: {missed}\n{table}"
     assert "d centered within dept (auto)" in fit.lme4(), fit.lme4()
+
+
+def test_chains_on_a_dask_cluster_give_the_draws_of_a_local_run(example_fit):
+    """`stangen fit --workers 2` (a local Dask cluster; a remote one is `--scheduler tcp://…`): each chain a
+    task with its Stan chain id and the fit's seed, gathered in chain order — identical to the local run."""
+    local = example_fit("sleepstudy")  # pystan, SHORT_RUN
+    spread = stangen.fit(SPECS / "sleepstudy.yaml", backend="pystan", workers=2, **SHORT_RUN)
+    for name in local.idata.posterior.data_vars:
+        np.testing.assert_array_equal(local.idata.posterior[name].values, spread.idata.posterior[name].values)
+    for name in ("lp", "step_size", "n_steps"):
+        np.testing.assert_array_equal(local.idata.sample_stats[name].values, spread.idata.sample_stats[name].values)
+    assert len(local.idata.posterior.data_vars) > 5
+    assert spread.info["cluster"] == "local Dask cluster, 2 workers"
+    assert len(spread.info["chain_seconds"]) == 4

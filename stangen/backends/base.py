@@ -92,6 +92,9 @@ class SamplerSettings:
     max_treedepth: int = 10
     init: float = 2.0  # uniform(-init, init) radius on the unconstrained scale
     quiet: bool = False  # no progress output
+    # Stan's id of the first chain (chains are first_chain, first_chain + 1, …): a chain sampled on its own
+    # with its id and the fit's seed draws what it draws in a multi-chain run (stangen/distributed.py)
+    first_chain: int = 1
 
     def validate(self) -> None:
         """Raise BackendError for settings no sampler can run with."""
@@ -110,6 +113,8 @@ class SamplerSettings:
             problems.append(f"adapt_delta must be strictly between 0 and 1 (got {self.adapt_delta!r})")
         if not isinstance(self.max_treedepth, int) or self.max_treedepth < 1:
             problems.append(f"max_treedepth must be a positive integer (got {self.max_treedepth!r})")
+        if not isinstance(self.first_chain, int) or self.first_chain < 1:
+            problems.append(f"first_chain must be a positive integer (got {self.first_chain!r})")
         if not float(self.init) >= 0:
             problems.append(f"init must be a non-negative number (got {self.init!r})")
         if problems:

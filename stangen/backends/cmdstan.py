@@ -277,8 +277,8 @@ class CmdStanBackend:
         try:
             data_file = scratch / "data.json"
             data_file.write_text(json.dumps(stan_data))
-            chains = [_Chain(i, scratch / f"chain-{i + 1}.csv", scratch / f"chain-{i + 1}.txt")
-                      for i in range(settings.chains)]
+            ids = range(settings.first_chain, settings.first_chain + settings.chains)
+            chains = [_Chain(i - 1, scratch / f"chain-{i}.csv", scratch / f"chain-{i}.txt") for i in ids]
             with exit_on_sigterm():
                 self._run(chains, exe_file, data_file, settings, record)
             sample_seconds = time.perf_counter() - start

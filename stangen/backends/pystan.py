@@ -756,8 +756,8 @@ class PyStanBackend:
             settings=settings,
             chain_seconds=[dict(c.messages.elapsed) for c in chains],
             # Stan names the temporary file httpstan compiled; the run directory holds it as model.stan
-            messages=[_clean_paths(m, "model.stan") for k, c in enumerate(chains, start=1)
-                      for m in console_messages(k, c.messages.log_lines)],
+            messages=[_clean_paths(m, "model.stan") for c in chains
+                      for m in console_messages(c.index + 1, c.messages.log_lines)],
         )
 
     @staticmethod
@@ -778,7 +778,7 @@ class PyStanBackend:
         chains: list[_Chain] = []
         failure: _Chain | None = None
         try:
-            for i in range(settings.chains):
+            for i in range(settings.first_chain - 1, settings.first_chain - 1 + settings.chains):
                 path = os.path.join(sock_dir, f"chain-{i + 1}.sock")
                 listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
                 listener.bind(path)
