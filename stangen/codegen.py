@@ -119,7 +119,9 @@ def equations(d: ModelDescription) -> list[str]:
                 "independent": f"normal(0, sd_{lv.stan}) independently",
                 "correlated": f"multi_normal(0, diag(sd_{lv.stan}) * corr_{lv.stan} * diag(sd_{lv.stan}))"}[lv.kind]
         rest.append(f"u_{lv.stan}[j] ~ {dist},  j = 1..J_{lv.stan} ({lv.name} groups{nest})")
-        how = ("centered: each group's coefficients b_{0} are parameters" if lv.centered else
+        how = ("mixed: data-rich groups' intercepts b_{0} are parameters (centered), data-poor groups' are "
+               "sd * standardized z_{0} (noncentered); which is which is data" if lv.mixed else
+               "centered: each group's coefficients b_{0} are parameters" if lv.centered else
                "integrated out of the model block; u_{0} drawn in generated quantities" if lv.integrated else
                "noncentered: u_{0} = sds * standardized z_{0}").format(lv.stan)
         if lv.at_means:

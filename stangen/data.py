@@ -8,6 +8,7 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -181,11 +182,12 @@ def encode(desc: ModelDescription, df: pd.DataFrame, *, missing: str = "error") 
 
 
 def write_stan_data(desc: ModelDescription, encoded: Encoded, *, prior_only: bool = False,
-                    priors: bool = True) -> PreparedData:
+                    priors: bool = True, splits: Mapping[str, Any] | None = None) -> PreparedData:
     """The Stan data of the encoded rows for this description (stage "Stan data"): the pooled terms' design
     matrix centered, slope values, group indices, group-level predictors centered, and the priors' numbers
     (from the spec, or defaults scaled to the encoded data; `priors=False` leaves them out, for choosing the
-    parameterization)."""
+    parameterization). `splits`: a mixed level's groups sampled centered (1-based), as
+    stangen.parameterization chose them; a mixed level not given there is split from these data."""
     data: dict[str, Any] = {"N": encoded.n, "prior_only": int(prior_only)}
     data.update(encoded.outcome)
     data.update(encoded.residual_data)
@@ -227,6 +229,16 @@ def write_stan_data(desc: ModelDescription, encoded: Encoded, *, prior_only: boo
                 data[gp.data] = values[:, 0] - center[0]
             data[f"{gp.data}_center"] = center if gp.categorical else float(center[0])
             group_columns[(level.name, gp.name)] = names
+    mixed = [lv for lv in desc.levels if lv.mixed]
+    if mixed:
+        from .parameterization import group_split
+        for level in mixed:
+            given = (splits or {}).get(level.name)
+            centered = np.asarray(given if given is not None else group_split(desc, data, level.name), dtype=int)
+            rest = np.setdiff1d(np.arange(1, data[f"J_{level.stan}"] + 1), centered)
+            data[f"J_{level.stan}_centered"] = len(centered)
+            data[f"centered_{level.stan}"] = centered
+            data[f"noncentered_{level.stan}"] = rest
     numbers, used = prior_values(desc, encoded) if priors else ({}, {})
     data.update(numbers)
     return PreparedData(data, labels, dict(columns), group_columns, priors=used,

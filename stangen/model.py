@@ -130,6 +130,10 @@ class LevelDescription:
     # the varying intercept is the group's value at the mean, not at 0 (far from the data when the mean is
     # far from 0); sds and correlation are transformed back to the original scale
     at_means: bool = False
+    # mixed (intercept-only levels; centered is then true too): each group centered or noncentered by its own
+    # data — data-rich groups' intercepts are parameters, data-poor groups' are standardized effects; which
+    # group is which is data (centered_<level>, noncentered_<level>), so one program serves any split
+    mixed: bool = False
     parent_stan: str | None = None  # Stan name of the parent level (nested)
     parent_value: str | None = None  # what the parent adds per group (its LevelDescription.value)
     parent_is_vector: bool = False  # the parent varies only its intercept (its values are a vector)
@@ -141,7 +145,8 @@ class LevelDescription:
 
     @property
     def parameterization(self) -> str:
-        return "centered" if self.centered else "integrated" if self.integrated else "noncentered"
+        return "mixed" if self.mixed else "centered" if self.centered else "integrated" if self.integrated \
+            else "noncentered"
 
     def _scaled(self, stem: str) -> str:
         return f"{stem}_{self.stan}_at_mean" if self.at_means else f"{stem}_{self.stan}"
@@ -395,7 +400,7 @@ def describe(spec: Spec, categorical: set[str] | frozenset[str] = frozenset(),
             sd_prior=_prior(spec, [f"sd_{name}", "sd"], "scale"),
             correlation_prior=_prior(spec, [f"correlation_{name}", "correlation"], "correlation")
             if kind == "correlated" else None,
-            centered=choice == "centered", integrated=choice == "integrated",
+            centered=choice in ("centered", "mixed"), integrated=choice == "integrated", mixed=choice == "mixed",
             at_means=_at_means(kind, coefficients)))
     levels = _parents_first(levels)
     for lv in levels:  # stangen.parameterization and the spec validation only integrate such a level out

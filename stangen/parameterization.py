@@ -63,11 +63,16 @@ class Choice:
     # the level the spec crosses this one with, but whose groups each hold all of this level's rows of a
     # group (lecturers within departments): sampled as nested there (see implied_nesting)
     nested_in: str | None = None
+    # mixed: the groups (1-based) sampled centered; the others are noncentered
+    centered_groups: tuple[int, ...] | None = None
 
     @property
     def label(self) -> str:
         """'d centered within dept': the level, its form and an implied parent."""
-        return f"{self.level} {self.parameterization}" + (f" within {self.nested_in}" if self.nested_in else "")
+        split = ""
+        if self.parameterization == "mixed" and self.centered_groups is not None:
+            split = f" ({len(self.centered_groups)} groups centered, the others noncentered)"
+        return f"{self.level} {self.parameterization}{split}" + (f" within {self.nested_in}" if self.nested_in else "")
 
     @property
     def undecided(self) -> bool:
@@ -79,13 +84,15 @@ class Choice:
     def to_dict(self) -> dict:
         return {"level": self.level, "parameterization": self.parameterization, "how": self.how,
                 "information": self.information, "reason": self.reason, "pooled_rank": self.pooled_rank,
-                "interval": None if self.interval is None else list(self.interval), "nested_in": self.nested_in}
+                "interval": None if self.interval is None else list(self.interval), "nested_in": self.nested_in,
+                "centered_groups": None if self.centered_groups is None else list(self.centered_groups)}
 
     @classmethod
     def from_dict(cls, values: dict) -> "Choice":
         values = dict(values)
-        if values.get("interval") is not None:
-            values["interval"] = tuple(values["interval"])
+        for key in ("interval", "centered_groups"):
+            if values.get(key) is not None:
+                values[key] = tuple(values[key])
         return cls(**values)
 
 
@@ -261,6 +268,26 @@ def _nested_view(desc: ModelDescription, nesting: dict[str, str]) -> ModelDescri
                                       for lv in desc.levels))
 
 
+# a level's groups are sampled each in its own form (mixed) when at least this share of them lies on each
+# side of THRESHOLD, among at least MIXED_MIN_GROUPS groups (fewer groups leave τ² too uncertain to tell one
+# group's side); InstEval's students: 29% below, 71% above
+MIXED_SHARE = 0.1
+MIXED_MIN_GROUPS = 20
+
+
+def group_split(desc: ModelDescription, data: dict, level: str) -> np.ndarray:
+    """The groups (1-based) of a mixed level to sample centered: those whose information ratio exceeds
+    THRESHOLD."""
+    ratios = information(desc, data)[level][:, 0]
+    return np.flatnonzero(ratios > THRESHOLD) + 1
+
+
+def _spans_threshold(ratios: np.ndarray) -> bool:
+    """A level holding both clearly data-poor and clearly data-rich groups (InstEval's students rate 1 to
+    92 lectures)."""
+    return len(ratios) >= MIXED_MIN_GROUPS and MIXED_SHARE <= np.mean(ratios > THRESHOLD) <= 1 - MIXED_SHARE
+
+
 def choose(desc: ModelDescription, data: dict | None, spec_levels) -> dict[str, Choice]:
     """Each level's parameterization: the spec's when it names one, else decided from the data (without
     data: noncentered, and the pooled coefficients offered in the spec's order)."""
@@ -276,7 +303,11 @@ def choose(desc: ModelDescription, data: dict | None, spec_levels) -> dict[str, 
     for lv in desc.levels:
         given = spec_levels[lv.name].parameterization
         if given != "auto":
-            out[lv.name] = Choice(lv.name, given, "spec", None, "set in the spec", rank[lv.name])
+            split = None
+            if given == "mixed" and data is not None:
+                split = tuple(int(j) for j in np.flatnonzero(ratios[lv.name][:, 0] > THRESHOLD) + 1)
+            out[lv.name] = Choice(lv.name, given, "spec", None, "set in the spec", rank[lv.name],
+                                  centered_groups=split)
             continue
         if data is None:
             out[lv.name] = Choice(lv.name, "noncentered", "auto", None, "no data to decide from: noncentered",
@@ -290,6 +321,15 @@ def choose(desc: ModelDescription, data: dict | None, spec_levels) -> dict[str, 
                   f"{'groups are data-rich' if centered else 'groups are data-poor'}")
         out[lv.name] = Choice(lv.name, "centered" if centered else "noncentered", "auto", value, reason,
                               rank[lv.name], information_interval(value, len(ratios[lv.name])))
+        group_ratios = ratios[lv.name][:, 0]
+        if lv.kind == "intercept" and _spans_threshold(group_ratios):
+            rich = group_ratios > THRESHOLD
+            out[lv.name] = replace(out[lv.name], parameterization="mixed", centered_groups=tuple(
+                int(j) for j in np.flatnonzero(rich) + 1), reason=(
+                f"information ratios n_j·τ²/σ² from {group_ratios.min():.2g} to {group_ratios.max():.2g} "
+                f"(median {value:.2g}): the groups range from data-poor to data-rich, so each is sampled in its "
+                f"own form: {int(rich.sum())} centered (ratio above {THRESHOLD:g}), {int((~rich).sum())} "
+                "noncentered"))
     out = _center_under_integrated(desc, _integrate_parents(desc, _crossed_ridges(desc, out, uncertainty)))
     for name, parent in nesting.items():
         out[name] = replace(out[name], nested_in=parent, reason=(
@@ -316,7 +356,7 @@ def _crossed_ridges(desc: ModelDescription, choices: dict[str, Choice], uncertai
     (seen: legislators, 8 parties × 6 chambers); noncentered, it does not."""
     top = [lv for lv in desc.levels if lv.parent is None and lv.coefficients[0].term is None]
     # an integrated level counts as centered: its nested level is drawn around the intercept in its place
-    centered = sorted((lv for lv in top if choices[lv.name].parameterization in ("centered", "integrated")),
+    centered = sorted((lv for lv in top if choices[lv.name].parameterization in ("centered", "mixed", "integrated")),
                       key=lambda lv: choices[lv.name].pooled_rank)
     if not desc.intercept or len(centered) < 2:
         return choices
@@ -330,8 +370,8 @@ def _crossed_ridges(desc: ModelDescription, choices: dict[str, Choice], uncertai
     other, ratio = ridges[0]
     for lv in centered:
         choice = choices[lv.name]
-        if choice.how == "auto" and choice.parameterization == "centered":
-            choices[lv.name] = replace(choice, parameterization="noncentered", reason=(
+        if choice.how == "auto" and choice.parameterization in ("centered", "mixed"):
+            choices[lv.name] = replace(choice, parameterization="noncentered", centered_groups=None, reason=(
                 f"{choice.reason}, but crossed levels {taker.name} and {other.name} have groups' means of "
                 f"similar uncertainty (τ²/J ratio {ratio:.2g}, above {RIDGE:g}): centered, one of them would "
                 f"trade off against the intercept along a ridge"))
@@ -366,7 +406,7 @@ def _center_under_integrated(desc: ModelDescription, choices: dict[str, Choice])
         if lv.parent and choices[lv.parent].parameterization == "integrated" and choice.parameterization != "centered":
             if choice.how != "auto":  # the spec validation rules this out
                 raise ValueError(f"{lv.name} is {choice.parameterization} under integrated {lv.parent} (stangen bug)")
-            choices[lv.name] = replace(choice, parameterization="centered", reason=(
+            choices[lv.name] = replace(choice, parameterization="centered", centered_groups=None, reason=(
                 f"{choice.reason}; centered all the same: {lv.parent} is integrated out over its intercepts"))
     return choices
 

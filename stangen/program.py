@@ -113,9 +113,11 @@ def build(spec: Spec | str | Path, data: pd.DataFrame | str | Path | None = None
     if spec.levels:
         design = write_stan_data(description, encoded, priors=False).stan_data if encoded is not None else None
         choices = tuple(choose(description, design, spec.levels).values())
-        if any(c.parameterization == "centered" or c.nested_in for c in choices):
+        if any(c.parameterization in ("centered", "mixed") or c.nested_in for c in choices):
             description = describe(spec, categorical, generated=generated, **describe_options(choices))
-    prepared = write_stan_data(description, encoded, prior_only=prior_only) if encoded is not None else None
+    splits = {c.level: c.centered_groups for c in choices if c.centered_groups is not None}
+    prepared = write_stan_data(description, encoded, prior_only=prior_only, splits=splits) \
+        if encoded is not None else None
     return StanProgram(spec, description, codegen.render(description), prepared, choices)
 
 

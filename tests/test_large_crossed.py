@@ -100,3 +100,55 @@ def test_chains_on_a_dask_cluster_give_the_draws_of_a_local_run(example_fit):
     assert len(local.idata.posterior.data_vars) > 5
     assert spread.info["cluster"] == "local Dask cluster, 2 workers"
     assert len(spread.info["chain_seconds"]) == 4
+
+
+# -- one level, each group in its own form ------------------------------------------------------------
+
+def test_a_level_spanning_data_poor_and_data_rich_groups_is_mixed():
+    """Students rate 1 to 60 lectures: information ratios n_j·τ²/σ² on both sides of 1. auto samples the
+    data-rich ones centered and the data-poor ones noncentered, in one program (the split is data)."""
+    from stangen.parameterization import information
+    program = build(CROSSED, insteval_like())
+    choice = {c.level: c for c in program.parameterization}["s"]
+    assert choice.parameterization == "mixed"
+    ratios = information(program.description, program.stan_data)["s"][:, 0]
+    assert list(choice.centered_groups) == list(np.flatnonzero(ratios > 1) + 1)
+    assert 0.1 < len(choice.centered_groups) / len(ratios) < 0.9
+    data = program.stan_data
+    assert data["J_s_centered"] == len(choice.centered_groups)
+    assert sorted([*data["centered_s"], *data["noncentered_s"]]) == list(range(1, data["J_s"] + 1))
+    assert "b_s[noncentered_s] = sd_s * z_s_noncentered;" in program.code
+    assert "b_s_centered ~ normal(0, sd_s);" in program.code
+    assert f"s mixed ({len(choice.centered_groups)} groups centered, the others noncentered)" in choice.label
+    assert type(choice).from_dict(choice.to_dict()) == choice
+    # balanced groups stay in one form
+    assert {c.parameterization for c in build(SPECS / "students.yaml").parameterization} == {"centered"}
+
+
+def test_mixed_can_be_set_for_intercept_only_levels():
+    pinned = Spec(outcome="y", predictors=["service"], levels={"s": {"parameterization": "mixed"}})
+    program = build(pinned, insteval_like())
+    assert program.parameterization[0].parameterization == "mixed" and program.parameterization[0].centered_groups
+    with pytest.raises(stangen.SpecError) as err:
+        Spec(outcome="y", predictors=["service"],
+             levels={"s": {"varying": ["intercept", "service"], "parameterization": "mixed"}})
+    assert "'mixed' is available for a level that varies only its intercept" in str(err.value)
+
+
+@pytest.mark.parametrize("pure", ["noncentered", "centered"])
+def test_mixed_samples_the_posterior_of_the_pure_forms(pure):
+    """The same model sampled three ways: mixed (auto) against all-noncentered and all-centered students."""
+    frame = insteval_like()
+    mixed = stangen.fit(CROSSED, data=frame, backend="pystan", **SHORT_RUN)
+    other = stangen.fit(Spec(outcome="y", predictors=["service"],
+                             levels={"s": {"parameterization": pure}, "d": {}, "dept": {}}),
+                        data=frame, backend="pystan", **SHORT_RUN)
+    assert {c.level: c.parameterization for c in mixed.program.parameterization}["s"] == "mixed"
+    assert {c.level: c.parameterization for c in other.program.parameterization}["s"] == pure
+    sa, sb = mixed.summary(), other.summary()
+    for name in mixed.parameters():
+        tolerance = 4 * np.hypot(sa.loc[name, "mcse_mean"], sb.loc[name, "mcse_mean"]) + 0.02 * sa.loc[name, "sd"]
+        assert abs(sa.loc[name, "mean"] - sb.loc[name, "mean"]) < tolerance, name
+        assert sb.loc[name, "sd"] == pytest.approx(sa.loc[name, "sd"], rel=0.2), name
+    a, b = mixed.ranef()["s"].to_numpy(), other.ranef()["s"].to_numpy()
+    assert np.max(np.abs(a - b)) < 0.15 * sa.loc["sd(s: intercept)", "mean"]

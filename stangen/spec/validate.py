@@ -24,7 +24,7 @@ RESIDUAL_KEYS = ("correlation", "time", "level", "sd_by")
 CORRELATIONS = ("ar1", "car1")
 LEVEL_KEYS = ("id", "within", "varying", "correlated", "predictors", "means", "unique_labels", "parameterization")
 # how a level's group effects are sampled; auto decides from the data (stangen/parameterization.py)
-PARAMETERIZATIONS = ("auto", "centered", "noncentered", "integrated")
+PARAMETERIZATIONS = ("auto", "centered", "noncentered", "mixed", "integrated")
 PRIOR_CLASSES = {"intercept": "coefficient", "coefficients": "coefficient", "sd": "scale",
                  "correlation": "correlation"}  # and the family's auxiliary parameters (sigma, …)
 # sampler key → (type, lower bound, upper bound, inclusive lower)
@@ -150,6 +150,7 @@ def validate(raw: object, lines: Mapping[str, int] | None = None) -> tuple[dict,
         used_vars.update(level["means"])
     _check_nesting(c, spec["levels"])
     _check_integrated(c, spec["levels"])
+    _check_mixed(c, spec["levels"])
 
     spec["categorical"] = c.string_list(raw.get("categorical"), "categorical")
     for i, var in enumerate(spec["categorical"]):
@@ -346,13 +347,22 @@ def _check_integrated(c: _Checker, levels: dict[str, dict]) -> None:
                 or any(o["within"] == children[0] for o in levels.values()):
             problems.append(f"its nested level '{children[0]}' varies more than its intercept or has levels "
                             "nested within it")
-        elif levels[children[0]].get("parameterization") in ("noncentered", "integrated"):
+        elif levels[children[0]].get("parameterization") in ("noncentered", "mixed", "integrated"):
             problems.append(f"its nested level '{children[0]}' is {levels[children[0]]['parameterization']}, "
                             "and must be centered")
         if problems:
             c.add(path, "'integrated' needs a top-level level varying only its intercept, without group-level "
                         "predictors, over exactly one nested level that varies only its intercept and is "
                         f"centered; here {'; '.join(problems)}")
+
+
+def _check_mixed(c: _Checker, levels: dict[str, dict]) -> None:
+    """`parameterization: mixed` (each group centered or noncentered by its own data) is built for levels that
+    vary only their intercept (stangen/parameterization.py)."""
+    for name, level in levels.items():
+        if level.get("parameterization") == "mixed" and list(level["varying"]) != [INTERCEPT]:
+            c.add(f"levels.{name}.parameterization", "'mixed' is available for a level that varies only its "
+                                                    "intercept; use centered or noncentered here")
 
 
 def _check_reference(c: _Checker, value, used_vars) -> dict[str, str]:
