@@ -21,11 +21,12 @@ ROW = {"Intercept": "Intercept", "service": "service", "sd_s": "sd(s: intercept)
 
 
 def insteval_like(seed: int = 3, students: int = 300, lecturers: int = 90, departments: int = 6) -> pd.DataFrame:
-    """Ratings of lecturers by students, crossed; every lecturer in one department; students rate 1 to ~40
-    lectures (as in InstEval, a level holding both data-poor and data-rich groups); a small department sd."""
+    """Ratings of lecturers by students, crossed; every lecturer in one department; half the students rate 1 to
+    3 lectures, half 30 to 60 (a level holding both clearly data-poor and clearly data-rich groups); a small
+    department sd."""
     rng = np.random.default_rng(seed)
     t = TRUTH
-    per_student = np.clip(rng.gamma(1.5, 6.0, students).astype(int), 1, 60)
+    per_student = np.where(rng.random(students) < 0.5, rng.integers(1, 4, students), rng.integers(30, 61, students))
     s = np.repeat(np.arange(students), per_student)
     d = rng.integers(0, lecturers, s.size)
     dept_of = np.arange(lecturers) % departments

@@ -5,7 +5,7 @@
 //   y[i] ~ normal(mu[i], sigma)
 //   mu[i] = Intercept + beta_service * service[i] + u_s[s[i]] + u_dept[dept[i]] + u_d[d[i]]
 //   u_s[j] ~ normal(0, sd_s),  j = 1..J_s (s groups)
-//     (s: mixed: data-rich groups' intercepts b_s are parameters (centered), data-poor groups' are sd * standardized z_s (noncentered); which is which is data)
+//     (s: centered: each group's coefficients b_s are parameters)
 //   u_dept[j] ~ normal(0, sd_dept),  j = 1..J_dept (dept groups)
 //     (dept: integrated out of the model block; u_dept drawn in generated quantities)
 //   u_d[j] ~ normal(0, sd_d),  j = 1..J_d (d groups, within dept)
@@ -20,11 +20,6 @@ data {
   // level 's': groups given by column 's'
   int<lower=1> J_s;  // number of s groups
   array[N] int<lower=1, upper=J_s> idx_s;  // s group of each observation
-  // s groups sampled centered (data-rich: their data pin the intercept down better than the
-  // group-level distribution) and noncentered (data-poor)
-  int<lower=0, upper=J_s> J_s_centered;
-  array[J_s_centered] int<lower=1, upper=J_s> centered_s;
-  array[J_s - J_s_centered] int<lower=1, upper=J_s> noncentered_s;
   // level 'dept': groups given by column 'dept'
   int<lower=1> J_dept;  // number of dept groups
   array[N] int<lower=1, upper=J_dept> idx_dept;  // dept group of each observation
@@ -54,8 +49,7 @@ parameters {
   real<lower=0> sigma;  // residual sd
   // s: the intercept varies by group
   real<lower=0> sd_s;  // sd of the s intercepts
-  vector[J_s_centered] b_s_centered;  // the data-rich s groups' intercepts (centered)
-  vector[J_s - J_s_centered] z_s_noncentered;  // the data-poor groups' standardized effects (noncentered)
+  vector[J_s] b_s;  // each s group's intercept (centered parameterization)
   // dept: the intercept varies by group
   real<lower=0> sd_dept;  // sd of the dept intercepts
   // (no group effects: integrated out, see the dept lines of the model block)
@@ -71,12 +65,8 @@ model {
   sd_s ~ exponential(prior_sd_s_rate);
   sd_dept ~ exponential(prior_sd_dept_rate);
   sd_d ~ exponential(prior_sd_d_rate);
-  vector[J_s] b_s;  // s: each group's intercept, from its centered or noncentered parameter
-  b_s[centered_s] = b_s_centered;
-  b_s[noncentered_s] = sd_s * z_s_noncentered;
   vector[J_d] m_d = rep_vector(Intercept_centered, J_d);  // d: the predicted intercept of each group (with the pooled coefficient)
-  b_s_centered ~ normal(0, sd_s);  // data-rich s intercepts, centered
-  z_s_noncentered ~ std_normal();  // data-poor s intercepts, standardized
+  b_s ~ normal(0, sd_s);  // s intercepts, centered
   {
     // d intercepts around their predictions, with the dept effects integrated out: within
     // each dept group they are jointly normal with variance sd_d^2 + sd_dept^2 and covariance sd_dept^2
@@ -107,9 +97,6 @@ generated quantities {
   vector[J_d] u_d;
   {
     // group values computed exactly as in the model block
-    vector[J_s] b_s;  // s: each group's intercept, from its centered or noncentered parameter
-    b_s[centered_s] = b_s_centered;
-    b_s[noncentered_s] = sd_s * z_s_noncentered;
     vector[J_d] m_d = rep_vector(Intercept_centered, J_d);  // d: the predicted intercept of each group (with the pooled coefficient)
     {
       // dept effects: integrated out in the model block, drawn here from their normal distribution
