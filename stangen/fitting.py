@@ -167,6 +167,15 @@ class Fit:
         # Stan's own informational messages per chain (stan.log in a run directory)
         self.stan_messages = list(stan_messages or [])
         self.frame: pd.DataFrame | None = None  # the training rows, when fitted in this session (fitted())
+        # diagnostics over every group effect cost seconds on large data (InstEval: 4,100 effects), and the
+        # draws do not change: each summary and the convergence report are computed once
+        self._memo: dict[tuple, Any] = {}
+
+    def _once(self, key: tuple, compute):
+        if key not in self._memo:
+            self._memo[key] = compute()
+        value = self._memo[key]
+        return value.copy() if isinstance(value, pd.DataFrame) else value
 
     @property
     def spec(self) -> Spec:
@@ -200,7 +209,8 @@ class Fit:
         """Population-level parameters (and with group_effects=True every group's deviation): mean, sd,
         quantiles, mcse, bulk and tail ESS, R-hat. See stangen.results.tables for the names."""
         from .results import tables
-        return tables.summary(self, quantiles, group_effects=group_effects)
+        return self._once(("summary", tuple(quantiles), group_effects),
+                          lambda: tables.summary(self, quantiles, group_effects=group_effects))
 
     def fixef(self, prob: float = 0.95) -> pd.DataFrame:
         """Population-level coefficients with posterior sd and interval (like brms::fixef)."""
@@ -280,7 +290,7 @@ class Fit:
     def convergence(self):
         """Convergence checks with pass/warn/fail and advice (stangen.results.checks)."""
         from .results import checks
-        return checks.convergence(self)
+        return self._once(("convergence",), lambda: checks.convergence(self))
 
     def verdict(self) -> str:
         return self.convergence().one_line()

@@ -301,6 +301,7 @@ def choose(desc: ModelDescription, data: dict | None, spec_levels) -> dict[str, 
         ratios, uncertainty = {}, {lv.name: 0.0 for lv in desc.levels}
     else:
         ratios, uncertainty = estimate(desc, data)
+    uncertainty = _with_nested(desc, uncertainty)
     order = sorted(desc.levels, key=lambda lv: -uncertainty[lv.name])
     rank = {lv.name: i for i, lv in enumerate(order)}
     out = {}
@@ -334,7 +335,9 @@ def choose(desc: ModelDescription, data: dict | None, spec_levels) -> dict[str, 
                 f"(median {value:.2g}): the groups range from data-poor to data-rich, so each is sampled in its "
                 f"own form: {int(rich.sum())} centered (ratio above {THRESHOLD:g}), {int((~rich).sum())} "
                 "noncentered"))
-    out = _center_under_integrated(desc, _integrate_parents(desc, _crossed_ridges(desc, out, uncertainty)))
+    # integrate first: an integrated parent's nested level then holds the intercept in its place, and the
+    # crossed-ridge rule weighs it against the other crossed levels
+    out = _center_under_integrated(desc, _crossed_ridges(desc, _integrate_parents(desc, out), uncertainty))
     for name, parent in nesting.items():
         out[name] = replace(out[name], nested_in=parent, reason=(
             f"{out[name].reason}; sampled within {parent}: each {name} group lies within one {parent} group in "
@@ -345,6 +348,19 @@ def choose(desc: ModelDescription, data: dict | None, spec_levels) -> dict[str, 
                 f"{choice.reason}; but with {len(ratios[name])} groups its 90% interval {choice.interval[0]:.2g}–"
                 f"{choice.interval[1]:.2g} holds data-poor and data-rich values, so adapt_delta is raised to "
                 f"{UNDECIDED_ADAPT_DELTA:g} (unless set)"))
+    return out
+
+
+def _with_nested(desc: ModelDescription, uncertainty: dict[str, float]) -> dict[str, float]:
+    """How uncertain the mean of a level's group values is, nested levels below it included: a department's
+    lecturers' mean moves with the department effects' mean and with their own (τ²/J of each)."""
+    out = dict(uncertainty)
+
+    def total(lv) -> float:
+        return uncertainty[lv.name] + sum(total(child) for child in desc.levels if child.parent == lv.name)
+
+    for lv in desc.levels:
+        out[lv.name] = total(lv)
     return out
 
 

@@ -30,7 +30,7 @@ def insteval_like(seed: int = 3, students: int = 300, lecturers: int = 90, depar
     s = np.repeat(np.arange(students), per_student)
     d = rng.integers(0, lecturers, s.size)
     dept_of = np.arange(lecturers) % departments
-    service = (rng.random(lecturers) < 0.4).astype(int)[d]
+    service = (rng.random(s.size) < 0.4).astype(int)  # varies within lecturers, as in InstEval
     y = (t["Intercept"] + t["service"] * service + rng.normal(0, t["sd_s"], students)[s]
          + rng.normal(0, t["sd_d"], lecturers)[d] + rng.normal(0, t["sd_dept"], departments)[dept_of[d]]
          + rng.normal(0, t["sigma"], s.size))

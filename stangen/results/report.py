@@ -255,7 +255,7 @@ def build_report(fit: "Fit", run_dir: str | Path) -> Report:
         s.table = prior_rows(fit)
 
     def convergence(s: Section) -> None:
-        result = checks.convergence(fit)
+        result = fit.convergence()
         s.status = result.status
         s.intro = {"pass": "Every check passed.",
                    "warn": "Usable, with warnings: read the advice below.",
