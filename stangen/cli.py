@@ -58,7 +58,7 @@ def cmd_from_formula(args: argparse.Namespace) -> int:
     """An lme4 formula → a commented long-form spec (YAML), validated against the data."""
     from .data import read_csv
     from .spec import Spec
-    from .spec.formula import commented_yaml, expand
+    from .spec.formula import commented_yaml
 
     frame = read_csv(args.data)
     data_key = args.data
@@ -66,7 +66,7 @@ def cmd_from_formula(args: argparse.Namespace) -> int:
         data_key = os.path.relpath(Path(args.data).resolve(), Path(args.output).resolve().parent)
     keys = {"data": data_key, **({"family": args.family} if args.family else {})}
     spec = Spec.from_formula(args.formula, frame, **keys)
-    _, translation = expand({"formula": args.formula, **keys}, frame)
+    translation = spec.translation
     header = ["stangen spec written by `stangen from-formula` from the lme4 formula",
               f"  {spec.formula}",
               "This long form is the spec: edit it freely (docs/spec-reference.md);",

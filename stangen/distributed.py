@@ -14,12 +14,12 @@ from dataclasses import replace
 import numpy as np
 
 from .backends import Draws, SamplerSettings, get_backend
-from .manyfits import _compiled, local_cluster
+from .manyfits import compiled_in_process, local_cluster
 
 
 def run_chain(backend_name: str, code: str, stan_data: dict, settings: SamplerSettings) -> Draws:
     """One chain (settings.chains == 1, Stan id settings.first_chain), on whichever worker runs it."""
-    return get_backend(backend_name).sample(_compiled(backend_name, code), stan_data, settings)
+    return get_backend(backend_name).sample(compiled_in_process(backend_name, code), stan_data, settings)
 
 
 def merge(parts: list[Draws], settings: SamplerSettings, seconds: float) -> Draws:

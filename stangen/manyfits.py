@@ -81,7 +81,8 @@ def job_seeds(master_seed: int, n: int) -> list[int]:
 _COMPILED: dict[tuple[str, str], Any] = {}  # (backend, program) → CompiledModel, per worker process
 
 
-def _compiled(backend_name: str, code: str):
+def compiled_in_process(backend_name: str, code: str):
+    """The program compiled (or loaded from the cache) once per worker process."""
     key = (backend_name, code)
     if key not in _COMPILED:
         _COMPILED[key] = get_backend(backend_name).compile(code, quiet=True)
@@ -96,7 +97,7 @@ def run_job(backend_name: str, code: str, settings: SamplerSettings, job: FitJob
     try:
         backend = get_backend(backend_name)
         first = (backend_name, code) not in _COMPILED
-        model = _compiled(backend_name, code)
+        model = compiled_in_process(backend_name, code)
         draws = backend.sample(model, job.stan_data, replace(settings, seed=job.seed, quiet=True))
         divergences = int(np.asarray(draws.sample_stats.get("diverging", 0)).sum())
         output = summarize(draws, job)

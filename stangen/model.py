@@ -324,7 +324,7 @@ def describe(spec: Spec, categorical: set[str] | frozenset[str] = frozenset(),
              nested: Mapping[str, str] | None = None) -> ModelDescription:
     """Build the model description. `categorical`: columns the data showed to be non-numeric.
     `generated`: optional generated quantities, a subset of GENERATED ('y_rep', 'log_lik').
-    `parameterization`: level → 'centered' | 'noncentered' | 'integrated' for levels whose spec says `auto` (decided from
+    `parameterization`: level → 'centered' | 'noncentered' | 'mixed' | 'integrated' for levels whose spec says `auto` (decided from
     the data by stangen.parameterization); a level missing there is noncentered.
     `pooled_order`: levels in the order they are offered the pooled coefficients as their groups' mean
     (see _link_levels); default: the spec's order, parents first.

@@ -412,7 +412,7 @@ def _integrate_parents(desc: ModelDescription, choices: dict[str, Choice]) -> di
                 or child is None or choices[child.name].parameterization != "centered":
             continue
         choices[lv.name] = replace(
-            choice, parameterization="integrated",
+            choice, parameterization="integrated", centered_groups=None,
             reason=f"{choice.reason}; its only nested level, {child.name}, is centered "
                    f"and varies only the intercept, so the {lv.name} effects are integrated out of the model "
                    f"(drawn afterwards, given the {child.name} intercepts): no {lv.name} effects to sample")

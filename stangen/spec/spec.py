@@ -87,9 +87,10 @@ class Spec:
     # the level-1 errors' structure: {correlation: ar1|car1, time, level, sd_by} (stangen/residuals.py)
     residuals: Mapping[str, str | None] | None = None
     order: Sequence[str | int | float] | None = None  # an ordinal outcome's categories, lowest first
-    # the lme4 formula the spec was written as (`formula:`), and what the data decided in translating it
+    # the lme4 formula the spec was written as (`formula:`), and its translation (stangen.spec.formula.LongForm:
+    # the notes on what the data decided, the comments `stangen from-formula` writes)
     formula: str | None = field(default=None, compare=False, repr=False)
-    formula_notes: Sequence[str] = field(default=(), compare=False, repr=False)
+    translation: Any = field(default=None, compare=False, repr=False)
     base_dir: Path | None = field(default=None, compare=False, repr=False)
     _lines: Mapping[str, int] | None = field(default=None, compare=False, repr=False)
     _columns: Mapping[str, str] | None = field(default=None, compare=False, repr=False)
@@ -125,9 +126,9 @@ class Spec:
                   data=None) -> "Spec":
         """`data` (a DataFrame or CSV path; default the spec's `data:`) is read only for a `formula:` spec:
         the data decide which predictors are group-level (stangen/spec/formula.py)."""
-        formula, notes = None, ()
+        formula, translation = None, None
         if isinstance(raw, Mapping) and "formula" in raw:
-            raw, formula, notes = _from_formula(raw, data, base_dir, lines, source)
+            raw, formula, translation = _from_formula(raw, data, base_dir, lines, source)
         normalized, problems = validate(raw, lines)
         if problems and formula is not None:  # a key the formula wrote has no line of its own: name the formula
             line = (lines or {}).get("formula")
@@ -137,7 +138,7 @@ class Spec:
             raise SpecError(problems, source=source, partial=normalized, base_dir=base_dir)
         levels = {n: Level(**{k: v for k, v in lv.items()}) for n, lv in normalized["levels"].items()}
         kwargs = {k: v for k, v in normalized.items() if k != "levels"}
-        return cls(levels=levels, base_dir=base_dir, formula=formula, formula_notes=tuple(notes), **kwargs)
+        return cls(levels=levels, base_dir=base_dir, formula=formula, translation=translation, **kwargs)
 
     @classmethod
     def from_yaml(cls, path: str | Path, data=None) -> "Spec":
@@ -163,7 +164,7 @@ class Spec:
         """The spec as plain data, in canonical form (what `to_yaml` writes)."""
         out: dict[str, Any] = {}
         for f in fields(self):
-            if f.name in ("base_dir", "_lines", "_columns", "formula", "formula_notes"):
+            if f.name in ("base_dir", "_lines", "_columns", "formula", "translation"):
                 continue
             value = getattr(self, f.name)
             if f.name == "levels":
@@ -204,6 +205,11 @@ class Spec:
         return Spec.from_dict(raw, base_dir=self.base_dir)
 
     @property
+    def formula_notes(self) -> tuple[str, ...]:
+        """What the data decided in translating `formula:` ("w is constant within g: …")."""
+        return tuple(self.translation.notes) if self.translation is not None else ()
+
+    @property
     def columns(self) -> Mapping[str, str]:
         """The data columns the model uses → the spec path that names each first."""
         return self._columns
@@ -238,7 +244,7 @@ class Spec:
 FORMULA_KEYS = ("outcome", "trials", "predictors", "levels", "intercept", "categorical", "reference")
 
 
-def _from_formula(raw: Mapping, data, base_dir: Path | None, lines, source) -> tuple[dict, str, tuple[str, ...]]:
+def _from_formula(raw: Mapping, data, base_dir: Path | None, lines, source) -> tuple[dict, str, Any]:
     """A raw spec with `formula:` in long form, read against the data (the given data, else `data:`)."""
     from .formula import expand
     frame = data
@@ -253,4 +259,4 @@ def _from_formula(raw: Mapping, data, base_dir: Path | None, lines, source) -> t
         long_form, translation = expand(raw, frame, lines)
     except SpecError as err:
         raise SpecError(err.problems, source=source, kind="formula problem", base_dir=base_dir) from None
-    return long_form, str(raw["formula"]).strip(), translation.notes
+    return long_form, str(raw["formula"]).strip(), translation
