@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 import stangen
+from stangen.backends.cmdstan import find_cmdstan
 from stangen.parameterization import implied_nesting
 from stangen.program import build
 from stangen.spec import Spec
@@ -87,6 +88,16 @@ def test_crossed_data_with_a_data_poor_third_level_converges():
               if not table.loc[ROW[name], "q0.5%"] < value < table.loc[ROW[name], "q99.5%"]}
     assert not missed, f"true values outside the 99% interval: {missed}\n{table}"
     assert "d centered within dept (auto)" in fit.lme4(), fit.lme4()
+
+
+@pytest.mark.skipif(find_cmdstan() is None, reason="CmdStan is not installed here: set CMDSTAN "
+                                                   "(bash ../shared/cmdstan-offline/build.sh builds one offline)")
+def test_chains_on_a_dask_cluster_give_the_draws_of_a_local_run_on_cmdstan():
+    settings = dict(chains=4, warmup=300, draws=300, seed=11, quiet=True)
+    local = stangen.fit(SPECS / "sleepstudy.yaml", backend="cmdstan", **settings)
+    spread = stangen.fit(SPECS / "sleepstudy.yaml", backend="cmdstan", workers=2, **settings)
+    for name in local.idata.posterior.data_vars:
+        np.testing.assert_array_equal(local.idata.posterior[name].values, spread.idata.posterior[name].values)
 
 
 def test_chains_on_a_dask_cluster_give_the_draws_of_a_local_run(example_fit):
