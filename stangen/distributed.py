@@ -14,7 +14,7 @@ from dataclasses import replace
 import numpy as np
 
 from .backends import Draws, SamplerSettings, get_backend
-from .manyfits import compiled_in_process, local_cluster
+from .manyfits import cancelled_on_error, compiled_in_process, dask_client
 
 
 def run_chain(backend_name: str, code: str, stan_data: dict, settings: SamplerSettings) -> Draws:
@@ -36,26 +36,15 @@ def merge(parts: list[Draws], settings: SamplerSettings, seconds: float) -> Draw
 def sample_on_cluster(backend_name: str, code: str, stan_data: dict, settings: SamplerSettings, *,
                       scheduler: str | None = None, workers: int | None = None) -> Draws:
     """Sample `settings.chains` chains as Dask tasks: on the cluster at `scheduler`, else on a local cluster
-    of `workers` processes."""
-    from distributed import Client
-
-    get_backend(backend_name).compile(code, quiet=settings.quiet)  # here first: workers sharing the cache load it
-    cluster = local_cluster(workers) if scheduler is None else None
-    client = Client(cluster if cluster is not None else scheduler)
-    start = time.perf_counter()
-    try:
+    of `workers` processes. The caller has compiled the program here first, so workers sharing this compile
+    cache only load it."""
+    with dask_client(scheduler, workers) as client:
+        start = time.perf_counter()
         data = client.scatter(stan_data, broadcast=True)  # sent once per worker, not once per chain
         futures = [client.submit(run_chain, backend_name, code, data,
                                  replace(settings, chains=1, first_chain=settings.first_chain + k, quiet=True),
                                  pure=False, key=f"stangen-chain-{settings.first_chain + k}-{settings.seed}")
                    for k in range(settings.chains)]
-        try:
+        with cancelled_on_error(client, futures):
             parts = client.gather(futures)
-        except BaseException:
-            client.cancel(futures)
-            raise
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
     return merge(parts, settings, time.perf_counter() - start)

@@ -19,6 +19,8 @@ of the same issue).
 """
 from __future__ import annotations
 
+import contextlib
+
 import json
 import os
 import sys
@@ -193,20 +195,36 @@ def run_fits(code: str, jobs: Iterable[FitJob], summarize: Callable[[Any, FitJob
     return [results[job.index] for job in jobs if job.index in results]
 
 
-def _on_dask(code, todo, summarize, settings, backend, scheduler, workers, record) -> None:
-    from distributed import Client, as_completed
+@contextlib.contextmanager
+def dask_client(scheduler: str | None, workers: int | None):
+    """A Dask client: of the cluster at `scheduler`, else of a local cluster of `workers` processes (closed
+    with the client)."""
+    from distributed import Client
     cluster = local_cluster(workers) if scheduler is None else None
     client = Client(cluster if cluster is not None else scheduler)
     try:
-        futures = [client.submit(run_job, backend, code, settings, job, summarize, pure=False,
-                                 key=f"stangen-fit-{job.index}-{job.seed}") for job in todo]
-        try:
-            for future in as_completed(futures):
-                record(future.result())
-        except BaseException:
-            client.cancel(futures)
-            raise
+        yield client
     finally:
         client.close()
         if cluster is not None:
             cluster.close()
+
+
+@contextlib.contextmanager
+def cancelled_on_error(client, futures):
+    """Cancel the tasks not yet done when the caller stops waiting for them (an error, Ctrl-C)."""
+    try:
+        yield futures
+    except BaseException:
+        client.cancel(futures)
+        raise
+
+
+def _on_dask(code, todo, summarize, settings, backend, scheduler, workers, record) -> None:
+    from distributed import as_completed
+    with dask_client(scheduler, workers) as client:
+        futures = [client.submit(run_job, backend, code, settings, job, summarize, pure=False,
+                                 key=f"stangen-fit-{job.index}-{job.seed}") for job in todo]
+        with cancelled_on_error(client, futures):
+            for future in as_completed(futures):
+                record(future.result())
