@@ -279,11 +279,15 @@ MIXED_MARGIN = 2.0
 MIXED_MIN_GROUPS = 20
 
 
-def group_split(desc: ModelDescription, data: dict, level: str) -> np.ndarray:
+def group_split(desc: ModelDescription, data: dict, level: str) -> tuple[int, ...]:
+    """The groups of a mixed level to sample centered, computed from the data (see _centered_groups)."""
+    return _centered_groups(information(desc, data)[level][:, 0])
+
+
+def _centered_groups(ratios: np.ndarray) -> tuple[int, ...]:
     """The groups (1-based) of a mixed level to sample centered: those whose information ratio exceeds
     THRESHOLD."""
-    ratios = information(desc, data)[level][:, 0]
-    return np.flatnonzero(ratios > THRESHOLD) + 1
+    return tuple(int(j) for j in np.flatnonzero(ratios > THRESHOLD) + 1)
 
 
 def _spans_threshold(ratios: np.ndarray) -> bool:
@@ -310,7 +314,7 @@ def choose(desc: ModelDescription, data: dict | None, spec_levels) -> dict[str, 
         if given != "auto":
             split = None
             if given == "mixed" and data is not None:
-                split = tuple(int(j) for j in np.flatnonzero(ratios[lv.name][:, 0] > THRESHOLD) + 1)
+                split = _centered_groups(ratios[lv.name][:, 0])
             out[lv.name] = Choice(lv.name, given, "spec", None, "set in the spec", rank[lv.name],
                                   centered_groups=split)
             continue
@@ -328,12 +332,11 @@ def choose(desc: ModelDescription, data: dict | None, spec_levels) -> dict[str, 
                               rank[lv.name], information_interval(value, len(ratios[lv.name])))
         group_ratios = ratios[lv.name][:, 0]
         if lv.kind == "intercept" and _spans_threshold(group_ratios):
-            rich = group_ratios > THRESHOLD
-            out[lv.name] = replace(out[lv.name], parameterization="mixed", centered_groups=tuple(
-                int(j) for j in np.flatnonzero(rich) + 1), reason=(
+            split = _centered_groups(group_ratios)
+            out[lv.name] = replace(out[lv.name], parameterization="mixed", centered_groups=split, reason=(
                 f"information ratios n_j·τ²/σ² from {group_ratios.min():.2g} to {group_ratios.max():.2g} "
                 f"(median {value:.2g}): the groups range from data-poor to data-rich, so each is sampled in its "
-                f"own form: {int(rich.sum())} centered (ratio above {THRESHOLD:g}), {int((~rich).sum())} "
+                f"own form: {len(split)} centered (ratio above {THRESHOLD:g}), {len(group_ratios) - len(split)} "
                 "noncentered"))
     # integrate first: an integrated parent's nested level then holds the intercept in its place, and the
     # crossed-ridge rule weighs it against the other crossed levels

@@ -15,6 +15,7 @@ from .errors import DataError, Problem, SpecError
 from .model import ModelDescription, describe
 from .parameterization import Choice, choose, describe_options
 from .spec import Spec
+from .spec.spec import resolve_data_path
 from .spec.validate import MISSING_POLICIES, used_columns
 
 
@@ -61,8 +62,7 @@ def _data_problems(err: SpecError, data, missing: str | None) -> list[Problem]:
         elif data is not None:
             frame = read_csv(data)
         elif partial.get("data"):
-            path = Path(partial["data"])
-            frame = read_csv(path if path.is_absolute() or err.base_dir is None else err.base_dir / path)
+            frame = read_csv(resolve_data_path(partial["data"], err.base_dir))
         else:
             return []
     except DataError as data_err:

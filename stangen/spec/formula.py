@@ -547,8 +547,8 @@ def _check_columns(parsed: ParsedFormula, frame, problems: list[Problem]) -> Non
             [v for b in parsed.bars for s in b.slopes for v in s.split(":")]
     for name in dict.fromkeys(n for n in named if n):
         if name not in frame.columns:
-            problems.append(_problem(f"'{name}' is not a column of the data{suggest(name, columns)}"
-                                     f"{'' if suggest(name, columns) else ' (columns: ' + ', '.join(map(str, columns[:20])) + ')'}"))
+            hint = suggest(name, columns) or f" (columns: {', '.join(map(str, columns[:20]))})"
+            problems.append(_problem(f"'{name}' is not a column of the data{hint}"))
 
 
 def _is_numeric(frame, column: str) -> bool:
@@ -604,7 +604,6 @@ def expand(raw: Mapping, frame=None, lines: Mapping[str, int] | None = None) -> 
 
 def commented_yaml(yaml_text: str, comments: Mapping[str, str], header: list[str]) -> str:
     """The YAML a spec writes, with a comment after each line whose key path has one."""
-    import re
     key_line = re.compile(r"^(\s*)([^\s:#][^:]*?):(\s|$)")
     stack: list[tuple[int, str]] = []
     out = [f"# {line}" if line else "#" for line in header]

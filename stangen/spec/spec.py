@@ -216,10 +216,7 @@ class Spec:
 
     @property
     def data_path(self) -> Path | None:
-        if self.data is None:
-            return None
-        path = Path(self.data)
-        return path if path.is_absolute() or self.base_dir is None else self.base_dir / path
+        return None if self.data is None else resolve_data_path(self.data, self.base_dir)
 
     def describe(self) -> str:
         """One line: family, outcome, predictors and levels, e.g. for `stangen validate`."""
@@ -240,6 +237,12 @@ class Spec:
         return "; ".join(parts)
 
 
+def resolve_data_path(value: str, base_dir: Path | None) -> Path:
+    """A spec's `data:` path: relative to the spec file's folder."""
+    path = Path(value)
+    return path if path.is_absolute() or base_dir is None else base_dir / path
+
+
 # the spec keys a formula writes: a problem there is the formula's
 FORMULA_KEYS = ("outcome", "trials", "predictors", "levels", "intercept", "categorical", "reference")
 
@@ -253,8 +256,7 @@ def _from_formula(raw: Mapping, data, base_dir: Path | None, lines, source) -> t
         frame = read_csv(frame)
     elif frame is None and isinstance(raw.get("data"), str):
         from ..data import read_csv
-        path = Path(raw["data"])
-        frame = read_csv(path if path.is_absolute() or base_dir is None else base_dir / path)
+        frame = read_csv(resolve_data_path(raw["data"], base_dir))
     try:
         long_form, translation = expand(raw, frame, lines)
     except SpecError as err:
