@@ -84,7 +84,8 @@ def cmd_from_formula(args: argparse.Namespace) -> int:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    program = build(args.spec, args.data, require_data=bool(args.data_json), missing=args.missing)
+    program = build(args.spec, args.data, require_data=bool(args.data_json), missing=args.missing,
+                    threads_per_chain=args.threads_per_chain)
     if args.as_ in ("lme4", "brms"):
         from .peers import brms_code, lme4_code
         text = lme4_code(program) if args.as_ == "lme4" else brms_code(program)
@@ -119,7 +120,8 @@ def _row_list(rows, shown: int = 8) -> str:
 
 
 def _settings(args: argparse.Namespace) -> dict:
-    names = ("chains", "parallel_chains", "warmup", "draws", "seed", "adapt_delta", "max_treedepth", "init")
+    names = ("chains", "parallel_chains", "warmup", "draws", "seed", "adapt_delta", "max_treedepth", "init",
+             "threads_per_chain")
     out = {k: getattr(args, k) for k in names}
     out["quiet"] = args.quiet or None
     return out
@@ -127,18 +129,21 @@ def _settings(args: argparse.Namespace) -> dict:
 
 def cmd_fit(args: argparse.Namespace) -> int:
     from .backends import get_backend
+    from .backends.base import check_threads
     from .fitting import fit, program_defaults, sampler_settings
 
     spec = load_spec(args.spec, args.data, args.missing)
     out = Path(args.out) if args.out else Path("runs") / (spec.name or Path(args.spec).stem)
     program = build(spec, args.data, require_data=True, prior_only=args.prior_only, generated=args.generated,
-                    missing=args.missing)
+                    missing=args.missing, threads_per_chain=args.threads_per_chain)
     backend = get_backend(args.backend)
     settings = sampler_settings(spec, program_defaults(program), **_settings(args))
+    check_threads(backend, settings)
     # the first line, before the progress display: what is fitted, to what, how
     dropped = f" ({program.data.dropped.note()})" if program.data.dropped else ""
     print(f"{spec.name}: {program.data.n} observations{dropped}; {backend.name} (Stan {backend.stan_version}), "
           f"{settings.chains} chains x {settings.draws} draws after {settings.warmup} warmup"
+          f"{f', {settings.threads_per_chain} threads per chain' if settings.threads_per_chain > 1 else ''}"
           f"{', prior only' if args.prior_only else ''}", flush=True)
     result = fit(program, backend=args.backend, scheduler=args.scheduler, workers=args.workers, **_settings(args))
     result.save(out)
@@ -399,6 +404,8 @@ def _add_sampler_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-treedepth", type=int)
     g.add_argument("--init", type=float, help="initial values drawn uniformly from (-init, init), unconstrained")
     g.add_argument("--quiet", action="store_true", help="no progress display")
+    g.add_argument("--threads-per-chain", type=int, metavar="N",
+                   help="threads within each chain (CmdStan): the likelihood summed by reduce_sum over slices of rows, a second program of the same model")
 
 
 def _add_missing_flag(p: argparse.ArgumentParser) -> None:
@@ -451,6 +458,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--data-json", help="also write the Stan data as JSON here")
     p.add_argument("--as", dest="as_", choices=("stan", "lme4", "brms"), default="stan",
                    help="stan: the program (default); lme4, brms: the same model as R code for those packages")
+    p.add_argument("--threads-per-chain", type=int, metavar="N",
+                   help="above 1: the threaded program (its likelihood summed by reduce_sum over slices of rows)")
     p.set_defaults(run=cmd_render)
     p = sub.add_parser("fit", help="compile and sample a spec; write a run directory")
     p.add_argument("spec")

@@ -6,6 +6,7 @@ because the program text is the compile cache's key.
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -71,6 +72,53 @@ def eta_terms(d: ModelDescription) -> list[tuple[str, str]]:
     return terms
 
 
+@dataclass(frozen=True)
+class SliceArgument:
+    name: str
+    argument_type: str  # its type as a function argument: "vector", "array[] int", "real", …
+    rows: bool = False  # per-observation data, sliced to the rows start..end inside the function
+
+    @property
+    def local_type(self) -> str:
+        """The declaration of the slice's rows inside the function (n rows)."""
+        if self.argument_type == "matrix":
+            return f"matrix[n, cols({self.name}_all)]"
+        return "array[n] int" if self.argument_type == "array[] int" else "vector[n]"
+
+
+def sliced_likelihood(d: ModelDescription) -> tuple[SliceArgument, ...]:
+    """The arguments of the likelihood on a slice of the rows (reduce_sum, threads within a chain), in the
+    order the function takes them: the per-observation data the likelihood reads (the outcome, trials, the
+    design matrix, each level's group index and slope values, the residual sd's group), then the parameters and
+    model-block values it reads whole (each level's group values, the pooled intercept and coefficients, the
+    family's auxiliary parameters). Exactly the names eta_terms and the family's log density use."""
+    rows = [SliceArgument("y", d.family.outcome_argument, rows=True)]
+    if d.family.takes_trials:
+        rows.append(SliceArgument("trials", "array[] int", rows=True))
+    if d.pooled_terms:
+        rows.append(SliceArgument("X", "matrix", rows=True))
+    shared = []
+    for lv in d.levels:
+        used = [c for c in lv.coefficients if not c.absorbed]
+        if not used:
+            continue
+        rows.append(SliceArgument(f"idx_{lv.stan}", "array[] int", rows=True))
+        rows += [SliceArgument(c.x, "vector", rows=True) for c in used if c.term is not None]
+        shared.append(SliceArgument(lv.value, "vector" if lv.kind == "intercept" else "matrix"))
+    res = d.residuals
+    if res is not None and res.sd_by:
+        rows.append(SliceArgument("sigma_group", "array[] int", rows=True))
+    if d.intercept and not d.intercept_absorbed:
+        shared.append(SliceArgument(d.intercept_param, "real"))
+    if d.pooled_terms:
+        shared.append(SliceArgument("beta", "vector"))
+    for aux in d.family.aux:
+        vector = bool(aux.size) or (aux.name == "sigma" and res is not None and bool(res.sd_by))
+        shared.append(SliceArgument(d.aux_stan(aux), "vector" if vector else "real"))
+    unique = {a.name: a for a in rows + shared}  # a slope's values may serve two levels
+    return tuple(unique.values())
+
+
 def _prior_data(arg: str, target: PriorTarget) -> str:
     return target.data_name(arg)
 
@@ -86,6 +134,7 @@ def environment() -> jinja2.Environment:
     env.filters["group_mean"] = group_mean
     env.filters["eta_terms"] = eta_terms
     env.filters["mean_note"] = mean_note
+    env.filters["sliced_likelihood"] = sliced_likelihood
     return env
 
 

@@ -181,14 +181,25 @@ def encode(desc: ModelDescription, df: pd.DataFrame, *, missing: str = "error") 
                    _categories(desc, df), missing=missing, dropped=dropped)
 
 
+def likelihood_grainsize(n: int, threads: int) -> int:
+    """Rows per slice of a threaded likelihood (reduce_sum's grainsize): four slices per thread. Slices of
+    thousands of rows keep the cost of slicing (copying the parameters into each task) small; several per
+    thread let a thread that finishes early take another (benchmarks/RESULTS.md, "Threads within a chain")."""
+    return max(1, -(-n // (4 * max(1, threads))))
+
+
 def write_stan_data(desc: ModelDescription, encoded: Encoded, *, prior_only: bool = False,
-                    priors: bool = True, splits: Mapping[str, Any] | None = None) -> PreparedData:
+                    priors: bool = True, splits: Mapping[str, Any] | None = None,
+                    threads_per_chain: int = 1) -> PreparedData:
     """The Stan data of the encoded rows for this description (stage "Stan data"): the pooled terms' design
     matrix centered, slope values, group indices, group-level predictors centered, and the priors' numbers
     (from the spec, or defaults scaled to the encoded data; `priors=False` leaves them out, for choosing the
     parameterization). `splits`: a mixed level's groups sampled centered (1-based), as
-    stangen.parameterization chose them; a mixed level not given there is split from these data."""
+    stangen.parameterization chose them; a mixed level not given there is split from these data.
+    `threads_per_chain`: with a threaded description, the slice size is chosen for that many threads."""
     data: dict[str, Any] = {"N": encoded.n, "prior_only": int(prior_only)}
+    if desc.threads:
+        data["grainsize"] = likelihood_grainsize(encoded.n, threads_per_chain)
     data.update(encoded.outcome)
     data.update(encoded.residual_data)
     spans = encoded.spans(desc)

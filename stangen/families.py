@@ -107,11 +107,21 @@ class Family:
     def likelihood(self, alpha: str, pooled: bool, aux: Mapping[str, str] | None = None) -> str:
         """`target += …` of all observations; `pooled`: with X * beta (through the GLM function where Stan
         has one). `alpha`: the rest of the linear predictor, "0" when there is none."""
+        return f"target += {self.log_density_expr(alpha, pooled, aux)};"
+
+    def log_density_expr(self, alpha: str, pooled: bool, aux: Mapping[str, str] | None = None) -> str:
+        """The log density of y (unnormalized) as one expression: the likelihood's right side, also what a
+        slice of the rows returns for reduce_sum (then y, X, trials are the slice's)."""
         kind = "lupmf" if self.discrete else "lupdf"
         if pooled and self.glm_function:
-            return f"target += {self.glm_function}_{kind}(y | {self._given()}X, {alpha}, beta{self._args(aux)});"
+            return f"{self.glm_function}_{kind}(y | {self._given()}X, {alpha}, beta{self._args(aux)})"
         mu = ("X * beta" if alpha == "0" else f"{alpha} + X * beta") if pooled else alpha
-        return f"target += {self.density}_{kind}(y | {self._params(mu, aux, self._given())});"
+        return f"{self.density}_{kind}(y | {self._params(mu, aux, self._given())})"
+
+    @property
+    def outcome_argument(self) -> str:
+        """The outcome's type as a function argument (reduce_sum's slice function takes y whole)."""
+        return "array[] int" if self.discrete else "vector"
 
     def predictive_draws(self, eta: str, aux: Mapping[str, str] | None = None) -> str:
         """y_rep = … (a replicate of the outcome)."""
@@ -582,12 +592,12 @@ class Cumulative(Family):
         return ["int<lower=2> K_cat;  // number of categories", 
                 f"array[N] int<lower=1, upper=K_cat> y;  // outcome: {outcome}, as category 1..K_cat in its order"]
 
-    def likelihood(self, alpha, pooled, aux=None):
+    def log_density_expr(self, alpha, pooled, aux=None):
         cuts = self._aux(aux)["cutpoints"]
         if pooled and alpha == "0":  # Stan's GLM function has no term besides X * beta
-            return f"target += ordered_logistic_glm_lupmf(y | X, beta, {cuts});"
+            return f"ordered_logistic_glm_lupmf(y | X, beta, {cuts})"
         mu = ("X * beta" if alpha == "0" else f"{alpha} + X * beta") if pooled else alpha
-        return f"target += ordered_logistic_lupmf(y | {mu}, {cuts});"
+        return f"ordered_logistic_lupmf(y | {mu}, {cuts})"
 
     def predictive_draws(self, eta, aux=None):
         cuts = self._aux(aux)["cutpoints"]

@@ -19,6 +19,7 @@ import pandas as pd
 
 from . import codegen
 from .backends import CompiledModel, Draws, SamplerSettings, get_backend
+from .backends.base import check_threads
 from .data import DroppedRows, PreparedData
 from .errors import Problem, SpecError, UserError
 from .model import ModelDescription, describe
@@ -29,7 +30,7 @@ from .spec import Spec
 COMPLETE_MARKER = "COMPLETE"
 STAN_LOG = "stan.log"  # Stan's messages during sampling, in the run directory
 SETTING_NAMES = ("chains", "parallel_chains", "warmup", "draws", "seed", "adapt_delta", "max_treedepth", "init",
-                 "quiet")
+                 "quiet", "threads_per_chain")
 
 
 def sampler_settings(spec: Spec, defaults: dict[str, Any] | None = None, **overrides: Any) -> SamplerSettings:
@@ -395,7 +396,8 @@ def fit(spec: Spec | StanProgram | str | Path, data: pd.DataFrame | str | Path |
     """Compile (or reuse the cached compile of) the spec's program and sample it.
 
     `settings` override the spec's `sampler:` block: chains, parallel_chains, warmup, draws, seed,
-    adapt_delta, max_treedepth, init, quiet. `prior_only=True` samples from the prior (same program).
+    adapt_delta, max_treedepth, init, quiet, threads_per_chain (> 1: the threaded program, whose likelihood
+    reduce_sum splits into slices of rows; CmdStan only). `prior_only=True` samples from the prior (same program).
     `generated`: optional generated quantities, any of "y_rep" (draws of the outcome, in the InferenceData
     group posterior_predictive) and "log_lik" (pointwise log-likelihood, group log_likelihood, for
     `stangen compare`); they are part of the program, so each choice compiles (and caches) its own.
@@ -412,9 +414,14 @@ def fit(spec: Spec | StanProgram | str | Path, data: pd.DataFrame | str | Path |
         program = spec
     else:
         program = build(spec, data, require_data=True, prior_only=prior_only, generated=generated,
-                        missing=missing)
+                        missing=missing, threads_per_chain=settings.get("threads_per_chain"))
     chosen = get_backend(backend)
     sampler = sampler_settings(program.spec, program_defaults(program), **settings)
+    if sampler.threads_per_chain > 1 and not program.description.threads:
+        raise SpecError(Problem("sampler.threads_per_chain",
+                                f"threads_per_chain = {sampler.threads_per_chain} needs the threaded program: "
+                                f"build(..., threads_per_chain={sampler.threads_per_chain})"))
+    check_threads(chosen, sampler)  # before a compile that could not be used
     compiled: CompiledModel = chosen.compile(program.code)
     cluster = None
     if scheduler is not None or workers is not None:

@@ -214,6 +214,9 @@ class ModelDescription:
     residuals: Residuals | None = None
     # an ordinal family's categories, lowest first, as the spec's `order:` lists them (None: the integers seen)
     order: tuple | None = None
+    # the likelihood summed by reduce_sum over slices of the rows, for threads within a chain (a second
+    # program of the same model: sampler `threads_per_chain` > 1 on CmdStan; the slice size is data)
+    threads: bool = False
 
     @property
     def pooled_terms(self) -> tuple[Term, ...]:

@@ -1,6 +1,7 @@
 """The compile step users call: Spec (+ data) → StanProgram (program text, Stan data, names to map results back)."""
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,17 +83,31 @@ def load_data(spec: Spec, data: pd.DataFrame | str | Path | None) -> pd.DataFram
     return None
 
 
+def chain_threads(spec: Spec, given: int | None = None) -> int:
+    """Threads within each chain: the value given (a CLI flag, a fit() argument), else the spec's
+    `sampler: threads_per_chain`, else 1."""
+    value = given if given is not None else spec.sampler.get("threads_per_chain", 1)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise SpecError(Problem("sampler.threads_per_chain", f"must be a positive integer, got {value!r}"))
+    return value
+
+
 def build(spec: Spec | str | Path, data: pd.DataFrame | str | Path | None = None, *,
           require_data: bool = False, prior_only: bool = False,
-          generated: str | Iterable[str] | None = (), missing: str | None = None) -> StanProgram:
+          generated: str | Iterable[str] | None = (), missing: str | None = None,
+          threads_per_chain: int | None = None) -> StanProgram:
     """Validate the spec against the data and generate the Stan program and its data.
     `generated`: optional generated quantities ('y_rep', 'log_lik'; see model.GENERATED), part of the program.
-    `missing`: 'error' or 'drop' (rows with a missing value in a used column), overriding the spec's."""
+    `missing`: 'error' or 'drop' (rows with a missing value in a used column), overriding the spec's.
+    `threads_per_chain` (default: the spec's `sampler:`, else 1): above 1, the program's likelihood is summed
+    by reduce_sum over slices of rows, for that many threads within each chain (a second program of the same
+    model; CmdStan runs it threaded)."""
     if missing is not None and missing not in MISSING_POLICIES:
         raise SpecError(Problem("missing", f"unknown missing-value policy {missing!r} "
                                            f"(allowed: {', '.join(MISSING_POLICIES)})"))
     spec = load_spec(spec, data, missing)
     missing = missing or spec.missing
+    threads = chain_threads(spec, threads_per_chain)
     frame = load_data(spec, data)
     if frame is None and require_data:
         raise SpecError(Problem("data", "no data: give `data:` in the spec or pass data (CLI: --data FILE.csv)"))
@@ -115,10 +130,25 @@ def build(spec: Spec | str | Path, data: pd.DataFrame | str | Path | None = None
         choices = tuple(choose(description, design, spec.levels).values())
         if any(c.parameterization in ("centered", "mixed") or c.nested_in for c in choices):
             description = describe(spec, categorical, generated=generated, **describe_options(choices))
+    if threads > 1:
+        description = threaded(description)
     splits = {c.level: c.centered_groups for c in choices if c.centered_groups is not None}
-    prepared = write_stan_data(description, encoded, prior_only=prior_only, splits=splits) \
-        if encoded is not None else None
+    prepared = write_stan_data(description, encoded, prior_only=prior_only, splits=splits,
+                               threads_per_chain=threads) if encoded is not None else None
     return StanProgram(spec, description, codegen.render(description), prepared, choices)
+
+
+def threaded(description: ModelDescription) -> ModelDescription:
+    """The description whose program sums its likelihood over slices of rows (reduce_sum), for threads
+    within a chain; refused where the likelihood is not a sum over rows."""
+    residuals = description.residuals
+    if residuals is not None and not residuals.splits_by_rows:
+        raise SpecError(Problem(
+            "sampler.threads_per_chain",
+            f"threads within a chain split the likelihood into slices of rows, but the {residuals.label} errors "
+            f"of `residuals:` tie each observation to the one before it in its {residuals.level} series; "
+            "use threads_per_chain: 1 (run more chains in parallel instead)"))
+    return dataclasses.replace(description, threads=True)
 
 
 def to_json_value(value):

@@ -45,6 +45,12 @@ class Residuals:
         return LABELS.get(self.correlation or "", "independent")
 
     @property
+    def splits_by_rows(self) -> bool:
+        """The log-likelihood is a sum over observations (reduce_sum can split it): not with correlated errors,
+        whose observations depend on the one before them in their series."""
+        return self.correlation is None
+
+    @property
     def phi_lower(self) -> int:
         """φ's lower bound: a continuous-time process cannot alternate in sign."""
         return 0 if self.correlation == "car1" else -1

@@ -38,6 +38,7 @@ __all__ = [
     "Draws",
     "SamplerSettings",
     "backend_error",
+    "check_threads",
     "elapsed_seconds",
 ]
 
@@ -95,6 +96,9 @@ class SamplerSettings:
     # Stan's id of the first chain (chains are first_chain, first_chain + 1, …): a chain sampled on its own
     # with its id and the fit's seed draws what it draws in a multi-chain run (stangen/distributed.py)
     first_chain: int = 1
+    # threads within each chain (CmdStan's num_threads): the program must be the threaded one, whose
+    # likelihood reduce_sum splits into slices of rows (stangen.program.build(threads_per_chain=…))
+    threads_per_chain: int = 1
 
     def validate(self) -> None:
         """Raise BackendError for settings no sampler can run with."""
@@ -115,6 +119,8 @@ class SamplerSettings:
             problems.append(f"max_treedepth must be a positive integer (got {self.max_treedepth!r})")
         if not isinstance(self.first_chain, int) or self.first_chain < 1:
             problems.append(f"first_chain must be a positive integer (got {self.first_chain!r})")
+        if not isinstance(self.threads_per_chain, int) or self.threads_per_chain < 1:
+            problems.append(f"threads_per_chain must be a positive integer (got {self.threads_per_chain!r})")
         if not float(self.init) >= 0:
             problems.append(f"init must be a non-negative number (got {self.init!r})")
         if problems:
@@ -167,10 +173,22 @@ class Draws:
 class Backend(Protocol):
     name: str
     stan_version: str
+    # runs a threaded program's reduce_sum with SamplerSettings.threads_per_chain threads
+    threads_within_chain: bool
 
     def compile(self, program: str) -> CompiledModel: ...
 
     def sample(self, model: CompiledModel, data: dict, settings: SamplerSettings) -> Draws: ...
+
+
+def check_threads(backend: "Backend", settings: SamplerSettings) -> None:
+    """Raise BackendError when the settings ask for threads within a chain and the backend cannot run them."""
+    if settings.threads_per_chain > 1 and not getattr(backend, "threads_within_chain", False):
+        raise backend_error(
+            f"threads_per_chain = {settings.threads_per_chain} needs the CmdStan backend: the {backend.name} "
+            "backend cannot set how many threads a chain uses. Use --backend cmdstan (CMDSTAN pointing at a "
+            "built CmdStan), or threads_per_chain 1 with the chains in parallel.",
+            {"what": "sample", "backend": backend.name})
 
 
 def backend_error(message: str, record: dict | None = None, *, internal: bool = False) -> BackendError:

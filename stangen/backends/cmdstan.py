@@ -99,6 +99,12 @@ def _cmdstan_version(path: Path) -> str:
     return "unknown"
 
 
+def uses_threads(program: str) -> bool:
+    """The program sums its likelihood with reduce_sum (stangen's threaded program): build it with
+    STAN_THREADS and give its chains num_threads."""
+    return re.search(r"\breduce_sum\s*\(", program) is not None
+
+
 # -------------------------------------------------------------------------------------------------
 # running chains
 
@@ -179,6 +185,7 @@ class CmdStanBackend:
     """CmdStan: the same interface as the embedded backend."""
 
     name = NAME
+    threads_within_chain = True  # a program with reduce_sum is built with STAN_THREADS, run with num_threads
 
     def __init__(self) -> None:
         try:
@@ -211,7 +218,8 @@ class CmdStanBackend:
         return CompiledModel(
             backend=self.name, program=program, key=key, compiled_now=compiled_now,
             compile_seconds=time.perf_counter() - start,
-            handle={"stan_file": str(stan_file), "exe_file": str(exe_file), "info": meta.get("info") or {}},
+            handle={"stan_file": str(stan_file), "exe_file": str(exe_file), "info": meta.get("info") or {},
+                    "threads": uses_threads(program)},
         )
 
     def _cached(self, entry: Path, program: str) -> dict | None:
@@ -235,9 +243,15 @@ class CmdStanBackend:
         if not quiet and stderr_is_tty():
             print("Compiling the Stan program with CmdStan (cached afterwards) ...", file=sys.stderr, flush=True)
         log_path = entry / "compiler.log"
-        cmd = ["make", f"-j{max(1, min(2, os.cpu_count() or 1))}", str(exe_file)]
+        threads = uses_threads(program)
+        # STAN_THREADS: a reduce_sum program runs its slices on num_threads threads (without it, one)
+        cmd = ["make", f"-j{max(1, min(2, os.cpu_count() or 1))}", *(["STAN_THREADS=true"] if threads else []),
+               str(exe_file)]
         try:
-            with open(log_path, "wb") as log:
+            # CmdStan's threaded main and precompiled header are built by the first threaded program: one
+            # build at a time makes them
+            with cache.locked(f"cmdstan-threads-{self._tag}") if threads else contextlib.nullcontext(), \
+                    open(log_path, "wb") as log:
                 done = subprocess.run(cmd, cwd=self.cmdstan_path, stdout=log, stderr=subprocess.STDOUT,
                                       timeout=3600)
         except (OSError, subprocess.TimeoutExpired) as exc:
@@ -255,7 +269,7 @@ class CmdStanBackend:
         with contextlib.suppress(FileNotFoundError):
             (entry / "model.hpp").unlink()
         meta = {"backend": self.name, "stan_version": self.stan_version, "cmdstan": self.cmdstan_path,
-                "build_seconds": time.perf_counter() - start, "info": info}
+                "build_seconds": time.perf_counter() - start, "info": info, "stan_threads": threads}
         cache.atomic_write_text(entry / "build.json", json.dumps(meta, indent=1))
         return meta
 
@@ -279,8 +293,9 @@ class CmdStanBackend:
             data_file.write_text(json.dumps(stan_data))
             ids = range(settings.first_chain, settings.first_chain + settings.chains)
             chains = [_Chain(i - 1, scratch / f"chain-{i}.csv", scratch / f"chain-{i}.txt") for i in ids]
+            threads = settings.threads_per_chain if model.handle.get("threads") else 1
             with exit_on_sigterm():
-                self._run(chains, exe_file, data_file, settings, record)
+                self._run(chains, exe_file, data_file, settings, threads, record)
             sample_seconds = time.perf_counter() - start
             arrays, columns = [], None
             for c in chains:
@@ -302,15 +317,16 @@ class CmdStanBackend:
             shutil.rmtree(scratch, ignore_errors=True)
 
     @staticmethod
-    def _command(exe: str, c: _Chain, data_file: Path, settings: SamplerSettings) -> list[str]:
+    def _command(exe: str, c: _Chain, data_file: Path, settings: SamplerSettings, threads: int) -> list[str]:
         total = settings.warmup + settings.draws
-        return [exe, f"id={c.index + 1}", "random", f"seed={settings.seed}", "data", f"file={data_file}",
+        return [exe, *([f"num_threads={threads}"] if threads > 1 else []),
+                f"id={c.index + 1}", "random", f"seed={settings.seed}", "data", f"file={data_file}",
                 f"init={settings.init:g}", "output", f"file={c.csv}", f"refresh={max(1, total // 20)}",
                 f"sig_figs={SIG_FIGS}", "method=sample", f"num_samples={settings.draws}",
                 f"num_warmup={settings.warmup}", "algorithm=hmc", "engine=nuts",
                 f"max_depth={settings.max_treedepth}", "adapt", "engaged=1", f"delta={float(settings.adapt_delta)}"]
 
-    def _run(self, chains: list[_Chain], exe: str, data_file: Path, settings: SamplerSettings,
+    def _run(self, chains: list[_Chain], exe: str, data_file: Path, settings: SamplerSettings, threads: int,
              record: dict) -> None:
         progress = Progress(chains, settings.warmup + settings.draws, enabled=not settings.quiet and stderr_is_tty())
         pending, running = list(chains), []
@@ -321,7 +337,7 @@ class CmdStanBackend:
                     c = pending.pop(0)
                     with open(c.console, "wb") as console:
                         c.process = subprocess.Popen(
-                            self._command(exe, c, data_file, settings), stdout=console, stderr=subprocess.STDOUT,
+                            self._command(exe, c, data_file, settings, threads), stdout=console, stderr=subprocess.STDOUT,
                             stdin=subprocess.DEVNULL, start_new_session=True,
                             preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
                     c.state = "running"

@@ -56,7 +56,7 @@ from . import cache
 from ._data import prepare_data
 from ._draws import assemble_variables
 from ._stanc import stanc_info, tail
-from .base import (CompiledModel, Draws, SamplerSettings, backend_error, console_messages,
+from .base import (CompiledModel, Draws, SamplerSettings, backend_error, check_threads, console_messages,
                    elapsed_seconds)
 from .chains import PROGRESS, Progress, chain_failure, die_with_parent, exit_on_sigterm, stderr_is_tty
 from .pch import precompiled_header
@@ -516,6 +516,8 @@ class PyStanBackend:
     """Stan through httpstan's compiled services module, run in-process (no HTTP server)."""
 
     name = NAME
+    # httpstan builds every model with STAN_THREADS but gives no way to set how many threads a chain uses
+    threads_within_chain = False
 
     def __init__(self) -> None:
         try:
@@ -676,6 +678,7 @@ class PyStanBackend:
     def sample(self, model: CompiledModel, data: dict, settings: SamplerSettings | None = None) -> Draws:
         settings = settings or SamplerSettings()
         settings.validate()
+        check_threads(self, settings)
         handle = model.handle
         if model.backend != self.name or not isinstance(handle, PyStanHandle):
             raise backend_error(

@@ -31,7 +31,7 @@ PRIOR_CLASSES = {"intercept": "coefficient", "coefficients": "coefficient", "sd"
 SAMPLER_KEYS = {
     "chains": (int, 1, None), "parallel_chains": (int, 1, None), "warmup": (int, 0, None),
     "draws": (int, 1, None), "seed": (int, 0, 2**31 - 1), "adapt_delta": (float, 0, 1),
-    "max_treedepth": (int, 1, 30), "init": (float, 0, None),
+    "max_treedepth": (int, 1, 30), "init": (float, 0, None), "threads_per_chain": (int, 1, None),
 }
 INTERCEPT = "intercept"
 
