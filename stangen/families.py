@@ -101,22 +101,23 @@ class Family:
             return self.arguments.format(mu=mu, **self._aux(aux))
         return f"{given}{mu}{self._args(aux)}"
 
-    def _given(self) -> str:
-        return "trials, " if self.takes_trials else ""
+    def _given(self, rows: str = "") -> str:
+        return f"trials{rows}, " if self.takes_trials else ""
 
     def likelihood(self, alpha: str, pooled: bool, aux: Mapping[str, str] | None = None) -> str:
         """`target += …` of all observations; `pooled`: with X * beta (through the GLM function where Stan
         has one). `alpha`: the rest of the linear predictor, "0" when there is none."""
         return f"target += {self.log_density_expr(alpha, pooled, aux)};"
 
-    def log_density_expr(self, alpha: str, pooled: bool, aux: Mapping[str, str] | None = None) -> str:
-        """The log density of y (unnormalized) as one expression: the likelihood's right side, also what a
-        slice of the rows returns for reduce_sum (then y, X, trials are the slice's)."""
+    def log_density_expr(self, alpha: str, pooled: bool, aux: Mapping[str, str] | None = None,
+                         rows: str = "") -> str:
+        """The log density of y (unnormalized) as one expression: the likelihood's right side. `rows`
+        ("[start:end]"): of a slice of the rows (reduce_sum), the per-observation data indexed by it."""
         kind = "lupmf" if self.discrete else "lupdf"
         if pooled and self.glm_function:
-            return f"{self.glm_function}_{kind}(y | {self._given()}X, {alpha}, beta{self._args(aux)})"
-        mu = ("X * beta" if alpha == "0" else f"{alpha} + X * beta") if pooled else alpha
-        return f"{self.density}_{kind}(y | {self._params(mu, aux, self._given())})"
+            return f"{self.glm_function}_{kind}(y{rows} | {self._given(rows)}X{rows}, {alpha}, beta{self._args(aux)})"
+        mu = (f"X{rows} * beta" if alpha == "0" else f"{alpha} + X{rows} * beta") if pooled else alpha
+        return f"{self.density}_{kind}(y{rows} | {self._params(mu, aux, self._given(rows))})"
 
     @property
     def outcome_argument(self) -> str:
@@ -592,12 +593,12 @@ class Cumulative(Family):
         return ["int<lower=2> K_cat;  // number of categories", 
                 f"array[N] int<lower=1, upper=K_cat> y;  // outcome: {outcome}, as category 1..K_cat in its order"]
 
-    def log_density_expr(self, alpha, pooled, aux=None):
+    def log_density_expr(self, alpha, pooled, aux=None, rows=""):
         cuts = self._aux(aux)["cutpoints"]
         if pooled and alpha == "0":  # Stan's GLM function has no term besides X * beta
-            return f"ordered_logistic_glm_lupmf(y | X, beta, {cuts})"
-        mu = ("X * beta" if alpha == "0" else f"{alpha} + X * beta") if pooled else alpha
-        return f"ordered_logistic_lupmf(y | {mu}, {cuts})"
+            return f"ordered_logistic_glm_lupmf(y{rows} | X{rows}, beta, {cuts})"
+        mu = (f"X{rows} * beta" if alpha == "0" else f"{alpha} + X{rows} * beta") if pooled else alpha
+        return f"ordered_logistic_lupmf(y{rows} | {mu}, {cuts})"
 
     def predictive_draws(self, eta, aux=None):
         cuts = self._aux(aux)["cutpoints"]

@@ -127,7 +127,9 @@ class SamplerSettings:
             raise backend_error("Invalid sampler settings: " + "; ".join(problems) + ".", {"what": "sample"})
 
     def effective_parallel_chains(self) -> int:
-        limit = self.parallel_chains if self.parallel_chains is not None else (os.cpu_count() or 1)
+        """Chains run at once: parallel_chains, else as many as the cores hold with threads_per_chain each."""
+        limit = self.parallel_chains if self.parallel_chains is not None else \
+            (os.cpu_count() or 1) // max(1, self.threads_per_chain)
         return max(1, min(self.chains, limit))
 
 
