@@ -24,7 +24,7 @@ from .data import DroppedRows, PreparedData
 from .errors import Problem, SpecError, UserError
 from .model import ModelDescription, describe
 from .parameterization import Choice, describe_options, suggested_adapt_delta
-from .program import StanProgram, build, stan_data_json
+from .program import StanProgram, build, stan_data_json, threaded
 from .spec import Spec
 
 COMPLETE_MARKER = "COMPLETE"
@@ -338,6 +338,8 @@ class Fit:
         choices = tuple(Choice.from_dict(c) for c in run["info"].get("parameterization", []))
         desc = describe(spec, set(run["categorical"]), generated=run["info"].get("generated", ()),
                         **describe_options(choices))
+        if run["info"].get("threaded"):
+            desc = threaded(desc)
         stan_data = {k: np.asarray(v) if isinstance(v, list) else v
                      for k, v in json.loads((run_dir / "data.json").read_text()).items()}
         prepared = PreparedData(stan_data, run["labels"], run["columns"],
@@ -439,6 +441,7 @@ def fit(spec: Spec | StanProgram | str | Path, data: pd.DataFrame | str | Path |
             "chain_seconds": draws.chain_seconds,
             "cluster": cluster,  # where the chains ran, when not here
             "generated": list(program.description.generated),
+            "threaded": program.description.threads,  # the reduce_sum program (threads within a chain)
             "missing": program.data.missing,
             "parameterization": [c.to_dict() for c in program.parameterization],
             # where the training data were read from (fitted() on a loaded run reads them again)

@@ -183,6 +183,18 @@ def _log_density_pairs(spec_name: str, points: int = 5):
     return out
 
 
+def test_a_threaded_run_is_saved_and_read_back(tmp_path):
+    """A run of the threaded program is read back with its own program (the embedded backend runs it with
+    httpstan's default threads, the program already compiled by the log-density test)."""
+    program = build(SPECS / "language.yaml", threads_per_chain=2)
+    fit = stangen.fit(program, backend="pystan", chains=2, warmup=100, draws=50, seed=1, quiet=True)
+    assert fit.info["threaded"]
+    fit.save(tmp_path / "run")
+    again = stangen.fitting.Fit.load(tmp_path / "run")
+    assert again.program.code == program.code and again.program.description.threads
+    assert again.summary().equals(fit.summary())
+
+
 @pytest.mark.parametrize("spec_name", ["language", "cbpp"])
 def test_threaded_program_has_the_plain_programs_log_density(spec_name):
     """language: pooled terms (the GLM function), a noncentered level with a group-level predictor, slopes at
@@ -202,10 +214,11 @@ def test_cmdstan_threaded_fit_gives_the_plain_fits_posterior():
     threaded = stangen.fit(SPECS / "sleepstudy.yaml", threads_per_chain=2, **settings)
     assert threaded.info["settings"]["threads_per_chain"] == 2
     a, b = plain.summary(), threaded.summary()
-    for name in ("Intercept", "beta_Days", "sigma"):
+    for name in a.index:  # Intercept, Days, the sds, the correlation, sigma
         se = np.hypot(a.loc[name, "mcse_mean"], b.loc[name, "mcse_mean"])
         assert abs(a.loc[name, "mean"] - b.loc[name, "mean"]) < 4 * se, name
     assert threaded.convergence().ok
+    assert threaded.info["threaded"] and not plain.info["threaded"]
 
 
 def test_chains_at_once_leave_room_for_their_threads(monkeypatch):
