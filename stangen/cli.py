@@ -405,7 +405,8 @@ def _add_sampler_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--init", type=float, help="initial values drawn uniformly from (-init, init), unconstrained")
     g.add_argument("--quiet", action="store_true", help="no progress display")
     g.add_argument("--threads-per-chain", type=int, metavar="N",
-                   help="threads within each chain (CmdStan): the likelihood summed by reduce_sum over slices of rows, a second program of the same model")
+                   help="threads within each chain (CmdStan): the likelihood summed by reduce_sum over slices "
+                        "of rows, a second program of the same model")
 
 
 def _add_missing_flag(p: argparse.ArgumentParser) -> None:
