@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from .model import ModelDescription, describe
 from .parameterization import Choice, describe_options, suggested_adapt_delta
 from .program import StanProgram, build, stan_data_json, threaded
 from .spec import Spec
+from .warmup import initial_inverse_metric
 
 COMPLETE_MARKER = "COMPLETE"
 STAN_LOG = "stan.log"  # Stan's messages during sampling, in the run directory
@@ -424,6 +425,10 @@ def fit(spec: Spec | StanProgram | str | Path, data: pd.DataFrame | str | Path |
                                 f"threads_per_chain = {sampler.threads_per_chain} needs the threaded program: "
                                 f"build(..., threads_per_chain={sampler.threads_per_chain})"))
     check_threads(chosen, sampler)  # before a compile that could not be used
+    if getattr(chosen, "takes_initial_metric", False) and sampler.inv_metric is None:
+        metric = initial_inverse_metric(program.description, program.stan_data)
+        if metric is not None:
+            sampler = replace(sampler, inv_metric=tuple(float(v) for v in metric))
     compiled: CompiledModel = chosen.compile(program.code)
     cluster = None
     if scheduler is not None or workers is not None:
@@ -436,7 +441,10 @@ def fit(spec: Spec | StanProgram | str | Path, data: pd.DataFrame | str | Path |
     info = {"backend": draws.backend, "stan_version": draws.stan_version, "compiled_now": compiled.compiled_now,
             "compile_seconds": compiled.compile_seconds, "sample_seconds": draws.sample_seconds,
             "header_seconds": compiled.header_seconds,
-            "settings": asdict(sampler), "program_key": compiled.key,
+            "settings": {k: v for k, v in asdict(sampler).items() if k != "inv_metric"},
+            # where NUTS started its metric: "estimated" (stangen/warmup.py) or Stan's unit metric
+            "initial_metric": "estimated" if sampler.inv_metric is not None else "unit",
+            "program_key": compiled.key,
             "prior_only": bool(program.stan_data["prior_only"]),
             "chain_seconds": draws.chain_seconds,
             "cluster": cluster,  # where the chains ran, when not here

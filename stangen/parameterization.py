@@ -134,9 +134,28 @@ def information(desc: ModelDescription, data: dict) -> dict[str, np.ndarray]:
     return estimate(desc, data)[0]
 
 
+@dataclass(frozen=True)
+class WorkingFit:
+    """The quick moment/EM fit of the working normal model: what the information ratios, and a large fit's
+    initial metric (stangen/warmup.py), are computed from."""
+    ratios: dict[str, np.ndarray]  # level → information ratios I_jc (groups × coefficients)
+    uncertainty: dict[str, float]  # level → τ²/J of its first coefficient (how uncertain its groups' mean is)
+    sigma2: float  # the working residual variance (1 for families without one)
+    tau: dict[str, np.ndarray]  # level → the group-level covariance of its coefficients (q × q)
+    group_variance: dict[str, np.ndarray]  # level → each group's coefficient variances given the data (J × q)
+    pooled_variance: np.ndarray  # the pooled part's coefficients ([intercept,] X's columns): σ²·diag((BᵀWB)⁻¹)
+    weight: float  # Σ w, the working observations' total weight
+
+
 def estimate(desc: ModelDescription, data: dict) -> tuple[dict[str, np.ndarray], dict[str, float]]:
     """(information ratios per level, τ²/J of each level's first coefficient: how uncertain the mean of its
     groups is) from a quick moment/EM fit."""
+    fit = working_fit(desc, data)
+    return fit.ratios, fit.uncertainty
+
+
+def working_fit(desc: ModelDescription, data: dict) -> WorkingFit:
+    """The quick moment/EM fit of the working normal model (see the module docstring)."""
     z, w, estimate_sigma = _working_response(desc, data)
     n = len(z)
     # pooled part: weighted least squares on the intercept and the design matrix
@@ -147,8 +166,10 @@ def estimate(desc: ModelDescription, data: dict) -> tuple[dict[str, np.ndarray],
         pooled = np.column_stack(base)
         coef, *_ = np.linalg.lstsq(pooled * np.sqrt(w)[:, None], z * np.sqrt(w), rcond=None)
         resid = z - pooled @ coef
+        unscaled = np.diagonal(np.linalg.pinv((pooled * w[:, None]).T @ pooled))
     else:
         resid = z.copy()
+        unscaled = np.zeros(0)
     sigma2 = float(np.average(resid ** 2, weights=w)) if estimate_sigma else 1.0
     levels = desc.levels
     designs = {lv.name: _design(lv, data, n) for lv in levels}
@@ -160,7 +181,7 @@ def estimate(desc: ModelDescription, data: dict) -> tuple[dict[str, np.ndarray],
         # start small: a tenth of the residual variance, on each coefficient's scale
         scale = np.mean(designs[lv.name] ** 2, axis=0)
         tau[lv.name] = np.diag(0.1 * max(np.var(resid), 1e-12) / np.maximum(scale, 1e-12))
-    precision, hidden = {}, {}
+    precision, hidden, group_variance = {}, {}, {}
     for _ in range(SWEEPS):
         for lv in levels:
             Z, j, J = designs[lv.name], index[lv.name], size[lv.name]
@@ -178,6 +199,7 @@ def estimate(desc: ModelDescription, data: dict) -> tuple[dict[str, np.ndarray],
             fitted[lv.name] = np.einsum("ia,ia->i", Z, mean[j])
             tau[lv.name] = (np.einsum("ja,jb->ab", mean, mean) + V.sum(axis=0)) / J + 1e-10 * np.eye(q)
             precision[lv.name] = A
+            group_variance[lv.name] = np.diagonal(V, axis1=1, axis2=2).copy()
             hidden[lv.name] = float(np.einsum("jab,jba->", A, V)) * sigma2  # Σ_j tr(Z_jᵀWZ_j V_j)
         if estimate_sigma:  # EM: the residuals' mean square plus what the effects' uncertainty hides
             r = resid - sum(fitted.values())
@@ -205,7 +227,8 @@ def estimate(desc: ModelDescription, data: dict) -> tuple[dict[str, np.ndarray],
                         resid - sum(fitted[o.name] for o in levels if o.name not in (lv.name, child.name)),
                         w, index[child.name], parent_of, child_var, sigma2)
         out[lv.name] = np.diagonal(tau[lv.name])[None, :] * data_precision
-    return out, {lv.name: float(tau[lv.name][0, 0]) / size[lv.name] for lv in levels}
+    return WorkingFit(out, {lv.name: float(tau[lv.name][0, 0]) / size[lv.name] for lv in levels}, sigma2, tau,
+                      group_variance, sigma2 * unscaled, float(np.sum(w)))
 
 
 def _parent_variance(partial, w, child_index, parent_of, child_var, sigma2) -> float:

@@ -99,6 +99,9 @@ class SamplerSettings:
     # threads within each chain (CmdStan's num_threads): the program must be the threaded one, whose
     # likelihood reduce_sum splits into slices of rows (stangen.program.build(threads_per_chain=…))
     threads_per_chain: int = 1
+    # the diagonal of the initial inverse metric, in the order of the unconstrained parameters (None: Stan's
+    # unit start); stangen/warmup.py. CmdStan takes it (metric_file); the embedded backend cannot
+    inv_metric: tuple[float, ...] | None = field(default=None, repr=False)
 
     def validate(self) -> None:
         """Raise BackendError for settings no sampler can run with."""
@@ -177,6 +180,8 @@ class Backend(Protocol):
     stan_version: str
     # runs a threaded program's reduce_sum with SamplerSettings.threads_per_chain threads
     threads_within_chain: bool
+    # starts NUTS from SamplerSettings.inv_metric
+    takes_initial_metric: bool
 
     def compile(self, program: str) -> CompiledModel: ...
 

@@ -186,6 +186,7 @@ class CmdStanBackend:
 
     name = NAME
     threads_within_chain = True  # a program with reduce_sum is built with STAN_THREADS, run with num_threads
+    takes_initial_metric = True  # SamplerSettings.inv_metric, as metric_file
 
     def __init__(self) -> None:
         try:
@@ -291,6 +292,8 @@ class CmdStanBackend:
         try:
             data_file = scratch / "data.json"
             data_file.write_text(json.dumps(stan_data))
+            if settings.inv_metric is not None:
+                (scratch / "metric.json").write_text(json.dumps({"inv_metric": list(settings.inv_metric)}))
             ids = range(settings.first_chain, settings.first_chain + settings.chains)
             chains = [_Chain(i - 1, scratch / f"chain-{i}.csv", scratch / f"chain-{i}.txt") for i in ids]
             threads = settings.threads_per_chain if model.handle.get("threads") else 1
@@ -324,7 +327,10 @@ class CmdStanBackend:
                 f"init={settings.init:g}", "output", f"file={c.csv}", f"refresh={max(1, total // 20)}",
                 f"sig_figs={SIG_FIGS}", "method=sample", f"num_samples={settings.draws}",
                 f"num_warmup={settings.warmup}", "algorithm=hmc", "engine=nuts",
-                f"max_depth={settings.max_treedepth}", "adapt", "engaged=1", f"delta={float(settings.adapt_delta)}"]
+                f"max_depth={settings.max_treedepth}",
+                *(["metric=diag_e", f"metric_file={data_file.parent / 'metric.json'}"]
+                  if settings.inv_metric is not None else []),
+                "adapt", "engaged=1", f"delta={float(settings.adapt_delta)}"]
 
     def _run(self, chains: list[_Chain], exe: str, data_file: Path, settings: SamplerSettings, threads: int,
              record: dict) -> None:

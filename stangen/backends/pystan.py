@@ -518,6 +518,8 @@ class PyStanBackend:
     name = NAME
     # httpstan builds every model with STAN_THREADS but gives no way to set how many threads a chain uses
     threads_within_chain = False
+    # httpstan's services start NUTS from the unit metric: SamplerSettings.inv_metric is not used
+    takes_initial_metric = False
 
     def __init__(self) -> None:
         try:
