@@ -148,7 +148,7 @@ def main() -> None:
         if reference is not None:
             lines.append(f"- lme4 (same model, this run): {reference['seconds']:.1f} s → stangen/lme4 "
                          f"**{wall / reference['seconds']:.1f}×**")
-        lines += [f"- max R-hat {by['r_hat'].value:.3f}, min bulk ESS {by['ess_bulk'].value:.0f}, "
+        lines += [f"- max R-hat {by['r_hat'].value:.4f}, min bulk ESS {by['ess_bulk'].value:.0f}, "
                   f"divergences {by['divergences'].value}; verdict {report.status}", "",
                   markdown(checks.chains(fit)), ""]
         if reference is not None:

@@ -332,6 +332,9 @@ def build_report(fit: "Fit", run_dir: str | Path) -> Report:
     for key in ("seed", "adapt_delta", "max_treedepth"):
         if settings.get(key) is not None:
             facts.append((key.replace("_", " "), str(settings[key])))
+    if info.get("initial_metric") == "estimated":
+        facts.append(("initial metric", "each parameter's approximate posterior variance, from the working fit "
+                                        "(large data: a shorter warmup)"))
     if (settings.get("threads_per_chain") or 1) > 1:
         facts.append(("threads per chain", f"{settings['threads_per_chain']} (the likelihood summed by reduce_sum "
                                            "over slices of rows)"))
