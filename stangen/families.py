@@ -68,6 +68,9 @@ class Family:
     # the R call of the usual maximum-likelihood peer: a format with {formula} (or {log_formula} on log(y),
     # {ordered_formula} with the outcome as an ordered factor); "" when lme4 & co. have no such family
     lme4_call: str = ""
+    # stangen/warmup.py has an approximate posterior variance for each of its auxiliary parameters (gaussian:
+    # log sigma, 1 / (2N)), so a large fit can start from an estimated metric
+    working_metric: bool = False
 
     def __str__(self) -> str:  # how a family is printed: its name, as the spec writes it
         return self.name
@@ -694,7 +697,7 @@ GAMMA_VAGUE = ("gamma", (0.01, 0.01))  # brms's default for shape and precision 
 
 FAMILIES: dict[str, Family] = {f.name: f for f in (
     Gaussian("gaussian", "identity", lme4_call="lme4::lmer({formula}, data = d)",  brms="gaussian()",  aux=(SIGMA,), residual_structures=True, glm_function="normal_id_glm",
-             density="normal", additive_errors=True),
+             density="normal", additive_errors=True, working_metric=True),
     Bernoulli("bernoulli", "logit", lme4_call="lme4::glmer({formula}, data = d, family = binomial)",  brms="bernoulli()",  glm_function="bernoulli_logit_glm", density="bernoulli_logit", discrete=True,
               distribution="Bernoulli", mean_symbol="p"),
     Binomial("binomial", "logit", lme4_call="lme4::glmer({formula}, data = d, family = binomial)",  brms="binomial()",  takes_trials=True, glm_function="binomial_logit_glm", density="binomial_logit",

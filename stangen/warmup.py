@@ -36,7 +36,7 @@ LARGE_DATA = 10_000  # rows
 
 def covered(desc: ModelDescription) -> bool:
     """Every parameter of the program has a variance here (see the module docstring)."""
-    return (desc.family.name == "gaussian" and desc.residuals is None and bool(desc.levels)
+    return (desc.family.working_metric and desc.residuals is None and bool(desc.levels)
             and all(lv.kind == "intercept" and not lv.has_effects for lv in desc.levels))
 
 
