@@ -228,3 +228,14 @@ def test_chains_at_once_leave_room_for_their_threads(monkeypatch):
     assert SamplerSettings(chains=4, threads_per_chain=4).effective_parallel_chains() == 2
     assert SamplerSettings(chains=4, threads_per_chain=16).effective_parallel_chains() == 1
     assert SamplerSettings(chains=4, threads_per_chain=4, parallel_chains=3).effective_parallel_chains() == 3
+
+
+@pytest.mark.stanc
+def test_threaded_program_of_a_mixed_level():
+    """A mixed level's values are assembled in the model block and passed to the slices whole."""
+    from test_large_crossed import CROSSED, insteval_like
+
+    program = build(CROSSED, insteval_like(), threads_per_chain=2)
+    assert {c.level: c.parameterization for c in program.parameterization}["s"] == "mixed"
+    check(program.code)
+    assert "vector b_s," in block(program.code, "functions")
