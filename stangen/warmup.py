@@ -10,8 +10,7 @@ are unchanged: the windows re-estimate the metric as before).
 The variances, on the unconstrained scale, from stangen.parameterization.working_fit:
 - a centered group's intercept: its conditional variance given the data (the EM's V_j); when the level
   took the pooled intercept, plus τ²/J of each crossed level (their means move it); when nested, plus its
-  parent group's;
-  noncentered standardized effects: V_j / τ²;
+  parent group's. A noncentered group's standardized effect: V_j / τ²;
 - the intercept: σ²/Σw plus τ²/J of every level (the levels' means move it); pooled coefficients:
   σ²·diag((BᵀWB)⁻¹) of the working least squares;
 - log sigma: 1 / (2Σw); log sd of a level: (1 + 1/r)² / (2(J − 1)) with r its median information ratio
@@ -64,15 +63,16 @@ def initial_inverse_metric(desc: ModelDescription, stan_data: dict, *,
         out.append(min(1.0, (1.0 + 1.0 / ratio) ** 2 / (2.0 * max(size[lv.name] - 1, 1))))  # log sd
         if lv.integrated:
             continue
-        group = _group_values_variance(lv, desc, fit, stan_data)
+        values = _group_values_variance(lv, desc, fit, stan_data)  # centered: the groups' values
+        standardized = fit.group_variance[lv.name][:, 0] / tau2[lv.name]  # noncentered: z = deviation / τ
         if lv.mixed:
             centered = np.asarray(stan_data[f"centered_{lv.stan}"], dtype=int) - 1
             noncentered = np.asarray(stan_data[f"noncentered_{lv.stan}"], dtype=int) - 1
-            out += list(group[centered]) + list(group[noncentered] / tau2[lv.name])
+            out += list(values[centered]) + list(standardized[noncentered])
         elif lv.centered:
-            out += list(group)
+            out += list(values)
         else:
-            out += list(group / tau2[lv.name])
+            out += list(standardized)
     metric = np.asarray(out, dtype=float)
     return metric if np.all(np.isfinite(metric)) and np.all(metric > 0) else None
 
