@@ -19,8 +19,9 @@ from typing import TYPE_CHECKING
 
 import arviz as az
 import numpy as np
+import pandas as pd
 
-from .tables import describe_draws, group_effect_selectors, stack
+from .tables import describe_draws, group_effect_selectors
 
 if TYPE_CHECKING:
     from ..fitting import Fit
@@ -74,17 +75,20 @@ class ConvergenceReport:
 
 def convergence(fit: "Fit") -> ConvergenceReport:
     selectors = dict(fit.parameters()) | group_effect_selectors(fit)
-    draws = stack(fit, selectors)
+    # every parameter's ESS and R-hat are those of the full summary (summary.csv), computed once per fit: on
+    # InstEval's 8,000 group effects each computation takes 10–20 s
+    table = fit.summary(group_effects=True)
     stats = fit.idata.sample_stats
-    if "lp" in stats:
-        draws = np.concatenate([draws, stats["lp"].values[..., None]], axis=-1)
-        names = [*selectors, "lp__"]
-    else:
-        names = list(selectors)
-    table = describe_draws(draws, names, quantiles=())
-    chains, n_draws = draws.shape[0], draws.shape[1]
+    lp = stats["lp"].values if "lp" in stats else None
+    if lp is not None:
+        table = pd.concat([table, describe_draws(lp[..., None], ["lp__"], quantiles=())])
+
+    def draws_of(name: str) -> np.ndarray:
+        return lp if name == "lp__" else fit.draws_of(selectors[name])
+
+    chains, n_draws = fit.idata.posterior.sizes["chain"], fit.idata.posterior.sizes["draw"]
     report = ConvergenceReport()
-    report.checks.append(_rhat(table, draws, names))
+    report.checks.append(_rhat(table, draws_of))
     report.checks += [_ess(table, kind, chains) for kind in ("bulk", "tail")]
     report.checks.append(_divergences(stats, chains * n_draws))
     report.checks.append(_treedepth(stats, fit.info.get("settings", {}).get("max_treedepth", 10)))
@@ -100,7 +104,7 @@ def _worst(table, column, largest: bool):
     return name, float(values[name])
 
 
-def _rhat(table, draws: np.ndarray, names: list[str]) -> Check:
+def _rhat(table, draws_of) -> Check:
     name, value = _worst(table, "r_hat", largest=True)
     if name is None:
         return Check("r_hat", "warn", value, "R-hat cannot be computed (one chain, or constant draws)",
@@ -108,8 +112,7 @@ def _rhat(table, draws: np.ndarray, names: list[str]) -> Check:
     if not np.isfinite(value) or value > RHAT_MAX:
         # ArviZ's R-hat is the larger of the bulk (rank-normalized) and the folded one (|x - median|, the
         # spread); say which, because "chains in different places" and "tails not yet settled" differ
-        x = draws[..., names.index(name)]
-        bulk = float(az.rhat(x, method="z_scale"))
+        bulk = float(az.rhat(draws_of(name), method="z_scale"))
         if np.isfinite(value) and bulk <= RHAT_MAX:
             return Check(
                 "r_hat", "fail", value,
