@@ -1,7 +1,7 @@
 """Large crossed data end to end: `stangen fit` on InstEval (or another spec) against lme4 in the same run.
 
     python benchmarks/large_crossed.py [SPEC] [--backend auto|cmdstan|pystan] [--fresh-cache] [--no-lme4]
-                                       [--extra "--warmup 500"] [--out benchmarks/results/insteval.md]
+                                       [--report] [--extra "--warmup 500"] [--out benchmarks/results/insteval.md]
 
 Prints (and with --out writes as Markdown):
   - the wall time of the whole `stangen fit SPEC` command (compile included; with --fresh-cache the program is
@@ -66,7 +66,7 @@ def stangen_fit(spec: Path, out: Path, backend: str, fresh_cache: bool, extra: l
         scratch = tempfile.mkdtemp(prefix="stangen_cache_")
         env["STANGEN_CACHE"] = scratch
     command = [sys.executable, "-m", "stangen.cli", "fit", str(spec), "--out", str(out), "--backend", backend,
-               "--no-report", *extra]
+               *extra]
     start = time.perf_counter()
     done = subprocess.run(command, env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - start
@@ -120,6 +120,8 @@ def main() -> None:
     parser.add_argument("--fresh-cache", action="store_true", help="compile in an empty cache (compile included)")
     parser.add_argument("--no-lme4", action="store_true")
     parser.add_argument("--extra", default="", help="more `stangen fit` flags, e.g. \"--warmup 500\"")
+    parser.add_argument("--report", action="store_true",
+                        help="time the command with its report (the default `stangen fit`); else --no-report")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
 
@@ -132,7 +134,8 @@ def main() -> None:
     reference = None if args.no_lme4 else lme4_fit(program)
     with tempfile.TemporaryDirectory(prefix="stangen_bench_") as tmp:
         run = Path(tmp) / "run"
-        wall = stangen_fit(spec, run, args.backend, args.fresh_cache, shlex.split(args.extra))
+        wall = stangen_fit(spec, run, args.backend, args.fresh_cache,
+                           shlex.split(args.extra) + ([] if args.report else ["--no-report"]))
         fit = Fit.load(run)
         report = checks.convergence(fit)
         by = {c.name: c for c in report.checks}
@@ -141,7 +144,8 @@ def main() -> None:
                  f"{info['settings']['chains']} chains × ({info['settings']['warmup']} warmup + "
                  f"{info['settings']['draws']} draws), adapt_delta {info['settings']['adapt_delta']:g}; "
                  f"{os.cpu_count()} cores; {time.strftime('%Y-%m-%d')}; "
-                 f"{'empty compile cache' if args.fresh_cache else 'compile cache as found'})", "",
+                 f"{'empty compile cache' if args.fresh_cache else 'compile cache as found'}; "
+                 f"{'with' if args.report else 'without'} the report)", "",
                  f"- sampled: {', '.join(c.label for c in fit.program.parameterization)}",
                  f"- whole command: **{wall:.0f} s** (compile {info['compile_seconds']:.0f} s"
                  f"{'' if info['compiled_now'] else ' — cached'}, sampling {info['sample_seconds']:.0f} s)"]
