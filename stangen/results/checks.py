@@ -180,13 +180,11 @@ def _ebfmi(fit: "Fit") -> Check:
 
 # -- per chain --------------------------------------------------------------------------------
 
-def chains(fit: "Fit") -> "pd.DataFrame":
+def chains(fit: "Fit") -> pd.DataFrame:
     """One row per chain: where its time went (warmup and sampling seconds, as Stan reports them), how the
     sampler adapted (step size, mean tree depth), how much it computed (gradient evaluations while sampling,
     µs per gradient) and divergences. A slow chain shows here as many gradients (a small step size, deep
     trees: it adapted badly or met hard geometry) or as a high µs per gradient (a costlier log density)."""
-    import pandas as pd
-
     stats = fit.idata.sample_stats
     seconds = (fit.info or {}).get("chain_seconds") or []
     rows = []
