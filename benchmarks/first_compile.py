@@ -27,8 +27,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 CHILD = r"""
 import json, sys, time
-from stangen.program import build
-from stangen.backends import get_backend
+from stangen.compiler.program import build
+from stangen.run.backends import get_backend
 spec, backend = sys.argv[1], sys.argv[2]
 program = build(spec)
 b = get_backend(backend)

@@ -28,7 +28,7 @@ def main() -> None:
     if args.fresh_cache:
         os.environ["STANGEN_CACHE"] = tempfile.mkdtemp(prefix="stangen_bench_cache_")
     import stangen
-    from stangen.program import build
+    from stangen.compiler.program import build
 
     settings = dict(chains=args.chains, warmup=args.warmup, draws=args.draws, seed=1, quiet=True)
     print(f"backend {args.backend}; {args.chains} chains x ({args.warmup} warmup + {args.draws} draws); "
@@ -41,7 +41,7 @@ def main() -> None:
         t0 = time.perf_counter()
         first = stangen.fit(spec_path, backend=args.backend, **settings)
         first_wall = time.perf_counter() - t0
-        df = stangen.program.load_data(program.spec, None)
+        df = stangen.compiler.program.load_data(program.spec, None)
         level = program.description.levels[0]
         keep = set(program.data.labels[level.name][::2])
         subset = df[df[level.id_column].astype(str).isin({k.split(":")[-1] for k in keep})]

@@ -23,10 +23,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from stangen.backends import get_backend  # noqa: E402
-from stangen.backends._data import prepare_data  # noqa: E402
-from stangen.backends.cmdstan import csv_elapsed, read_csv_draws  # noqa: E402
-from stangen.program import build  # noqa: E402
+from stangen.run.backends import get_backend  # noqa: E402
+from stangen.run.backends._data import prepare_data  # noqa: E402
+from stangen.run.backends.cmdstan import csv_elapsed, read_csv_draws  # noqa: E402
+from stangen.compiler.program import build  # noqa: E402
 
 SIGMA, TAU_S, TAU_D = 1.177, 0.326, 0.515  # lme4's REML fit (tests/reference/insteval.json)
 

@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def lme4_fit(program) -> dict | None:
     """lme4's fit of the program's model, timed in R: {'seconds', 'fixef': {name: (estimate, se)},
     'sd': {group: sd}, 'sigma'}; None without Rscript/lme4 or for a family lme4 does not fit."""
-    from stangen.peers import lme4_code
+    from stangen.compiler.peers import lme4_code
     if shutil.which("Rscript") is None:
         return None
     code = lme4_code(program)
@@ -126,7 +126,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from stangen.fitting import Fit
-    from stangen.program import build
+    from stangen.compiler.program import build
     from stangen.results import checks
 
     spec = Path(args.spec)

@@ -5,7 +5,7 @@ with 1 worker and with 2 workers; the per-fit overhead of the layer.
 
 The spec: gaussian, a correlated varying intercept and slope, 20 groups × 10 rows (simulated design), fits of
 2 chains run one after the other on one core. Every mode fits the same simulations with the same seeds
-(stangen.sbc with one master seed). Per-fit overhead = (wall with 1 Dask worker − wall in-process) / fits,
+(stangen.workflows.sbc with one master seed). Per-fit overhead = (wall with 1 Dask worker − wall in-process) / fits,
 compared with the in-process time of one fit. Results are printed as a Markdown table (and appended to
 --out when given).
 """
@@ -17,7 +17,7 @@ import tempfile
 import time
 
 import stangen
-from stangen.sbc import sbc
+from stangen.workflows.sbc import sbc
 
 SPEC = stangen.Spec(outcome="y", predictors=["x"], name="manyfits_bench",
                     levels={"g": stangen.Level(varying=["intercept", "x"])})
@@ -40,7 +40,7 @@ def main() -> None:
     parser.add_argument("--out")
     args = parser.parse_args()
     settings = {"chains": 2, "warmup": args.warmup, "draws": args.draws}
-    stangen.build(SPEC, stangen.simulate.simulate(SPEC, None, data=False, groups={"g": 20}, per_group=10,
+    stangen.build(SPEC, stangen.workflows.simulate.simulate(SPEC, None, data=False, groups={"g": 20}, per_group=10,
                                                   from_prior=True).data)  # compile outside the timings
     rows = []
     walls = {}

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from stangen.program import build
-from stangen.backends import get_backend
-from stangen.backends._data import prepare_data
+from stangen.compiler.program import build
+from stangen.run.backends import get_backend
+from stangen.run.backends._data import prepare_data
 
 out = Path(tempfile.mkdtemp(prefix="stangen_pathfinder_"))
 program = build(ROOT / "specs" / "insteval.yaml")

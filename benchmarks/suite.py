@@ -85,7 +85,7 @@ def measure(fit) -> dict:
 
 def recorded_compile_seconds(key: str) -> float:
     """How long the cached program took to compile when it was built (its cache entry's build.json)."""
-    from stangen.backends import cache
+    from stangen.run.backends import cache
     for meta in cache.cache_root().glob(f"**/{key}/build.json"):
         return float(json.loads(meta.read_text()).get("build_seconds", np.nan))
     return np.nan
@@ -94,7 +94,7 @@ def recorded_compile_seconds(key: str) -> float:
 def refit_data(program) -> pd.DataFrame:
     """Other data of the same structure: every other group of the first level (fitted with the first fit's
     parameterization: with 4 of its 8 parties, `auto` would center both of legislators' crossed levels)."""
-    from stangen.program import load_data
+    from stangen.compiler.program import load_data
     df = load_data(program.spec, None)
     level = program.description.levels[0]
     keep = {k.split(":")[-1] for k in program.data.labels[level.name][::2]}
@@ -212,7 +212,7 @@ def _brms_data(code: str, raw: dict) -> dict:
 
 
 def brms_measure(program, settings, backend) -> dict:
-    from stangen.backends import SamplerSettings
+    from stangen.run.backends import SamplerSettings
     import arviz as az
     with tempfile.TemporaryDirectory(prefix="stangen_brms_") as tmp:
         code, data = brms_program(program, Path(tmp))
@@ -251,8 +251,8 @@ def main() -> None:
     args = parser.parse_args()
 
     import stangen
-    from stangen.backends import get_backend
-    from stangen.program import build
+    from stangen.run.backends import get_backend
+    from stangen.compiler.program import build
     from stangen.spec import Spec
 
     names = args.names or sorted(p.stem for p in (ROOT / "specs").glob("*.yaml"))

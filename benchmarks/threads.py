@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from stangen.fitting import fit  # noqa: E402
-from stangen.program import build  # noqa: E402
+from stangen.compiler.program import build  # noqa: E402
 from stangen.results.checks import chains  # noqa: E402
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from stangen.simulate import simulate
+from stangen.workflows.simulate import simulate
 
 HERE = Path(__file__).resolve().parent
 DATA, PARAMS, SPECS = HERE / "data", HERE / "params", HERE.parent / "specs"

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from stangen.simulate import simulate
+from stangen.workflows.simulate import simulate
 
 HERE = Path(__file__).resolve().parent
 DATA, PARAMS, SPECS = HERE / "data", HERE / "params", HERE.parent / "specs"
@@ -48,8 +48,8 @@ def main() -> None:
 
 def _design(name: str, level: str, groups: int, per_group: int):
     """The spec's design without an outcome (stangen simulate's own: normal(0, 1) predictors)."""
-    from stangen.simulate import _design_frame
-    from stangen.program import load_spec
+    from stangen.workflows.simulate import _design_frame
+    from stangen.compiler.program import load_spec
     spec = load_spec(SPECS / f"{name}.yaml")
     frame = _design_frame(spec, {level: groups}, per_group, np.random.default_rng(7))
     return frame.drop(columns=[spec.outcome])

@@ -1,9 +1,10 @@
 """stangen: declarative multilevel model specs → readable Stan programs → fits.
 
-The pipeline, one module per stage:
-    spec (YAML/Python) → spec.Spec → model.describe() → ModelDescription
-    → codegen.render() → Stan program text;  data.encode() → data.write_stan_data() → Stan data + label maps
-    → backends → fit → results
+The package is in layers, each importing only the ones below it (docs/architecture.md; import-linter
+checks it): core → spec → compiler → run → results → fitting → workflows → cli.
+    spec (YAML/Python) → spec.Spec → compiler.model.describe() → ModelDescription
+    → compiler.codegen.render() → Stan program text;  compiler.encoding.encode() → compiler.standata → Stan data
+    → run.backends → fitting.Fit → results
 """
 import warnings
 
@@ -11,18 +12,20 @@ import warnings
 warnings.filterwarnings("ignore", message=r"\s*ArviZ is undergoing a major refactor", category=FutureWarning)
 
 # (the filter must come before anything imports ArviZ)
-from .errors import BackendError, DataError, Problem, SpecError, StangenError  # noqa: E402
-from .program import StanProgram, build  # noqa: E402
+from .core.errors import BackendError, DataError, Problem, SpecError, StangenError  # noqa: E402
+from .compiler.program import StanProgram, build  # noqa: E402
+from .core.version import VERSION  # noqa: E402
 from .spec import Level, Spec  # noqa: E402
 
-__version__ = "0.1.0"
+__version__ = VERSION
 __all__ = ["BackendError", "DataError", "Fit", "Level", "Problem", "Spec", "SpecError", "StanProgram", "StangenError",
            "__version__", "build", "fit"]
 
 
 def __getattr__(name: str):
-    # fitting pulls in ArviZ and the backends: loaded only when asked for, so validate/render stay quick
     if name in ("fit", "Fit"):
+        # start-up time: fitting pulls in ArviZ, matplotlib and the backends, loaded only when asked for, so
+        # `import stangen`, validate and render stay quick
         from . import fitting
         return getattr(fitting, name)
     raise AttributeError(f"module 'stangen' has no attribute {name!r}")

@@ -13,9 +13,9 @@ import traceback
 from pathlib import Path
 
 
-from .errors import Problem, SpecError, StangenError
-from .program import build, load_spec, stan_data_json
-from .parameterization import suggested_adapt_delta
+from .core.errors import Problem, SpecError, StangenError
+from .compiler.program import build, load_spec, stan_data_json
+from .compiler.parameterization import suggested_adapt_delta
 
 
 def write_atomic(path: str | Path, text: str) -> None:
@@ -56,7 +56,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_from_formula(args: argparse.Namespace) -> int:
     """An lme4 formula → a commented long-form spec (YAML), validated against the data."""
-    from .data import read_csv
+    from .core.frames import read_csv
     from .spec import Spec
     from .spec.formula import commented_yaml
 
@@ -87,7 +87,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     program = build(args.spec, args.data, require_data=bool(args.data_json), missing=args.missing,
                     threads_per_chain=args.threads_per_chain)
     if args.as_ in ("lme4", "brms"):
-        from .peers import brms_code, lme4_code
+        from .compiler.peers import brms_code, lme4_code
         text = lme4_code(program) if args.as_ == "lme4" else brms_code(program)
         if args.output:
             write_atomic(args.output, text)
@@ -128,9 +128,10 @@ def _settings(args: argparse.Namespace) -> dict:
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
-    from .backends import get_backend
-    from .backends.base import check_threads
-    from .fitting import fit, program_defaults, sampler_settings
+    from .run.backends import get_backend
+    from .run.backends.base import check_threads
+    from .fitting import fit, program_defaults
+    from .run.settings import sampler_settings
 
     spec = load_spec(args.spec, args.data, args.missing)
     out = Path(args.out) if args.out else Path("runs") / (spec.name or Path(args.spec).stem)
@@ -180,23 +181,17 @@ def _write_report(result, out: Path) -> tuple[Path, Path] | None:
 
 
 def cmd_install_cmdstan(args: argparse.Namespace) -> int:
-    import contextlib
-    import io
-
-    import cmdstanpy
+    from .run.backends.cmdstan import install_cmdstan
 
     print("installing CmdStan with cmdstanpy (downloads from GitHub and builds; takes several minutes)…",
           file=sys.stderr)
-    captured = io.StringIO()
-    with contextlib.redirect_stdout(captured) if args.quiet else contextlib.nullcontext():
-        ok = cmdstanpy.install_cmdstan(version=args.version, dir=args.dir, progress=not args.quiet,
-                                       cores=args.cores)
-    if not ok:
+    installed = install_cmdstan(version=args.version, folder=args.dir, quiet=args.quiet, cores=args.cores)
+    if installed is None:
         print("error: CmdStan could not be installed (no connection to GitHub, or the build failed; see above).\n"
               "stangen does not need it: the embedded backend (PyStan, installed with stangen) compiles and\n"
               "samples with only a C++ compiler: stangen fit SPEC --backend pystan", file=sys.stderr)
         return 1
-    print(f"CmdStan installed at {cmdstanpy.cmdstan_path()}; `--backend auto` now uses it")
+    print(f"CmdStan installed at {installed}; `--backend auto` now uses it")
     return 0
 
 
@@ -223,11 +218,11 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from .errors import Problem, UserError
+    from .core.errors import Problem, UserError
     from .fitting import Fit
     from .results.compare import K_BAD, K_WARN, compare, pareto_k_advice
 
-    from .kfold import compare_kfold, load_kfold
+    from .workflows.kfold import compare_kfold, load_kfold
 
     if len(args.run_dirs) < 2:
         raise UserError(Problem("compare", "give at least two run directories to compare"))
@@ -271,7 +266,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_simulate(args: argparse.Namespace) -> int:
     import yaml
 
-    from .simulate import simulate
+    from .workflows.simulate import simulate
 
     if not args.params and not args.from_prior:
         raise SpecError(Problem("params", "give the true values (--params PARAMS.yaml) or --from-prior"))
@@ -288,7 +283,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from .data import read_csv
+    from .core.frames import read_csv
     from .fitting import Fit
 
     fit = Fit.load(args.run_dir)
@@ -323,7 +318,7 @@ def _groups_arg(items) -> dict[str, int]:
 
 
 def cmd_sbc(args: argparse.Namespace) -> int:
-    from .sbc import sbc
+    from .workflows.sbc import sbc
 
     spec = load_spec(args.spec)
     out = Path(args.out) if args.out else Path("runs") / f"{spec.name}_sbc"
@@ -335,7 +330,7 @@ def cmd_sbc(args: argparse.Namespace) -> int:
 
 
 def cmd_kfold(args: argparse.Namespace) -> int:
-    from .kfold import kfold
+    from .workflows.kfold import kfold
 
     spec = load_spec(args.spec, args.data)
     out = Path(args.out) if args.out else Path("runs") / f"{spec.name}_kfold_{args.by}"
@@ -348,7 +343,7 @@ def cmd_kfold(args: argparse.Namespace) -> int:
 def cmd_plan(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from .plan import plan
+    from .workflows.plan import plan
 
     spec = load_spec(args.spec)
     groups: dict[str, list[int]] = {}
@@ -374,7 +369,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_pooling(args: argparse.Namespace) -> int:
-    from .pooling import compare_pooling, plot_pooling
+    from .workflows.pooling import compare_pooling, plot_pooling
 
     spec = load_spec(args.spec, args.data, args.missing)
     out = Path(args.out) if args.out else Path("runs") / f"{spec.name}_pooling_{args.level}"
@@ -428,7 +423,7 @@ def _add_many_fits_flags(p: argparse.ArgumentParser) -> None:
 def _many_fits_options(args: argparse.Namespace) -> dict:
     """Dask and sampler options of sbc, kfold and plan: the scheduler, workers, backend and the sampler
     settings given on the command line."""
-    from .backends import get_backend
+    from .run.backends import get_backend
     settings = {k: v for k, v in (("chains", args.chains), ("warmup", args.warmup), ("draws", args.draws))
                 if v is not None}
     return {"scheduler": args.scheduler, "workers": args.workers, "backend": get_backend(args.backend).name,
@@ -496,7 +491,7 @@ def parser() -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_pooling)
     p = sub.add_parser("simulate", help="fake data from the spec's model with known true values")
     p.add_argument("spec")
-    p.add_argument("--params", help="YAML of true values (see stangen/simulate.py)")
+    p.add_argument("--params", help="YAML of true values (see stangen/workflows/simulate.py)")
     p.add_argument("--from-prior", action="store_true", help="draw the true values from the priors")
     p.add_argument("--data", help="take groups and predictors from this CSV (default: the spec's data, if any)")
     p.add_argument("--no-data", action="store_true", help="simulate groups and predictors even if the spec names data")

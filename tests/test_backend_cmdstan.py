@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from stangen.backends import BackendError, SamplerSettings, get_backend
-from stangen.backends.cmdstan import CmdStanBackend, csv_elapsed
+from stangen.run.backends import BackendError, SamplerSettings, get_backend
+from stangen.run.backends.cmdstan import CmdStanBackend, csv_elapsed
 
 PROGRAM = """\
 data { int<lower=0> N; vector[N] y; }

@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stangen.backends import BackendError, CompiledModel, SamplerSettings, get_backend
-from stangen.backends import cache
-from stangen.backends.cmdstan import find_cmdstan
+from stangen.run.backends import BackendError, CompiledModel, SamplerSettings, get_backend
+from stangen.run.backends import cache
+from stangen.run.backends.cmdstan import find_cmdstan
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -87,7 +87,7 @@ def test_second_compile_is_cached(backend, compiled) -> None:
 
 @pytest.mark.sampling
 def test_cache_survives_processes(backend, compiled) -> None:
-    code = ("import json, sys\nfrom stangen.backends import get_backend\n"
+    code = ("import json, sys\nfrom stangen.run.backends import get_backend\n"
             f"m = get_backend({backend.name!r}).compile(sys.stdin.read())\n"
             "print(json.dumps({'compiled_now': m.compiled_now, 'key': m.key}))")
     done = subprocess.run([sys.executable, "-c", code], input=PROGRAM, capture_output=True, text=True,
@@ -211,7 +211,7 @@ _RUNNER = textwrap.dedent(
     import signal, sys
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started from a background shell
     import numpy as np
-    from stangen.backends import SamplerSettings, get_backend
+    from stangen.run.backends import SamplerSettings, get_backend
     b = get_backend(sys.argv[1])
     m = b.compile(sys.argv[2])
     settings = SamplerSettings(chains=3, parallel_chains=2, warmup=int(sys.argv[3]), draws=int(sys.argv[3]), quiet=False)

@@ -14,9 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stangen.backends import BackendError, get_backend
-from stangen.backends import cache
-from stangen.backends.pystan import ChainMessages, PyStanBackend, assemble_variables, parse_draw_lines, prepare_data
+from stangen.run.backends import BackendError, get_backend
+from stangen.run.backends import cache
+from stangen.run.backends.httpstan_api import ChainMessages, parse_draw_lines
+from stangen.run.backends.pystan import PyStanBackend, assemble_variables, prepare_data
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -54,7 +55,7 @@ def test_lock_excludes_other_processes(tmp_path, monkeypatch) -> None:
     code = textwrap.dedent(
         """
         import sys, time
-        from stangen.backends import cache
+        from stangen.run.backends import cache
         with cache.locked("k"):
             print("locked", flush=True)
             time.sleep(1.0)
@@ -363,7 +364,7 @@ def test_prepare_data_types() -> None:
 
 
 def test_get_backend_names() -> None:
-    from stangen.backends import cmdstan_available
+    from stangen.run.backends import cmdstan_available
 
     assert get_backend("pystan") is get_backend("embedded")
     with pytest.raises(BackendError):
@@ -381,7 +382,7 @@ def test_get_backend_names() -> None:
 def test_stans_own_chain_timing_is_read_from_console_lines_and_csv_comments() -> None:
     """Both backends report Stan's per-chain phase times (the benchmark's µs/gradient divides by them):
     PyStan's console messages arrive one line at a time; CmdStan writes them as comments ending its CSV."""
-    from stangen.backends.base import elapsed_seconds
+    from stangen.run.backends.base import elapsed_seconds
 
     cm = ChainMessages()
     for line in ("info:Elapsed Time: 0.05 seconds (Warm-up)", "info:               0.04 seconds (Sampling)",

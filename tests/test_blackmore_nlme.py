@@ -78,7 +78,7 @@ def test_the_ar_model_fits_better_by_loo(fits):
 def test_log_lik_of_the_ar_model_is_the_leave_one_out_density(fits):
     """The program's log_lik equals the numpy formula (tested against the multivariate normal in
     test_residuals.py), recomputed from the draws: each girl's coefficients, the pooled group effects, sigma, phi."""
-    from stangen.residuals import ar1_loo_log_density
+    from stangen.core.residuals import ar1_loo_log_density
     from stangen.results.tables import coefficient_draws
 
     fit = fits["car1"]

@@ -4,10 +4,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from stangen import Level, Spec
-from stangen.codegen import render
-from stangen.families import get_family
-from stangen.model import describe
-from stangen.stanc import check
+from stangen.compiler.codegen import render
+from stangen.core.families import get_family
+from stangen.compiler.model import describe
+from stangen.run.stanc import check
 
 PRIORS = {"coefficients": ["normal(0, 1)", "student_t(3, 0, 2)", "cauchy(0, 1)"],
           "sd": ["exponential(1)", "normal(0, 2)", "student_t(4, 0, 1)"],

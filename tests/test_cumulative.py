@@ -11,9 +11,9 @@ import yaml
 
 import stangen
 from stangen import DataError, Level, Spec, SpecError
-from stangen.program import build
-from stangen.simulate import simulate
-from stangen.stanc import check
+from stangen.compiler.program import build
+from stangen.workflows.simulate import simulate
+from stangen.run.stanc import check
 
 ORDER = ["never", "rarely", "often", "always"]
 CUTPOINTS = [-1.2, 0.1, 1.5]
@@ -106,7 +106,7 @@ def test_simulation_writes_the_categories_and_needs_them():
 
 def test_the_working_response_scores_categories_in_order():
     family = spec().family
-    from stangen.families import get_family
+    from stangen.core.families import get_family
     z, w, estimate = get_family(family).working_response(np.array([1, 1, 2, 3, 3, 3]), None)
     assert z[0] < z[2] < z[3] and not estimate and np.allclose(w, 3 / np.pi ** 2)
 

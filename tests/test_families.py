@@ -1,4 +1,4 @@
-"""Families are objects (stangen/families.py): nothing else names a family to compare it, and every family
+"""Families are objects (stangen/core/families.py): nothing else names a family to compare it, and every family
 answers for its own pieces."""
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stangen.families import FAMILIES, get_family
+from stangen.core.families import FAMILIES, get_family
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -41,7 +41,7 @@ def test_no_family_name_is_compared_outside_families_py():
         for n, line in enumerate(path.read_text().splitlines(), start=1):
             if compared.search(line):
                 found.append(f"{path.relative_to(ROOT)}:{n}: {line.strip()}")
-    assert not found, "family names compared outside stangen/families.py:\n" + "\n".join(found)
+    assert not found, "family names compared outside stangen/core/families.py:\n" + "\n".join(found)
 
 
 def test_the_check_can_fail():

@@ -115,7 +115,7 @@ def test_run_directory_round_trip(fits, tmp_path):
     assert info.value.exit_code == 1
 
 
-@pytest.mark.skipif(not __import__("stangen.backends", fromlist=["x"]).cmdstan_available(),
+@pytest.mark.skipif(not __import__("stangen.run.backends", fromlist=["x"]).cmdstan_available(),
                     reason="CmdStan is not installed (stangen install-cmdstan needs internet); "
                            "the embedded backend is tested above")
 def test_cmdstan_backend_agrees_with_embedded_backend(fits):

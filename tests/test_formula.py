@@ -12,9 +12,9 @@ import pytest
 import yaml
 
 from stangen.cli import main
-from stangen.errors import SpecError
-from stangen.peers import formula, lme4_code
-from stangen.program import build, stan_data_json
+from stangen.core.errors import SpecError
+from stangen.compiler.peers import formula, lme4_code
+from stangen.compiler.program import build, stan_data_json
 from stangen.spec import Spec
 from stangen.spec.formula import parse
 

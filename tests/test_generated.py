@@ -11,12 +11,12 @@ from scipy import stats
 
 import stangen
 from stangen.cli import main
-from stangen.errors import SpecError
+from stangen.core.errors import SpecError
 from stangen.fitting import Fit
-from stangen.model import describe
-from stangen.program import build
+from stangen.compiler.model import describe
+from stangen.compiler.program import build
 from stangen.results.compare import compare
-from stangen.stanc import check
+from stangen.run.stanc import check
 
 from conftest import read_example, GOLDEN, SPECS
 

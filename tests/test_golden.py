@@ -7,8 +7,8 @@ import os
 
 import pytest
 
-from stangen.program import build
-from stangen.stanc import check
+from stangen.compiler.program import build
+from stangen.run.stanc import check
 
 from conftest import GOLDEN, SPECS
 

@@ -13,10 +13,10 @@ import pandas as pd
 import pytest
 
 from stangen.cli import main
-from stangen.names import comment_text, sanitize
-from stangen.program import build
+from stangen.core.names import comment_text, sanitize
+from stangen.compiler.program import build
 from stangen.spec import Level, Spec
-from stangen.stanc import check, stanc_path
+from stangen.run.stanc import check, stanc_path
 
 pytestmark = pytest.mark.stanc
 

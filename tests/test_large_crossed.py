@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 
 import stangen
-from stangen.backends.cmdstan import find_cmdstan
-from stangen.parameterization import implied_nesting
-from stangen.program import build
+from stangen.run.backends.cmdstan import find_cmdstan
+from stangen.compiler.parameterization import implied_nesting
+from stangen.compiler.program import build
 from stangen.spec import Spec
 
 from conftest import SHORT_RUN, SPECS
@@ -119,7 +119,7 @@ def test_chains_on_a_dask_cluster_give_the_draws_of_a_local_run(example_fit):
 def test_a_level_spanning_data_poor_and_data_rich_groups_is_mixed():
     """Students rate 1 to 60 lectures: information ratios n_j·τ²/σ² on both sides of 1. auto samples the
     data-rich ones centered and the data-poor ones noncentered, in one program (the split is data)."""
-    from stangen.parameterization import information
+    from stangen.compiler.parameterization import information
     program = build(CROSSED, insteval_like())
     choice = {c.level: c for c in program.parameterization}["s"]
     assert choice.parameterization == "mixed"

@@ -1,4 +1,4 @@
-"""Many fits at once (stangen.manyfits) and simulation-based calibration (stangen.sbc): the fan-out layer on
+"""Many fits at once (stangen.run.manyfits) and simulation-based calibration (stangen.workflows.sbc): the fan-out layer on
 Dask (seeds, failures, resumption, workers with their own compile caches) and SBC that passes on right
 programs and fails on a wrong one."""
 from __future__ import annotations
@@ -9,11 +9,11 @@ import pandas as pd
 import pytest
 
 import stangen
-from stangen.backends import SamplerSettings
-from stangen.backends.cache import cache_root
+from stangen.run.backends import SamplerSettings
+from stangen.run.backends.cache import cache_root
 from stangen.cli import main
-from stangen.manyfits import INLINE, FitJob, job_seeds, run_fits
-from stangen.sbc import sbc, simultaneous_band, truth_values, uniformity
+from stangen.run.manyfits import INLINE, FitJob, job_seeds, run_fits
+from stangen.workflows.sbc import sbc, simultaneous_band, truth_values, uniformity
 
 from conftest import SPECS
 
@@ -45,12 +45,12 @@ def test_the_band_holds_uniform_ecdfs_and_rejects_skewed_ones():
 
 
 def test_true_values_are_named_like_the_summary():
-    from stangen.simulate import _prior_draw
-    from stangen.fitting import naming
+    from stangen.workflows.simulate import prior_draw
+    from stangen.results.naming import naming
     for name in ("sleepstudy", "exam", "blackmore_car1", "soup", "pastes", "legislators"):
         spec = stangen.Spec.from_yaml(SPECS / f"{name}.yaml").with_parameterization("noncentered")
         program = stangen.build(spec)  # as simulate and sbc draw: every term in X
-        truth = _prior_draw(program.description, program.data, np.random.default_rng(1))
+        truth = prior_draw(program.description, program.data, np.random.default_rng(1))
         values = truth_values(program.description, program.data, truth)
         assert set(values) == set(dict(naming(program.description, program.data).population)), name
 
@@ -61,7 +61,7 @@ def _mean_of_intercept(draws, job):
 
 @pytest.mark.sampling
 def test_inline_batch_records_failures_and_resumes(tmp_path):
-    program = stangen.build(GAUSSIAN, stangen.simulate.simulate(GAUSSIAN, None, data=False, groups={"g": 8},
+    program = stangen.build(GAUSSIAN, stangen.workflows.simulate.simulate(GAUSSIAN, None, data=False, groups={"g": 8},
                                                                  per_group=5, from_prior=True).data)
     good = program.stan_data
     bad = dict(good, N=-1)
@@ -84,7 +84,7 @@ def test_workers_with_their_own_caches_compile_once_each(tmp_path):
     its own cache, once; the other tasks load it."""
     import dask
     from distributed import Nanny, Scheduler, SpecCluster
-    program = stangen.build(GAUSSIAN, stangen.simulate.simulate(GAUSSIAN, None, data=False, groups={"g": 8},
+    program = stangen.build(GAUSSIAN, stangen.workflows.simulate.simulate(GAUSSIAN, None, data=False, groups={"g": 8},
                                                                  per_group=5, from_prior=True).data)
     caches = [tmp_path / "cache0", tmp_path / "cache1"]
     for cache in caches:  # the one-off precompiled header is shared (it is not the point here)
@@ -170,7 +170,7 @@ def _exact_random_intercept_elpd(fit, held: pd.DataFrame, by: str) -> dict[str, 
 
 @pytest.mark.sampling
 def test_kfold_by_school_prefers_the_school_mean_and_matches_a_brute_force_loop(tmp_path):
-    from stangen.kfold import compare_kfold, fold_assignment, kfold, pinned_spec
+    from stangen.workflows.kfold import compare_kfold, fold_assignment, kfold, pinned_spec
     settings = dict(folds=10, seed=3, workers=2, progress=False, warmup=400, draws=400)
     ri = kfold(SPECS / "language_ri.yaml", "school", out=tmp_path / "ri", **settings)
     means = kfold(SPECS / "language_within_between.yaml", "school", out=tmp_path / "means", **settings)
@@ -204,7 +204,7 @@ EXAM_TRUTH = {"Intercept": 0.0, "coefficients": {"x": 0.5}, "effects": {"school"
 
 @pytest.mark.sampling
 def test_plan_precision_of_a_cross_level_interaction_falls_as_one_over_root_groups(tmp_path):
-    from stangen.plan import plan, precision_slope
+    from stangen.workflows.plan import plan, precision_slope
     table = plan(EXAM_LIKE, EXAM_TRUTH, groups={"school": [40, 80, 160]}, per_group=[10], sims=12, focus=["x:w"],
                  workers=2, seed=2, progress=False, out=tmp_path / "plan", warmup=300, draws=300)
     slope = precision_slope(table, "x:w", "school")
@@ -217,7 +217,7 @@ def test_plan_precision_of_a_cross_level_interaction_falls_as_one_over_root_grou
 
 def test_a_batch_is_its_data_too():
     """Resuming reuses only the same batch: other data (another design, truth or held-out set) is another."""
-    from stangen.manyfits import _fingerprint
+    from stangen.run.manyfits import _fingerprint
     settings = SamplerSettings(chains=1)
     a = [FitJob(0, {"N": 1, "y": np.array([1.0])}, 5, {"truth": {"x": 1.0}})]
     b = [FitJob(0, {"N": 1, "y": np.array([2.0])}, 5, {"truth": {"x": 1.0}})]
@@ -229,7 +229,7 @@ def test_a_batch_is_its_data_too():
 
 
 def test_simulation_priors_take_each_parameters_class():
-    from stangen.sbc import _override_priors
+    from stangen.workflows.sbc import _override_priors
     program = stangen.build(SPECS / "sleepstudy.yaml")
     priors = _override_priors(program.description, {"sigma": "exponential(0.5)", "L_Subject": "lkj(1)"},
                               program.data)

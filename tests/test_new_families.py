@@ -9,9 +9,9 @@ import pytest
 
 import stangen
 from stangen import DataError, Level, Spec, SpecError
-from stangen.program import build
-from stangen.simulate import simulate
-from stangen.stanc import check
+from stangen.compiler.program import build
+from stangen.workflows.simulate import simulate
+from stangen.run.stanc import check
 
 NEW = ["negbinomial", "student", "lognormal", "gamma", "beta"]
 AUX_TRUTH = {"negbinomial": {"phi": 4.0}, "student": {"sigma": 0.5, "nu": 5.0}, "lognormal": {"sigma": 0.4},

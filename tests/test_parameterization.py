@@ -5,9 +5,9 @@ import pandas as pd
 import pytest
 
 import stangen
-from stangen.fitting import sampler_settings
-from stangen.parameterization import THRESHOLD, information, suggested_adapt_delta
-from stangen.program import build
+from stangen.run.settings import sampler_settings
+from stangen.compiler.parameterization import THRESHOLD, information, suggested_adapt_delta
+from stangen.compiler.program import build
 from stangen.spec import Spec
 
 from conftest import SHORT_RUN, SPECS

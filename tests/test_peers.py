@@ -1,4 +1,4 @@
-"""The way back (stangen.peers, `stangen render --as lme4|brms`): each example spec's model as R code for lme4
+"""The way back (stangen.compiler.peers, `stangen render --as lme4|brms`): each example spec's model as R code for lme4
 (or its family's peer) and brms. (The code was run once in R 4.2 with lme4, ordinal and brms 2.18 for cbpp,
 sleepstudy, language, soup and pastes: every call fitted, and brms accepted every prior line; R is never
 called here.)"""
@@ -9,8 +9,8 @@ import re
 import pytest
 
 from stangen.cli import main
-from stangen.peers import brms_code, formula, lme4_code
-from stangen.program import build
+from stangen.compiler.peers import brms_code, formula, lme4_code
+from stangen.compiler.program import build
 
 from conftest import SPECS
 

@@ -4,7 +4,7 @@ import pytest
 
 from stangen import Spec
 from stangen.cli import main
-from stangen.pooling import complete_pooling_spec, no_pooling_spec
+from stangen.workflows.pooling import complete_pooling_spec, no_pooling_spec
 
 from conftest import SPECS, read_example
 

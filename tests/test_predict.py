@@ -1,4 +1,4 @@
-"""Predictions for new data (stangen.predict): exact against the program on the training rows, calibrated on
+"""Predictions for new data (stangen.results.predict): exact against the program on the training rows, calibrated on
 held-out rows and new groups, the plumbing for every example spec, and the errors for bad new data."""
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 import stangen
 from stangen.cli import main
 from stangen.fitting import Fit
-from stangen.program import build
-from stangen.simulate import simulate
+from stangen.compiler.program import build
+from stangen.workflows.simulate import simulate
 
 from conftest import SPECS, read_example
 
@@ -268,7 +268,7 @@ def test_effects_for_other_structures(name, predictor, by, tmp_path):
 def test_the_training_rows_encode_as_the_program_saw_them(spec_file):
     """Training and prediction share the coding: the training rows, encoded as new rows, give the program's
     design matrix (before centering), slope values and group indices."""
-    from stangen.encoding import encode_rows
+    from stangen.compiler.new_rows import encode_rows
     program = build(spec_file)
     frame = pd.read_csv(program.spec.data_path)
     rows = encode_rows(program, frame)

@@ -8,7 +8,7 @@ import pytest
 
 from stangen import DataError, Level, Spec, SpecError
 from stangen.cli import main
-from stangen.program import build
+from stangen.compiler.program import build
 
 from conftest import SPECS, read_example, write_spec
 

@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-from stangen.backends.base import console_messages
-from stangen.backends.cache import cache_root
+from stangen.run.backends.base import console_messages
+from stangen.run.backends.cache import cache_root
 
 from conftest import SPECS
 

@@ -192,18 +192,18 @@ def test_equations_cross_level_interaction_and_other_families():
     assert "β1j = γ10 + γ11·schavg_j + u1j" in e.lines()
     poisson = stangen.Spec(outcome="y", family="poisson", predictors=["x"],
                            levels={"g": stangen.Level(varying=["intercept", "x"], correlated=False)})
-    lines = eq.equations(stangen.model.describe(poisson)).lines()
+    lines = eq.equations(stangen.compiler.model.describe(poisson)).lines()
     assert lines[:2] == ["y_ij ~ Poisson(λ_ij)", "log(λ_ij) = β0j + β1j·x_ij"]
     assert "u0j ~ N(0, τ²_g,0); u1j ~ N(0, τ²_g,1), independent" in lines
     bernoulli = stangen.Spec(outcome="vote", family="bernoulli", predictors=["age"])
-    lines = eq.equations(stangen.model.describe(bernoulli)).lines()
+    lines = eq.equations(stangen.compiler.model.describe(bernoulli)).lines()
     assert lines == ["y_i ~ Bernoulli(p_i)", "logit(p_i) = β0 + β1·age_i"]
 
 
 def test_equations_nested_and_crossed_together():
     spec = stangen.Spec(outcome="y", levels={"batch": stangen.Level(), "cask": stangen.Level(within="batch"),
                                              "sample": stangen.Level()})
-    e = eq.equations(stangen.model.describe(spec))
+    e = eq.equations(stangen.compiler.model.describe(spec))
     assert e.lines()[0] == "y_i(jkl) = β0jkl + ε_i(jkl)"
     assert "β0jkl = γ00 + u0jk + v0k + w0l" in e.lines()
     assert "i: observation in cask j in batch k and sample l" in e.where

@@ -9,9 +9,9 @@ import pytest
 from scipy.stats import multivariate_normal, norm
 
 from stangen import DataError, Level, Spec, SpecError
-from stangen.program import build
-from stangen.residuals import ar1_log_density, ar1_loo_log_density
-from stangen.stanc import check
+from stangen.compiler.program import build
+from stangen.core.residuals import ar1_log_density, ar1_loo_log_density
+from stangen.run.stanc import check
 
 
 def panel(n_subjects=60, phi=0.6, sigma=0.8, seed=7, sd_by=None) -> pd.DataFrame:
@@ -205,7 +205,7 @@ def test_simulate_draws_the_structure_and_a_fit_recovers_it():
     """`stangen simulate` draws AR(1) errors with one sd per value of `sd_by`; fitting the spec to them recovers
     the true values (99% intervals: six of them at once)."""
     import stangen
-    from stangen.simulate import simulate
+    from stangen.workflows.simulate import simulate
 
     spec = Spec(outcome="y", predictors=["x"], levels={"g": Level()},
                 residuals={"correlation": "ar1", "time": "t", "sd_by": "h"})
@@ -232,3 +232,75 @@ def test_a_text_time_column_and_a_malformed_family_are_reported_not_raised():
                    residuals={"correlation": "ar1", "time": "visit"}), df)
     with pytest.raises(SpecError, match="unknown family"):
         Spec(outcome="y", family=["gaussian"], levels={"g": Level()}, residuals={"correlation": "ar1", "time": "t"})
+
+
+# -- residual structures are objects: nothing outside stangen/core/residuals.py asks which one it has ----------
+
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
+KIND_ATTRIBUTES = {"series", "sd_by", "correlation", "parts"}  # what would tell the structures apart
+KIND_KEYS = {"sd_by", "correlation", "time"}  # the same, read off the spec's `residuals:` mapping
+
+
+def residual_kind_reads(source: str) -> list[int]:
+    """Lines that branch on the kind of residual structure: `res.sd_by`, `d.residuals.correlation`,
+    `residuals["sd_by"]`, `res.get("correlation")`, or a comparison with a correlation's name ("ar1")."""
+    import ast
+    from stangen.core.residuals import CORRELATIONS
+
+    def about_residuals(node) -> bool:
+        return (isinstance(node, ast.Name) and node.id in {"res", "residuals", "r"}) or \
+            (isinstance(node, ast.Attribute) and node.attr == "residuals") or \
+            (isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Constant) and node.slice.value == "residuals")
+
+    lines = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Attribute) and node.attr in KIND_ATTRIBUTES and about_residuals(node.value):
+            lines.append(node.lineno)
+        elif isinstance(node, ast.Subscript) and about_residuals(node.value) and \
+                isinstance(node.slice, ast.Constant) and node.slice.value in KIND_KEYS:
+            lines.append(node.lineno)
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "get" and \
+                about_residuals(node.func.value) and node.args and isinstance(node.args[0], ast.Constant) and \
+                node.args[0].value in KIND_KEYS:
+            lines.append(node.lineno)
+        elif isinstance(node, ast.Compare):
+            for operand in [node.left, *node.comparators]:
+                values = operand.elts if isinstance(operand, (ast.Tuple, ast.List, ast.Set)) else [operand]
+                if any(isinstance(v, ast.Constant) and v.value in CORRELATIONS for v in values):
+                    lines.append(node.lineno)
+    return lines
+
+
+def test_no_residual_structure_kind_is_read_outside_its_module():
+    import re
+    found = []
+    for path in sorted((ROOT / "stangen").rglob("*.py")):
+        if path.name != "residuals.py":
+            found += [f"{path.relative_to(ROOT)}:{n}" for n in residual_kind_reads(path.read_text())]
+    read = re.compile(r"residuals\.(series|sd_by|correlation|parts)\b|\bres\.(series|sd_by|correlation)\b")
+    for path in sorted((ROOT / "templates").glob("*.j2")):
+        if path.name == "residuals.stan.j2":
+            continue
+        for n, line in enumerate(path.read_text().splitlines(), start=1):
+            if read.search(line):
+                found.append(f"{path.relative_to(ROOT)}:{n}: {line.strip()}")
+    assert not found, "residual structures told apart outside stangen/core/residuals.py:\n" + "\n".join(found)
+
+
+def test_the_residual_kind_check_can_fail():
+    assert residual_kind_reads("if res is not None and res.sd_by: pass") == [1]
+    assert residual_kind_reads("x = d.residuals.correlation") == [1]
+    assert residual_kind_reads('if spec["residuals"]["sd_by"]: pass') == [1]
+    assert residual_kind_reads('t = res.get("correlation")') == [1]
+    assert residual_kind_reads('ok = kind == "car1"') == [1]
+    assert residual_kind_reads("sd = d.residuals.sd_of('i')") == []  # asking the object is the way
+
+
+def test_every_correlation_kind_renders_and_passes_stanc():
+    """Each kind the module lists (and sd_by with it) gives a program Stan accepts, with y_rep and log_lik."""
+    from stangen.core.residuals import CORRELATIONS
+    frame = panel(n_subjects=8)
+    for kind in CORRELATIONS:
+        spec = Spec(outcome="Reaction", predictors=["Days"], levels={"Subject": Level(varying=["intercept", "Days"])},
+                    residuals={"correlation": kind, "time": "Days", "sd_by": "group"})
+        check(build(spec, frame, generated=("y_rep", "log_lik")).code)

@@ -4,9 +4,10 @@ import pandas as pd
 import pytest
 
 import stangen
-from stangen.backends import Draws, SamplerSettings
-from stangen.fitting import Fit, to_inference_data
-from stangen.program import build
+from stangen.run.backends import Draws, SamplerSettings
+from stangen.fitting import Fit
+from stangen.results.naming import to_inference_data
+from stangen.compiler.program import build
 from stangen.results import checks, multilevel, tables
 
 from conftest import SPECS

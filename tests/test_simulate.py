@@ -6,7 +6,7 @@ import yaml
 
 from stangen import Level, Spec, SpecError
 from stangen.cli import main
-from stangen.simulate import _lkj, simulate
+from stangen.workflows.simulate import _lkj, simulate
 
 from conftest import SPECS
 

@@ -15,14 +15,14 @@ import pytest
 
 import stangen
 from stangen import cli
-from stangen.backends import BackendError, SamplerSettings, get_backend
-from stangen.backends._data import prepare_data
-from stangen.backends.cmdstan import CmdStanBackend, find_cmdstan
-from stangen.data import likelihood_grainsize
-from stangen.errors import SpecError
-from stangen.program import build
+from stangen.run.backends import BackendError, SamplerSettings, get_backend
+from stangen.run.backends._data import prepare_data
+from stangen.run.backends.cmdstan import CmdStanBackend, find_cmdstan
+from stangen.compiler.standata import likelihood_grainsize
+from stangen.core.errors import SpecError
+from stangen.compiler.program import build
 from stangen.spec import Spec
-from stangen.stanc import check
+from stangen.run.stanc import check
 
 from conftest import GOLDEN, SPECS, read_example
 from test_backend_cmdstan import fake  # noqa: F401 - the fake CmdStan fixture
@@ -163,14 +163,14 @@ def _log_density_pairs(spec_name: str, points: int = 5):
     """(plain, threaded) log density and gradient at `points` parameter values from a short fit of the plain
     program, on the embedded backend's compiled modules. The threaded program's slices are small (7 rows) so
     that many slices and a short last one are summed."""
-    from stangen.backends.pystan import _load_services_module
+    from stangen.run.backends.httpstan_api import load_module
 
     backend = get_backend("pystan")
     plain = build(SPECS / f"{spec_name}.yaml")
     threaded = build(SPECS / f"{spec_name}.yaml", threads_per_chain=2)
     threaded.stan_data["grainsize"] = 7
     fit = stangen.fit(plain, backend="pystan", chains=1, warmup=150, draws=points, seed=3, quiet=True)
-    modules = [_load_services_module(backend.compile(p.code).handle.module_path) for p in (plain, threaded)]
+    modules = [load_module(backend.compile(p.code).handle.module_path) for p in (plain, threaded)]
     data = [prepare_data(p.stan_data) for p in (plain, threaded)]
     parameters = list(backend.compile(plain.code).handle.info["parameters"])
     posterior = fit.idata.posterior

@@ -1,4 +1,4 @@
-"""The initial inverse metric for large data (stangen/warmup.py): one variance per unconstrained parameter, in
+"""The initial inverse metric for large data (stangen/run/warmup.py): one variance per unconstrained parameter, in
 the program's order, close to the posterior's; only for the structures and sizes it is made for; CmdStan
 starts from it, the embedded backend cannot."""
 from __future__ import annotations
@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 
 import stangen
-from stangen import warmup
-from stangen.backends import SamplerSettings, get_backend
-from stangen.backends._data import prepare_data
-from stangen.backends.cmdstan import CmdStanBackend, find_cmdstan
-from stangen.program import build
-from stangen.warmup import initial_inverse_metric
+from stangen.run import warmup
+from stangen.run.backends import SamplerSettings, get_backend
+from stangen.run.backends._data import prepare_data
+from stangen.run.backends.cmdstan import CmdStanBackend, find_cmdstan
+from stangen.compiler.program import build
+from stangen.run.warmup import initial_inverse_metric
 
 from conftest import SPECS
 from test_backend_cmdstan import PROGRAM, fake  # noqa: F401 - the fake CmdStan fixture
@@ -58,11 +58,11 @@ def test_metric_is_near_the_posterior_variances(example_fit, name):
 @pytest.mark.parametrize("name", COVERED)
 def test_metric_has_one_entry_per_unconstrained_parameter(name):
     """Stan's own count: the compiled model refuses a parameter vector of any other length."""
-    from stangen.backends.pystan import _load_services_module
+    from stangen.run.backends.httpstan_api import load_module
 
     program = build(SPECS / f"{name}.yaml")
     metric = initial_inverse_metric(program.description, program.stan_data, min_rows=0)
-    module = _load_services_module(get_backend("pystan").compile(program.code).handle.module_path)
+    module = load_module(get_backend("pystan").compile(program.code).handle.module_path)
     data = prepare_data(program.stan_data)
     assert np.isfinite(module.log_prob(data, list(np.zeros(len(metric))), True))
     with pytest.raises(RuntimeError, match="number of parameters"):
@@ -80,7 +80,7 @@ def parameter_sizes(code: str, stan_data: dict) -> dict[str, int]:
 
 def test_mixed_level_entries_follow_its_split():
     """A mixed level: its centered groups' variances, then its noncentered groups' divided by τ²."""
-    from stangen.parameterization import working_fit
+    from stangen.compiler.parameterization import working_fit
     from test_large_crossed import CROSSED, insteval_like  # students rating 1 to 60 lectures: s is mixed
 
     program = build(CROSSED, insteval_like())

@@ -16,7 +16,7 @@ import arviz as az
 import numpy as np
 import pandas as pd
 
-from ..errors import Problem, UserError
+from ..core.errors import Problem, UserError
 
 if TYPE_CHECKING:
     from ..fitting import Fit

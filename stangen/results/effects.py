@@ -17,9 +17,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from ..encoding import encode_rows
-from ..errors import Problem, UserError
-from ..predict import _aux_draws, linear_predictor
+from ..compiler.encoding import group_keys
+from ..compiler.new_rows import encode_rows
+from ..core.errors import Problem, UserError
+from .figures import plt, save, title
+from .predict import aux_draws, linear_predictor
 
 if TYPE_CHECKING:
     from ..fitting import Fit
@@ -65,8 +67,7 @@ def _reference_row(fit: "Fit", frame: pd.DataFrame) -> dict:
             row[v] = categories[v][0] if v in d.categorical else float(frame[v].astype(float).mean())
     if d.trials:
         row[d.trials] = 1  # the expected share of successes per trial
-    if d.residuals is not None and d.residuals.sd_by:
-        row[d.residuals.sd_by] = fit.program.data.sigma_labels[0]
+    row.update(d.residuals.reference_values(fit.program.data.sigma_labels))
     return row
 
 
@@ -96,7 +97,7 @@ def _expected(fit: "Fit", grid: pd.DataFrame) -> np.ndarray:
             if len(values) > known:
                 values[known:] = 0.0 if gp.categorical else values[:known].mean(axis=0)
     eta = linear_predictor(fit, rows, "population", np.random.default_rng(0))
-    return fit.description.family.expected(eta, _aux_draws(fit, rows), rows.trials)
+    return fit.description.family.expected(eta, aux_draws(fit, rows), rows.trials)
 
 
 def effects_table(fit: "Fit", predictor: str, by: str | None = None, groups: int = 0, level: str | None = None,
@@ -125,7 +126,6 @@ def effects_table(fit: "Fit", predictor: str, by: str | None = None, groups: int
 
 
 def _group_lines(fit, frame, predictor, level, groups, values, reference, seed) -> pd.DataFrame:
-    from ..data import group_keys
     d = fit.description
     lv = d.level(level)
     keys = group_keys(lv, d, frame)
@@ -146,7 +146,6 @@ def _group_lines(fit, frame, predictor, level, groups, values, reference, seed) 
 def plot_effects(fit: "Fit", predictor: str, path: str | Path, by: str | None = None, groups: int = 0,
                  level: str | None = None, data: pd.DataFrame | None = None) -> Path:
     """The effects plot as a PNG (see effects_table); the training data as points behind the lines."""
-    from .plots import _save, _title, plt
     table = effects_table(fit, predictor, by=by, groups=groups, level=level, data=data)
     d = fit.description
     frame = fit.training_data(data)
@@ -170,7 +169,7 @@ def plot_effects(fit: "Fit", predictor: str, path: str | Path, by: str | None = 
         (" (category number)" if d.family.ordinal else "")
     ax.set_xlabel(predictor)
     ax.set_ylabel(ylabel)
-    ax.set_title(f"{_title(fit)}: {d.outcome} against {predictor}, other predictors at their reference values",
+    ax.set_title(f"{title(fit)}: {d.outcome} against {predictor}, other predictors at their reference values",
                  fontsize=11, loc="left")
     ax.legend(fontsize=8, loc="best")
-    return _save(fig, path)
+    return save(fig, path)

@@ -27,7 +27,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Union
 
-from ..model import LevelDescription, ModelDescription
+from ..compiler.model import LevelDescription, ModelDescription
 
 INDEX_LETTERS = "jklmnpqrst"
 DEVIATION_LETTERS = "uvwrsabcdh"
@@ -227,12 +227,12 @@ def equations(desc: ModelDescription, columns: dict[str, list[str]] | None = Non
     if family.additive_errors:
         eps = Sym("ε", ix.obs)
         level1.equations.append(Equation((y, " = ", *linear, " + ", eps)))
-        res = desc.residuals
-        sigma = Sym("σ", f"g({ix.obs})") if res is not None and res.sd_by else Sym("σ")
-        if res is not None and res.correlation:  # the error process, as nlme writes it
-            t = res.time
-            level1.equations.append(Equation((eps, " = ", sigma, "·a", ",  a: within each ", res.level, ", a ",
-                                              res.label, " process in ", t, " with variance 1")))
+        sigma = Sym("σ", desc.residuals.sigma_subscript(ix.obs))
+        process = desc.residuals.error_process()
+        if process is not None:  # the error process, as nlme writes it
+            level, label, t = process
+            level1.equations.append(Equation((eps, " = ", sigma, "·a", ",  a: within each ", level, ", a ",
+                                              label, " process in ", t, " with variance 1")))
             level1.equations.append(Equation(("corr(a(", t, "), a(", t, "′)) = φ^|", t, " − ", t, "′|")))
         else:
             level1.equations.append(Equation((eps, " ~ N(0, ", Sym("σ", sigma.sub, "2"), ")")))
@@ -288,14 +288,12 @@ def equations(desc: ModelDescription, columns: dict[str, list[str]] | None = Non
     where.append(f"y: {desc.outcome}" + (f" (successes out of {desc.trials} trials)" if desc.trials else ""))
     where.append(_index_meaning(desc, ix))
     where += gamma_meaning
-    if desc.family.additive_errors and desc.residuals is not None and desc.residuals.sd_by:
-        where.append(f"σ_g: sigma(…), the residual sd of each value g of {desc.residuals.sd_by}")
+    if desc.family.additive_errors and desc.residuals.where_sigma():
+        where.append(desc.residuals.where_sigma())
     elif desc.family.additive_errors:
         where.append("σ: sigma, the residual sd")
     where += [f"{a.name}: the {a.meaning}" for a in desc.family.aux if not desc.family.additive_errors]
-    if desc.residuals is not None and desc.residuals.correlation:
-        where.append(f"φ: phi, the correlation of a {desc.residuals.level}'s errors one {desc.residuals.time} unit "
-                     "apart")
+    where += desc.residuals.where_own()
     for lv in [lv for tree in ix.trees for lv in tree]:
         dev = ix.deviation[lv.name]
         if lv.kind == "intercept":

@@ -45,7 +45,7 @@ def _sd(fit: "Fit", level, k: int) -> np.ndarray:
 
 
 def residual_variance(fit: "Fit") -> np.ndarray:
-    """The residual variance per draw, on the latent scale where the family has one (stangen/families.py)."""
+    """The residual variance per draw, on the latent scale where the family has one (stangen/core/families.py)."""
     d = fit.description
     intercept_var = sum(_sd(fit, lv, 0) ** 2 for lv in d.levels if lv.coefficients[0].name == INTERCEPT)
     return d.family.latent_residual_variance(fit, intercept_var)
@@ -69,13 +69,13 @@ def pooling(fit: "Fit") -> dict[str, np.ndarray]:
     if s2 is None:  # not defined for this family
         return out
     for lv in fit.description.levels:
-        idx = np.asarray(data[f"idx_{lv.stan}"]) - 1
+        idx = np.asarray(data[lv.index_key]) - 1
         n_groups = len(fit.program.data.labels[lv.name])
         for k, c in enumerate(lv.coefficients):
             if c.term is None:
                 information = np.bincount(idx, minlength=n_groups).astype(float)
             else:
-                x = np.asarray(data[f"x_{c.term.stan}"], dtype=float)
+                x = np.asarray(data[c.term.values_key], dtype=float)
                 counts = np.maximum(np.bincount(idx, minlength=n_groups), 1)
                 means = np.bincount(idx, weights=x, minlength=n_groups) / counts
                 information = np.bincount(idx, weights=(x - means[idx]) ** 2, minlength=n_groups)
@@ -98,20 +98,14 @@ def design_effects(fit: "Fit") -> dict[str, np.ndarray]:
         # two observations in one group of a nested level also share its ancestors' groups: their correlation
         # is the level's variance share plus its ancestors'
         rho = shares[level.name] + sum(shares.get(a, 0.0) for a in level.ancestors)
-        sizes = np.bincount(np.asarray(data[f"idx_{level.stan}"]) - 1).astype(float)
+        sizes = np.bincount(np.asarray(data[level.index_key]) - 1).astype(float)
         mean_size, weighted_size = sizes.mean(), (sizes ** 2).sum() / n
         out[f"design effect({level.name})"] = deff = 1 + (mean_size - 1) * rho
         out[f"effective N({level.name})"] = n / deff
         if not np.isclose(mean_size, weighted_size):
             out[f"design effect({level.name}, size-weighted)"] = deff_w = 1 + (weighted_size - 1) * rho
             out[f"effective N({level.name}, size-weighted)"] = n / deff_w
-    res = fit.description.residuals
-    if res is not None and res.correlation:
-        phi = fit.posterior["phi"].values.reshape(-1)
-        rho = phi[:, None] ** np.asarray(data["gap"], dtype=float)[None, :]
-        within = n - 2 * (rho / (1 + rho)).sum(axis=1)  # summed over all series
-        out[f"effective obs per series({res.level})"] = within / int(data["N_first"])
-        out[f"effective N within series({res.level})"] = within
+    out.update(fit.description.residuals.effective_observations(fit.posterior, data, n))
     return out
 
 

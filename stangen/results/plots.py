@@ -8,49 +8,32 @@ the path written (or None when the plot does not apply to the fit).
     effects.plot_effects(fit, "x", "plots/e.png")    expected outcome against a predictor (results/effects.py)
     all_plots(fit, "run/plots")                      all of them: {name: path or None}, with notes on skipped ones
 
-Matplotlib runs on the Agg backend unless pyplot was already set up (e.g. in a notebook); figures are
-closed after saving.
+Figures are drawn and saved as stangen.results.figures says (Agg unless pyplot is set up; closed after saving).
 """
 from __future__ import annotations
 
-import functools
 import math
-import sys
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import matplotlib
+import arviz as az
+import numpy as np
+import xarray as xr
 
-if "matplotlib.pyplot" not in sys.modules:
-    matplotlib.use("Agg")
-
-import arviz as az  # noqa: E402
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import xarray as xr  # noqa: E402
+from .effects import numeric_predictors, plot_effects
+from .figures import plt, quiet, save, title
+from .tables import coefficient_draws
 
 if TYPE_CHECKING:
     from ..fitting import Fit
 
-DPI = 100
 MAX_TRACE = 40  # population-level parameters in the trace plot
 MAX_PAIRS = 8  # hyperparameters in the pairs plot
 MAX_LABELS = 45  # group labels per caterpillar panel; more groups: every k-th label
 PPC_DRAWS = 100
 EFFECT_GROUPS = 25  # sampled groups' lines in the report's effects plot (the lecture's 25 girls)
 ENABLE_PPC = "stangen fit SPEC --generated y_rep"
-
-
-def _quiet(function):
-    """Hide ArviZ's deprecation noise from matplotlib (it is ArviZ's to fix, not the user's)."""
-    @functools.wraps(function)
-    def wrapper(*args, **kwargs):
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*alias_mapping to normalize_kwargs.*")
-            return function(*args, **kwargs)
-    return wrapper
 
 
 def _hyper_names(fit: "Fit") -> list[str]:
@@ -73,26 +56,9 @@ def _named_idata(fit: "Fit", names: list[str]) -> az.InferenceData:
     return az.InferenceData(**groups)
 
 
-def _save(fig, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    try:
-        fig.savefig(tmp, dpi=DPI, format="png")
-        tmp.replace(path)
-    finally:
-        plt.close(fig)
-        tmp.unlink(missing_ok=True)
-    return path
-
-
-def _title(fit: "Fit") -> str:
-    return fit.spec.name or fit.description.name
-
-
 # -- trace ------------------------------------------------------------------------------------
 
-@_quiet
+@quiet
 def trace(fit: "Fit", path: str | Path) -> Path:
     """Trace and density of every population-level parameter (intercept, coefficients, group-level predictor
     effects, sds, correlations, sigma), titled by its display name; divergent draws as red ticks."""
@@ -111,13 +77,13 @@ def trace(fit: "Fit", path: str | Path) -> Path:
             ax.tick_params(labelsize=8)
     fig = axes.flat[0].figure
     shown = f" (the first {len(names)} of {len(every)})" if len(names) < len(every) else ""
-    fig.suptitle(f"{_title(fit)}: population-level parameters{shown}", fontsize=12)
-    return _save(fig, path)
+    fig.suptitle(f"{title(fit)}: population-level parameters{shown}", fontsize=12)
+    return save(fig, path)
 
 
 # -- caterpillar ------------------------------------------------------------------------------
 
-@_quiet
+@quiet
 def caterpillar(fit: "Fit", level: str, path: str | Path, scale: str = "deviation") -> Path:
     """One panel per varying coefficient of `level`: each group's posterior mean, 50% and 95% intervals, groups
     sorted by their mean. scale="deviation": the deviation u from the group's predicted coefficient (lme4's
@@ -126,7 +92,6 @@ def caterpillar(fit: "Fit", level: str, path: str | Path, scale: str = "deviatio
     lv = fit.description.level(level)
     labels = [str(x) for x in fit.program.data.labels[lv.name]]
     if scale == "coefficient":
-        from .tables import coefficient_draws
         draws = coefficient_draws(fit, lv.name)
     elif scale == "deviation":
         draws = fit.posterior[f"u_{lv.stan}"].values
@@ -167,9 +132,9 @@ def caterpillar(fit: "Fit", level: str, path: str | Path, scale: str = "deviatio
         if k == 0:
             note = f", every {step}{_ordinal(step)} label" if step > 1 else ""
             ax.set_ylabel(f"{lv.name} ({n_groups} groups, sorted by posterior mean{note})", fontsize=9)
-    fig.suptitle(f"{_title(fit)}: {lv.name} effects\nposterior mean, 50% and 95% intervals; red: the 95% "
+    fig.suptitle(f"{title(fit)}: {lv.name} effects\nposterior mean, 50% and 95% intervals; red: the 95% "
                  f"interval excludes {'0' if scale == 'deviation' else 'the average'}", fontsize=10)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def _ordinal(n: int) -> str:
@@ -186,7 +151,7 @@ def pair_names(fit: "Fit") -> list[str]:
     return chosen[:MAX_PAIRS]
 
 
-@_quiet
+@quiet
 def pairs(fit: "Fit", path: str | Path) -> Path | None:
     """Scatter plots of every pair of hyperparameters with divergent transitions marked; funnels between a
     level's sd and the intercept, or ridges between sds, show up here. None when there are fewer than two."""
@@ -205,9 +170,9 @@ def pairs(fit: "Fit", path: str | Path) -> Path | None:
                             backend_kwargs={"layout": "constrained"})
     fig = np.asarray(axes).flat[0].figure
     divergent = int(idata.sample_stats["diverging"].values.sum()) if has_stats else 0
-    fig.suptitle(f"{_title(fit)}: hyperparameters — {divergent} divergent transition"
+    fig.suptitle(f"{title(fit)}: hyperparameters — {divergent} divergent transition"
                  f"{'' if divergent == 1 else 's'} (red)", fontsize=11)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 # -- posterior predictive check ---------------------------------------------------------------
@@ -216,7 +181,7 @@ def has_predictive(fit: "Fit") -> bool:
     return "posterior_predictive" in fit.idata.groups() and "y" in fit.idata.posterior_predictive
 
 
-@_quiet
+@quiet
 def ppc(fit: "Fit", path: str | Path) -> Path | None:
     """The observed outcome's distribution against PPC_DRAWS replicated data sets. None when the fit has no
     posterior predictive draws (fit with `--generated y_rep`)."""
@@ -227,10 +192,10 @@ def ppc(fit: "Fit", path: str | Path) -> Path | None:
     az.plot_ppc(fit.idata, var_names=["y"], num_pp_samples=min(PPC_DRAWS, n_draws), random_seed=1, ax=ax,
                 observed_rug=False)
     prior = fit.info.get("prior_only", False)
-    ax.set_title(f"{_title(fit)}: {'prior' if prior else 'posterior'} predictive check of {fit.description.outcome}",
+    ax.set_title(f"{title(fit)}: {'prior' if prior else 'posterior'} predictive check of {fit.description.outcome}",
                  fontsize=11, loc="left")
     ax.set_xlabel(fit.description.outcome)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 # -- all of them ------------------------------------------------------------------------------
@@ -250,7 +215,6 @@ def plot_files(fit: "Fit") -> dict[str, tuple[str, str]]:
         out[f"caterpillar_{lv.stan}"] = (f"caterpillar_{lv.stan}.png", f"Group effects: {lv.name}")
     out["pairs"] = ("pairs.png", "Pairs plot of the hyperparameters (divergent transitions in red)")
     out["ppc"] = ("ppc.png", "Posterior predictive check")
-    from .effects import numeric_predictors
     numeric = numeric_predictors(fit)
     if numeric:
         out["effects"] = (f"effects_{_file_stem(numeric[0])}.png",
@@ -267,8 +231,8 @@ def all_plots(fit: "Fit", out_dir: str | Path) -> PlotSet:
     out_dir = Path(out_dir)
     result = PlotSet()
     levels = {f"caterpillar_{lv.stan}": lv.name for lv in fit.description.levels}
-    for name, (file, title) in plot_files(fit).items():
-        result.titles[name] = title
+    for name, (file, heading) in plot_files(fit).items():
+        result.titles[name] = heading
         target = out_dir / file
         try:
             if name == "trace":
@@ -276,7 +240,6 @@ def all_plots(fit: "Fit", out_dir: str | Path) -> PlotSet:
             elif name in levels:
                 path = caterpillar(fit, levels[name], target)
             elif name == "effects":
-                from .effects import numeric_predictors, plot_effects
                 path = plot_effects(fit, numeric_predictors(fit)[0], target, groups=EFFECT_GROUPS)
             elif name == "pairs":
                 path = pairs(fit, target)
@@ -296,39 +259,3 @@ def all_plots(fit: "Fit", out_dir: str | Path) -> PlotSet:
         else:
             target.unlink(missing_ok=True)  # a stale plot of an earlier fit in the same run directory
     return result
-
-
-# -- simulation-based calibration (stangen.sbc) ---------------------------------------------------------
-
-def plot_sbc(result, path: str | Path) -> Path:
-    """Per population parameter: the rank histogram (grey: where 99% of bins fall under uniformity) and the
-    ECDF difference F(z) − z of the scaled ranks with its simultaneous 95% band (Säilynoja et al. 2022)."""
-    from scipy import stats as st
-    from ..sbc import ALPHA, simultaneous_band
-    params = list(result.table["parameter"])
-    n_rows = max(len(params), 1)
-    fig, axes = plt.subplots(n_rows, 2, figsize=(10, 2.1 * n_rows + 0.8), layout="constrained", squeeze=False)
-    rng = np.random.default_rng(0)
-    levels = result.thin_to + 1
-    for row, name in zip(axes, params):
-        ranks = result.ranks.loc[result.ranks["parameter"] == name, "rank"].to_numpy()
-        n = len(ranks)
-        from ..sbc import _grid
-        bins = _grid(levels, max(n // 5, 2), 20)
-        row[0].hist((ranks + 0.5) / levels, bins=bins, range=(0, 1), color="tab:blue", alpha=0.8)
-        lo, hi = st.binom.ppf([0.005, 0.995], n, 1 / bins)
-        row[0].axhspan(lo, hi, color="0.85", zorder=0)
-        row[0].set_title(f"{name}: ranks ({n} simulations)", fontsize=9, loc="left")
-        row[0].set_xlim(0, 1)
-        z, lower, upper = simultaneous_band(n, _grid(levels, max(n // 5, 5), 50), ALPHA / len(params), rng)
-        ecdf = np.searchsorted(np.sort((ranks + 0.5) / levels), z, side="right") / n
-        row[1].fill_between(z, lower / n - z, upper / n - z, color="0.85", step="mid")
-        row[1].plot(z, ecdf - z, color="tab:blue", drawstyle="steps-mid")
-        row[1].axhline(0, color="0.5", lw=0.8)
-        inside = bool(result.table.loc[result.table["parameter"] == name, "ECDF in band"].iloc[0])
-        row[1].set_title(f"ECDF difference, simultaneous band: {'inside' if inside else 'OUTSIDE'}", fontsize=9,
-                         loc="left", color="black" if inside else "tab:red")
-        for ax in row:
-            ax.tick_params(labelsize=8)
-    fig.suptitle(f"{result.spec_name}: simulation-based calibration — {'pass' if result.ok else 'FAIL'}", fontsize=11)
-    return _save(fig, path)

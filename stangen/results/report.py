@@ -26,8 +26,9 @@ import markupsafe
 import numpy as np
 import pandas as pd
 
-from . import equations as _equations
-from . import plots as _plots
+from ..core.version import VERSION
+from ..compiler.model import prior_targets
+from . import checks, equations as _equations, multilevel, plots as _plots, tables
 
 if TYPE_CHECKING:
     from ..fitting import Fit
@@ -109,7 +110,6 @@ def frame_table(frame: pd.DataFrame, index_name: str | None = None) -> Table:
 
 def prior_rows(fit: "Fit") -> Table:
     """One row per parameter (vector priors expanded): parameter, prior, where it came from."""
-    from ..model import prior_targets
 
     priors = fit.program.data.priors
     data = fit.program.data
@@ -235,7 +235,6 @@ def _section(report_errors: list[str], id_: str, title: str, build: Callable[[Se
 
 def build_report(fit: "Fit", run_dir: str | Path) -> Report:
     """Compute every part of the report and draw the plots into run_dir/plots/."""
-    from . import checks, multilevel, tables
 
     run_dir = Path(run_dir)
     errors: list[str] = []
@@ -344,10 +343,9 @@ def build_report(fit: "Fit", run_dir: str | Path) -> Report:
         facts.append(("sampling time", f"{info['sample_seconds']:.1f} s"))
     banner = ("These draws are from the prior (fitted with --prior-only): the data were not used."
               if info.get("prior_only") else "")
-    from .. import __version__
     return Report(title=f"{spec.name or desc.name}", description=spec.describe(), facts=facts, banner=banner,
                   sections=sections, plots=entries, plot_notes=notes, equations_text=eq_holder["text"],
-                  generated=f"{_dt.datetime.now().strftime('%Y-%m-%d %H:%M')} by stangen {__version__}",
+                  generated=f"{_dt.datetime.now().strftime('%Y-%m-%d %H:%M')} by stangen {VERSION}",
                   errors=errors)
 
 

@@ -18,7 +18,9 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from ..compiler.peers import formula
 from ..spec.validate import INTERCEPT
+from .multilevel import design_effects
 
 if TYPE_CHECKING:
     from ..fitting import Fit
@@ -104,17 +106,18 @@ def _interval(draws: np.ndarray, prob: float = 0.95) -> dict[str, float]:
             f"Q{100 * low:g}": np.quantile(flat, low), f"Q{100 * (1 - low):g}": np.quantile(flat, 1 - low)}
 
 
-def _population_coefficients(fit: "Fit") -> dict[str, str]:
-    """Coefficients and group-level effects: not the sds, correlations, the family's own parameters (sigma,
-    phi, nu, shape) or the residuals' phi — told apart by the Stan variable, not the display name."""
-    not_coefficients = {a.name for a in fit.description.family.aux} | {"phi"}
-    return {name: sel for name, sel in fit.parameters().items()
+def population_coefficients(description, parameters: dict[str, str]) -> dict[str, str]:
+    """Of a model's population-level parameters (display name → Stan selector, as Fit.parameters() gives
+    them), the coefficients and group-level effects: not the sds, correlations, the family's own parameters
+    (sigma, phi, nu, shape) or the residuals' phi — told apart by the Stan variable, not the display name."""
+    not_coefficients = {a.name for a in description.family.aux} | {"phi"}
+    return {name: sel for name, sel in parameters.items()
             if not sel.startswith(("sd_", "corr_")) and sel.partition("[")[0] not in not_coefficients}
 
 
 def fixef(fit: "Fit", prob: float = 0.95) -> pd.DataFrame:
     """Population-level coefficients (like brms::fixef): Estimate, Est.Error and the interval."""
-    rows = {name: _interval(fit.draws_of(sel), prob) for name, sel in _population_coefficients(fit).items()}
+    rows = {name: _interval(fit.draws_of(sel), prob) for name, sel in population_coefficients(fit.description, fit.parameters()).items()}
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis("coefficient")
 
 
@@ -147,7 +150,7 @@ def coefficient_draws(fit: "Fit", level_name: str) -> np.ndarray:
         total[..., k] += np.asarray(base)[..., None] if np.ndim(base) else base
         for e in c.effects:
             w = np.asarray(data[e.predictor.data], dtype=float)
-            center = np.asarray(data[f"{e.predictor.data}_center"], dtype=float)
+            center = np.asarray(data[e.predictor.center_key], dtype=float)
             raw = w + center
             gamma = fit.posterior[e.name].values
             if e.predictor.categorical:
@@ -184,10 +187,10 @@ def varcorr(fit: "Fit") -> pd.DataFrame:
                                  "sd": None, "cor": float(corr[..., a, b].mean())})
     if fit.description.family.residual_sd is not None:
         sigma = fit.posterior[fit.description.family.residual_sd.name].values
-        res = fit.description.residuals
-        if sigma.ndim == 3:  # residuals: sd_by — one row per value
+        by = fit.description.residuals.per_value_of(fit.description.family.residual_sd)
+        if by is not None:  # residuals: sd_by — one row per value
             for k, label in enumerate(fit.program.data.sigma_labels):
-                rows.append({"group": "Residual", "name": f"{res.sd_by}: {label}", "name2": None,
+                rows.append({"group": "Residual", "name": f"{by}: {label}", "name2": None,
                              "variance": float((sigma[..., k] ** 2).mean()), "sd": float(sigma[..., k].mean()),
                              "cor": None})
         else:
@@ -199,7 +202,6 @@ def varcorr(fit: "Fit") -> pd.DataFrame:
 def _design_effect_lines(fit: "Fit", n: int) -> list[str]:
     """'Design effect: school 2.31 [2.05, 2.60] (effective N 1020 of 2287)' and, with AR errors, the effective
     observations per series (stangen.results.multilevel.design_effects)."""
-    from .multilevel import design_effects
 
     draws = design_effects(fit)
     parts = []
@@ -211,14 +213,7 @@ def _design_effect_lines(fit: "Fit", n: int) -> list[str]:
             parts.append(f"{lv.name} {deff.mean():.2f} [{lo:.2f}, {hi:.2f}] "
                          f"(effective N {np.nanmean(eff_n):.0f} of {n})")
     lines = [f"Design effect: {'; '.join(parts)}"] if parts else []
-    res = fit.description.residuals
-    if res is not None and res.correlation:
-        per = draws[f"effective obs per series({res.level})"]
-        lo, hi = np.quantile(per, [0.025, 0.975])
-        series = int(fit.program.stan_data["N_first"])
-        lines.append(f"Effective obs per {res.level} series (AR errors): {per.mean():.2f} [{lo:.2f}, {hi:.2f}] "
-                     f"of {n / series:.2f}")
-    return lines
+    return lines + fit.description.residuals.effective_observation_lines(draws, fit.program.stan_data, n)
 
 
 def _auxiliary_text(fit: "Fit", digits: int = 3) -> list[str]:
@@ -249,32 +244,14 @@ def _auxiliary_text(fit: "Fit", digits: int = 3) -> list[str]:
 def residual_structure_text(fit: "Fit", digits: int = 3) -> list[str]:
     """nlme's blocks for the errors' structure: 'Correlation Structure' (phi) and 'Variance function'
     (each value's sd relative to the first's); [] for independent errors with one sd."""
-    res = fit.description.residuals
-    if res is None:
-        return []
-    lines = []
-    if res.correlation:
-        phi = fit.posterior["phi"].values
-        lo, hi = np.quantile(phi, [0.025, 0.975])
-        lines += ["", f"Correlation Structure: {res.label}", f" Formula: {res.formula()}",
-                  " Parameter estimate (posterior mean, 95% interval):",
-                  f"  Phi {phi.mean():.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"]
-    if res.sd_by:
-        sigma = fit.posterior["sigma"].values
-        ratio = sigma / sigma[..., :1]
-        labels = fit.program.data.sigma_labels
-        rows = [tuple(labels), tuple(f"{ratio[..., k].mean():.{digits}f}" for k in range(len(labels)))]
-        lines += ["", "Variance function:", " Structure: Different standard deviations per stratum",
-                  f" Formula: ~1 | {res.sd_by}", " Parameter estimates (sd relative to the first, posterior means):"]
-        lines += _columns(rows, left=0)
-    return lines
+    return fit.description.residuals.printout(fit.posterior, fit.program.data.sigma_labels, digits,
+                                              lambda rows, left: _columns(rows, left=left))
 
 
 # -- lme4's printout --------------------------------------------------------------------------
 
 def lme4_formula(fit: "Fit") -> str:
-    """The model in lme4 syntax, e.g. 'Reaction ~ Days + (Days | Subject)' (stangen.peers.formula)."""
-    from ..peers import formula
+    """The model in lme4 syntax, e.g. 'Reaction ~ Days + (Days | Subject)' (stangen.compiler.peers.formula)."""
     return formula(fit.description)
 
 

@@ -20,8 +20,10 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from ..errors import Problem, SpecError
-from .validate import INTERCEPT, suggest
+from ..core.errors import Problem, SpecError, suggest
+from ..core.families import FAMILIES
+from ..core.frames import is_numeric
+from .validate import INTERCEPT
 
 # calls a formula may wrap a variable in, and what each means for the spec
 FACTOR_CALLS = ("factor", "as.factor")             # categorical
@@ -359,7 +361,6 @@ def to_long_form(parsed: ParsedFormula, frame=None, family: str | None = None,
     keys: dict = {"outcome": parsed.outcome}
     if parsed.trials:
         # cbind(s, n - s): successes of trials, the family that takes trials unless another is given
-        from ..families import FAMILIES
         takers = [name for name, f in FAMILIES.items() if f.takes_trials]
         written = f"cbind({parsed.outcome}, {parsed.trials} - {parsed.outcome})"
         keys["trials"] = parsed.trials
@@ -388,7 +389,7 @@ def to_long_form(parsed: ParsedFormula, frame=None, family: str | None = None,
         text = _term_text(term)
         for comp in term:
             if comp.categorical and comp.column not in categorical and (
-                    frame is None or _is_numeric(frame, comp.column)):
+                    frame is None or _numeric_column(frame, comp.column)):
                 categorical.append(comp.column)
             if comp.reference is not None:
                 reference[comp.column] = comp.reference
@@ -551,9 +552,8 @@ def _check_columns(parsed: ParsedFormula, frame, problems: list[Problem]) -> Non
             problems.append(_problem(f"'{name}' is not a column of the data{hint}"))
 
 
-def _is_numeric(frame, column: str) -> bool:
-    import pandas as pd
-    return column in frame.columns and pd.api.types.is_numeric_dtype(frame[column])
+def _numeric_column(frame, column: str) -> bool:
+    return column in frame.columns and is_numeric(frame[column])
 
 
 def _lean_level(level: dict) -> dict:

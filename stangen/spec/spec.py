@@ -10,8 +10,10 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from ..errors import Problem, SpecError
-from ..families import DEFAULT as DEFAULT_FAMILY
+from ..core.errors import Problem, SpecError
+from ..core.families import DEFAULT as DEFAULT_FAMILY, get_family
+from ..core.frames import read_csv
+from .formula import expand
 from .validate import INTERCEPT, used_columns, validate
 from .yaml_io import dump_yaml, read_yaml
 
@@ -84,7 +86,7 @@ class Spec:
     name: str | None = None
     data: str | None = None
     missing: str = "error"  # rows with a missing value in a used column: error | drop
-    # the level-1 errors' structure: {correlation: ar1|car1, time, level, sd_by} (stangen/residuals.py)
+    # the level-1 errors' structure: {correlation: ar1|car1, time, level, sd_by} (stangen/core/residuals.py)
     residuals: Mapping[str, str | None] | None = None
     order: Sequence[str | int | float] | None = None  # an ordinal outcome's categories, lowest first
     # the lme4 formula the spec was written as (`formula:`), and its translation (stangen.spec.formula.LongForm:
@@ -178,7 +180,6 @@ class Spec:
 
     def to_yaml(self) -> str:
         data = self.to_dict()
-        from ..families import get_family
         ordinal = get_family(self.family).ordinal  # cutpoints take the intercept's place: it is always false
         defaults = {"family": DEFAULT_FAMILY, "intercept": not ordinal, "missing": "error"}
         lean = {k: v for k, v in data.items() if v not in (None, [], {}) and defaults.get(k, object()) != v}
@@ -249,13 +250,10 @@ FORMULA_KEYS = ("outcome", "trials", "predictors", "levels", "intercept", "categ
 
 def _from_formula(raw: Mapping, data, base_dir: Path | None, lines, source) -> tuple[dict, str, Any]:
     """A raw spec with `formula:` in long form, read against the data (the given data, else `data:`)."""
-    from .formula import expand
     frame = data
     if frame is not None and not hasattr(frame, "columns"):
-        from ..data import read_csv
         frame = read_csv(frame)
     elif frame is None and isinstance(raw.get("data"), str):
-        from ..data import read_csv
         frame = read_csv(resolve_data_path(raw["data"], base_dir))
     try:
         long_form, translation = expand(raw, frame, lines)

@@ -5,12 +5,12 @@ The normalized form has every default filled in and the canonical shape of each 
 """
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping
 
-from ..errors import Problem
-from ..families import DEFAULT as DEFAULT_FAMILY
-from ..families import FAMILIES as _FAMILIES
+from ..core import residuals
+from ..core.errors import Problem, suggest
+from ..core.families import DEFAULT as DEFAULT_FAMILY
+from ..core.families import FAMILIES as _FAMILIES
 from .priors import parse_prior
 
 FAMILIES = tuple(_FAMILIES)
@@ -18,12 +18,8 @@ TOP_KEYS = ("name", "data", "formula", "family", "outcome", "trials", "predictor
             "reference", "intercept", "levels", "priors", "sampler", "missing", "residuals", "order")
 # rows with a missing value in a column the model uses: an error (default), or dropped (lme4's na.omit)
 MISSING_POLICIES = ("error", "drop")
-# the level-1 errors: correlated in time within a level's groups (nlme corAR1 / corCAR1), and/or one sd per
-# value of a column (nlme varIdent); see stangen/residuals.py
-RESIDUAL_KEYS = ("correlation", "time", "level", "sd_by")
-CORRELATIONS = ("ar1", "car1")
 LEVEL_KEYS = ("id", "within", "varying", "correlated", "predictors", "means", "unique_labels", "parameterization")
-# how a level's group effects are sampled; auto decides from the data (stangen/parameterization.py)
+# how a level's group effects are sampled; auto decides from the data (stangen/compiler/parameterization.py)
 PARAMETERIZATIONS = ("auto", "centered", "noncentered", "mixed", "integrated")
 PRIOR_CLASSES = {"intercept": "coefficient", "coefficients": "coefficient", "sd": "scale",
                  "correlation": "correlation"}  # and the family's auxiliary parameters (sigma, …)
@@ -34,11 +30,6 @@ SAMPLER_KEYS = {
     "max_treedepth": (int, 1, 30), "init": (float, 0, None), "threads_per_chain": (int, 1, None),
 }
 INTERCEPT = "intercept"
-
-
-def suggest(word: str, options) -> str:
-    close = difflib.get_close_matches(str(word), list(options), n=1, cutoff=0.6)
-    return f"; did you mean '{close[0]}'?" if close else ""
 
 
 def term_variables(term: str) -> list[str]:
@@ -159,9 +150,8 @@ def validate(raw: object, lines: Mapping[str, int] | None = None) -> tuple[dict,
     spec["reference"] = _check_reference(c, raw.get("reference"), used_vars)
     spec["priors"] = _check_priors(c, raw.get("priors"), terms, spec["levels"], known)
     spec["sampler"] = _check_sampler(c, raw.get("sampler"))
-    spec["residuals"] = _check_residuals(c, raw.get("residuals"), known, spec["levels"], outcome)
-    if spec["residuals"] and spec["residuals"]["sd_by"]:
-        used_vars.add(spec["residuals"]["sd_by"])
+    spec["residuals"] = residuals.check_spec(c, raw.get("residuals"), known, spec["levels"], outcome, suggest)
+    used_vars.update(residuals.spec_variables(spec["residuals"]))
     missing = raw.get("missing", "error")
     spec["missing"] = missing if missing in MISSING_POLICIES else None  # None: unknown, so not applied
     if spec["missing"] is None:
@@ -203,10 +193,8 @@ def used_columns(spec: Mapping) -> dict[str, str]:
     for i, term in enumerate(spec.get("predictors") or ()):
         for var in term_variables(term):
             used.setdefault(var, f"predictors[{i}]")
-    residuals = spec.get("residuals") or {}
-    for key in ("time", "sd_by"):
-        if residuals.get(key):
-            used.setdefault(residuals[key], f"residuals.{key}")
+    for column, path in residuals.spec_columns(spec.get("residuals")).items():
+        used.setdefault(column, path)
     for name, level in (spec.get("levels") or {}).items():
         used.setdefault(level["id"], f"levels.{name}.id")
         for coef, predictors in level["varying"].items():
@@ -330,7 +318,7 @@ def _check_nesting(c: _Checker, levels: dict[str, dict]) -> None:
 def _check_integrated(c: _Checker, levels: dict[str, dict]) -> None:
     """`parameterization: integrated` fits one structure: a top-level level varying only its intercept,
     without group-level predictors, over exactly one nested level that varies only its intercept and is
-    sampled centered (stangen/parameterization.py, _integrate_parents)."""
+    sampled centered (stangen/compiler/parameterization.py, _integrate_parents)."""
     for name, level in levels.items():
         if level.get("parameterization") != "integrated":
             continue
@@ -358,7 +346,7 @@ def _check_integrated(c: _Checker, levels: dict[str, dict]) -> None:
 
 def _check_mixed(c: _Checker, levels: dict[str, dict]) -> None:
     """`parameterization: mixed` (each group centered or noncentered by its own data) is built for levels that
-    vary only their intercept (stangen/parameterization.py)."""
+    vary only their intercept (stangen/compiler/parameterization.py)."""
     for name, level in levels.items():
         if level.get("parameterization") == "mixed" and list(level["varying"]) != [INTERCEPT]:
             c.add(f"levels.{name}.parameterization", "'mixed' is available for a level that varies only its "
@@ -417,53 +405,6 @@ def _check_priors(c: _Checker, value, terms, levels, family) -> dict[str, str]:
             c.add(f"priors.{key}", problem)
         else:
             out[key] = text.strip()
-    return out
-
-
-def _check_residuals(c: _Checker, value, family, levels: dict, outcome) -> dict | None:
-    """`residuals:` → {correlation, time, level, sd_by} (None where not given), or None without the key."""
-    if value is None:
-        return None
-    if not isinstance(value, Mapping):
-        c.add("residuals", f"must be a mapping ({', '.join(RESIDUAL_KEYS)}), got {value!r}")
-        return None
-    c.keys(value, RESIDUAL_KEYS, "residuals")
-    out = {"correlation": None, "time": None, "level": None, "sd_by": None}
-    correlation = value.get("correlation")
-    if correlation is not None and correlation not in CORRELATIONS:
-        c.add("residuals.correlation", f"unknown correlation {correlation!r}{suggest(str(correlation), CORRELATIONS)} "
-                                       "(allowed: ar1 — integer times, gaps allowed; car1 — real-valued times)")
-    else:
-        out["correlation"] = correlation
-    out["time"] = c.string(value.get("time"), "residuals.time")
-    out["sd_by"] = c.string(value.get("sd_by"), "residuals.sd_by")
-    out["level"] = c.string(value.get("level"), "residuals.level")
-    if family is not None and not family.residual_structures:
-        having = [f.name for f in _FAMILIES.values() if f.residual_structures]
-        c.add("residuals", f"residual structures are for family {' or '.join(having)} only (this spec's family is "
-                           f"{family})")
-    if correlation is None and out["sd_by"] is None and "correlation" not in value:
-        c.add("residuals", "gives neither `correlation` nor `sd_by`: nothing to change about the residuals")
-    if out["correlation"]:
-        if out["time"] is None and "time" not in value:
-            c.add("residuals.time", f"`correlation: {correlation}` needs `time:`, the column of each observation's "
-                                    "time within its series")
-        if out["level"] is None and "level" not in value:
-            if len(levels) == 1:
-                out["level"] = next(iter(levels))
-            else:
-                c.add("residuals.level", "which level's groups are the series? With "
-                                         f"{'no levels' if not levels else 'several levels'}, `level:` is required"
-                                         + (f" (levels: {', '.join(levels)})" if levels else ""))
-        elif out["level"] is not None and out["level"] not in levels:
-            c.add("residuals.level", f"no level named '{out['level']}'{suggest(out['level'], levels)} "
-                                     f"(levels: {', '.join(levels) or 'none'})")
-            out["level"] = None
-    elif (out["time"] is not None or out["level"] is not None) and "correlation" not in value:
-        c.add("residuals", "`time` and `level` describe correlated errors: give `correlation: ar1` or `car1` too")
-    for key in ("time", "sd_by"):
-        if out[key] is not None and out[key] == outcome:
-            c.add(f"residuals.{key}", "the outcome cannot be used here")
     return out
 
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import yaml
 
-from ..errors import Problem, SpecError
+from ..core.errors import Problem, SpecError
 
 
 def read_yaml(path: str | Path) -> tuple[object, dict[str, int]]:

@@ -1,0 +1,469 @@
+"""Choosing each level's parameterization (`parameterization: auto`) from the data, before compiling.
+
+Sampling a level's group effects *centered* (the groups' coefficients are parameters, drawn around their
+predicted values) mixes well when each group's data pin its coefficient down better than the group-level
+distribution does; *noncentered* (standardized effects z, scaled by the sds) mixes well in the opposite
+case (Papaspiliopoulos, Roberts & Sköld 2007: for a normal hierarchy the centered sampler's convergence
+rate is (σ²/n)/(τ² + σ²/n), the noncentered one's τ²/(τ² + σ²/n), so centered wins when n·τ²/σ² > 1).
+
+The rule, per level: estimate τ² (each varying coefficient's group variance) and σ² by a few sweeps of a
+moment/EM estimator over all levels (a working normal model on the link scale for non-normal families);
+compute for every group and coefficient the information ratio
+
+    I_jc = τ_c² · (data precision about group j's coefficient c)
+
+where the data precision is n_j/σ² for an intercept, Σ_i x_i²/σ² for a slope (x as the level multiplies
+it), and, for a level whose groups contain groups of a nested level varying the same coefficient, the
+precision of the children's mean (1 / (τ_child²/m_j + 1/precision)). The level is centered when the
+median over groups of min_c I_jc exceeds THRESHOLD (1, where the two rates are equal).
+
+A level with few groups may not be decidable: its τ² is then so uncertain that the posterior holds both
+regions, where centered groups sit in a funnel and where noncentered ones lie along a curved ridge. The
+90% interval of the information ratio is (1 + I)·(J − 1)/χ²_{J−1} − 1 (the between-group mean square of J
+balanced groups is (τ² + σ²/n)·χ²_{J−1}/(J − 1)); when it reaches below THRESHOLD/2 and above 2·THRESHOLD,
+the level is *undecided*: it keeps the form its estimate points to, and the sampler's adapt_delta is raised
+to UNDECIDED_ADAPT_DELTA (0.9) unless the spec or the caller sets it. Measured on pastes with its batch
+level noncentered (batch: I = 0.4 from 10 batches, interval 0–2.8): at adapt_delta 0.8, 10 of 20 seeds gave
+divergences (20 in all, at large sd_batch); at 0.9, 1 of 60 (one divergence); at 0.95, 2 of 60. (Pastes'
+batch level is now integrated out instead, see _integrate_parents: 0 of 60 at 0.8.)
+
+Crossed levels: the pooled intercept becomes the mean of one centered level's groups, the one whose groups'
+mean is least certain (largest τ²/J); another centered crossed level is drawn around 0, which is fine
+while its τ²/J is at most RIDGE (1/4) of that level's — otherwise the two means trade off along a ridge,
+and the crossed levels are sampled noncentered.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+from scipy.stats import chi2
+
+from .model import LevelDescription, ModelDescription, integrable_child
+
+THRESHOLD = 1.0
+SWEEPS = 30
+# an undecided level's interval reaches below THRESHOLD / UNDECIDED_FACTOR and above THRESHOLD * UNDECIDED_FACTOR
+UNDECIDED_FACTOR = 2.0
+UNDECIDED_ADAPT_DELTA = 0.9
+
+
+@dataclass(frozen=True)
+class Choice:
+    level: str
+    parameterization: str  # centered | noncentered
+    how: str  # "auto" or "spec"
+    information: float | None  # median over groups of the smallest information ratio (auto only)
+    reason: str
+    # the order in which centered levels are offered the pooled coefficients as their groups' mean
+    # (0 first): by decreasing τ²/J (see model._link_levels)
+    pooled_rank: int = 0
+    # 90% interval of the information ratio, from the number of groups (auto only)
+    interval: tuple[float, float] | None = None
+    # the level the spec crosses this one with, but whose groups each hold all of this level's rows of a
+    # group (lecturers within departments): sampled as nested there (see implied_nesting)
+    nested_in: str | None = None
+    # mixed: the groups (1-based) sampled centered; the others are noncentered
+    centered_groups: tuple[int, ...] | None = None
+
+    @property
+    def label(self) -> str:
+        """'d centered within dept': the level, its form and an implied parent."""
+        split = ""
+        if self.parameterization == "mixed" and self.centered_groups is not None:
+            split = f" ({len(self.centered_groups)} groups centered, the others noncentered)"
+        return f"{self.level} {self.parameterization}{split}" + (f" within {self.nested_in}" if self.nested_in else "")
+
+    @property
+    def undecided(self) -> bool:
+        """The data cannot tell whether this level is data-rich or data-poor (see the module docstring)."""
+        return bool(self.how == "auto" and self.parameterization != "integrated" and self.interval is not None
+                    and self.interval[0] < THRESHOLD / UNDECIDED_FACTOR
+                    and self.interval[1] > THRESHOLD * UNDECIDED_FACTOR)
+
+    def to_dict(self) -> dict:
+        return {"level": self.level, "parameterization": self.parameterization, "how": self.how,
+                "information": self.information, "reason": self.reason, "pooled_rank": self.pooled_rank,
+                "interval": None if self.interval is None else list(self.interval), "nested_in": self.nested_in,
+                "centered_groups": None if self.centered_groups is None else list(self.centered_groups)}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "Choice":
+        values = dict(values)
+        for key in ("interval", "centered_groups"):
+            if values.get(key) is not None:
+                values[key] = tuple(values[key])
+        return cls(**values)
+
+
+def information_interval(ratio: float, groups: int, level: float = 0.9) -> tuple[float, float]:
+    """Interval for a level's information ratio n·τ²/σ² estimated from `groups` groups: the between-group
+    mean square is (τ² + σ²/n)·χ²_{J−1}/(J − 1), so (1 + I) is known up to that factor."""
+    df = max(groups - 1, 1)
+    tail = (1 - level) / 2
+    low, high = ((1 + ratio) * df / chi2.ppf(q, df) - 1 for q in (1 - tail, tail))
+    return float(max(low, 0.0)), float(high)
+
+
+def suggested_adapt_delta(choices) -> float | None:
+    """adapt_delta to sample with when the spec and the caller leave it open: raised when a level is undecided."""
+    return UNDECIDED_ADAPT_DELTA if any(c.undecided for c in choices) else None
+
+
+def _working_response(desc: ModelDescription, data: dict) -> tuple[np.ndarray, np.ndarray, bool]:
+    """(z, w, estimate_sigma): a normal working model z_i ~ N(eta_i, σ²/w_i) around the pooled fit (the
+    family's, stangen/core/families.py)."""
+    y = np.asarray(data["y"], dtype=float)
+    return desc.family.working_response(y, np.asarray(data["trials"], dtype=float) if "trials" in data else None)
+
+
+def _design(level: LevelDescription, data: dict, n: int) -> np.ndarray:
+    """The values each varying coefficient multiplies at this level (N × q)."""
+    columns = []
+    for c in level.coefficients:
+        if c.term is None:
+            columns.append(np.ones(n))
+        else:
+            x = np.asarray(data[c.term.values_key], dtype=float)
+            columns.append(x - x.mean() if level.at_means else x)
+    return np.column_stack(columns)
+
+
+def information(desc: ModelDescription, data: dict) -> dict[str, np.ndarray]:
+    """Level → information ratios I_jc (groups × coefficients), from a quick moment/EM fit."""
+    return estimate(desc, data)[0]
+
+
+@dataclass(frozen=True)
+class WorkingFit:
+    """The quick moment/EM fit of the working normal model: what the information ratios, and a large fit's
+    initial metric (stangen/run/warmup.py), are computed from."""
+    ratios: dict[str, np.ndarray]  # level → information ratios I_jc (groups × coefficients)
+    uncertainty: dict[str, float]  # level → τ²/J of its first coefficient (how uncertain its groups' mean is)
+    sigma2: float  # the working residual variance (1 for families without one)
+    tau: dict[str, np.ndarray]  # level → the group-level covariance of its coefficients (q × q)
+    group_variance: dict[str, np.ndarray]  # level → each group's coefficient variances given the data (J × q)
+    pooled_variance: np.ndarray  # the pooled part's coefficients ([intercept,] X's columns): σ²·diag((BᵀWB)⁻¹)
+    weight: float  # Σ w, the working observations' total weight
+
+
+def estimate(desc: ModelDescription, data: dict) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+    """(information ratios per level, τ²/J of each level's first coefficient: how uncertain the mean of its
+    groups is) from a quick moment/EM fit."""
+    fit = working_fit(desc, data)
+    return fit.ratios, fit.uncertainty
+
+
+def working_fit(desc: ModelDescription, data: dict) -> WorkingFit:
+    """The quick moment/EM fit of the working normal model (see the module docstring)."""
+    z, w, estimate_sigma = _working_response(desc, data)
+    n = len(z)
+    # pooled part: weighted least squares on the intercept and the design matrix
+    base = [np.ones(n)] if desc.spans_intercept else []
+    if "X" in data and np.size(data["X"]):
+        base.append(np.asarray(data["X"], dtype=float).reshape(n, -1))
+    if base:
+        pooled = np.column_stack(base)
+        coef, *_ = np.linalg.lstsq(pooled * np.sqrt(w)[:, None], z * np.sqrt(w), rcond=None)
+        resid = z - pooled @ coef
+        unscaled = np.diagonal(np.linalg.pinv((pooled * w[:, None]).T @ pooled))
+    else:
+        resid = z.copy()
+        unscaled = np.zeros(0)
+    sigma2 = float(np.average(resid ** 2, weights=w)) if estimate_sigma else 1.0
+    levels = desc.levels
+    designs = {lv.name: _design(lv, data, n) for lv in levels}
+    index = {lv.name: np.asarray(data[lv.index_key], dtype=int) - 1 for lv in levels}
+    size = {lv.name: int(data[lv.groups_key]) for lv in levels}
+    fitted = {lv.name: np.zeros(n) for lv in levels}
+    tau = {}
+    for lv in levels:
+        # start small: a tenth of the residual variance, on each coefficient's scale
+        scale = np.mean(designs[lv.name] ** 2, axis=0)
+        tau[lv.name] = np.diag(0.1 * max(np.var(resid), 1e-12) / np.maximum(scale, 1e-12))
+    precision, hidden, group_variance = {}, {}, {}
+    for _ in range(SWEEPS):
+        for lv in levels:
+            Z, j, J = designs[lv.name], index[lv.name], size[lv.name]
+            q = Z.shape[1]
+            partial = resid - sum(fitted[o.name] for o in levels if o.name != lv.name)
+            # per group: A_j = Σ w z zᵀ / σ², c_j = Σ w z r / σ²
+            A = np.zeros((J, q, q))
+            for a in range(q):
+                for b in range(a, q):
+                    A[:, a, b] = A[:, b, a] = np.bincount(j, w * Z[:, a] * Z[:, b], minlength=J) / sigma2
+            cvec = np.column_stack([np.bincount(j, w * Z[:, a] * partial, minlength=J) for a in range(q)]) / sigma2
+            prior_precision = np.linalg.inv(tau[lv.name] + 1e-12 * np.eye(q))
+            V = np.linalg.inv(A + prior_precision[None])
+            mean = np.einsum("jab,jb->ja", V, cvec)
+            fitted[lv.name] = np.einsum("ia,ia->i", Z, mean[j])
+            tau[lv.name] = (np.einsum("ja,jb->ab", mean, mean) + V.sum(axis=0)) / J + 1e-10 * np.eye(q)
+            precision[lv.name] = A
+            group_variance[lv.name] = np.diagonal(V, axis1=1, axis2=2).copy()
+            hidden[lv.name] = float(np.einsum("jab,jba->", A, V)) * sigma2  # Σ_j tr(Z_jᵀWZ_j V_j)
+        if estimate_sigma:  # EM: the residuals' mean square plus what the effects' uncertainty hides
+            r = resid - sum(fitted.values())
+            sigma2 = max(float((np.sum(w * r ** 2) + sum(hidden.values())) / np.sum(w)), 1e-12)
+    out = {}
+    for lv in levels:
+        A = precision[lv.name]  # data precision about each group's coefficients (given the others)
+        data_precision = np.diagonal(A, axis1=1, axis2=2).copy()
+        for child in levels:  # a nested child varying the same coefficient adds its spread to the noise
+            if child.parent != lv.name:
+                continue
+            parent_of = np.zeros(size[child.name], dtype=int)
+            parent_of[index[child.name]] = index[lv.name]
+            m = np.bincount(parent_of, minlength=size[lv.name]).astype(float)
+            for k, c in enumerate(lv.coefficients):
+                kc = next((i for i, o in enumerate(child.coefficients) if o.name == c.name), None)
+                if kc is None:
+                    continue
+                child_var = tau[child.name][kc, kc]
+                with np.errstate(divide="ignore"):
+                    data_precision[:, k] = 1.0 / (child_var / np.maximum(m, 1.0) + 1.0 / np.maximum(
+                        data_precision[:, k], 1e-300))
+                if c.term is None:
+                    tau[lv.name][k, k] = _parent_variance(
+                        resid - sum(fitted[o.name] for o in levels if o.name not in (lv.name, child.name)),
+                        w, index[child.name], parent_of, child_var, sigma2)
+        out[lv.name] = np.diagonal(tau[lv.name])[None, :] * data_precision
+    return WorkingFit(out, {lv.name: float(tau[lv.name][0, 0]) / size[lv.name] for lv in levels}, sigma2, tau,
+                      group_variance, sigma2 * unscaled, float(np.sum(w)))
+
+
+def _parent_variance(partial, w, child_index, parent_of, child_var, sigma2) -> float:
+    """Moment estimate of a parent level's intercept variance from its children's means: the variance of the
+    parents' means of child means, less what the children's spread and the residual put into it. (The EM
+    sweeps above treat the levels one at a time and let the children soak up the parent's variance.)"""
+    n_child = np.bincount(child_index, weights=w)
+    child_mean = np.bincount(child_index, weights=w * partial) / np.maximum(n_child, 1e-300)
+    n_parent = parent_of.max() + 1
+    m = np.bincount(parent_of, minlength=n_parent).astype(float)
+    parent_mean = np.bincount(parent_of, weights=child_mean, minlength=n_parent) / np.maximum(m, 1.0)
+    noise = np.bincount(parent_of, weights=child_var + sigma2 / np.maximum(n_child, 1e-300),
+                        minlength=n_parent) / np.maximum(m, 1.0) ** 2
+    return float(max(np.var(parent_mean, ddof=1) - noise.mean(), 1e-10))
+
+
+def implied_nesting(desc: ModelDescription, data: dict, spec_levels) -> dict[str, str]:
+    """Levels the spec crosses whose groups lie within another level's groups in the data: level → that
+    level (the one with the most groups, when several contain it).
+
+    `(1 | d) + (1 | dept)` with every lecturer d in one department is the model of d nested in dept: the same
+    likelihood and priors (u_d ~ N(0, τ_d) plus v_dept is θ_d ~ N(v_dept, τ_d)). Crossed, the sampler sees
+    the intercept, the department effects and the lecturer effects trade off along a ridge (InstEval: max
+    R-hat 2.98, sd(dept) 1.64 against lme4's 0.083); nested, each lecturer is drawn around its department and
+    each department around the intercept. Only levels whose sampling is left to stangen (`auto`) are
+    rearranged; labels stay the level's own (they are unique: each sits in one parent)."""
+    top = [lv for lv in desc.levels if lv.parent is None and spec_levels[lv.name].parameterization == "auto"]
+    index = {lv.name: np.asarray(data[lv.index_key], dtype=int) - 1 for lv in top}
+    size = {lv.name: int(data[lv.groups_key]) for lv in top}
+    out: dict[str, str] = {}
+    for child in top:
+        containing = []
+        for parent in top:
+            if parent is child or size[parent.name] >= size[child.name]:
+                continue
+            first = np.full(size[child.name], -1)
+            first[index[child.name]] = index[parent.name]  # one of each child group's parent labels
+            if np.array_equal(first[index[child.name]], index[parent.name]):
+                containing.append(parent)
+        if containing:
+            out[child.name] = max(containing, key=lambda lv: size[lv.name]).name
+    return out
+
+
+def _nested_view(desc: ModelDescription, nesting: dict[str, str]) -> ModelDescription:
+    """The description with the implied nesting (parents, ancestors), for estimating and choosing."""
+    if not nesting:
+        return desc
+    parent = {lv.name: nesting.get(lv.name, lv.parent) for lv in desc.levels}
+
+    def ancestors(name):
+        chain, p = [], parent[name]
+        while p is not None:
+            chain.insert(0, p)
+            p = parent[p]
+        return tuple(chain)
+
+    return replace(desc, levels=tuple(replace(lv, parent=parent[lv.name], ancestors=ancestors(lv.name),
+                                              unique_labels=lv.unique_labels or lv.name in nesting)
+                                      for lv in desc.levels))
+
+
+# a level's groups are sampled each in its own form (mixed) when at least MIXED_SHARE of them are clearly
+# data-poor (information ratio below THRESHOLD / MIXED_MARGIN) and as many clearly data-rich (above
+# THRESHOLD * MIXED_MARGIN), among at least MIXED_MIN_GROUPS groups (fewer leave τ² too uncertain to tell a
+# group's side). Groups near THRESHOLD mix about as well either way, and a level mostly near it is better
+# left in one form: InstEval's students (29% below 1 but only 4% below 1/2) sampled mixed took 81 s of warmup
+# per chain against 50 s centered, at the same sampling cost (benchmarks/RESULTS.md).
+MIXED_SHARE = 0.1
+MIXED_MARGIN = 2.0
+MIXED_MIN_GROUPS = 20
+
+
+def group_split(desc: ModelDescription, data: dict, level: str) -> tuple[int, ...]:
+    """The groups of a mixed level to sample centered, computed from the data (see _centered_groups)."""
+    return _centered_groups(information(desc, data)[level][:, 0])
+
+
+def _centered_groups(ratios: np.ndarray) -> tuple[int, ...]:
+    """The groups (1-based) of a mixed level to sample centered: those whose information ratio exceeds
+    THRESHOLD."""
+    return tuple(int(j) for j in np.flatnonzero(ratios > THRESHOLD) + 1)
+
+
+def _spans_threshold(ratios: np.ndarray) -> bool:
+    """A level holding both clearly data-poor and clearly data-rich groups."""
+    return len(ratios) >= MIXED_MIN_GROUPS and np.mean(ratios < THRESHOLD / MIXED_MARGIN) >= MIXED_SHARE \
+        and np.mean(ratios > THRESHOLD * MIXED_MARGIN) >= MIXED_SHARE
+
+
+def choose(desc: ModelDescription, data: dict | None, spec_levels) -> dict[str, Choice]:
+    """Each level's parameterization: the spec's when it names one, else decided from the data (without
+    data: noncentered, and the pooled coefficients offered in the spec's order)."""
+    nesting = implied_nesting(desc, data, spec_levels) if data is not None else {}
+    desc = _nested_view(desc, nesting)
+    if data is None:
+        ratios, uncertainty = {}, {lv.name: 0.0 for lv in desc.levels}
+    else:
+        ratios, uncertainty = estimate(desc, data)
+    uncertainty = _with_nested(desc, uncertainty)
+    order = sorted(desc.levels, key=lambda lv: -uncertainty[lv.name])
+    rank = {lv.name: i for i, lv in enumerate(order)}
+    out = {}
+    for lv in desc.levels:
+        given = spec_levels[lv.name].parameterization
+        if given != "auto":
+            split = None
+            if given == "mixed" and data is not None:
+                split = _centered_groups(ratios[lv.name][:, 0])
+            out[lv.name] = Choice(lv.name, given, "spec", None, "set in the spec", rank[lv.name],
+                                  centered_groups=split)
+            continue
+        if data is None:
+            out[lv.name] = Choice(lv.name, "noncentered", "auto", None, "no data to decide from: noncentered",
+                                  rank[lv.name])
+            continue
+        value = float(np.median(ratios[lv.name].min(axis=1)))
+        centered = value > THRESHOLD
+        weakest = lv.coefficients[int(np.argmin(np.median(ratios[lv.name], axis=0)))].name
+        reason = (f"median information ratio n·τ²/σ² = {value:.2g} ({'above' if centered else 'at or below'} "
+                  f"{THRESHOLD:g}{'' if lv.n_coef == 1 else f'; weakest coefficient: {weakest}'}): "
+                  f"{'groups are data-rich' if centered else 'groups are data-poor'}")
+        out[lv.name] = Choice(lv.name, "centered" if centered else "noncentered", "auto", value, reason,
+                              rank[lv.name], information_interval(value, len(ratios[lv.name])))
+        group_ratios = ratios[lv.name][:, 0]
+        if lv.kind == "intercept" and _spans_threshold(group_ratios):
+            split = _centered_groups(group_ratios)
+            out[lv.name] = replace(out[lv.name], parameterization="mixed", centered_groups=split, reason=(
+                f"information ratios n_j·τ²/σ² from {group_ratios.min():.2g} to {group_ratios.max():.2g} "
+                f"(median {value:.2g}): the groups range from data-poor to data-rich, so each is sampled in its "
+                f"own form: {len(split)} centered (ratio above {THRESHOLD:g}), {len(group_ratios) - len(split)} "
+                "noncentered"))
+    # integrate first: an integrated parent's nested level then holds the intercept in its place, and the
+    # crossed-ridge rule weighs it against the other crossed levels
+    out = _center_under_integrated(desc, _crossed_ridges(desc, _integrate_parents(desc, out), uncertainty))
+    for name, parent in nesting.items():
+        out[name] = replace(out[name], nested_in=parent, reason=(
+            f"{out[name].reason}; sampled within {parent}: each {name} group lies within one {parent} group in "
+            f"the data (the same model as crossed)"))
+    for name, choice in out.items():
+        if choice.undecided:
+            out[name] = replace(choice, reason=(
+                f"{choice.reason}; but with {len(ratios[name])} groups its 90% interval {choice.interval[0]:.2g}–"
+                f"{choice.interval[1]:.2g} holds data-poor and data-rich values, so adapt_delta is raised to "
+                f"{UNDECIDED_ADAPT_DELTA:g} (unless set)"))
+    return out
+
+
+def _with_nested(desc: ModelDescription, uncertainty: dict[str, float]) -> dict[str, float]:
+    """How uncertain the mean of a level's group values is, nested levels below it included: a department's
+    lecturers' mean moves with the department effects' mean and with their own (τ²/J of each)."""
+    out = dict(uncertainty)
+
+    def total(lv) -> float:
+        return uncertainty[lv.name] + sum(total(child) for child in desc.levels if child.parent == lv.name)
+
+    for lv in desc.levels:
+        out[lv.name] = total(lv)
+    return out
+
+
+# a centered crossed level drawn around 0 stays centered only while the mean of its groups is this much
+# better determined (in variance, τ²/J) than that of the level holding the pooled intercept
+RIDGE = 0.25
+
+
+def _crossed_ridges(desc: ModelDescription, choices: dict[str, Choice], uncertainty: dict[str, float]):
+    """Crossed levels: only one centered level can have the pooled intercept as its groups' mean; another
+    centered one is drawn around 0, and its groups' mean then trades off against the intercept. When that
+    mean is about as uncertain as the intercept (few groups, large sd), the sampler crawls along the ridge
+    (seen: legislators, 8 parties × 6 chambers); noncentered, it does not."""
+    top = [lv for lv in desc.levels if lv.parent is None and lv.coefficients[0].term is None]
+    # an integrated level counts as centered: its nested level is drawn around the intercept in its place
+    centered = sorted((lv for lv in top if choices[lv.name].parameterization in ("centered", "mixed", "integrated")),
+                      key=lambda lv: choices[lv.name].pooled_rank)
+    if not desc.intercept or len(centered) < 2:
+        return choices
+    taker = centered[0]
+    ridges = [(lv, uncertainty[lv.name] / max(uncertainty[taker.name], 1e-300)) for lv in centered[1:]]
+    ridges = [(lv, ratio) for lv, ratio in ridges if ratio > RIDGE]
+    if not ridges:
+        return choices
+    # measured on legislators: noncentering the taker too mixes better than centering it alone
+    # (min bulk ESS 1039 vs 438 for 4 x 1000 draws)
+    other, ratio = ridges[0]
+    for lv in centered:
+        choice = choices[lv.name]
+        if choice.how == "auto" and choice.parameterization in ("centered", "mixed"):
+            choices[lv.name] = replace(choice, parameterization="noncentered", centered_groups=None, reason=(
+                f"{choice.reason}, but crossed levels {taker.name} and {other.name} have groups' means of "
+                f"similar uncertainty (τ²/J ratio {ratio:.2g}, above {RIDGE:g}): centered, one of them would "
+                f"trade off against the intercept along a ridge"))
+    return choices
+
+
+def _integrate_parents(desc: ModelDescription, choices: dict[str, Choice]) -> dict[str, Choice]:
+    """A data-poor intercept-only top level whose only nested level is a centered intercept-only level
+    (pastes: 10 batches, 3 casks each) is integrated out: given the children's intercepts its effects are
+    normal, so the program keeps only its sd and the children's intercepts, jointly normal within each
+    parent group. Neither of its own forms is safe there: noncentered, its posterior reaches sds where the
+    batches are data-rich (divergences at large sd_batch); centered, it has a funnel at small ones.
+    The same for such a level that is undecided (too few groups to tell): InstEval's 14 departments over
+    their lecturers, centered, gave 2 divergences in 4 × 1000 draws at adapt_delta 0.9."""
+    for lv in desc.levels:
+        choice, child = choices[lv.name], integrable_child(lv, desc.levels)
+        if choice.how != "auto" or not (choice.parameterization == "noncentered" or choice.undecided) \
+                or child is None or choices[child.name].parameterization != "centered":
+            continue
+        choices[lv.name] = replace(
+            choice, parameterization="integrated", centered_groups=None,
+            reason=f"{choice.reason}; its only nested level, {child.name}, is centered "
+                   f"and varies only the intercept, so the {lv.name} effects are integrated out of the model "
+                   f"(drawn afterwards, given the {child.name} intercepts): no {lv.name} effects to sample")
+    return choices
+
+
+def _center_under_integrated(desc: ModelDescription, choices: dict[str, Choice]) -> dict[str, Choice]:
+    """The level nested in an integrated one carries its effects: its intercepts must be parameters."""
+    for lv in desc.levels:
+        choice = choices[lv.name]
+        if lv.parent and choices[lv.parent].parameterization == "integrated" and choice.parameterization != "centered":
+            if choice.how != "auto":  # the spec validation rules this out
+                raise ValueError(f"{lv.name} is {choice.parameterization} under integrated {lv.parent} (stangen bug)")
+            choices[lv.name] = replace(choice, parameterization="centered", centered_groups=None, reason=(
+                f"{choice.reason}; centered all the same: {lv.parent} is integrated out over its intercepts"))
+    return choices
+
+
+def describe_options(choices) -> dict:
+    """What `model.describe` needs of the choices: parameterization, pooled_order, nested."""
+    return {"parameterization": {c.level: c.parameterization for c in choices},
+            "pooled_order": pooled_order(choices),
+            "nested": {c.level: c.nested_in for c in choices if c.nested_in}}
+
+
+def pooled_order(choices) -> list[str]:
+    """Level names in the order they are offered the pooled coefficients (model.describe's pooled_order)."""
+    return [c.level for c in sorted(choices, key=lambda c: c.pooled_rank)]

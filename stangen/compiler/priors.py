@@ -1,0 +1,110 @@
+"""Default priors, scaled to the data, and the numbers of every prior as Stan data.
+
+Defaults (weakly informative, in the spirit of rstanarm's autoscaling). With s_y the
+outcome's sd for gaussian models and 1 otherwise (logit and log scales), s_x the sd of a
+design column, and s_w the sd of a group-level predictor over groups:
+
+| parameter                         | default prior                                   |
+|-----------------------------------|-------------------------------------------------|
+| intercept (at predictor means)    | normal(m, 2.5·s_y); m = mean(y) gaussian, log(mean(y)) poisson, 0 logit |
+| coefficient of column x           | normal(0, 2.5·s_y / s_x)                        |
+| effect of group predictor w on the intercept | normal(0, 2.5·s_y / s_w)             |
+| effect of w on the slope of x     | normal(0, 2.5·s_y / (s_x·s_w))                  |
+| sigma (gaussian, student; lognormal: s_y of log y) | exponential(1 / s_y)             |
+| phi, shape, nu (other families)   | the family's (stangen/core/families.py): gamma(0.01, 0.01); nu gamma(2, 0.1) |
+| cutpoints (cumulative), each      | student_t(3, 0, 2.5), as brms (at the predictors' means)         |
+| sd of a varying intercept         | exponential(1 / s_y)                            |
+| sd of a varying slope of x        | exponential(s_x / s_y)                          |
+| correlation of varying effects    | lkj(2)                                          |
+
+A prior written in the spec is used exactly as written (no rescaling).
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..spec.priors import FAMILIES as PRIOR_FAMILIES
+from .model import ModelDescription, prior_targets, PriorTarget
+
+if TYPE_CHECKING:
+    from .encoding import Encoded
+
+DEFAULT_LKJ_ETA = 2.0
+COEF_SCALE = 2.5
+
+
+def _safe(sd: np.ndarray) -> np.ndarray:
+    """A zero sd (constant column; reported as a data problem elsewhere) must not become inf here."""
+    sd = np.atleast_1d(np.asarray(sd, dtype=float))
+    return np.where(sd > 0, sd, 1.0)
+
+
+def _slope_scale(encoded: "Encoded", term) -> float:
+    return 1.0 if term is None else float(_safe(np.std(encoded.slopes[term.name]))[0])
+
+
+def _default_args(target: PriorTarget, desc: ModelDescription, encoded: "Encoded",
+                  term_scales: dict[str, np.ndarray]) -> dict[str, np.ndarray | float]:
+    s_y, y_loc = desc.family.outcome_scale(np.asarray(encoded.outcome["y"], dtype=float))
+    role = target.role
+    if role == "intercept":
+        return {"location": y_loc, "scale": COEF_SCALE * s_y}
+    if role == "term":
+        s_x = _safe(term_scales[target.term.name])
+        return {"location": np.zeros_like(s_x), "scale": COEF_SCALE * s_y / s_x}
+    if role == "effect":
+        s_k = _slope_scale(encoded, target.coefficient.term)
+        values, _ = encoded.levels[target.level.name]["predictors"][target.effect.predictor.name]
+        s_w = _safe(np.std(np.asarray(values, dtype=float), axis=0))
+        return {"location": np.zeros_like(s_w), "scale": COEF_SCALE * s_y / (s_k * s_w)}
+    if role == "aux":  # the family's default (stangen/core/families.py): fixed numbers, or exponential(1 / s_y)
+        if target.aux.default_prior:
+            family, args = target.aux.default_prior
+            return dict(zip(PRIOR_FAMILIES[family][0], args))
+        return {"rate": 1.0 / s_y}
+    if role == "sd":
+        s_x = np.array([_slope_scale(encoded, c.term) for c in target.level.coefficients])
+        return {"rate": s_x / s_y}
+    if role == "correlation":
+        return {"eta": DEFAULT_LKJ_ETA}
+    raise ValueError(f"no default prior for role {role}")
+
+
+def prior_values(desc: ModelDescription, encoded: "Encoded") -> tuple[dict[str, object], dict[str, dict]]:
+    """The numbers of every prior: (Stan data entries prior_<key>_<arg>, what was used per prior key: param,
+    family, source, args), from the spec or defaults scaled to the encoded data."""
+    term_scales = encoded.term_scales(desc)
+    numbers: dict[str, object] = {}
+    used: dict[str, dict] = {}
+    for target in prior_targets(desc):
+        choice = target.choice
+        if choice.given is None:
+            args = _default_args(target, desc, encoded, term_scales)
+        else:
+            args = dict(choice.given.named_args)
+        shape = _length(target, desc, encoded)
+        values = {}
+        for name in choice.arg_names:
+            value = args[name]
+            if target.vector and target.role != "correlation":
+                value = np.broadcast_to(np.asarray(value, dtype=float), (shape,)).copy()
+            else:
+                value = float(np.asarray(value, dtype=float).reshape(-1)[0])
+            values[name] = value
+            numbers[target.data_name(name)] = value
+        used[target.key] = {"param": target.param, "family": choice.family, "source": choice.source, "args": values}
+    return numbers, used
+
+
+def _length(target: PriorTarget, desc: ModelDescription, encoded: "Encoded") -> int:
+    if target.role == "term":
+        return len(encoded.columns[target.term.name])
+    if target.role == "effect":
+        return len(encoded.levels[target.level.name]["predictors"][target.effect.predictor.name][1])
+    if target.role == "sd":
+        return target.level.n_coef
+    if target.role == "aux":
+        return desc.family.aux_length(target.aux, encoded.outcome)
+    return 1

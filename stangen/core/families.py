@@ -1,0 +1,722 @@
+"""Families: everything about a likelihood in one object, one registry of them.
+
+A `Family` owns its name and link; what a valid outcome is (with the row-naming error for each violation);
+its auxiliary parameters (sigma …: Stan declaration, prior class and default, meaning); its Stan pieces (the
+GLM function where Stan has one, else the vectorized lpdf/lpmf; the rng of y_rep; the pointwise
+log-likelihood); and its numpy hooks (inverse link, random draws for `simulate`, the working response of the
+`auto` parameterization, the latent residual variance of ICC and pooling). Nothing outside this module
+compares a family's name: the rest of stangen asks the family (tests/test_families.py greps for it).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from .errors import Problem, SpecError
+from .frames import is_numeric, label_text, rows_text, sort_labels
+
+if TYPE_CHECKING:
+    from ..fitting import Fit
+
+
+@dataclass(frozen=True)
+class AuxParameter:
+    """A family's parameter besides the linear predictor."""
+
+    name: str  # Stan name, prior key (`priors: {sigma: …}`) and the summary's name
+    declaration: str  # its Stan type: "real<lower=0>"
+    meaning: str  # in words: "residual sd"
+    prior_class: str = "scale"  # spec/priors.py class: which prior families it takes
+    # the default prior: (prior family, its numbers), as brms chooses them; None: exponential(1 / s_y)
+    default_prior: tuple[str, tuple[float, ...]] | None = None
+    size: str = ""  # a vector's Stan size (cutpoints: "K_cat - 1"); "" for a number
+    shown: str = ""  # a vector's elements are shown as shown[label] (cutpoint[1|2]); "" for a number
+    # a location on the linear predictor's scale (an ordinal model's cutpoints): with centered predictors the
+    # sampler's parameter is <name>_centered, at the predictors' means, and <name> at 0 is derived from it
+    moves_with_centering: bool = False
+    brms_class: str = ""  # the same parameter's prior class in brms ("" = its name)
+
+
+SIGMA = AuxParameter("sigma", "real<lower=0>", "residual sd")
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    link: str  # "identity" | "logit" | "log"
+    aux: tuple[AuxParameter, ...] = ()
+    takes_trials: bool = False  # binomial: `trials:` is required, and only here
+    residual_structures: bool = False  # `residuals:` (correlated errors, sd_by) apply
+    # Stan pieces: the vectorized density of `y | alpha` (GLM with X and beta when the model has pooled terms)
+    glm_function: str = ""  # e.g. normal_id_glm
+    density: str = ""  # e.g. normal (lpdf) or bernoulli_logit (lpmf)
+    discrete: bool = False  # an integer outcome (lpmf, array[N] int)
+    # the report's equations: y = linear predictor + ε (additive errors), else y ~ distribution(mean) with
+    # link(mean) = linear predictor
+    additive_errors: bool = False
+    distribution: str = ""  # "Poisson"
+    mean_symbol: str = "η"  # "λ"
+    # the density's parameters after `y |` when they are not (linear predictor, auxiliary parameters…):
+    # a format with {mu} and the auxiliary parameters' names, e.g. "{nu}, {mu}, {sigma}"
+    arguments: str = ""
+    # ordered categories (cumulative): `order:` applies, and K − 1 cutpoints replace the population intercept
+    ordinal: bool = False
+    mean_link: str = ""  # the report's equations: the link applied to mean_symbol ("" = link)
+    brms: str = ""  # the same likelihood in brms (the benchmark's peer programs): "negbinomial()"
+    # the R call of the usual maximum-likelihood peer: a format with {formula} (or {log_formula} on log(y),
+    # {ordered_formula} with the outcome as an ordered factor); "" when lme4 & co. have no such family
+    lme4_call: str = ""
+    # stangen/run/warmup.py has an approximate posterior variance for each of its auxiliary parameters (gaussian:
+    # log sigma, 1 / (2N)), so a large fit can start from an estimated metric
+    working_metric: bool = False
+
+    def __str__(self) -> str:  # how a family is printed: its name, as the spec writes it
+        return self.name
+
+    # -- the program ----------------------------------------------------------------------------------
+    @property
+    def stan_link(self) -> str:
+        """The link as the program's header names it ('' for identity)."""
+        return "" if self.link == "identity" else self.link
+
+    @property
+    def y_rep_type(self) -> str:
+        return "array[N] int" if self.discrete else "vector[N]"
+
+    def data_lines(self, outcome: str, trials: str | None) -> list[str]:
+        """The outcome's declarations in the data block (with comments in the spec's terms)."""
+        return [f"array[N] int<lower=0> y;  // outcome: {outcome} (counts)"] if self.discrete else \
+            [f"vector[N] y;  // outcome: {outcome}"]
+
+    def _aux(self, aux: Mapping[str, str] | None) -> dict[str, str]:
+        """Each auxiliary parameter's Stan expression: `aux` (from ModelDescription.aux_exprs: sigma may be per
+        observation with `residuals: sd_by`, cutpoints the centered ones) or its own name."""
+        return {a.name: (aux or {}).get(a.name, a.name) for a in self.aux}
+
+    def _args(self, aux) -> str:
+        return "".join(f", {value}" for value in self._aux(aux).values())
+
+    def _params(self, mu: str, aux, given: str) -> str:
+        """The density's parameters for the linear predictor `mu`."""
+        if self.arguments:
+            return self.arguments.format(mu=mu, **self._aux(aux))
+        return f"{given}{mu}{self._args(aux)}"
+
+    def _given(self, rows: str = "") -> str:
+        return f"trials{rows}, " if self.takes_trials else ""
+
+    def likelihood(self, alpha: str, pooled: bool, aux: Mapping[str, str] | None = None) -> str:
+        """`target += …` of all observations; `pooled`: with X * beta (through the GLM function where Stan
+        has one). `alpha`: the rest of the linear predictor, "0" when there is none."""
+        return f"target += {self.log_density_expr(alpha, pooled, aux)};"
+
+    def log_density_expr(self, alpha: str, pooled: bool, aux: Mapping[str, str] | None = None,
+                         rows: str = "") -> str:
+        """The log density of y (unnormalized) as one expression: the likelihood's right side. `rows`
+        ("[start:end]"): of a slice of the rows (reduce_sum), the per-observation data indexed by it."""
+        kind = "lupmf" if self.discrete else "lupdf"
+        if pooled and self.glm_function:
+            return f"{self.glm_function}_{kind}(y{rows} | {self._given(rows)}X{rows}, {alpha}, beta{self._args(aux)})"
+        mu = (f"X{rows} * beta" if alpha == "0" else f"{alpha} + X{rows} * beta") if pooled else alpha
+        return f"{self.density}_{kind}(y{rows} | {self._params(mu, aux, self._given(rows))})"
+
+    @property
+    def outcome_argument(self) -> str:
+        """The outcome's type as a function argument (reduce_sum's slice function takes y whole)."""
+        return "array[] int" if self.discrete else "vector"
+
+    def predictive_draws(self, eta: str, aux: Mapping[str, str] | None = None) -> str:
+        """y_rep = … (a replicate of the outcome)."""
+        draw = f"{self.density}_rng({self._params(eta, aux, self._given())})"
+        return f"y_rep = {draw};" if self.discrete else f"y_rep = to_vector({draw});"
+
+    def pointwise_log_likelihood(self, eta: str, i: str, aux: Mapping[str, str] | None = None) -> str:
+        kind = "lpmf" if self.discrete else "lpdf"
+        given = f"trials[{i}], " if self.takes_trials else ""
+        return f"log_lik[{i}] = {self.density}_{kind}(y[{i}] | {self._params(f'{eta}[{i}]', aux, given)});"
+
+    def header(self, outcome: str, trials: str | None) -> tuple[str, str]:
+        """The program's equations: (the outcome's distribution, the left side of the linear predictor)."""
+        raise NotImplementedError
+
+    # -- data -----------------------------------------------------------------------------------------
+    def outcome_data(self, series: pd.Series, column: str, trials: pd.Series | None, trials_column: str | None,
+                     problem, order: tuple | None = None) -> dict[str, Any]:
+        """Check the outcome (and trials) column; `problem(path, message)` records what is wrong, naming rows.
+        Returns the Stan data of the outcome; an ordinal family adds "categories", the labels of y = 1, 2, …
+        (`order`: the spec's order of them)."""
+        raise NotImplementedError
+
+    def outcome_scale(self, y: np.ndarray) -> tuple[float, float]:
+        """(s_y, the default intercept prior's location): the scale default priors are relative to."""
+        return 1.0, 0.0
+
+    # -- numpy hooks ----------------------------------------------------------------------------------
+    def working_response(self, y: np.ndarray, trials: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, bool]:
+        """(z, w, estimate_sigma): a normal working model z_i ~ N(eta_i, σ²/w_i) around the pooled fit."""
+        raise NotImplementedError
+
+    def draw(self, eta: np.ndarray, aux: dict[str, Any], trials: np.ndarray | None, errors, rng) -> np.ndarray:
+        """Outcomes drawn given the linear predictor (simulate); `errors()` draws a gaussian family's errors."""
+        raise NotImplementedError
+
+    def placeholder(self, n: int, rng, order: tuple | None = None) -> np.ndarray:
+        """A valid stand-in outcome (simulate prepares the data before it has the real one)."""
+        return np.arange(n) % 2
+
+    def latent_residual_variance(self, fit: "Fit", intercept_variance) -> np.ndarray:
+        """The residual variance on the latent scale, per draw (ICC, pooling)."""
+        raise NotImplementedError
+
+    def expected(self, eta: np.ndarray, aux: Mapping[str, np.ndarray], trials: np.ndarray | None) -> np.ndarray:
+        """E[y] given the linear predictor (predict kind="mean"); `aux` broadcasts against eta."""
+        raise NotImplementedError
+
+    def log_density(self, y: np.ndarray, eta: np.ndarray, aux: Mapping[str, np.ndarray],
+                    trials: np.ndarray | None) -> np.ndarray:
+        """log p(y | eta, aux) of each observation, as the program's log_lik (independent errors)."""
+        raise NotImplementedError
+
+    def aux_length(self, aux: AuxParameter, stan_data: Mapping) -> int:
+        """How many numbers a (vector) auxiliary parameter holds, given the Stan data."""
+        return 1
+
+    @staticmethod
+    def aux_labels(categories: list[str]) -> list[str]:
+        """Labels of a vector auxiliary parameter's elements (an ordinal model's cutpoints: '1|2', …)."""
+        return []
+
+    @property
+    def is_default(self) -> bool:
+        """lme4's and the spec's default family (no `family = …` in the lme4 formula)."""
+        return self.name == DEFAULT
+
+    @property
+    def residual_sd(self) -> AuxParameter | None:
+        """The auxiliary parameter that is a residual sd (the printout's Residual row), if any."""
+        return next((a for a in self.aux if a.name == "sigma"), None)
+
+
+def _inv_logit(x):
+    return 1 / (1 + np.exp(-np.asarray(x, dtype=float)))
+
+
+def _numbers(series: pd.Series, column: str, family: str, problem) -> np.ndarray | None:
+
+    if not is_numeric(series):
+        problem("outcome", f"outcome '{column}' must be numeric for family {family}, got text such as "
+                           f"{series.iloc[0]!r}")
+        return None
+    y = series.to_numpy(dtype=float)
+    if not np.isfinite(y).all():
+        problem("outcome", f"outcome '{column}' has infinite values at {rows_text(~np.isfinite(y))}")
+        return None
+    return y
+
+
+@dataclass(frozen=True)
+class Gaussian(Family):
+    def header(self, outcome, trials):
+        return f"{outcome}[i] ~ normal(mu[i], sigma)", "mu[i]"
+
+    def outcome_data(self, series, column, trials, trials_column, problem, order=None):
+        y = _numbers(series, column, self.name, problem)
+        if y is None:
+            return {}
+        if np.std(y) == 0:
+            problem("outcome", f"outcome '{column}' is constant ({y[0]}); there is nothing to model")
+        return {"y": y}
+
+    def outcome_scale(self, y):
+        return float(np.std(y)), float(np.mean(y))
+
+    def working_response(self, y, trials):
+        return y, np.ones_like(y), True
+
+    def draw(self, eta, aux, trials, errors, rng):
+        return eta + errors()
+
+    def placeholder(self, n, rng, order=None):
+        return rng.normal(0, 1, n)
+
+    def latent_residual_variance(self, fit, intercept_variance):
+        # the residual structure knows whether sigma is one number or one per value of a column
+        return fit.description.residuals.mean_variance(fit.posterior["sigma"].values, fit.program.stan_data)
+
+    def expected(self, eta, aux, trials):
+        return eta
+
+    def log_density(self, y, eta, aux, trials):
+        return stats.norm.logpdf(y, eta, aux["sigma"])
+
+
+def _logit_working_response(y, n):
+    p = np.clip(y.sum() / max(n.sum(), 1.0), 0.02, 0.98)
+    w = np.maximum(n, 1.0) * p * (1 - p)
+    return np.log(p / (1 - p)) + (y - n * p) / np.maximum(n, 1.0) / (p * (1 - p)), w, False
+
+
+def _logistic_variance(fit, intercept_variance):
+    n = fit.posterior.sizes["chain"] * fit.posterior.sizes["draw"]
+    return np.full(n, np.pi ** 2 / 3)
+
+
+@dataclass(frozen=True)
+class Bernoulli(Family):
+    def header(self, outcome, trials):
+        return f"{outcome}[i] ~ bernoulli(p[i])", "logit(p[i])"
+
+    def data_lines(self, outcome, trials):
+        return [f"array[N] int<lower=0, upper=1> y;  // outcome: {outcome} (0/1)"]
+
+    def outcome_data(self, series, column, trials, trials_column, problem, order=None):
+        if pd.api.types.is_bool_dtype(series):
+            series = series.astype(int)
+        y = _numbers(series, column, self.name, problem)
+        if y is None:
+            return {}
+        bad = ~np.isin(y, (0, 1))
+        if bad.any():
+            problem("outcome", f"family {self.name} needs outcome '{column}' to be 0 or 1; other values at {rows_text(bad)}")
+        return {"y": y.astype(int)}
+
+    def working_response(self, y, trials):
+        return _logit_working_response(y, np.ones_like(y))
+
+    def draw(self, eta, aux, trials, errors, rng):
+        return rng.binomial(1, 1 / (1 + np.exp(-eta)))
+
+    def latent_residual_variance(self, fit, intercept_variance):
+        return _logistic_variance(fit, intercept_variance)
+
+    def expected(self, eta, aux, trials):
+        return _inv_logit(eta)
+
+    def log_density(self, y, eta, aux, trials):
+        return stats.bernoulli.logpmf(y, _inv_logit(eta))
+
+
+def _counts(y, column, family, problem) -> np.ndarray:
+
+    bad = (y < 0) | (y != np.round(y))
+    if bad.any():
+        problem("outcome", f"family {family} needs outcome '{column}' to be a non-negative integer count; "
+                           f"bad values ({', '.join(label_text(v) for v in np.unique(y[bad])[:3])}) at {rows_text(bad)}")
+    return np.round(y).astype(int)
+
+
+@dataclass(frozen=True)
+class Binomial(Family):
+    def header(self, outcome, trials):
+        return f"{outcome}[i] ~ binomial({trials}[i], p[i])", "logit(p[i])"
+
+    def data_lines(self, outcome, trials):
+        return [f"array[N] int<lower=0> trials;  // trials: {trials}", f"array[N] int<lower=0> y;  // successes: {outcome}"]
+
+    def predictive_draws(self, eta, aux=None):
+        return f"y_rep = binomial_rng(trials, inv_logit({eta}));  // (Stan has no binomial_logit_rng)"
+
+    def outcome_data(self, series, column, trials, trials_column, problem, order=None):
+
+        y = _numbers(series, column, self.name, problem)
+        if y is None:
+            return {}
+        out: dict[str, Any] = {"y": _counts(y, column, self.name, problem)}
+        if not is_numeric(trials):
+            problem("trials", f"trials column '{trials_column}' must hold integer counts")
+            return out
+        n = trials.to_numpy(dtype=float)
+        bad_n = (n < 0) | (n != np.round(n))
+        if bad_n.any():
+            problem("trials", f"trials column '{trials_column}' must hold non-negative integers; bad at {rows_text(bad_n)}")
+        over = y > n
+        if over.any():
+            problem("outcome", f"successes '{column}' exceed trials '{trials_column}' at {rows_text(over)}")
+        out["trials"] = np.round(n).astype(int)
+        return out
+
+    def working_response(self, y, trials):
+        return _logit_working_response(y, np.asarray(trials, dtype=float))
+
+    def draw(self, eta, aux, trials, errors, rng):
+        return rng.binomial(np.asarray(trials), 1 / (1 + np.exp(-eta)))
+
+    def latent_residual_variance(self, fit, intercept_variance):
+        return _logistic_variance(fit, intercept_variance)
+
+    def expected(self, eta, aux, trials):
+        return np.asarray(trials) * _inv_logit(eta)  # on the count scale
+
+    def log_density(self, y, eta, aux, trials):
+        return stats.binom.logpmf(y, trials, _inv_logit(eta))
+
+
+@dataclass(frozen=True)
+class Poisson(Family):
+    def header(self, outcome, trials):
+        return f"{outcome}[i] ~ poisson(lambda[i])", "log(lambda[i])"
+
+    def outcome_data(self, series, column, trials, trials_column, problem, order=None):
+        y = _numbers(series, column, self.name, problem)
+        return {} if y is None else {"y": _counts(y, column, self.name, problem)}
+
+    def outcome_scale(self, y):
+        return 1.0, float(np.log(max(np.mean(y), 0.1)))
+
+    def working_response(self, y, trials):
+        rate = max(y.mean(), 0.05)
+        return np.log(rate) + (y - rate) / rate, np.full_like(y, rate), False
+
+    def draw(self, eta, aux, trials, errors, rng):
+        return rng.poisson(np.exp(np.clip(eta, -30, 20)))
+
+    @staticmethod
+    def mean_count(fit, intercept_variance) -> np.ndarray:
+        """λ = exp(Intercept + Σ τ²/2) per draw: the mean count of the lognormal approximation."""
+        n = fit.posterior.sizes["chain"] * fit.posterior.sizes["draw"]
+        if fit.description.intercept:
+            log_mean = fit.posterior["Intercept"].values.reshape(-1)
+        else:
+            log_mean = np.full(n, np.log(max(np.mean(fit.program.stan_data["y"]), 1e-3)))
+        return np.exp(log_mean + np.asarray(intercept_variance) / 2)
+
+    def latent_residual_variance(self, fit, intercept_variance):
+        """ln(1 + 1/λ): the lognormal approximation (Nakagawa et al. 2017)."""
+        return np.log1p(1 / self.mean_count(fit, intercept_variance))
+
+    def expected(self, eta, aux, trials):
+        return np.exp(eta)
+
+    def log_density(self, y, eta, aux, trials):
+        return stats.poisson.logpmf(y, np.exp(eta))
+
+
+def _positive_outcome(series, column, family, problem) -> dict[str, Any]:
+    """The Stan data of an outcome that must be positive (lognormal, gamma)."""
+    y = _numbers(series, column, family, problem)
+    if y is None:
+        return {}
+    bad = y <= 0
+    if bad.any():
+        problem("outcome", f"family {family} needs outcome '{column}' to be positive; values ≤ 0 at {rows_text(bad)}")
+    return {"y": y}
+
+
+@dataclass(frozen=True)
+class NegBinomial(Poisson):
+    """NB2: variance μ + μ²/φ (glmmTMB's nbinom2, lme4's glmer.nb, brms's negbinomial)."""
+
+    def header(self, outcome, trials):
+        return f"{outcome}[i] ~ neg_binomial_2(lambda[i], phi)", "log(lambda[i])"
+
+    def working_response(self, y, trials):
+        rate = max(y.mean(), 0.05)
+        excess = y.var() - rate
+        phi = rate ** 2 / excess if excess > 1e-9 else 1e6  # moments: var = μ + μ²/φ
+        return np.log(rate) + (y - rate) / rate, np.full_like(y, rate / (1 + rate / phi)), False
+
+    def draw(self, eta, aux, trials, errors, rng):
+        mu, phi = np.exp(np.clip(eta, -30, 20)), aux["phi"]
+        return rng.negative_binomial(phi, phi / (phi + mu))
+
+    def latent_residual_variance(self, fit, intercept_variance):
+        """ln(1 + 1/λ + 1/φ): the lognormal approximation for NB2 (Nakagawa, Johnson & Schielzeth 2017)."""
+        return np.log1p(1 / self.mean_count(fit, intercept_variance) + 1 / fit.posterior["phi"].values.reshape(-1))
+
+    def log_density(self, y, eta, aux, trials):
+        mu, phi = np.exp(eta), aux["phi"]
+        return stats.nbinom.logpmf(y, phi, phi / (phi + mu))
+
+
+@dataclass(frozen=True)
+class Student(Gaussian):
+    """Student-t errors: sigma the scale, nu the degrees of freedom (brms's student)."""
+
+    def header(self, outcome, trials):
+        return f"{outcome}[i] ~ student_t(nu, mu[i], sigma)", "mu[i]"
+
+    def draw(self, eta, aux, trials, errors, rng):
+        return eta + aux["sigma"] * rng.standard_t(aux["nu"], len(eta))
+
+    def latent_residual_variance(self, fit, intercept_variance):
+        """σ²·ν/(ν − 2), the t distribution's variance; not defined (NaN) for draws with ν ≤ 2."""
+        sigma, nu = fit.posterior["sigma"].values.reshape(-1), fit.posterior["nu"].values.reshape(-1)
+        return np.where(nu > 2, sigma ** 2 * nu / np.maximum(nu - 2, 1e-12), np.nan)
+
+    def expected(self, eta, aux, trials):
+        return np.where(aux["nu"] > 1, eta, np.nan)  # a t distribution with ν ≤ 1 has no mean
+
+    def log_density(self, y, eta, aux, trials):
+        return stats.t.logpdf(y, aux["nu"], eta, aux["sigma"])
+
+
+@dataclass(frozen=True)
+class Lognormal(Gaussian):
+    """log(y) normal: the linear predictor and sigma are on the log scale."""
+
+    def header(self, outcome, trials):
+        return f"{outcome}[i] ~ lognormal(mu[i], sigma)", "mu[i]"
+
+    def outcome_data(self, series, column, trials, trials_column, problem, order=None):
+        return _positive_outcome(series, column, self.name, problem)
+
+    def outcome_scale(self, y):
+        logs = np.log(np.where(y > 0, y, 1.0))
+        return float(np.std(logs)) or 1.0, float(np.mean(logs))
+
+    def working_response(self, y, trials):
+        return np.log(np.where(y > 0, y, 1.0)), np.ones_like(y), True
+
+    def draw(self, eta, aux, trials, errors, rng):
+        return np.exp(eta + aux["sigma"] * rng.normal(0, 1, len(eta)))
+
+    def placeholder(self, n, rng, order=None):
+        return np.exp(rng.normal(0, 1, n))
+
+    def latent_residual_variance(self, fit, intercept_variance):
+        return fit.posterior["sigma"].values.reshape(-1) ** 2  # on the log scale
+
+    def expected(self, eta, aux, trials):
+        return np.exp(eta + aux["sigma"] ** 2 / 2)
+
+    def log_density(self, y, eta, aux, trials):
+        return stats.norm.logpdf(np.log(y), eta, aux["sigma"]) - np.log(y)
+
+
+@dataclass(frozen=True)
+class GammaFamily(Family):
+    """Gamma with a log link: mean μ = exp(η), shape k (variance μ²/k; glmmTMB's Gamma(link = "log"))."""
+
+    def header(self, outcome, trials):
+        return f"{outcome}[i] ~ gamma(shape, shape / mu[i])", "log(mu[i])"
+
+    def outcome_data(self, series, column, trials, trials_column, problem, order=None):
+        return _positive_outcome(series, column, self.name, problem)
+
+    def outcome_scale(self, y):
+        return 1.0, float(np.log(max(np.mean(y), 1e-6)))
+
+    def working_response(self, y, trials):
+        m = max(float(np.mean(y)), 1e-6)
+        shape = m ** 2 / max(float(np.var(y)), 1e-12)  # moments: var = μ²/k
+        return np.log(m) + (y - m) / m, np.full_like(y, shape), False
+
+    def draw(self, eta, aux, trials, errors, rng):
+        mu = np.exp(np.clip(eta, -30, 20))
+        return rng.gamma(aux["shape"], mu / aux["shape"])
+
+    def placeholder(self, n, rng, order=None):
+        return np.exp(rng.normal(0, 1, n))
+
+    def latent_residual_variance(self, fit, intercept_variance):
+        """trigamma(k): the variance of log(y) for a gamma with shape k (Nakagawa et al. 2017)."""
+        from scipy.special import polygamma
+        return polygamma(1, fit.posterior["shape"].values.reshape(-1))
+
+    def expected(self, eta, aux, trials):
+        return np.exp(eta)
+
+    def log_density(self, y, eta, aux, trials):
+        return stats.gamma.logpdf(y, aux["shape"], scale=np.exp(eta) / aux["shape"])
+
+
+@dataclass(frozen=True)
+class BetaFamily(Family):
+    """Beta with a logit link: mean μ = inv_logit(η), precision φ (variance μ(1 − μ)/(1 + φ); glmmTMB's
+    beta_family, brms's Beta)."""
+
+    def header(self, outcome, trials):
+        return f"{outcome}[i] ~ beta(mu[i] * phi, (1 - mu[i]) * phi)", "logit(mu[i])"
+
+    def outcome_data(self, series, column, trials, trials_column, problem, order=None):
+        y = _numbers(series, column, self.name, problem)
+        if y is None:
+            return {}
+        bad = (y <= 0) | (y >= 1)
+        if bad.any():
+            problem("outcome", f"family {self.name} needs outcome '{column}' strictly between 0 and 1; values at 0 "
+                               f"or 1 (or outside) at {rows_text(bad)} (a beta density is 0 or infinite there: squeeze "
+                               "them, e.g. (y·(n − 1) + 0.5)/n, or model the 0s and 1s apart)")
+        return {"y": y}
+
+    def outcome_scale(self, y):
+        m = float(np.clip(np.mean(y), 0.01, 0.99))
+        return 1.0, float(np.log(m / (1 - m)))
+
+    def working_response(self, y, trials):
+        m = float(np.clip(np.mean(y), 0.02, 0.98))
+        phi = max(m * (1 - m) / max(float(np.var(y)), 1e-12) - 1, 0.1)  # moments: var = μ(1 − μ)/(1 + φ)
+        return np.log(m / (1 - m)) + (y - m) / (m * (1 - m)), np.full_like(y, m * (1 - m) * (1 + phi)), False
+
+    def draw(self, eta, aux, trials, errors, rng):
+        mu = 1 / (1 + np.exp(-eta))
+        return np.clip(rng.beta(mu * aux["phi"], (1 - mu) * aux["phi"]), 1e-12, 1 - 1e-12)
+
+    def placeholder(self, n, rng, order=None):
+        return rng.uniform(0.2, 0.8, n)
+
+    def latent_residual_variance(self, fit, intercept_variance):
+        return None  # no latent-scale residual variance: ICC and pooling are not defined for beta
+
+    def expected(self, eta, aux, trials):
+        return _inv_logit(eta)
+
+    def log_density(self, y, eta, aux, trials):
+        mu = _inv_logit(eta)
+        return stats.beta.logpdf(y, mu * aux["phi"], (1 - mu) * aux["phi"])
+
+
+def _category_text(values) -> str:
+    return ", ".join(repr(label_text(v)) for v in values)
+
+
+@dataclass(frozen=True)
+class Cumulative(Family):
+    """Ordered categories 1 < 2 < … < K (ordinal::clmm, brms's cumulative("logit")):
+    P(y ≤ k) = inv_logit(cutpoint_k − η), with K − 1 ordered cutpoints in place of the population intercept."""
+
+    def header(self, outcome, trials):
+        return f"{outcome}[i] ~ ordered_logistic(eta[i], cutpoints),  P({outcome}[i] <= k) = inv_logit(cutpoints[k] - eta[i])", "eta[i]"
+
+    def data_lines(self, outcome, trials):
+        return ["int<lower=2> K_cat;  // number of categories", 
+                f"array[N] int<lower=1, upper=K_cat> y;  // outcome: {outcome}, as category 1..K_cat in its order"]
+
+    def log_density_expr(self, alpha, pooled, aux=None, rows=""):
+        cuts = self._aux(aux)["cutpoints"]
+        if pooled and alpha == "0":  # Stan's GLM function has no term besides X * beta
+            return f"ordered_logistic_glm_lupmf(y{rows} | X{rows}, beta, {cuts})"
+        mu = (f"X{rows} * beta" if alpha == "0" else f"{alpha} + X{rows} * beta") if pooled else alpha
+        return f"ordered_logistic_lupmf(y{rows} | {mu}, {cuts})"
+
+    def predictive_draws(self, eta, aux=None):
+        cuts = self._aux(aux)["cutpoints"]
+        return f"for (i in 1:N) y_rep[i] = ordered_logistic_rng({eta}[i], {cuts});  // (Stan's rng takes one at a time)"
+
+    def pointwise_log_likelihood(self, eta, i, aux=None):
+        return f"log_lik[{i}] = ordered_logistic_lpmf(y[{i}] | {eta}[{i}], {self._aux(aux)['cutpoints']});"
+
+    def outcome_data(self, series, column, trials, trials_column, problem, order=None):
+
+        text = series.map(label_text)
+        if order is not None:
+            categories = [label_text(v) for v in order]
+            unknown = ~text.isin(categories).to_numpy()
+            if unknown.any():
+                problem("outcome", f"outcome '{column}' has values not listed in `order` "
+                                   f"({_category_text(pd.unique(series[unknown])[:3])}) at {rows_text(unknown)}; "
+                                   f"`order` lists {_category_text(categories)}")
+                return {}
+        elif is_numeric(series) and np.all(np.isfinite(series.to_numpy(dtype=float))) and \
+                np.all(series.to_numpy(dtype=float) == np.round(series.to_numpy(dtype=float))):
+            categories = sort_labels(text.unique())
+        else:
+            problem("outcome", f"family {self.name} needs ordered categories: outcome '{column}' holds "
+                               f"{'text' if not is_numeric(series) else 'non-integer numbers'} (such as "
+                               f"{_category_text(series.iloc[:1])}); give their order with a top-level "
+                               "`order: [lowest, …, highest]`, or code them as integers")
+            return {}
+        unseen = [c for c in categories if not (text == c).any()]
+        if unseen:
+            problem("order", f"no row of '{column}' is in categor{'ies' if len(unseen) > 1 else 'y'} "
+                             f"{_category_text(unseen)}: the cutpoints around an empty category are not "
+                             "identified by the data; leave it out of `order` (or merge it with a neighbour)")
+        if len(categories) < 2:
+            problem("outcome", f"outcome '{column}' has one category ({_category_text(categories)}); an ordinal "
+                               "model needs at least 2")
+            return {}
+        code = {c: k + 1 for k, c in enumerate(categories)}
+        return {"y": text.map(code).to_numpy(dtype=int), "K_cat": len(categories), "categories": categories}
+
+    def aux_length(self, aux: AuxParameter, stan_data: Mapping) -> int:
+        return int(stan_data["K_cat"]) - 1
+
+    @staticmethod
+    def aux_labels(categories: list[str]) -> list[str]:
+        """The cutpoints' labels as ordinal::clmm prints them: '1|2', '2|3', …"""
+        return [f"{a}|{b}" for a, b in zip(categories, categories[1:])]
+
+    def working_response(self, y, trials):
+        """Each category's score: the logit of its mid cumulative proportion, with the logistic's variance."""
+        y = np.asarray(y, dtype=int)
+        counts = np.bincount(y, minlength=int(y.max()) + 1)[1:] if len(y) else np.ones(2)
+        cum = np.cumsum(counts) / max(counts.sum(), 1)
+        mid = np.clip(cum - counts / max(counts.sum(), 1) / 2, 0.01, 0.99)
+        score = np.log(mid / (1 - mid))
+        return score[np.clip(y, 1, len(score)) - 1], np.full(len(y), 3 / np.pi ** 2), False
+
+    def draw(self, eta, aux, trials, errors, rng):
+        """Category codes 1..K: the latent η + logistic noise, cut at the cutpoints."""
+        latent = eta + rng.logistic(0, 1, len(eta))
+        return 1 + np.searchsorted(np.sort(np.atleast_1d(np.asarray(aux["cutpoints"], dtype=float))), latent)
+
+    def placeholder(self, n, rng, order=None):
+        if order is None:
+            raise SpecError(Problem("order", f"simulating a {self.name} model without data needs its categories: "
+                                             "list them with a top-level `order: [lowest, …, highest]`"))
+        return np.array([order[k % len(order)] for k in range(n)], dtype=object)
+
+    def latent_residual_variance(self, fit, intercept_variance):
+        return _logistic_variance(fit, intercept_variance)
+
+    @staticmethod
+    def probabilities(eta: np.ndarray, cutpoints: np.ndarray) -> np.ndarray:
+        """P(y = k), k = 1..K, as the last axis: eta (..., n), cutpoints (..., K − 1) per draw."""
+        cuts = np.asarray(cutpoints, dtype=float)
+        below = _inv_logit(cuts[..., None, :] - eta[..., None])  # P(y ≤ k), k = 1..K − 1
+        zeros, ones = np.zeros(below.shape[:-1] + (1,)), np.ones(below.shape[:-1] + (1,))
+        return np.diff(np.concatenate([zeros, below, ones], axis=-1), axis=-1)
+
+    def expected(self, eta, aux, trials):
+        """The expected category number (1..K); predict also gives each category's probability."""
+        probs = self.probabilities(eta, aux["cutpoints"])
+        return probs @ np.arange(1, probs.shape[-1] + 1)
+
+    def log_density(self, y, eta, aux, trials):
+        probs = self.probabilities(eta, aux["cutpoints"])
+        return np.log(np.take_along_axis(probs, np.asarray(y, dtype=int)[..., None] - 1, axis=-1)[..., 0])
+
+
+GAMMA_VAGUE = ("gamma", (0.01, 0.01))  # brms's default for shape and precision parameters
+
+FAMILIES: dict[str, Family] = {f.name: f for f in (
+    Gaussian("gaussian", "identity", lme4_call="lme4::lmer({formula}, data = d)",  brms="gaussian()",  aux=(SIGMA,), residual_structures=True, glm_function="normal_id_glm",
+             density="normal", additive_errors=True, working_metric=True),
+    Bernoulli("bernoulli", "logit", lme4_call="lme4::glmer({formula}, data = d, family = binomial)",  brms="bernoulli()",  glm_function="bernoulli_logit_glm", density="bernoulli_logit", discrete=True,
+              distribution="Bernoulli", mean_symbol="p"),
+    Binomial("binomial", "logit", lme4_call="lme4::glmer({formula}, data = d, family = binomial)",  brms="binomial()",  takes_trials=True, glm_function="binomial_logit_glm", density="binomial_logit",
+             discrete=True, distribution="Binomial", mean_symbol="p"),
+    Poisson("poisson", "log", lme4_call="lme4::glmer({formula}, data = d, family = poisson)",  brms="poisson()",  glm_function="poisson_log_glm", density="poisson_log", discrete=True,
+            distribution="Poisson", mean_symbol="λ"),
+    NegBinomial("negbinomial", "log", lme4_call="lme4::glmer.nb({formula}, data = d)",  brms="negbinomial()",  glm_function="neg_binomial_2_log_glm", density="neg_binomial_2_log",
+                discrete=True, distribution="NegBinomial", mean_symbol="λ",
+                aux=(AuxParameter("phi", "real<lower=0>", "shape of the negative binomial (variance μ + μ²/φ)",
+                                  default_prior=GAMMA_VAGUE, brms_class="shape"),)),
+    Student("student", "identity", brms="student()",  density="student_t", arguments="{nu}, {mu}, {sigma}", distribution="Student-t",
+            mean_symbol="μ", aux=(SIGMA, AuxParameter("nu", "real<lower=1>", "degrees of freedom",
+                                                      default_prior=("gamma", (2.0, 0.1))))),
+    Lognormal("lognormal", "identity", lme4_call="lme4::lmer({log_formula}, data = d)",  brms="lognormal()",  density="lognormal", distribution="Lognormal", mean_symbol="μ",
+              aux=(AuxParameter("sigma", "real<lower=0>", "residual sd on the log scale"),)),
+    GammaFamily("gamma", "log", lme4_call="lme4::glmer({formula}, data = d, family = Gamma(link = \"log\"))",  brms="Gamma(link = \"log\")",  density="gamma", arguments="{shape}, {shape} * exp(-({mu}))", distribution="Gamma",
+                mean_symbol="μ", aux=(AuxParameter("shape", "real<lower=0>", "shape of the gamma (variance μ²/shape)",
+                                                   default_prior=GAMMA_VAGUE),)),
+    Cumulative("cumulative", "logit", lme4_call="ordinal::clmm({ordered_formula}, data = d)",  brms="cumulative(\"logit\")",  discrete=True, ordinal=True, distribution="OrderedLogistic",
+               mean_symbol="η", mean_link="identity",
+               aux=(AuxParameter("cutpoints", "ordered[K_cat - 1]", "cutpoints between adjacent categories, "
+                                 "P(y <= k) = inv_logit(cutpoint k - η)", prior_class="coefficient", default_prior=("student_t", (3.0, 0.0, 2.5)),
+                                 size="K_cat - 1", shown="cutpoint", moves_with_centering=True, brms_class="Intercept"),)),
+    BetaFamily("beta", "logit", lme4_call="glmmTMB::glmmTMB({formula}, data = d, family = glmmTMB::beta_family())",  brms="Beta()",  density="beta_proportion", arguments="inv_logit({mu}), {phi}", distribution="Beta",
+               mean_symbol="μ", aux=(AuxParameter("phi", "real<lower=0>", "precision of the beta (variance "
+                                                  "μ(1 − μ)/(1 + φ))", default_prior=GAMMA_VAGUE),)),
+)}
+DEFAULT = "gaussian"
+
+
+def get_family(name: str) -> Family:
+    """The family called `name`; a KeyError for an unknown one (the spec validation reports it first)."""
+    return FAMILIES[name]

@@ -1,0 +1,257 @@
+"""The user's fit: StanProgram → backend → Fit (draws as ArviZ InferenceData, read in the spec's terms).
+
+    fit = stangen.fit("specs/sleepstudy.yaml", chains=4, seed=1)
+    fit.summary()        # population-level parameters: mean, sd, interval, R-hat, ESS
+    fit.save("runs/sleepstudy")
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+
+import arviz as az
+import numpy as np
+import pandas as pd
+
+from ..compiler.model import ModelDescription
+from ..compiler.parameterization import suggested_adapt_delta
+from ..compiler.program import StanProgram, build
+from ..core.errors import Problem, SpecError, UserError
+from ..core.frames import read_csv
+from ..results import checks, effects, multilevel, tables
+from ..results.naming import naming, to_inference_data
+from ..results.predict import predict
+from ..run.backends import CompiledModel, get_backend
+from ..run.backends.base import check_threads
+from ..run.distributed import sample_on_cluster
+from ..run.settings import sampler_settings
+from ..run.warmup import initial_inverse_metric
+from ..spec import Spec
+from . import rundir
+
+COMPLETE_MARKER = rundir.COMPLETE_MARKER
+STAN_LOG = rundir.STAN_LOG
+
+
+# -- the fit object ---------------------------------------------------------------------------
+
+class Fit:
+    """Posterior draws of a spec's model, with the program, data and label maps that produced them."""
+
+    def __init__(self, program: StanProgram, idata: az.InferenceData, info: dict[str, Any],
+                 stan_messages: list[str] | None = None):
+        self.program = program
+        self.idata = idata
+        self.info = info
+        # Stan's own informational messages per chain (stan.log in a run directory)
+        self.stan_messages = list(stan_messages or [])
+        self.frame: pd.DataFrame | None = None  # the training rows, when fitted in this session (fitted())
+        # diagnostics over every group effect cost seconds on large data (InstEval: 4,100 effects), and the
+        # draws do not change: each summary and the convergence report are computed once
+        self._memo: dict[tuple, Any] = {}
+
+    def _once(self, key: tuple, compute):
+        if key not in self._memo:
+            self._memo[key] = compute()
+        value = self._memo[key]
+        return value.copy() if isinstance(value, pd.DataFrame) else value
+
+    @property
+    def spec(self) -> Spec:
+        return self.program.spec
+
+    @property
+    def description(self) -> ModelDescription:
+        return self.program.description
+
+    @property
+    def posterior(self):
+        return self.idata.posterior
+
+    def draws_of(self, selector: str) -> np.ndarray:
+        """Draws (chains, draws) of 'var' or 'var[i]' / 'var[i,j]' (0-based)."""
+        var, _, index = selector.partition("[")
+        values = self.idata.posterior[var].values
+        if index:
+            values = values[(slice(None), slice(None), *map(int, index.rstrip("]").split(",")))]
+        return values
+
+    def parameters(self) -> dict[str, str]:
+        """Population-level parameters: display name (as in `summary`) → Stan variable selector."""
+        return dict(naming(self.description, self.program.data).population)
+
+    def parameter_draws(self, name: str) -> np.ndarray:
+        """Draws (chains, draws) of a population-level parameter by its display name, e.g. 'sd(school: intercept)'."""
+        return self.draws_of(self.parameters()[name])
+
+    def summary(self, quantiles=(0.025, 0.5, 0.975), group_effects: bool = False) -> pd.DataFrame:
+        """Population-level parameters (and with group_effects=True every group's deviation): mean, sd,
+        quantiles, mcse, bulk and tail ESS, R-hat. See stangen.results.tables for the names."""
+        return self._once(("summary", tuple(quantiles), group_effects),
+                          lambda: tables.summary(self, quantiles, group_effects=group_effects))
+
+    def fixef(self, prob: float = 0.95) -> pd.DataFrame:
+        """Population-level coefficients with posterior sd and interval (like brms::fixef)."""
+        return tables.fixef(self, prob)
+
+    def ranef(self) -> dict[str, pd.DataFrame]:
+        """Group deviations per level (posterior means), like lme4::ranef."""
+        return tables.ranef(self)
+
+    def coef(self) -> dict[str, pd.DataFrame]:
+        """Group-specific coefficients per level (population + group-level predictors + deviation)."""
+        return tables.coef(self)
+
+    def varcorr(self) -> pd.DataFrame:
+        """Variance components: sds, variances, correlations and the residual (like lme4::VarCorr)."""
+        return tables.varcorr(self)
+
+    def quantities(self) -> pd.DataFrame:
+        """ICC per level, pooling factors, design effects and effective N (with AR errors also the effective
+        observations per series): posterior mean and 95% interval (stangen.results.multilevel)."""
+        return multilevel.quantities(self)
+
+    def predict(self, newdata: pd.DataFrame | str | Path, kind: str = "response", new_groups: str = "error",
+                draws: bool = False, seed: int | None = None, quantiles=(0.025, 0.5, 0.975)):
+        """Predictions for new rows (stangen.results.predict.predict): kind 'response' | 'mean' | 'link', new_groups
+        'error' | 'sample' | 'population'; a DataFrame with mean, sd and quantiles, or with draws=True an
+        xarray DataArray (chain, draw, row)."""
+        frame = newdata if isinstance(newdata, pd.DataFrame) else read_csv(newdata)
+        return predict(self, frame, kind=kind, new_groups=new_groups, draws=draws, seed=seed, quantiles=quantiles)
+
+    def fitted(self, data: pd.DataFrame | str | Path | None = None) -> pd.DataFrame:
+        """The expected outcome of each training row (predict kind='mean'), like lme4's fitted(). `data`: the
+        training data, when the fit did not keep them (default: the frame it was fitted on, else the spec's
+        `data:` file, without the rows `missing: drop` left out)."""
+        frame = self.training_data(data)
+        return self.predict(frame, kind="mean")
+
+    def training_data(self, data: pd.DataFrame | str | Path | None = None) -> pd.DataFrame:
+        """The rows the model was fitted on."""
+        data = self.frame if data is None else data
+        data = self.info.get("data_file") if data is None and self.info.get("data_file") else data
+        data = self.spec.data_path if data is None else data
+        if data is None:
+            raise UserError(Problem("data", "the training data are not known: pass them (fitted(data=...))"))
+        frame = data if isinstance(data, pd.DataFrame) else read_csv(data)
+        dropped = self.program.data.dropped
+        if dropped is not None:
+            frame = frame.drop(index=frame.index[[r - 1 for r in dropped.rows]])
+        frame = frame.reset_index(drop=True)
+        if len(frame) != self.program.data.n:
+            raise UserError(Problem("data", f"these data have {len(frame)} usable rows; the model was fitted on "
+                                            f"{self.program.data.n}: pass the data it was fitted on"))
+        return frame
+
+    def plot_effects(self, predictor: str, path: str | Path | None = None, by: str | None = None, groups: int = 0,
+                     level: str | None = None, data: pd.DataFrame | None = None) -> Path:
+        """The expected outcome against a numeric level-1 predictor, the others at their reference values, with
+        50%/95% bands; `by`: a line per category; `groups`: the fitted lines of that many sampled groups of
+        `level` (stangen.results.effects). Written to `path` (default: effects_<predictor>.png here)."""
+        return effects.plot_effects(self, predictor, path or f"effects_{predictor}.png", by=by, groups=groups, level=level,
+                            data=data)
+
+    def lme4(self) -> str:
+        """The fit printed like lme4's summary()."""
+        return tables.lme4_text(self)
+
+    def convergence(self):
+        """Convergence checks with pass/warn/fail and advice (stangen.results.checks)."""
+        return self._once(("convergence",), lambda: checks.convergence(self))
+
+    def verdict(self) -> str:
+        return self.convergence().one_line()
+
+    # -- run directories ----------------------------------------------------------------------
+    def save(self, out: str | Path) -> Path:
+        """Write a run directory (stangen.fitting.rundir): each file atomically, the COMPLETE marker last, so
+        a directory without it is an incomplete run; a second process writing the same directory at the
+        same time gets a clear error."""
+        return rundir.write_run(self, out)
+
+    @classmethod
+    def load(cls, run_dir: str | Path) -> "Fit":
+        return cls(*rundir.read_run(run_dir))
+
+
+def program_defaults(program: StanProgram) -> dict[str, Any]:
+    """Sampler settings the program asks for when the spec and the caller leave them open: a raised
+    adapt_delta when `auto` could not decide a level's parameterization (stangen.compiler.parameterization)."""
+    adapt_delta = suggested_adapt_delta(program.parameterization)
+    return {} if adapt_delta is None else {"adapt_delta": adapt_delta}
+
+
+def _data_file(spec: Spec, data) -> str | None:
+    if isinstance(data, (str, Path)):
+        return str(Path(data).resolve())
+    if data is None and spec.data_path is not None:
+        return str(spec.data_path.resolve())
+    return None
+
+
+def fit(spec: Spec | StanProgram | str | Path, data: pd.DataFrame | str | Path | None = None, *,
+        backend: str = "auto",
+        prior_only: bool = False, generated: str | tuple[str, ...] | list[str] | None = (),
+        missing: str | None = None, scheduler: str | None = None, workers: int | None = None,
+        **settings: Any) -> Fit:
+    """Compile (or reuse the cached compile of) the spec's program and sample it.
+
+    `settings` override the spec's `sampler:` block: chains, parallel_chains, warmup, draws, seed,
+    adapt_delta, max_treedepth, init, quiet, threads_per_chain (> 1: the threaded program, whose likelihood
+    reduce_sum splits into slices of rows; CmdStan only). `prior_only=True` samples from the prior (same program).
+    `generated`: optional generated quantities, any of "y_rep" (draws of the outcome, in the InferenceData
+    group posterior_predictive) and "log_lik" (pointwise log-likelihood, group log_likelihood, for
+    `stangen compare`); they are part of the program, so each choice compiles (and caches) its own.
+    `missing`: 'error' or 'drop' for rows with a missing value in a used column (default: the spec's
+    `missing:`, else 'error'); dropped rows are counted in the printout and recorded in the run.
+    `spec` may also be a StanProgram from `build` (with data): it is sampled as it is, and `data`,
+    `prior_only`, `generated` and `missing` are then the program's.
+    `scheduler` ("tcp://host:port") or `workers` (a local cluster of that many processes): each chain is a task
+    on a Dask cluster (stangen/run/distributed.py); the same seed gives the same draws as a local run.
+    """
+    if isinstance(spec, StanProgram):
+        if spec.data is None:
+            raise SpecError(Problem("data", "this program was built without data: pass data to build()"))
+        program = spec
+    else:
+        program = build(spec, data, require_data=True, prior_only=prior_only, generated=generated,
+                        missing=missing, threads_per_chain=settings.get("threads_per_chain"))
+    chosen = get_backend(backend)
+    sampler = sampler_settings(program.spec, program_defaults(program), **settings)
+    if sampler.threads_per_chain > 1 and not program.description.threads:
+        raise SpecError(Problem("sampler.threads_per_chain",
+                                f"threads_per_chain = {sampler.threads_per_chain} needs the threaded program: "
+                                f"build(..., threads_per_chain={sampler.threads_per_chain})"))
+    check_threads(chosen, sampler)  # before a compile that could not be used
+    if getattr(chosen, "takes_initial_metric", False) and sampler.inv_metric is None:
+        metric = initial_inverse_metric(program.description, program.stan_data)
+        if metric is not None:
+            sampler = replace(sampler, inv_metric=tuple(float(v) for v in metric))
+    compiled: CompiledModel = chosen.compile(program.code)
+    cluster = None
+    if scheduler is not None or workers is not None:
+        draws = sample_on_cluster(chosen.name, program.code, program.stan_data, sampler, scheduler=scheduler,
+                                  workers=workers)
+        cluster = f"Dask scheduler {scheduler}" if scheduler else f"local Dask cluster, {workers} workers"
+    else:
+        draws = chosen.sample(compiled, program.stan_data, sampler)
+    info = {"backend": draws.backend, "stan_version": draws.stan_version, "compiled_now": compiled.compiled_now,
+            "compile_seconds": compiled.compile_seconds, "sample_seconds": draws.sample_seconds,
+            "header_seconds": compiled.header_seconds,
+            "settings": {k: v for k, v in asdict(sampler).items() if k != "inv_metric"},
+            # where NUTS started its metric: "estimated" (stangen/run/warmup.py) or Stan's unit metric
+            "initial_metric": "estimated" if sampler.inv_metric is not None else "unit",
+            "program_key": compiled.key,
+            "prior_only": bool(program.stan_data["prior_only"]),
+            "chain_seconds": draws.chain_seconds,
+            "cluster": cluster,  # where the chains ran, when not here
+            "generated": list(program.description.generated),
+            "threaded": program.description.threads,  # the reduce_sum program (threads within a chain)
+            "missing": program.data.missing,
+            "parameterization": [c.to_dict() for c in program.parameterization],
+            # where the training data were read from (fitted() on a loaded run reads them again)
+            "data_file": _data_file(program.spec, data)}
+    result = Fit(program, to_inference_data(program, draws), info, draws.messages)
+    result.frame = data if isinstance(data, pd.DataFrame) else None  # for fitted(): the rows as given
+    return result
