@@ -349,3 +349,25 @@ def test_both_backends_give_the_same_draws() -> None:
         np.testing.assert_allclose(out["cmdstan"].variables[var], out["pystan"].variables[var], rtol=1e-11,
                                    err_msg=var)
     np.testing.assert_array_equal(out["cmdstan"].sample_stats["n_leapfrog"], out["pystan"].sample_stats["n_leapfrog"])
+
+
+def test_a_backend_is_one_class_and_one_registry_entry(monkeypatch):
+    """get_backend finds a backend by its name or alias, `auto` takes the first usable one in BACKENDS' order,
+    and an unknown name lists every registered backend: nothing else names a backend."""
+    from stangen.run import backends
+
+    class Fake:
+        name, aliases, summary = "fake", ("pretend",), "for this test"
+        threads_within_chain = takes_initial_metric = False
+
+        @classmethod
+        def usable(cls, *, explain: bool = False) -> bool:
+            return True
+
+    monkeypatch.setattr(backends, "BACKENDS", (Fake, *backends.BACKENDS))
+    monkeypatch.setattr(backends, "_instances", {})
+    assert isinstance(backends.get_backend("pretend"), Fake)
+    assert isinstance(backends.get_backend("auto"), Fake)
+    assert backends.available_backends()[0] == "fake"
+    with pytest.raises(backends.BackendError, match="'fake' \\(for this test\\).*'pystan' \\(embedded\\)"):
+        backends.get_backend("nonesuch")

@@ -191,3 +191,45 @@ def _new_group_values(gp, lv, desc, prepared, frame, keys, unseen, c) -> np.ndar
     names = prepared.group_columns[(lv.name, gp.name)]
     coded = [f"{gp.column}{v}" for v in first]
     return np.array([[1.0 if code == name else 0.0 for name in names] for code in coded])
+
+
+# -- the linear predictor of encoded rows (predict with posterior draws, simulate with true values) ------------
+
+@dataclass(frozen=True)
+class Coefficients:
+    """A model's coefficients for S draws (S = 1 for one set of values, such as simulation's truth)."""
+
+    intercept: np.ndarray  # (S,); zeros without a population intercept
+    beta: np.ndarray  # (S, design columns) in the rows' design order
+    deviations: dict[str, np.ndarray]  # level → each group's deviations u: (S, groups, coefficients)
+    effects: dict[str, np.ndarray]  # a group effect's Stan name → its coefficients: (S, its predictor's columns)
+
+
+def linear_predictor(desc, rows: EncodedRows, coefficients: Coefficients) -> np.ndarray:
+    """The linear predictor of every row for each of the S coefficient sets: (S, rows). A group's varying
+    coefficient is the population's plus its group-level predictors' effects (at the group's values) plus its
+    deviation."""
+    eta = np.zeros((len(coefficients.intercept), rows.n)) + coefficients.intercept[:, None]
+    if rows.design.shape[1]:
+        eta += coefficients.beta @ rows.design.T
+    for lv in desc.levels:
+        values = coefficients.deviations[lv.name].copy()  # (S, groups, coefficients)
+        for k, c in enumerate(lv.coefficients):
+            for e in c.effects:
+                w = rows.group_values[(lv.name, e.predictor.name)]  # (groups, columns)
+                values[:, :, k] += coefficients.effects[e.name] @ w.T
+        index = rows.group[lv.name]
+        for k, c in enumerate(lv.coefficients):
+            eta += values[:, index, k] * (1.0 if c.term is None else rows.slopes[c.term.name])
+    return eta
+
+
+def training_rows(desc, prepared) -> EncodedRows:
+    """The training rows as EncodedRows, from their Stan data (the design back on the data's scale)."""
+    data = prepared.stan_data
+    design = np.asarray(data["X"], dtype=float) + np.asarray(data["X_means"], dtype=float) if "X" in data \
+        else np.zeros((prepared.n, 0))
+    slopes = {t.name: np.asarray(data[t.values_key], dtype=float) for t in desc.slope_terms}
+    group = {lv.name: np.asarray(data[lv.index_key]) - 1 for lv in desc.levels}
+    return EncodedRows(prepared.n, design, slopes, group, {}, Encoding.of(desc, prepared).group_values,
+                       trials=data.get("trials"))

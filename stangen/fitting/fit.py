@@ -19,9 +19,10 @@ from ..compiler.parameterization import suggested_adapt_delta
 from ..compiler.program import StanProgram, build
 from ..core.errors import Problem, SpecError, UserError
 from ..core.frames import read_csv
-from ..results import checks, effects, multilevel, tables
+from ..results import checks, effects, tables
 from ..results.naming import naming, to_inference_data
 from ..results.predict import predict
+from ..results.sections import TABLES
 from ..run.backends import CompiledModel, get_backend
 from ..run.backends.base import check_threads
 from ..run.distributed import sample_on_cluster
@@ -55,6 +56,8 @@ class Fit:
         if key not in self._memo:
             self._memo[key] = compute()
         value = self._memo[key]
+        if isinstance(value, dict):  # one table per level
+            return {k: v.copy() if isinstance(v, pd.DataFrame) else v for k, v in value.items()}
         return value.copy() if isinstance(value, pd.DataFrame) else value
 
     @property
@@ -85,32 +88,39 @@ class Fit:
         """Draws (chains, draws) of a population-level parameter by its display name, e.g. 'sd(school: intercept)'."""
         return self.draws_of(self.parameters()[name])
 
+    def table(self, name: str, **options: Any) -> Any:
+        """A results table by name (stangen.results.sections.TABLES: summary, population, fixef, ranef, coef,
+        varcorr, quantities, chains), computed once per fit and options."""
+        if name not in TABLES:
+            raise UserError(Problem("table", f"no table {name!r} (tables: {', '.join(TABLES)})"))
+        return self._once(("table", name, tuple(sorted(options.items()))),
+                          lambda: TABLES[name].compute(self, **options))
+
     def summary(self, quantiles=(0.025, 0.5, 0.975), group_effects: bool = False) -> pd.DataFrame:
         """Population-level parameters (and with group_effects=True every group's deviation): mean, sd,
         quantiles, mcse, bulk and tail ESS, R-hat. See stangen.results.tables for the names."""
-        return self._once(("summary", tuple(quantiles), group_effects),
-                          lambda: tables.summary(self, quantiles, group_effects=group_effects))
+        return self.table("summary", quantiles=tuple(quantiles), group_effects=group_effects)
 
     def fixef(self, prob: float = 0.95) -> pd.DataFrame:
         """Population-level coefficients with posterior sd and interval (like brms::fixef)."""
-        return tables.fixef(self, prob)
+        return self.table("fixef", prob=prob)
 
     def ranef(self) -> dict[str, pd.DataFrame]:
         """Group deviations per level (posterior means), like lme4::ranef."""
-        return tables.ranef(self)
+        return self.table("ranef")
 
     def coef(self) -> dict[str, pd.DataFrame]:
         """Group-specific coefficients per level (population + group-level predictors + deviation)."""
-        return tables.coef(self)
+        return self.table("coef")
 
     def varcorr(self) -> pd.DataFrame:
         """Variance components: sds, variances, correlations and the residual (like lme4::VarCorr)."""
-        return tables.varcorr(self)
+        return self.table("varcorr")
 
     def quantities(self) -> pd.DataFrame:
         """ICC per level, pooling factors, design effects and effective N (with AR errors also the effective
         observations per series): posterior mean and 95% interval (stangen.results.multilevel)."""
-        return multilevel.quantities(self)
+        return self.table("quantities")
 
     def predict(self, newdata: pd.DataFrame | str | Path, kind: str = "response", new_groups: str = "error",
                 draws: bool = False, seed: int | None = None, quantiles=(0.025, 0.5, 0.975)):

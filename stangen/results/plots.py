@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import arviz as az
 import numpy as np
@@ -208,18 +208,41 @@ class PlotSet:
     errors: dict[str, str] = field(default_factory=dict)  # name → the error that stopped it
 
 
-def plot_files(fit: "Fit") -> dict[str, tuple[str, str]]:
-    """name → (file name, title) of every plot that applies to the fit, in report order."""
-    out = {"trace": ("trace.png", "Trace plots of the population-level parameters")}
+@dataclass(frozen=True)
+class PlannedPlot:
+    """One plot the report draws for a fit: its name, file and title, how to draw it (None: it does not
+    apply, and `skipped` says why)."""
+
+    name: str
+    file: str
+    title: str
+    draw: Callable[[Path], Path | None]
+    skipped: str = ""
+
+
+def planned_plots(fit: "Fit") -> list[PlannedPlot]:
+    """Every plot that applies to the fit, in report order: the registry of the report's plots."""
+    out = [PlannedPlot("trace", "trace.png", "Trace plots of the population-level parameters",
+                       lambda path: trace(fit, path))]
     for lv in fit.description.levels:
-        out[f"caterpillar_{lv.stan}"] = (f"caterpillar_{lv.stan}.png", f"Group effects: {lv.name}")
-    out["pairs"] = ("pairs.png", "Pairs plot of the hyperparameters (divergent transitions in red)")
-    out["ppc"] = ("ppc.png", "Posterior predictive check")
+        out.append(PlannedPlot(f"caterpillar_{lv.stan}", f"caterpillar_{lv.stan}.png", f"Group effects: {lv.name}",
+                               lambda path, level=lv.name: caterpillar(fit, level, path)))
+    out.append(PlannedPlot("pairs", "pairs.png", "Pairs plot of the hyperparameters (divergent transitions in red)",
+                           lambda path: pairs(fit, path), "Fewer than two hyperparameters: no pairs plot."))
+    out.append(PlannedPlot("ppc", "ppc.png", "Posterior predictive check", lambda path: ppc(fit, path),
+                           "This fit has no posterior predictive draws; to check the model against the data, fit "
+                           f"with them: `{ENABLE_PPC}`"))
     numeric = numeric_predictors(fit)
     if numeric:
-        out["effects"] = (f"effects_{_file_stem(numeric[0])}.png",
-                          f"Expected {fit.description.outcome} against {numeric[0]}, with sampled groups' lines")
+        out.append(PlannedPlot("effects", f"effects_{_file_stem(numeric[0])}.png",
+                               f"Expected {fit.description.outcome} against {numeric[0]}, with sampled groups' lines",
+                               lambda path: plot_effects(fit, numeric[0], path, groups=EFFECT_GROUPS)))
     return out
+
+
+def plot_files(fit: "Fit") -> dict[str, tuple[str, str]]:
+    """name → (file name, title) of every plot that applies to the fit, in report order."""
+    return {plot.name: (plot.file, plot.title) for plot in planned_plots(fit)}
 
 
 def _file_stem(name: str) -> str:
@@ -230,32 +253,19 @@ def all_plots(fit: "Fit", out_dir: str | Path) -> PlotSet:
     """Every plot into out_dir. A plot that fails is recorded in `.errors` and the others still get drawn."""
     out_dir = Path(out_dir)
     result = PlotSet()
-    levels = {f"caterpillar_{lv.stan}": lv.name for lv in fit.description.levels}
-    for name, (file, heading) in plot_files(fit).items():
-        result.titles[name] = heading
-        target = out_dir / file
+    for plot in planned_plots(fit):
+        result.titles[plot.name] = plot.title
+        target = out_dir / plot.file
         try:
-            if name == "trace":
-                path = trace(fit, target)
-            elif name in levels:
-                path = caterpillar(fit, levels[name], target)
-            elif name == "effects":
-                path = plot_effects(fit, numeric_predictors(fit)[0], target, groups=EFFECT_GROUPS)
-            elif name == "pairs":
-                path = pairs(fit, target)
-                if path is None:
-                    result.notes[name] = "Fewer than two hyperparameters: no pairs plot."
-            else:
-                path = ppc(fit, target)
-                if path is None:
-                    result.notes[name] = ("This fit has no posterior predictive draws; to check the model against "
-                                          f"the data, fit with them: `{ENABLE_PPC}`")
+            path = plot.draw(target)
         except Exception as exc:  # a plot should not take the whole report down
             plt.close("all")
-            result.errors[name] = f"{type(exc).__name__}: {exc}"
+            result.errors[plot.name] = f"{type(exc).__name__}: {exc}"
             continue
         if path is not None:
-            result.paths[name] = path
+            result.paths[plot.name] = path
         else:
+            if plot.skipped:
+                result.notes[plot.name] = plot.skipped
             target.unlink(missing_ok=True)  # a stale plot of an earlier fit in the same run directory
     return result

@@ -20,7 +20,8 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from ..compiler.new_rows import EncodedRows, encode_rows
+from ..compiler.new_rows import Coefficients, EncodedRows, encode_rows
+from ..compiler.new_rows import linear_predictor as shared_linear_predictor
 from ..core.errors import Problem, UserError
 
 if TYPE_CHECKING:
@@ -39,25 +40,19 @@ def linear_predictor(fit: "Fit", rows: EncodedRows, new_groups: str, rng: np.ran
     """The linear predictor of every row, per draw: (draws, rows)."""
     d, post = fit.description, fit.posterior
     S = post.sizes["chain"] * post.sizes["draw"]
-    eta = np.zeros((S, rows.n))
-    if d.intercept:
-        eta += _flat(post["Intercept"].values)[:, None]
-    if d.terms:
-        beta = np.concatenate([_flat(post[f"beta_{t.stan}"].values).reshape(S, -1) for t in d.terms], axis=1)
-        eta += beta @ rows.design.T
-    for lv in d.levels:
-        values = _group_coefficients(fit, lv, rows, new_groups, rng)  # (S, groups, coefficients)
-        index = rows.group[lv.name]
-        for k, c in enumerate(lv.coefficients):
-            x = 1.0 if c.term is None else rows.slopes[c.term.name]
-            eta += values[:, index, k] * x
-    return eta
+    beta = np.concatenate([_flat(post[f"beta_{t.stan}"].values).reshape(S, -1) for t in d.terms], axis=1) \
+        if d.terms else np.zeros((S, 0))
+    coefficients = Coefficients(
+        intercept=_flat(post["Intercept"].values) if d.intercept else np.zeros(S), beta=beta,
+        deviations={lv.name: _deviations(fit, lv, rows, new_groups, rng) for lv in d.levels},
+        effects={e.name: _flat(post[e.name].values).reshape(S, -1)
+                 for lv in d.levels for c in lv.coefficients for e in c.effects})
+    return shared_linear_predictor(d, rows, coefficients)
 
 
-def _group_coefficients(fit: "Fit", lv, rows: EncodedRows, new_groups: str, rng) -> np.ndarray:
-    """Each group's varying coefficients minus the population's, per draw: its group-level predictors' effects
-    (at their values) plus its deviation — fitted groups' from the draws, new groups' drawn from the fitted
-    distribution ('sample') or 0 ('population')."""
+def _deviations(fit: "Fit", lv, rows: EncodedRows, new_groups: str, rng) -> np.ndarray:
+    """Each group's deviations u per draw, (draws, groups, coefficients): fitted groups' from the draws, new
+    groups' drawn from the fitted distribution ('sample') or 0 ('population')."""
     post, S = fit.posterior, fit.posterior.sizes["chain"] * fit.posterior.sizes["draw"]
     known = len(fit.program.data.labels[lv.name])
     n_new = len(rows.new_labels.get(lv.name, []))
@@ -73,13 +68,7 @@ def _group_coefficients(fit: "Fit", lv, rows: EncodedRows, new_groups: str, rng)
                 z = np.einsum("sij,snj->sni", _factor(corr), z)
             new = z * sd[:, None, :]
         u = np.concatenate([u, new], axis=1)
-    values = u.copy()
-    for k, c in enumerate(lv.coefficients):
-        for e in c.effects:
-            w = rows.group_values[(lv.name, e.predictor.name)]  # (groups, columns)
-            gamma = _flat(post[e.name].values).reshape(S, -1)
-            values[:, :, k] += gamma @ w.T
-    return values
+    return u
 
 
 def _factor(corr: np.ndarray) -> np.ndarray:

@@ -33,6 +33,7 @@ import yaml
 from ..compiler.encoding import categorical_columns
 from ..compiler.standata import prepare
 from ..core.errors import Problem, SpecError
+from ..compiler.new_rows import Coefficients, linear_predictor, training_rows
 from ..core.families import get_family
 from ..core.residuals import Residuals
 from ..compiler.model import describe
@@ -340,25 +341,19 @@ def _lkj(k: int, eta: float, rng) -> np.ndarray:
 def draw_outcome(desc, prepared, truth, rng) -> np.ndarray:
     data = prepared.stan_data
     n = prepared.n
-    eta = np.full(n, truth.get("Intercept", 0.0))
-    if desc.terms:
-        x = data["X"] + data["X_means"]  # original scale
-        beta = np.array([truth["coefficients"][c] for t in desc.terms for c in prepared.columns[t.name]])
-        eta += x @ beta
-    for lv in desc.levels:
-        n_groups = data[lv.groups_key]
+    beta = np.array([truth["coefficients"][c] for t in desc.terms for c in prepared.columns[t.name]])
+    deviations, effects = {}, {}
+    for lv in desc.levels:  # each level's deviations drawn in level order (the order of the random numbers)
         sd = np.array([truth["sd"][lv.name][c.name] for c in lv.coefficients])
         corr = np.asarray(truth["cor"].get(lv.name, np.eye(lv.n_coef)))
-        u = rng.multivariate_normal(np.zeros(lv.n_coef), np.diag(sd) @ corr @ np.diag(sd), size=n_groups)
-        idx = np.asarray(data[lv.index_key]) - 1
-        for k, c in enumerate(lv.coefficients):
-            b = u[:, k].copy()
+        deviations[lv.name] = rng.multivariate_normal(np.zeros(lv.n_coef), np.diag(sd) @ corr @ np.diag(sd),
+                                                      size=data[lv.groups_key])[None]
+        for c in lv.coefficients:
             for e in c.effects:
-                w = np.asarray(data[e.predictor.data], dtype=float) + np.asarray(data[e.predictor.center_key])
                 cols = prepared.group_columns[(lv.name, e.predictor.name)]
-                gamma = np.array([truth["effects"][lv.name][c.name][col] for col in cols])
-                b += w.reshape(n_groups, -1) @ gamma
-            eta += b[idx] * (1.0 if c.term is None else np.asarray(data[c.term.values_key]))
+                effects[e.name] = np.array([[truth["effects"][lv.name][c.name][col] for col in cols]])
+    coefficients = Coefficients(np.array([truth.get("Intercept", 0.0)]), beta[None, :], deviations, effects)
+    eta = linear_predictor(desc, training_rows(desc, prepared), coefficients)[0]
     aux = {a.name: truth[a.name] for a in desc.family.aux}
     y = desc.family.draw(eta, aux, data.get("trials"), lambda: desc.residuals.draw_errors(truth, data, prepared.sigma_labels, n, rng), rng)
     if prepared.outcome_categories:  # ordered categories: codes 1..K back to the data's labels

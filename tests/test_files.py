@@ -1,0 +1,115 @@
+"""Writing files and run directories (stangen/core/files.py, stangen/fitting/rundir.py): never half a file, no
+shared temporary names, and two writers of one run directory leave one complete run or a clear error."""
+from __future__ import annotations
+
+import multiprocessing
+import os
+import threading
+import time
+
+import pytest
+
+from stangen import StangenError
+from stangen.core import files
+
+
+def test_a_write_replaces_the_file_whole_and_leaves_no_temporary_file(tmp_path):
+    target = tmp_path / "a.txt"
+    files.write_text(target, "first")
+    files.write_text(target, "second")
+    assert target.read_text() == "second"
+    assert [p.name for p in tmp_path.iterdir()] == ["a.txt"]
+
+
+def test_a_failed_write_leaves_the_old_file_and_no_temporary_file(tmp_path):
+    target = tmp_path / "a.txt"
+    files.write_text(target, "kept")
+
+    def half(tmp):
+        tmp.write_text("half of it")
+        raise OSError("No space left on device")
+    with pytest.raises(OSError, match="No space"):
+        files.write_with(target, half)
+    assert target.read_text() == "kept"
+    assert [p.name for p in tmp_path.iterdir()] == ["a.txt"]
+
+
+def test_concurrent_writers_of_one_file_never_share_a_temporary_name(tmp_path):
+    """Twenty threads write one file at once: each temporary file is its own, so the result is exactly one
+    writer's text (a shared fixed temp name could interleave two writers' bytes or lose the rename)."""
+    target = tmp_path / "posterior.txt"
+    texts = [f"writer {k} " * 20000 for k in range(20)]
+    threads = [threading.Thread(target=files.write_text, args=(target, text)) for text in texts]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert target.read_text() in texts
+    assert [p.name for p in tmp_path.iterdir()] == ["posterior.txt"]
+
+
+def _hold(folder, ready, release):
+    with files.claimed(folder):
+        ready.set()
+        release.wait(30)
+
+
+def test_a_claimed_folder_refuses_a_second_writer_by_name(tmp_path):
+    context = multiprocessing.get_context("fork")
+    ready, release = context.Event(), context.Event()
+    holder = context.Process(target=_hold, args=(tmp_path / "run", ready, release))
+    holder.start()
+    try:
+        assert ready.wait(30)
+        with pytest.raises(StangenError, match=f"pid {holder.pid}.*writing this run directory") as info:
+            with files.claimed(tmp_path / "run"):
+                pass
+        assert info.value.exit_code == 1
+    finally:
+        release.set()
+        holder.join(30)
+    with files.claimed(tmp_path / "run"):  # released: free again
+        pass
+    assert not (tmp_path / "run" / files.CLAIM_FILE).exists()
+
+
+def test_a_claim_left_by_a_killed_writer_is_taken_over(tmp_path):
+    folder = tmp_path / "run"
+    folder.mkdir()
+    dead = multiprocessing.get_context("fork").Process(target=time.sleep, args=(0,))
+    dead.start()
+    dead.join()
+    (folder / files.CLAIM_FILE).write_text(f"{dead.pid}\n")
+    with files.claimed(folder):
+        assert (folder / files.CLAIM_FILE).read_text().strip() == str(os.getpid())
+
+
+def _save(fit, out, results):
+    try:
+        fit.save(out)
+        results.put("saved")
+    except StangenError as err:
+        results.put(f"refused: {err}")
+
+
+@pytest.mark.sampling
+def test_two_processes_saving_one_run_leave_a_complete_run_or_a_clear_error(example_fit, tmp_path):
+    from stangen.fitting import Fit
+
+    fit = example_fit("sleepstudy")
+    fit.summary(group_effects=True), fit.convergence()  # computed before forking: both writers only write
+    context = multiprocessing.get_context("fork")
+    for trial in range(3):
+        out = tmp_path / f"run{trial}"
+        results = context.Queue()
+        writers = [context.Process(target=_save, args=(fit, out, results)) for _ in range(2)]
+        for writer in writers:
+            writer.start()
+        for writer in writers:
+            writer.join(120)
+        outcomes = sorted(results.get(timeout=5) for _ in writers)
+        assert "saved" in outcomes, outcomes  # at least one writer finished
+        assert all(o == "saved" or "writing this run directory" in o for o in outcomes), outcomes
+        loaded = Fit.load(out)  # complete and readable
+        assert loaded.program.code == fit.program.code
+        assert not [p.name for p in out.iterdir() if p.name.startswith(".")]
