@@ -2,34 +2,23 @@
 simulate | predict | effects | sbc | kfold | plan | install-cmdstan.
 
 Exit codes: 0 ok; 1 user error (spec or data); 2 sampling or convergence failure; 3 internal error.
+
+Each command imports what it needs inside its function: the CLI is the one place where loading on demand is
+the rule (start-up time: `stangen validate` does not load ArviZ, matplotlib, Dask or the backends).
 """
 from __future__ import annotations
 
 import argparse
 import os
 import sys
-import tempfile
 import traceback
 from pathlib import Path
 
 
+from .core import files
 from .core.errors import Problem, SpecError, StangenError
 from .compiler.program import build, load_spec, stan_data_json
 from .compiler.parameterization import suggested_adapt_delta
-
-
-def write_atomic(path: str | Path, text: str) -> None:
-    """Write through a temporary file in the same folder, then rename: never a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -74,7 +63,7 @@ def cmd_from_formula(args: argparse.Namespace) -> int:
     header += [f"- {note}" for note in translation.notes]
     text = commented_yaml(spec.to_yaml(), translation.comments, header)
     if args.output:
-        write_atomic(args.output, text)
+        files.write_text(args.output, text)
         print(f"wrote {args.output}", file=sys.stderr)
     else:
         sys.stdout.write(text)
@@ -90,7 +79,7 @@ def cmd_render(args: argparse.Namespace) -> int:
         from .compiler.peers import brms_code, lme4_code
         text = lme4_code(program) if args.as_ == "lme4" else brms_code(program)
         if args.output:
-            write_atomic(args.output, text)
+            files.write_text(args.output, text)
             print(f"wrote {args.output}", file=sys.stderr)
         else:
             sys.stdout.write(text)
@@ -99,12 +88,12 @@ def cmd_render(args: argparse.Namespace) -> int:
     for choice in program.parameterization:
         print(f"{choice.level}: {choice.parameterization} ({choice.reason})", file=sys.stderr)
     if args.output:
-        write_atomic(args.output, program.code)
+        files.write_text(args.output, program.code)
         print(f"wrote {args.output}", file=sys.stderr)
     else:
         sys.stdout.write(program.code)
     if args.data_json:
-        write_atomic(args.data_json, stan_data_json(program.stan_data))
+        files.write_text(args.data_json, stan_data_json(program.stan_data))
         print(f"wrote {args.data_json}", file=sys.stderr)
     return 0
 
@@ -275,9 +264,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     sim = simulate(args.spec, args.params, data=data, groups=groups, per_group=args.per_group,
                    seed=args.seed, from_prior=args.from_prior)
     out = Path(args.output)
-    write_atomic(out, sim.data.to_csv(index=False))
+    files.write_text(out, sim.data.to_csv(index=False))
     truth_path = out.with_suffix(".truth.yaml")
-    write_atomic(truth_path, yaml.safe_dump(sim.truth, sort_keys=False))
+    files.write_text(truth_path, yaml.safe_dump(sim.truth, sort_keys=False))
     print(f"wrote {len(sim.data)} rows to {out}; true values in {truth_path}")
     return 0
 
@@ -290,7 +279,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     frame = read_csv(args.data)
     table = fit.predict(frame, kind=args.kind, new_groups=args.new_groups, seed=args.seed)
     out = Path(args.output)
-    write_atomic(out, table.to_csv(index=False))
+    files.write_text(out, table.to_csv(index=False))
     what = {"response": "new outcomes (posterior predictive)", "mean": "expected outcome", "link": "linear predictor"}
     print(f"wrote {len(table)} predictions ({what[args.kind]}: mean, sd, 2.5/50/97.5% quantiles over "
           f"{fit.posterior.sizes['chain'] * fit.posterior.sizes['draw']} draws) to {out}")
@@ -375,7 +364,7 @@ def cmd_pooling(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path("runs") / f"{spec.name}_pooling_{args.level}"
     table, fits = compare_pooling(spec, args.level, args.data, backend=args.backend, missing=args.missing,
                                   **_settings(args))
-    write_atomic(out / "pooling.csv", table.to_csv(index=False))
+    files.write_text(out / "pooling.csv", table.to_csv(index=False))
     for coefficient in table.coefficient.unique():
         path = plot_pooling(table, coefficient, out / f"pooling_{coefficient}.png",
                             title=f"{spec.name}: {coefficient} by {args.level}")

@@ -20,6 +20,7 @@ import tempfile
 import threading
 from pathlib import Path
 from typing import Iterator
+from ...core import files
 from .base import backend_error
 
 __all__ = ["atomic_write_bytes", "atomic_write_text", "cache_root", "entry_dir", "locked", "program_key", "scratch_dir"]
@@ -94,19 +95,9 @@ def locked(key: str) -> Iterator[Path]:
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` so readers never see a partial file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; cache entries are shared like other files
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    """Write `data` to `path` so readers never see a partial file (cache entries are shared: mode 0644)."""
+    files.write_bytes(path, data, mode=0o644)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
+    files.write_text(path, text, mode=0o644)

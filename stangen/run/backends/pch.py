@@ -24,11 +24,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
+from ...core import files
 from . import cache, httpstan_api
 
 HEADER_NAME = "stan_model_header.hpp"
 HEADER_TEXT = "// Stan's model header, precompiled once per machine by stangen\n#include <stan/model/model_header.hpp>\n"
 DISABLE_ENV = "STANGEN_NO_PCH"  # set to 1 to build without it (to measure, or if a compiler mishandles it)
+
+
+class _NoHeader(Exception):
+    """The compiler did not precompile the header (the model builds without it)."""
 
 
 @dataclass
@@ -95,22 +100,24 @@ def ensure_header(flags: list[str], folder: Path, log_path: Path, use: HeaderUse
             return header
         folder.mkdir(parents=True, exist_ok=True)
         cache.atomic_write_text(header, HEADER_TEXT)
-        tmp = folder / f".{HEADER_NAME}.gch.tmp"
-        cmd = [*flags, "-x", "c++-header", str(header), "-o", str(tmp)]
-        use.commands.append(cmd)
         start = time.perf_counter()
-        with open(log_path, "ab") as log:
-            log.write(("precompiling Stan's header: " + " ".join(cmd) + "\n").encode())
-            log.flush()
-            done_run = subprocess.run(cmd, stdout=log, stderr=log, timeout=3600)
-        if done_run.returncode != 0 or not tmp.is_file():
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-            use.problem = f"the compiler could not precompile the header (exit code {done_run.returncode})"
+
+        def precompile(tmp: Path) -> None:
+            cmd = [*flags, "-x", "c++-header", str(header), "-o", str(tmp)]
+            use.commands.append(cmd)
+            with open(log_path, "ab") as log:
+                log.write(("precompiling Stan's header: " + " ".join(cmd) + "\n").encode())
+                log.flush()
+                done_run = subprocess.run(cmd, stdout=log, stderr=log, timeout=3600)
+            if done_run.returncode != 0 or not tmp.stat().st_size:
+                raise _NoHeader(f"the compiler could not precompile the header (exit code {done_run.returncode})")
+        try:
+            files.write_with(pch, precompile, mode=0o644)
+        except _NoHeader as problem:
+            use.problem = str(problem)
             return None
-        os.replace(tmp, pch)
         use.built_seconds = time.perf_counter() - start
-        cache.atomic_write_text(done, f"{use.built_seconds:.1f} s\n{' '.join(cmd)}\n")
+        cache.atomic_write_text(done, f"{use.built_seconds:.1f} s\n{' '.join(use.commands[-1])}\n")
     return header
 
 

@@ -49,6 +49,7 @@ from typing import Any
 import numpy as np
 
 from ..stanc import stanc_path
+from ...core import files
 from . import cache, httpstan_api
 from ._data import prepare_data
 from ._draws import assemble_variables
@@ -375,9 +376,7 @@ class PyStanBackend:
         # A module httpstan (e.g. pystan) built before: copy it, no compiling needed.
         existing = httpstan_api.cached_module(program)
         if existing is not None:
-            tmp = entry / f".{existing.name}.tmp"
-            shutil.copy2(existing, tmp)
-            os.replace(tmp, entry / existing.name)
+            files.write_with(entry / existing.name, lambda tmp: shutil.copy2(existing, tmp))
             return False
 
         missing = _missing_compilers()
@@ -420,9 +419,8 @@ class PyStanBackend:
                 target = entry / built.name
                 try:
                     os.replace(built, target)
-                except OSError:
-                    shutil.copy2(built, entry / f".{built.name}.tmp")
-                    os.replace(entry / f".{built.name}.tmp", target)
+                except OSError:  # another filesystem: copied under a unique temporary name
+                    files.write_with(target, lambda tmp: shutil.copy2(built, tmp))
                 with contextlib.suppress(OSError):
                     shutil.copy2(log_path, entry / "compiler.log")
             except (KeyboardInterrupt, SystemExit):
