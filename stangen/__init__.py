@@ -12,8 +12,8 @@ import warnings
 warnings.filterwarnings("ignore", message=r"\s*ArviZ is undergoing a major refactor", category=FutureWarning)
 
 # (the filter must come before anything imports ArviZ)
-from .core.errors import BackendError, DataError, Problem, SpecError, StangenError  # noqa: E402
 from .compiler.program import StanProgram, build  # noqa: E402
+from .core.errors import BackendError, DataError, Problem, SpecError, StangenError  # noqa: E402
 from .core.version import VERSION  # noqa: E402
 from .spec import Level, Spec  # noqa: E402
 

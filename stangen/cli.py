@@ -14,11 +14,10 @@ import sys
 import traceback
 from pathlib import Path
 
-
+from .compiler.parameterization import suggested_adapt_delta
+from .compiler.program import build, load_spec, stan_data_json
 from .core import files
 from .core.errors import Problem, SpecError, StangenError
-from .compiler.program import build, load_spec, stan_data_json
-from .compiler.parameterization import suggested_adapt_delta
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -117,9 +116,9 @@ def _settings(args: argparse.Namespace) -> dict:
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
+    from .fitting import fit, program_defaults
     from .run.backends import get_backend
     from .run.backends.base import check_threads
-    from .fitting import fit, program_defaults
     from .run.settings import sampler_settings
 
     spec = load_spec(args.spec, args.data, args.missing)
@@ -210,7 +209,6 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from .core.errors import Problem, UserError
     from .fitting import Fit
     from .results.compare import K_BAD, K_WARN, compare, pareto_k_advice
-
     from .workflows.kfold import compare_kfold, load_kfold
 
     if len(args.run_dirs) < 2:

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import jinja2
 
-from .model import LevelDescription, ModelDescription, PriorTarget, Term, VaryingCoefficient, prior_targets
 from ..core.names import comment_text
+from .model import LevelDescription, ModelDescription, PriorTarget, Term, VaryingCoefficient, prior_targets
 
 
 def _template_dir() -> Path:
@@ -40,9 +40,9 @@ def group_mean(c: VaryingCoefficient, lv: LevelDescription, d: ModelDescription)
     parts = []
     if c.mean_from_population:
         # the pooled coefficient (at the predictors' means, like the slope predictors here)
-        parts.append(f"rep_vector({d.intercept_param if c.term is None else c.term.param}, J_{lv.stan})")
+        parts.append(f"rep_vector({d.intercept_param if c.term is None else c.term.param}, {lv.groups_key})")
     if c.parent_column is not None:
-        index = f"[parent_{lv.stan}]" if lv.parent_is_vector else f"[parent_{lv.stan}, {c.parent_column}]"
+        index = f"[{lv.parent_key}]" if lv.parent_is_vector else f"[{lv.parent_key}, {c.parent_column}]"
         parts.append(f"{lv.parent_value}{index}")
     parts += [f"{e.predictor.data} * {e.param}" for e in c.effects]
     return " + ".join(parts)
@@ -156,7 +156,7 @@ def equations(d: ModelDescription) -> list[str]:
         dist = {"intercept": f"normal(0, sd_{lv.stan})",
                 "independent": f"normal(0, sd_{lv.stan}) independently",
                 "correlated": f"multi_normal(0, diag(sd_{lv.stan}) * corr_{lv.stan} * diag(sd_{lv.stan}))"}[lv.kind]
-        rest.append(f"u_{lv.stan}[j] ~ {dist},  j = 1..J_{lv.stan} ({lv.name} groups{nest})")
+        rest.append(f"u_{lv.stan}[j] ~ {dist},  j = 1..{lv.groups_key} ({lv.name} groups{nest})")
         how = ("mixed: data-rich groups' intercepts b_{0} are parameters (centered), data-poor groups' are "
                "sd * standardized z_{0} (noncentered); which is which is data" if lv.mixed else
                "centered: each group's coefficients b_{0} are parameters" if lv.centered else

@@ -16,8 +16,17 @@ import numpy as np
 import pandas as pd
 
 from ..core.errors import Problem
-from ..core.frames import (SHOW_ROWS, Collector, compound_keys, is_numeric, label_text, mostly_numbers, rows_text,
-                           sort_labels, sorted_compound)
+from ..core.frames import (
+    SHOW_ROWS,
+    Collector,
+    compound_keys,
+    is_numeric,
+    label_text,
+    mostly_numbers,
+    rows_text,
+    sort_labels,
+    sorted_compound,
+)
 from ..spec import Spec
 from .model import LevelDescription, ModelDescription
 

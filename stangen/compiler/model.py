@@ -14,7 +14,7 @@ from ..core.errors import Problem, SpecError
 from ..core.families import AuxParameter, Family, get_family
 from ..core.names import NameRegistry, sanitize
 from ..core.residuals import INDEPENDENT, Residuals
-from ..spec import parse_prior, Prior, Spec
+from ..spec import Prior, Spec, parse_prior
 from ..spec.priors import FAMILIES
 from ..spec.validate import INTERCEPT, term_variables
 

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from ..core.frames import Collector, is_numeric, rows_text, sorted_compound, label_text
-from .encoding import design_columns, group_keys
 from ..core.errors import Problem, UserError
+from ..core.frames import Collector, is_numeric, label_text, rows_text, sorted_compound
+from .encoding import design_columns, group_keys
 
 NEW_GROUPS = ("error", "sample", "population")
 SHOW = 5

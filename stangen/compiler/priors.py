@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..spec.priors import FAMILIES as PRIOR_FAMILIES
-from .model import ModelDescription, prior_targets, PriorTarget
+from .model import ModelDescription, PriorTarget, prior_targets
 
 if TYPE_CHECKING:
     from .encoding import Encoded

@@ -10,16 +10,16 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 
-from . import codegen
-from .standata import PreparedData, write_stan_data
-from .encoding import categorical_columns, column_problems, encode
-from ..core.frames import read_csv
 from ..core.errors import DataError, Problem, SpecError
-from .model import ModelDescription, describe
-from .parameterization import Choice, choose, describe_options
+from ..core.frames import read_csv
 from ..spec import Spec
 from ..spec.spec import resolve_data_path
 from ..spec.validate import MISSING_POLICIES, used_columns
+from . import codegen
+from .encoding import categorical_columns, column_problems, encode
+from .model import ModelDescription, describe
+from .parameterization import Choice, choose, describe_options
+from .standata import PreparedData, write_stan_data
 
 
 @dataclass(frozen=True)

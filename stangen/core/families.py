@@ -9,8 +9,8 @@ compares a family's name: the rest of stangen asks the family (tests/test_famili
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np

@@ -14,7 +14,8 @@ import numpy as np
 import pandas as pd
 
 from ..compiler.model import prior_targets
-from . import checks, equations as _equations, multilevel, tables
+from . import checks, multilevel, tables
+from . import equations as _equations
 
 if TYPE_CHECKING:
     from ..fitting import Fit

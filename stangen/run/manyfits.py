@@ -20,7 +20,6 @@ of the same issue).
 from __future__ import annotations
 
 import contextlib
-
 import json
 import os
 import sys

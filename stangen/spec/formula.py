@@ -131,9 +131,9 @@ def read(text: str) -> tuple[ParsedFormula, list[Problem]]:
     """Read an lme4 formula as far as stangen can take it, and the problems with the rest (a formula that does
     not parse at all raises FormulaError)."""
     from formulae import expr as fx
-    from formulae.parser import Parser, ParseError
+    from formulae.parser import ParseError, Parser
     from formulae.resolver import Resolver, ResolverError
-    from formulae.scanner import Scanner, ScanError
+    from formulae.scanner import ScanError, Scanner
 
     if not isinstance(text, str) or "~" not in text:
         raise FormulaError(_problem(f"an lme4 formula is 'outcome ~ terms', got {text!r}"))

@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import Problem, SpecError
-from ..core.families import DEFAULT as DEFAULT_FAMILY, get_family
+from ..core.families import DEFAULT as DEFAULT_FAMILY
+from ..core.families import get_family
 from ..core.frames import read_csv
 from .formula import expand
 from .validate import INTERCEPT, used_columns, validate

@@ -29,11 +29,11 @@ from ..compiler import codegen
 from ..compiler.encoding import categorical_columns, encode, group_keys
 from ..compiler.model import describe
 from ..compiler.new_rows import encode_rows
-from ..compiler.program import build, load_data, load_spec, StanProgram
+from ..compiler.program import StanProgram, build, load_data, load_spec
 from ..compiler.standata import write_stan_data
-from ..core.residuals import Residuals
 from ..core.errors import Problem, SpecError, UserError
 from ..core.frames import Collector, label_text
+from ..core.residuals import Residuals
 from ..fitting import Fit
 from ..results.naming import to_inference_data
 from ..results.predict import aux_draws, linear_predictor

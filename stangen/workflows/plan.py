@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from ..compiler.encoding import encode
-from ..compiler.program import build, load_spec, StanProgram
+from ..compiler.program import StanProgram, build, load_spec
 from ..compiler.standata import write_stan_data
 from ..core.errors import Problem, SpecError, StangenError
 from ..fitting import Fit

@@ -14,13 +14,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-
 from matplotlib.ticker import ScalarFormatter
 
+from ..compiler.program import load_data, load_spec
 from ..core.errors import Problem, SpecError
 from ..fitting import fit
 from ..results.figures import plt, save
-from ..compiler.program import load_data, load_spec
 from ..spec import Spec
 from ..spec.validate import INTERCEPT
 

@@ -32,17 +32,17 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ..run.backends import SamplerSettings
 from ..compiler.encoding import encode
+from ..compiler.model import prior_targets
+from ..compiler.program import build, load_spec
 from ..compiler.standata import write_stan_data
 from ..core.errors import Problem, SpecError, StangenError
-from ..results.naming import naming
-from ..run.manyfits import FitJob, job_seeds, run_fits
-from ..compiler.program import build, load_spec
-from ..compiler.model import prior_targets
 from ..results.figures import plt, save
-from .simulate import draw_outcome, prior_draw, simulation_design
+from ..results.naming import naming
+from ..run.backends import SamplerSettings
+from ..run.manyfits import FitJob, job_seeds, run_fits
 from ..spec.priors import parse_prior
+from .simulate import draw_outcome, prior_draw, simulation_design
 
 THIN_TO = 99  # ranks 0..99: 100 possible values
 SBC_SETTINGS = dict(chains=2, warmup=500, draws=500, parallel_chains=1)

@@ -31,13 +31,13 @@ import pandas as pd
 import yaml
 
 from ..compiler.encoding import categorical_columns
+from ..compiler.model import describe
+from ..compiler.new_rows import Coefficients, linear_predictor, training_rows
+from ..compiler.program import load_data, load_spec
 from ..compiler.standata import prepare
 from ..core.errors import Problem, SpecError
-from ..compiler.new_rows import Coefficients, linear_predictor, training_rows
 from ..core.families import get_family
 from ..core.residuals import Residuals
-from ..compiler.model import describe
-from ..compiler.program import load_data, load_spec
 from ..spec import Spec
 from ..spec.validate import INTERCEPT
 

@@ -20,6 +20,7 @@ import tempfile
 import threading
 from pathlib import Path
 from typing import Iterator
+
 from ...core import files
 from .base import backend_error
 

@@ -48,14 +48,14 @@ from typing import Any
 
 import numpy as np
 
-from ..stanc import stanc_path
 from ...core import files
+from ..stanc import stanc_path
 from . import cache, httpstan_api
 from ._data import prepare_data
 from ._draws import assemble_variables
 from ._stanc import stanc_info, tail
-from .base import backend_error, check_threads, CompiledModel, console_messages, Draws, SamplerSettings
-from .chains import chain_failure, die_with_parent, exit_on_sigterm, Progress, stderr_is_tty
+from .base import CompiledModel, Draws, SamplerSettings, backend_error, check_threads, console_messages
+from .chains import Progress, chain_failure, die_with_parent, exit_on_sigterm, stderr_is_tty
 from .pch import precompiled_header
 
 __all__ = ["PyStanBackend", "prepare_data"]
