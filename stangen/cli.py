@@ -117,12 +117,14 @@ def _settings(args: argparse.Namespace) -> dict:
 
 def cmd_fit(args: argparse.Namespace) -> int:
     from .fitting import fit, program_defaults
+    from .fitting.rundir import check_output
     from .run.backends import get_backend
     from .run.backends.base import check_threads
     from .run.settings import sampler_settings
 
     spec = load_spec(args.spec, args.data, args.missing)
-    out = Path(args.out) if args.out else Path("runs") / (spec.name or Path(args.spec).stem)
+    # the run's folder is checked before a minute of sampling, not after
+    out = check_output(Path(args.out) if args.out else Path("runs") / (spec.name or Path(args.spec).stem), args.force)
     program = build(spec, args.data, require_data=True, prior_only=args.prior_only, generated=args.generated,
                     missing=args.missing, threads_per_chain=args.threads_per_chain)
     backend = get_backend(args.backend)
@@ -135,7 +137,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
           f"{f', {settings.threads_per_chain} threads per chain' if settings.threads_per_chain > 1 else ''}"
           f"{', prior only' if args.prior_only else ''}", flush=True)
     result = fit(program, backend=args.backend, scheduler=args.scheduler, workers=args.workers, **_settings(args))
-    result.save(out)
+    result.save(out, force=args.force)
     info = result.info
     compiled = f"compiled in {info['compile_seconds']:.0f} s" if info["compiled_now"] else "compiled program reused"
     if info.get("header_seconds"):
@@ -448,7 +450,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("spec")
     p.add_argument("--data", help="CSV file (default: the spec's `data:`)")
     _add_missing_flag(p)
-    p.add_argument("--out", help="run directory (default: runs/<spec name>)")
+    p.add_argument("--out", help="run directory (default: runs/<spec name>); a refit replaces it whole, once the new "
+                                 "run is complete")
+    p.add_argument("--force", action="store_true",
+                   help="write the run even into a folder that holds other files (they are replaced with it)")
     p.add_argument("--backend", default="auto", choices=["auto", "pystan", "cmdstan"],
                    help="auto: CmdStan if installed, else the embedded PyStan")
     p.add_argument("--strict", action="store_true", help="exit 2 when the convergence checks fail")

@@ -70,7 +70,7 @@ def test_a_claimed_folder_refuses_a_second_writer_by_name(tmp_path):
         holder.join(30)
     with files.claimed(tmp_path / "run"):  # released: free again
         pass
-    assert not (tmp_path / "run" / files.CLAIM_FILE).exists()
+    assert not files.claim_path(tmp_path / "run").exists()
 
 
 def test_a_claim_left_by_a_killed_writer_is_taken_over(tmp_path):
@@ -79,9 +79,9 @@ def test_a_claim_left_by_a_killed_writer_is_taken_over(tmp_path):
     dead = multiprocessing.get_context("fork").Process(target=time.sleep, args=(0,))
     dead.start()
     dead.join()
-    (folder / files.CLAIM_FILE).write_text(f"{dead.pid}\n")
+    files.claim_path(folder).write_text(f"{dead.pid}\n")
     with files.claimed(folder):
-        assert (folder / files.CLAIM_FILE).read_text().strip() == str(os.getpid())
+        assert files.claim_path(folder).read_text().strip() == str(os.getpid())
 
 
 def _save(fit, out, results):

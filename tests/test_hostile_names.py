@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from stangen import SpecError
 from stangen.cli import main
 from stangen.core.names import comment_text, sanitize
 from stangen.compiler.program import build
@@ -89,7 +90,7 @@ def test_comment_text_cannot_end_open_or_close_a_comment():
 @pytest.mark.parametrize("centered", [False, True], ids=["noncentered", "centered"])
 def test_hostile_names_in_every_position_leave_the_statements_unchanged(tmp_path, centered):
     choice = "centered" if centered else "noncentered"
-    hostile_spec = spec(HOSTILE, "spec\n} model { target += 9; }", "normal(\t0 ,\t5 )").with_parameterization(choice)
+    hostile_spec = spec(HOSTILE, "spec } model { target += 9; }", "normal(\t0 ,\t5 )").with_parameterization(choice)
     clean_spec = spec(CLEAN, "spec", "normal(0, 5)").with_parameterization(choice)
     hostile = build(hostile_spec, frame(HOSTILE, HOSTILE_LABELS, HOSTILE_CATEGORIES))
     clean = build(clean_spec, frame(CLEAN, ["a", "b", "0c", "d"], ["p", "q", "r"]))  # labels in the same order
@@ -147,3 +148,9 @@ def test_hostile_residual_columns(tmp_path):
     hostile, clean = build_with(HOSTILE, HOSTILE_LABELS), build_with(CLEAN, ["a", "b", "0c", "d"])
     check(hostile.code)
     assert statements(hostile.code, tmp_path) == statements(clean.code, tmp_path)
+
+
+def test_a_name_that_would_break_out_of_its_line_is_refused():
+    """A spec's name never reaches the program; a newline in it is refused with the other path-like names."""
+    with pytest.raises(SpecError, match="name: must be a name, not a path"):
+        spec(HOSTILE, "spec\n} model { target += 9; }", "normal(0, 5)")

@@ -1,19 +1,22 @@
 """Writing files so that no reader ever sees half of one, and so that two writers never share a temporary
 name: every file is written under a unique hidden name in its own folder, then renamed over the target
-(a rename within a folder is atomic). A folder that several processes may write (a run directory) is
-claimed with `claimed(folder)`: a second writer gets a clear error instead of mixing its files in."""
+(a rename within a folder is atomic). A whole folder (a run directory) is written the same way with
+`write_folder`: into a hidden sibling, which then replaces it; a second writer of the same folder at the same
+time gets a clear error (`claimed`)."""
 from __future__ import annotations
 
 import contextlib
 import errno
+import glob
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Callable, Iterator
 
 from .errors import Problem, UserError
 
-CLAIM_FILE = ".stangen-writing"
+CLAIM_SUFFIX = ".stangen-writing"
 
 
 def temporary_name(path: Path) -> Path:
@@ -50,7 +53,8 @@ def write_text(path: str | Path, text: str, *, mode: int | None = None) -> Path:
     return write_with(path, lambda tmp: tmp.write_text(text, encoding="utf-8"), mode=mode)
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """Whether a process with this id runs on this machine."""
     try:
         os.kill(pid, 0)
     except OSError as err:
@@ -58,14 +62,19 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def claim_path(folder: Path) -> Path:
+    """The claim file of a folder: beside it, so that it outlives the folder's replacement."""
+    return folder.parent / f".{folder.name}{CLAIM_SUFFIX}"
+
+
 @contextlib.contextmanager
 def claimed(folder: str | Path, what: str = "run directory") -> Iterator[Path]:
-    """Hold `folder` for writing: a claim file made with O_EXCL names this process. Another process that
-    tries while the claim holds gets a UserError naming the folder and the writer; a claim left by a process
-    that no longer runs (killed mid-write) is taken over."""
+    """Hold `folder` for writing: a claim file beside it, made with O_EXCL, names this process. Another
+    process that tries while the claim holds gets a UserError naming the folder and the writer; a claim left
+    by a process that no longer runs (killed mid-write) is taken over."""
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    claim = folder / CLAIM_FILE
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    claim = claim_path(folder)
     for _ in range(2):
         try:
             fd = os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
@@ -74,7 +83,7 @@ def claimed(folder: str | Path, what: str = "run directory") -> Iterator[Path]:
                 holder = int(claim.read_text().strip() or "0")
             except (OSError, ValueError):
                 holder = 0
-            if holder and _alive(holder) and holder != os.getpid():
+            if holder and alive(holder) and holder != os.getpid():
                 raise UserError(Problem(str(folder), f"another stangen process (pid {holder}) is writing this {what}; "
                                                      "wait for it, or write to another folder")) from None
             with contextlib.suppress(OSError):
@@ -90,3 +99,60 @@ def claimed(folder: str | Path, what: str = "run directory") -> Iterator[Path]:
     finally:
         with contextlib.suppress(OSError):
             claim.unlink()
+
+
+# errors of the disk or the place, not of stangen: a user error naming the path (exit 1)
+DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG)
+
+
+def _free_space(path: Path) -> str:
+    for where in (path, *path.parents):
+        with contextlib.suppress(OSError):
+            free = shutil.disk_usage(where).free
+            return f"{free / 1e9:.1f} GB" if free >= 1e8 else f"{free / 1e6:.1f} MB"
+    return "unknown"
+
+
+def _leftovers(target: Path) -> None:
+    """Remove what killed writers of `target` left beside it: staging and old folders of processes that no
+    longer run (their names carry the writer's pid; another live writer's are left alone)."""
+    for kind in (".staging-", ".old-"):
+        for path in target.parent.glob(glob.escape(f".{target.name}{kind}") + "*"):
+            pid = path.name[len(f".{target.name}{kind}"):].split("-", 1)[0]
+            if pid.isdigit() and not alive(int(pid)):
+                shutil.rmtree(path, ignore_errors=True)
+
+
+def write_folder(target: str | Path, fill: Callable[[Path], None], what: str = "run directory") -> Path:
+    """Write a whole folder atomically: `fill(staging)` writes the contents into a fresh hidden sibling of
+    `target`, which then takes its place. Until that moment the previous folder at `target` stays whole; after
+    it, the previous one is removed. Another process writing the same target at the same time is refused
+    (claimed). A disk that is full or read-only gives a UserError naming the path and the free space, and
+    leaves the previous folder as it was; nothing half-written stays behind."""
+    target = Path(target)
+    with claimed(target, what):
+        _leftovers(target)
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.staging-{os.getpid()}-", dir=target.parent))
+        old = None
+        try:
+            fill(staging)
+            os.chmod(staging, 0o755)  # mkdtemp makes 0700; a run is read like other folders
+            if target.exists():
+                old = target.parent / f".{target.name}.old-{os.getpid()}-{staging.name.rsplit('-', 1)[-1]}"
+                os.rename(target, old)
+            os.rename(staging, target)
+        except OSError as err:
+            shutil.rmtree(staging, ignore_errors=True)
+            if old is not None and not target.exists():
+                os.rename(old, target)  # the previous folder back in its place
+            if err.errno in DISK_ERRORS:
+                raise UserError(Problem(str(target), f"could not write the {what}: {err.strerror} "
+                                        f"({_free_space(target.parent)} free there); the previous {what} at this "
+                                        "path, if any, is unchanged")) from None
+            raise
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    return target

@@ -174,11 +174,12 @@ class Fit:
         return self.convergence().one_line()
 
     # -- run directories ----------------------------------------------------------------------
-    def save(self, out: str | Path) -> Path:
-        """Write a run directory (stangen.fitting.rundir): each file atomically, the COMPLETE marker last, so
-        a directory without it is an incomplete run; a second process writing the same directory at the
-        same time gets a clear error."""
-        return rundir.write_run(self, out)
+    def save(self, out: str | Path, force: bool = False) -> Path:
+        """Write a run directory (stangen.fitting.rundir): the whole folder atomically, so a previous run at
+        `out` stays readable until the new one is complete; run.json holds each file's sha256. A folder that
+        holds anything but a stangen run is refused unless `force`; a second process writing the same
+        directory at the same time gets a clear error."""
+        return rundir.write_run(self, out, force=force)
 
     @classmethod
     def load(cls, run_dir: str | Path) -> "Fit":

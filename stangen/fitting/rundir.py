@@ -3,12 +3,16 @@
     spec.yaml  model.stan  data.json  run.json  posterior.nc  summary.csv  summary.md  convergence.json
     stan.log  COMPLETE
 
-Each file is written atomically (stangen.core.files) while this process holds the folder; the COMPLETE marker
-is removed first and written last, so a directory without it is an incomplete run. Reading a run checks
-that its program is the one this stangen renders from the run's spec and choices.
+The whole folder is written atomically: into a hidden sibling (.NAME.staging-PID-…), which replaces the run
+only when every file is there, COMPLETE last (stangen.core.files.write_folder). Until then a previous run at
+that path stays whole and readable; a full disk or a killed save leaves it so. A second process saving to the
+same path at the same time is refused. run.json records each file's sha256, and reading a run verifies them,
+and checks that its program is the one this stangen renders from the run's spec and choices. The report
+(report.html, report.md, plots/) is written into the run afterwards (`stangen report` rewrites it).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -35,12 +39,50 @@ COMPLETE_MARKER = "COMPLETE"
 STAN_LOG = "stan.log"  # Stan's messages during sampling, in the run directory
 
 
-def write_run(fit: "Fit", out: str | Path) -> Path:
-    """Write a run directory (see the module's text)."""
+# what a run directory holds besides the files write_run writes: the report, its plots, the claim while writing
+REPORT_FILES = ("report.html", "report.md", "plots")
+CHECKED_FILES = ("spec.yaml", "model.stan", "data.json", "summary.csv", "summary.md", "convergence.json",
+                 "posterior.nc", STAN_LOG)  # their sha256 in run.json; Fit.load verifies them
+RUN_FILES = (*CHECKED_FILES, "run.json", COMPLETE_MARKER)
+
+
+def is_run(folder: Path) -> bool:
+    """A folder that holds a stangen run (complete or not)."""
+    return (folder / "run.json").is_file() or (folder / COMPLETE_MARKER).is_file()
+
+
+def check_output(out: str | Path, force: bool = False) -> Path:
+    """The folder a run may be written to, or a UserError saying why not: never the file system's root, the
+    home folder or the working folder (nor a folder above them); not an existing file; not a folder holding
+    anything but a stangen run (its own files, report and plots), unless `force`."""
     out = Path(out)
-    with files.claimed(out):
-        (out / COMPLETE_MARKER).unlink(missing_ok=True)
-        prepared = fit.program.data
+    where = out.expanduser().resolve()
+    protected = {Path("/").resolve(), Path.home().resolve(), Path.cwd().resolve()}
+    if where in protected or any(where in p.parents for p in protected):
+        raise UserError(Problem(str(out), "a run is written into a folder of its own, which it replaces on a refit: "
+                                          "not the root, the home or the working folder; give e.g. runs/NAME"))
+    if where.exists() and not where.is_dir():
+        raise UserError(Problem(str(out), "is a file, not a folder: give a folder for the run"))
+    if where.is_dir() and not force:
+        own = set(RUN_FILES) | set(REPORT_FILES)
+        others = sorted(p.name for p in where.iterdir() if p.name not in own)
+        if others:
+            shown = ", ".join(others[:5]) + (" …" if len(others) > 5 else "")
+            what = "holds files a stangen run does not write" if is_run(where) else "exists and is not a stangen run"
+            raise UserError(Problem(str(out), f"{what} ({shown}); a run replaces its whole folder: choose another "
+                                              "folder, or pass --force (force=True) to replace it anyway"))
+    return out
+
+
+def write_run(fit: "Fit", out: str | Path, force: bool = False) -> Path:
+    """Write a run directory (see the module's text): into a hidden sibling folder, which replaces `out` only
+    when every file is written (stangen.core.files.write_folder)."""
+    out = check_output(out, force)
+    prepared = fit.program.data
+    full = fit.summary(group_effects=True)
+    convergence = fit.convergence().to_dict()
+
+    def fill(folder: Path) -> None:
         run = {"info": fit.info, "labels": prepared.labels, "columns": prepared.columns,
                "group_columns": [[lv, p, names] for (lv, p), names in prepared.group_columns.items()],
                "priors": prepared.priors, "categorical": sorted(fit.description.categorical),
@@ -48,19 +90,38 @@ def write_run(fit: "Fit", out: str | Path) -> Path:
                "dropped": prepared.dropped.to_dict() if prepared.dropped else None,
                "sigma_labels": prepared.sigma_labels, "outcome_categories": prepared.outcome_categories,
                "categories": prepared.categories}
-        files.write_text(out / "spec.yaml", fit.spec.to_yaml())
-        files.write_text(out / "model.stan", fit.program.code)
-        files.write_text(out / "data.json", stan_data_json(prepared.stan_data))
-        full = fit.summary(group_effects=True)
-        files.write_text(out / "summary.csv", full.to_csv())
-        files.write_text(out / "summary.md", tables.to_markdown(full))
-        files.write_text(out / "convergence.json",
-                         json.dumps(fit.convergence().to_dict(), indent=1, default=_json_default))
-        files.write_with(out / "posterior.nc", lambda tmp: fit.idata.to_netcdf(str(tmp), engine="h5netcdf"))
-        files.write_text(out / "run.json", json.dumps(run, indent=1, default=_json_default))
-        files.write_text(out / STAN_LOG, "".join(f"{line}\n" for line in fit.stan_messages))
-        files.write_text(out / COMPLETE_MARKER, time.strftime("%Y-%m-%dT%H:%M:%S") + "\n")
-    return out
+        (folder / "spec.yaml").write_text(fit.spec.to_yaml(), encoding="utf-8")
+        (folder / "model.stan").write_text(fit.program.code, encoding="utf-8")
+        (folder / "data.json").write_text(stan_data_json(prepared.stan_data), encoding="utf-8")
+        (folder / "summary.csv").write_text(full.to_csv(), encoding="utf-8")
+        (folder / "summary.md").write_text(tables.to_markdown(full), encoding="utf-8")
+        (folder / "convergence.json").write_text(json.dumps(convergence, indent=1, default=_json_default),
+                                                 encoding="utf-8")
+        fit.idata.to_netcdf(str(folder / "posterior.nc"), engine="h5netcdf")
+        (folder / STAN_LOG).write_text("".join(f"{line}\n" for line in fit.stan_messages), encoding="utf-8")
+        run["sha256"] = {name: _sha256(folder / name) for name in CHECKED_FILES}
+        (folder / "run.json").write_text(json.dumps(run, indent=1, default=_json_default), encoding="utf-8")
+        (folder / COMPLETE_MARKER).write_text(time.strftime("%Y-%m-%dT%H:%M:%S") + "\n", encoding="utf-8")
+
+    return files.write_folder(out, fill)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _verify(run_dir: Path, sums: dict[str, str]) -> None:
+    """Each file recorded in run.json is there and unchanged (a run written before checksums has none)."""
+    damaged = [name for name, expected in sums.items()
+               if not (run_dir / name).is_file() or _sha256(run_dir / name) != expected]
+    if damaged:
+        raise UserError([Problem(str(run_dir / name), "is missing or not the file this run wrote (its sha256 differs "
+                                                      "from run.json's): the run was damaged or files were swapped; "
+                                                      "fit again") for name in damaged])
 
 
 def read_run(run_dir: str | Path) -> tuple[StanProgram, az.InferenceData, dict[str, Any], list[str]]:
@@ -70,6 +131,7 @@ def read_run(run_dir: str | Path) -> tuple[StanProgram, az.InferenceData, dict[s
         raise UserError(Problem(str(run_dir), f"not a complete run (no {COMPLETE_MARKER} marker): it was "
                                               "interrupted or is still being written; fit again"))
     run = json.loads((run_dir / "run.json").read_text())
+    _verify(run_dir, run.get("sha256", {}))
     spec = Spec.from_yaml(run_dir / "spec.yaml")
     choices = tuple(Choice.from_dict(c) for c in run["info"].get("parameterization", []))
     desc = describe(spec, set(run["categorical"]), generated=run["info"].get("generated", ()),

@@ -6,6 +6,7 @@ from typing import Any
 
 from ..core.errors import Problem, SpecError
 from ..spec import Spec
+from ..spec.validate import check_sampler_settings
 from .backends import SamplerSettings
 
 SETTING_NAMES = ("chains", "parallel_chains", "warmup", "draws", "seed", "adapt_delta", "max_treedepth", "init",
@@ -19,5 +20,9 @@ def sampler_settings(spec: Spec, defaults: dict[str, Any] | None = None, **overr
     if unknown:
         raise SpecError([Problem(f"sampler.{k}", f"unknown sampler setting (allowed: {', '.join(SETTING_NAMES)})")
                          for k in sorted(unknown)])
-    values = dict(defaults or {}) | dict(spec.sampler) | {k: v for k, v in overrides.items() if v is not None}
+    given = {k: v for k, v in overrides.items() if v is not None}
+    checked, problems = check_sampler_settings({k: v for k, v in given.items() if k != "quiet"})
+    if problems:  # the command line's and fit()'s numbers are checked as the spec's are
+        raise SpecError(problems)
+    values = dict(defaults or {}) | dict(spec.sampler) | given | checked
     return SamplerSettings(**values)

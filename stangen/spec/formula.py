@@ -127,6 +127,22 @@ def parse(text: str) -> ParsedFormula:
     return parsed
 
 
+MAX_LENGTH = 10_000  # characters: a formula of a real model is a line or two
+MAX_NESTING = 30  # parentheses inside one another
+
+
+def _check_size(text: str) -> None:
+    """Refuse a formula too long or too deeply nested to be a model (the parser recurses on both)."""
+    if len(text) > MAX_LENGTH:
+        raise FormulaError(_problem(f"the formula has {len(text):,} characters; at most {MAX_LENGTH:,}"))
+    depth = deepest = 0
+    for position, ch in enumerate(text, start=1):
+        depth += (ch == "(") - (ch == ")")
+        deepest = max(deepest, depth)
+        if deepest > MAX_NESTING:
+            raise FormulaError(_problem(f"parentheses nested more than {MAX_NESTING} deep (at character {position})"))
+
+
 def read(text: str) -> tuple[ParsedFormula, list[Problem]]:
     """Read an lme4 formula as far as stangen can take it, and the problems with the rest (a formula that does
     not parse at all raises FormulaError)."""
@@ -137,6 +153,7 @@ def read(text: str) -> tuple[ParsedFormula, list[Problem]]:
 
     if not isinstance(text, str) or "~" not in text:
         raise FormulaError(_problem(f"an lme4 formula is 'outcome ~ terms', got {text!r}"))
+    _check_size(text)
     try:
         tokens = Scanner(text).scan()
         tokens, uncorrelated = _double_bars(tokens)
@@ -149,6 +166,8 @@ def read(text: str) -> tuple[ParsedFormula, list[Problem]]:
         called = [name for name in re.findall(r"([A-Za-z_][\w.]*)\s*\(", text) if name in UNSUPPORTED_CALLS]
         advice = "; ".join(f"{name}(): {UNSUPPORTED_CALLS[name]}" for name in dict.fromkeys(called))
         raise FormulaError(_problem(f"cannot read {text!r}: {exc}" + (f" — {advice}" if advice else ""))) from None
+    except RecursionError:  # many terms in a row: the parser recurses on each
+        raise FormulaError(_problem("the formula has too many terms to read; write it as a long-form spec")) from None
     problems: list[Problem] = []
     outcome, trials = _response(getattr(model, "response", None), problems)
     intercept, terms = False, []

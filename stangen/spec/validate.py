@@ -5,6 +5,7 @@ The normalized form has every default filled in and the canonical shape of each 
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 from ..core import residuals
@@ -27,7 +28,7 @@ PRIOR_CLASSES = {"intercept": "coefficient", "coefficients": "coefficient", "sd"
 SAMPLER_KEYS = {
     "chains": (int, 1, None), "parallel_chains": (int, 1, None), "warmup": (int, 0, None),
     "draws": (int, 1, None), "seed": (int, 0, 2**31 - 1), "adapt_delta": (float, 0, 1),
-    "max_treedepth": (int, 1, 30), "init": (float, 0, None), "threads_per_chain": (int, 1, None),
+    "max_treedepth": (int, 1, 30), "init": (float, 0, 100), "threads_per_chain": (int, 1, None),
 }
 INTERCEPT = "intercept"
 
@@ -102,7 +103,7 @@ def validate(raw: object, lines: Mapping[str, int] | None = None) -> tuple[dict,
         return {}, c.problems
     c.keys(raw, TOP_KEYS, "")
     spec: dict = {}
-    spec["name"] = c.string(raw.get("name"), "name")
+    spec["name"] = _check_name(c, raw.get("name"))
     spec["data"] = c.string(raw.get("data"), "data")
     family = raw.get("family", DEFAULT_FAMILY)
     known = _FAMILIES.get(family) if isinstance(family, str) else None
@@ -128,9 +129,10 @@ def validate(raw: object, lines: Mapping[str, int] | None = None) -> tuple[dict,
         spec["intercept"] = False
     used_vars = {v for t in terms for v in term_variables(t)}
 
-    levels_raw = raw.get("levels") or {}
+    levels_raw = raw.get("levels")
+    levels_raw = {} if levels_raw is None else levels_raw
     spec["levels"] = {}
-    if not isinstance(levels_raw, Mapping):
+    if not isinstance(levels_raw, Mapping):  # `levels: []` too: a list would silently drop every level
         c.add("levels", f"must be a mapping of level name → level settings, got {type(levels_raw).__name__}")
         levels_raw = {}
     for name, level_raw in levels_raw.items():
@@ -408,6 +410,29 @@ def _check_priors(c: _Checker, value, terms, levels, family) -> dict[str, str]:
     return out
 
 
+MAX_NAME = 100
+
+
+def _check_name(c: _Checker, value) -> str | None:
+    """The model's name: it names the run folder under runs/, so a name, never a path."""
+    name = c.string(value, "name")
+    if name is None:
+        return None
+    if "/" in name or "\\" in name or name.startswith(".") or any(ord(ch) < 32 for ch in name) \
+            or len(name) > MAX_NAME:
+        c.add("name", f"must be a name, not a path: it names the run folder runs/<name>, so no '/', '\\', leading "
+                      f"'.', control characters, or more than {MAX_NAME} characters; got {value!r}")
+        return None
+    return name
+
+
+def check_sampler_settings(value: Mapping) -> tuple[dict, list[Problem]]:
+    """Sampler settings however given (the spec's `sampler:`, the command line, fit()'s arguments): the
+    checked values and the problems, each at `sampler.<key>`."""
+    c = _Checker(None)
+    return _check_sampler(c, value), c.problems
+
+
 def _check_sampler(c: _Checker, value) -> dict:
     if value is None:
         return {}
@@ -421,6 +446,9 @@ def _check_sampler(c: _Checker, value) -> dict:
             continue
         kind, low, high = SAMPLER_KEYS[key]
         ok = isinstance(setting, (int, float)) and not isinstance(setting, bool)
+        if ok and not math.isfinite(setting):
+            c.add(f"sampler.{key}", f"must be a finite number, got {setting!r}")
+            continue
         if kind is int and ok and not float(setting).is_integer():
             ok = False
         if not ok:

@@ -8,16 +8,33 @@ import yaml
 from ..core.errors import Problem, SpecError
 
 
+# a spec is a few dozen lines: bounds far above any real one, far below what takes a machine down
+MAX_BYTES = 1_000_000  # the file
+MAX_NODES = 100_000  # values after expanding YAML aliases (a "billion laughs" expands to 10^9)
+MAX_DEPTH = 40  # mappings and lists inside one another
+
+
 def read_yaml(path: str | Path) -> tuple[object, dict[str, int]]:
-    """Return (raw value, {spec path: line}). Raises SpecError for unreadable or duplicate-key YAML."""
+    """Return (raw value, {spec path: line}). Raises SpecError for unreadable, oversized, too deeply nested,
+    self-referencing or duplicate-key YAML, and for aliases that expand beyond MAX_NODES values."""
     path = Path(path)
     try:
+        if path.stat().st_size > MAX_BYTES:
+            raise SpecError(Problem("", f"the spec file has {path.stat().st_size:,} bytes; a spec is at most "
+                                        f"{MAX_BYTES:,} (data go in a CSV file: `data:`)"), source=str(path))
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise SpecError(Problem("", f"cannot read spec file: {exc.strerror or exc}"), source=str(path)) from None
+    except UnicodeDecodeError as exc:
+        raise SpecError(Problem("", f"the spec file is not UTF-8 text ({exc.reason} at byte {exc.start})"),
+                        source=str(path)) from None
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
+        _bounded(node, str(path))
         raw = yaml.safe_load(text)
+    except RecursionError:
+        raise SpecError(Problem("", f"the spec is nested too deeply (at most {MAX_DEPTH} levels)"),
+                        source=str(path)) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
@@ -30,6 +47,28 @@ def read_yaml(path: str | Path) -> tuple[object, dict[str, int]]:
     if duplicates:
         raise SpecError(duplicates, source=str(path))
     return raw, lines
+
+
+def _bounded(node: yaml.Node | None, source: str) -> None:
+    """Refuse a composed document that references itself, nests deeper than MAX_DEPTH, or expands (through
+    aliases, which compose shares as one node) to more than MAX_NODES values — before constructing it."""
+    count = 0
+    stack: list[tuple[yaml.Node, int, tuple[int, ...]]] = [(node, 0, ())] if node is not None else []
+    while stack:
+        current, depth, path = stack.pop()
+        count += 1
+        if count > MAX_NODES:
+            raise SpecError(Problem("", f"the spec expands to more than {MAX_NODES:,} values (through YAML aliases "
+                                        "such as *name): refused"), source=source)
+        if depth > MAX_DEPTH:
+            raise SpecError(Problem("", f"the spec is nested too deeply (at most {MAX_DEPTH} levels)"),
+                            source=source)
+        if id(current) in path:
+            raise SpecError(Problem("", "the spec refers to itself (a YAML alias inside its own anchor): refused"),
+                            source=source)
+        children = [v for pair in current.value for v in pair] if isinstance(current, yaml.MappingNode) else \
+            list(current.value) if isinstance(current, yaml.SequenceNode) else []
+        stack += [(child, depth + 1, (*path, id(current))) for child in children]
 
 
 def _walk(node: yaml.Node, path: str, lines: dict[str, int], duplicates: list[Problem]) -> None:

@@ -1,0 +1,87 @@
+"""Hostile or careless input is refused with a spec error, never taken down the machine (issue 25): YAML aliases
+that expand beyond a bound (billion laughs), self-referencing YAML, deep nesting, oversized files, and
+formulas too long or too deeply nested."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from stangen import Spec, SpecError
+from stangen.spec.formula import parse
+
+
+def laughs(levels: int = 9) -> str:
+    lines = ['a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    for k in range(1, levels):
+        lines.append(f"a{k}: &a{k} [" + ", ".join([f"*a{k - 1}"] * 10) + "]")
+    lines.append(f"outcome: y\npriors: {{sd: *a{levels - 1}}}")
+    return "\n".join(lines) + "\n"
+
+
+def test_a_billion_laughs_is_refused_quickly(tmp_path):
+    path = tmp_path / "laughs.yaml"
+    path.write_text(laughs())
+    start = time.perf_counter()
+    with pytest.raises(SpecError, match="expands to more than 100,000 values"):
+        Spec.from_yaml(path)
+    assert time.perf_counter() - start < 10
+
+
+def test_a_spec_that_refers_to_itself_is_refused(tmp_path):
+    path = tmp_path / "self.yaml"
+    path.write_text("outcome: y\npriors: &me {sd: *me}\n")
+    with pytest.raises(SpecError, match="refers to itself"):
+        Spec.from_yaml(path)
+
+
+@pytest.mark.parametrize("depth", [60, 20_000])
+def test_deep_nesting_is_refused(tmp_path, depth):
+    path = tmp_path / "deep.yaml"
+    path.write_text("outcome: y\npriors: " + "[" * depth + "]" * depth + "\n")
+    with pytest.raises(SpecError, match="nested too deeply"):
+        Spec.from_yaml(path)
+
+
+def test_an_oversized_spec_file_is_refused(tmp_path):
+    path = tmp_path / "big.yaml"
+    path.write_text("outcome: y\n" + "# padding\n" * 200_000)
+    with pytest.raises(SpecError, match="a spec is at most 1,000,000"):
+        Spec.from_yaml(path)
+
+
+def test_an_ordinary_spec_with_aliases_still_reads(tmp_path):
+    path = tmp_path / "ok.yaml"
+    path.write_text("outcome: y\npredictors: &p [x]\nlevels: {g: {varying: [intercept]}}\n")
+    assert list(Spec.from_yaml(path).predictors) == ["x"]
+
+
+@pytest.mark.parametrize("formula, message", [
+    ("y ~ " + "(" * 3000 + "x" + ")" * 3000, "nested more than 30 deep"),
+    ("y ~ " + " + ".join(f"x{k}" for k in range(15_000)), "characters; at most 10,000"),
+])
+def test_formulas_too_deep_or_too_long_are_refused(formula, message):
+    with pytest.raises(SpecError, match=message):
+        parse(formula)
+
+
+# -- every number checked -------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("setting, value", [("adapt_delta", float("nan")), ("init", float("inf")),
+                                            ("draws", float("inf")), ("init", 1e6), ("seed", -1)])
+def test_sampler_numbers_must_be_finite_and_in_range(setting, value):
+    with pytest.raises(SpecError, match=f"sampler.{setting}"):
+        Spec(outcome="y", sampler={setting: value})
+
+
+def test_the_command_lines_numbers_are_checked_like_the_specs(capsys):
+    from conftest import SPECS
+    from stangen.cli import main
+    assert main(["fit", str(SPECS / "sleepstudy.yaml"), "--init", "inf", "--out", "runs/never"]) == 1
+    err = capsys.readouterr().err
+    assert "sampler.init" in err and "finite" in err and "Traceback" not in err
+
+
+def test_levels_given_as_an_empty_list_is_an_error():
+    with pytest.raises(SpecError, match="levels: must be a mapping"):
+        Spec.from_dict({"outcome": "y", "levels": []})

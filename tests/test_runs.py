@@ -1,0 +1,125 @@
+"""Run directories that never lose data (stangen/fitting/rundir.py): written whole or not at all, the previous
+run readable until the new one is complete, checksummed, and never written where they do not belong."""
+from __future__ import annotations
+
+import errno
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+import stangen
+from stangen import Spec, SpecError, StangenError
+from stangen.core import files
+from stangen.fitting import Fit
+from stangen.fitting.rundir import check_output
+
+from conftest import SPECS
+
+
+# -- where a run may be written (no fit needed) -----------------------------------------------------------------
+
+@pytest.mark.parametrize("where", ["/", "~", "."])
+def test_root_home_and_working_folder_are_refused_as_run_folders(where):
+    with pytest.raises(StangenError, match="a run is written into a folder of its own") as info:
+        check_output(Path(where).expanduser())
+    assert info.value.exit_code == 1
+
+
+def test_a_folder_holding_other_files_is_refused_unless_forced(tmp_path):
+    mine = tmp_path / "analysis"
+    mine.mkdir()
+    (mine / "summary.csv").write_text("the user's own table")
+    (mine / "notes.txt").write_text("the user's notes")
+    with pytest.raises(StangenError, match="exists and is not a stangen run \\(notes.txt\\).*--force"):
+        check_output(mine)
+    assert check_output(mine, force=True) == mine
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(StangenError, match="is a file, not a folder"):
+        check_output(tmp_path / "afile")
+    assert check_output(tmp_path / "new") == tmp_path / "new"  # a new folder is fine
+
+
+@pytest.mark.parametrize("name", ["/abs/path", "../../x", "a/b", ".hidden", "two\nlines"])
+def test_a_spec_name_is_a_name_not_a_path(name):
+    with pytest.raises(SpecError, match="name.*must be a name, not a path"):
+        Spec(name=name, outcome="y", predictors=["x"])
+
+
+def test_the_cli_refuses_a_bad_out_before_sampling(tmp_path, capsys):
+    from stangen.cli import main
+    start = time.perf_counter()
+    assert main(["fit", str(SPECS / "sleepstudy.yaml"), "--out", "/"]) == 1
+    assert time.perf_counter() - start < 30  # refused before compiling or sampling
+    err = capsys.readouterr().err
+    assert "a run is written into a folder of its own" in err and "Traceback" not in err
+
+
+# -- atomic saves, checksums (one short fit) --------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory, example_fit):
+    fit = example_fit("sleepstudy")
+    out = tmp_path_factory.mktemp("runs") / "sleepstudy"
+    fit.save(out)
+    return fit, out
+
+
+@pytest.mark.sampling
+def test_a_save_on_a_full_disk_leaves_the_previous_run_readable(saved, monkeypatch):
+    fit, out = saved
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(type(fit.idata), "to_netcdf", full)
+    with pytest.raises(StangenError, match="No space left on device.*free there.*unchanged") as info:
+        fit.save(out)
+    assert info.value.exit_code == 1
+    monkeypatch.undo()
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+    assert Fit.load(out).program.code == fit.program.code
+    assert [p.name for p in out.parent.iterdir()] == [out.name]  # no staging folder, no claim left
+
+
+@pytest.mark.sampling
+def test_what_a_killed_save_left_is_cleared_by_the_next_save(saved):
+    fit, out = saved
+    dead = os.fork()
+    if dead == 0:
+        os._exit(0)
+    os.waitpid(dead, 0)
+    for leftover in (f".{out.name}.staging-{dead}-abc123", f".{out.name}.old-{dead}-abc123"):
+        (out.parent / leftover).mkdir()
+        (out.parent / leftover / "posterior.nc").write_bytes(b"half")
+    (out.parent / f".{out.name}{files.CLAIM_SUFFIX}").write_text(f"{dead}\n")  # its claim, too
+    fit.save(out)
+    assert [p.name for p in out.parent.iterdir()] == [out.name]
+    Fit.load(out)
+
+
+@pytest.mark.sampling
+def test_a_damaged_or_swapped_file_is_refused_by_name(saved, tmp_path):
+    import shutil
+    fit, out = saved
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    with open(copy / "summary.csv", "a") as fh:
+        fh.write("tampered\n")
+    with pytest.raises(StangenError, match="summary.csv: is missing or not the file this run wrote"):
+        Fit.load(copy)
+    shutil.copy2(out / "summary.csv", copy / "summary.csv")
+    (copy / "posterior.nc").write_bytes((copy / "posterior.nc").read_bytes()[:-10] + b"0" * 10)
+    with pytest.raises(StangenError, match="posterior.nc: is missing or not the file"):
+        Fit.load(copy)
+
+
+@pytest.mark.sampling
+def test_a_refit_replaces_the_run_whole(saved):
+    fit, out = saved
+    (out / "plots").mkdir(exist_ok=True)
+    (out / "plots" / "stale.png").write_bytes(b"an earlier fit's plot")
+    fit.save(out)
+    assert not (out / "plots").exists()  # the new run is the new folder, nothing of the old one mixed in
+    assert stangen.fitting.Fit.load(out).info == fit.info
