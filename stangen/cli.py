@@ -136,7 +136,9 @@ def cmd_fit(args: argparse.Namespace) -> int:
           f"{settings.chains} chains x {settings.draws} draws after {settings.warmup} warmup"
           f"{f', {settings.threads_per_chain} threads per chain' if settings.threads_per_chain > 1 else ''}"
           f"{', prior only' if args.prior_only else ''}", flush=True)
-    result = fit(program, backend=args.backend, scheduler=args.scheduler, workers=args.workers, **_settings(args))
+    # the data file given (else the spec's) is recorded in the run with its sha256
+    result = fit(program, args.data, backend=args.backend, scheduler=args.scheduler, workers=args.workers,
+                 **_settings(args))
     result.save(out, force=args.force)
     info = result.info
     compiled = f"compiled in {info['compile_seconds']:.0f} s" if info["compiled_now"] else "compiled program reused"
@@ -197,7 +199,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     from .fitting import Fit
     from .results.report import write_report_checked
 
-    html, md, problems = write_report_checked(Fit.load(args.run_dir), args.run_dir)
+    fit = Fit.load(args.run_dir)
+    if args.data:  # the training data, moved since the fit (checked: the same file)
+        fit.frame = fit.training_data(args.data)
+    html, md, problems = write_report_checked(fit, args.run_dir)
     for problem in problems:
         print(f"warning: report: {problem}", file=sys.stderr)
     print(html)
@@ -290,6 +295,8 @@ def cmd_effects(args: argparse.Namespace) -> int:
     from .fitting import Fit
 
     fit = Fit.load(args.run_dir)
+    if args.data:  # the training data, moved since the fit (checked: the same file)
+        fit.frame = fit.training_data(args.data)
     out = Path(args.output) if args.output else Path(args.run_dir) / "plots" / f"effects_{args.predictor}.png"
     path = fit.plot_effects(args.predictor, out, by=args.by, groups=args.groups, level=args.level)
     print(f"wrote {path}")
@@ -510,6 +517,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--groups", type=int, default=0, help="also draw the fitted lines of this many sampled groups")
     p.add_argument("--level", help="the level whose groups --groups draws (default: where the slope varies)")
     p.add_argument("-o", "--output", help="PNG to write (default: RUN_DIR/plots/effects_PREDICTOR.png)")
+    p.add_argument("--data", help="the training data's CSV, when it moved since the fit (checked against the run's "
+                                  "record)")
     p.set_defaults(run=cmd_effects)
     p = sub.add_parser("sbc", help="simulation-based calibration: is the program (with its priors) right?")
     p.add_argument("spec")
@@ -548,6 +557,8 @@ def parser() -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_check)
     p = sub.add_parser("report", help="write report.html (self-contained) and report.md of a run directory")
     p.add_argument("run_dir")
+    p.add_argument("--data", help="the training data's CSV, when it moved since the fit (checked against the run's "
+                                  "record)")
     p.set_defaults(run=cmd_report)
     p = sub.add_parser("compare", help="rank runs (fitted with --generated log_lik) by PSIS-LOO, or kfold results")
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",

@@ -123,3 +123,41 @@ def test_a_refit_replaces_the_run_whole(saved):
     fit.save(out)
     assert not (out / "plots").exists()  # the new run is the new folder, nothing of the old one mixed in
     assert stangen.fitting.Fit.load(out).info == fit.info
+
+
+# -- the data a run was fitted to -------------------------------------------------------------------------------
+
+QUICK = dict(backend="pystan", chains=1, warmup=100, draws=50, seed=3, quiet=True)
+
+
+@pytest.mark.sampling
+def test_the_run_records_the_data_file_actually_used_and_checks_it(tmp_path):
+    import shutil
+
+    import pandas as pd
+    from conftest import read_example
+    frame = read_example("sleepstudy")
+    other = tmp_path / "other.csv"
+    frame.to_csv(other, index=False)
+    program = stangen.build(SPECS / "sleepstudy.yaml", other)
+    fit = stangen.fit(program, other, **QUICK)  # as `stangen fit SPEC --data other.csv` calls it
+    record = fit.info["data"]
+    assert record["file"] == str(other.resolve()) and len(record["sha256"]) == 64
+    out = fit.save(tmp_path / "run")
+    loaded = Fit.load(out)
+    assert len(loaded.fitted()) == len(frame)
+    moved = tmp_path / "moved.csv"
+    shutil.move(other, moved)
+    with pytest.raises(StangenError, match="not at .*other.csv any more"):
+        loaded.fitted()
+    assert len(loaded.fitted(data=moved)) == len(frame)  # the same file, elsewhere
+    changed = tmp_path / "changed.csv"
+    frame.assign(Reaction=frame["Reaction"] + 1).to_csv(changed, index=False)
+    with pytest.raises(StangenError, match="not the file this model was fitted on"):
+        loaded.fitted(data=changed)
+    from_frame = stangen.fit(program, frame, **QUICK)
+    assert from_frame.info["data"]["from"] == "DataFrame"
+    again = Fit.load(from_frame.save(tmp_path / "run2"))
+    with pytest.raises(StangenError, match="fitted on a DataFrame"):
+        again.fitted()
+    assert isinstance(again.fitted(data=frame), pd.DataFrame)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import glob
+import hashlib
 import os
 import shutil
 import tempfile
@@ -17,6 +18,15 @@ from typing import Callable, Iterator
 from .errors import Problem, UserError
 
 CLAIM_SUFFIX = ".stangen-writing"
+
+
+def file_sha256(path: str | Path) -> str:
+    """A file's sha256, read in blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def temporary_name(path: Path) -> Path:

@@ -18,6 +18,7 @@ from ..compiler.model import ModelDescription
 from ..compiler.parameterization import suggested_adapt_delta
 from ..compiler.program import StanProgram, build
 from ..core.errors import Problem, SpecError, UserError
+from ..core.files import file_sha256
 from ..core.frames import read_csv
 from ..results import checks, effects, tables
 from ..results.naming import naming, to_inference_data
@@ -138,12 +139,26 @@ class Fit:
         return self.predict(frame, kind="mean")
 
     def training_data(self, data: pd.DataFrame | str | Path | None = None) -> pd.DataFrame:
-        """The rows the model was fitted on."""
+        """The rows the model was fitted on: `data` when given, else the frame it was fitted on in this session,
+        else the file the run records (run.json: its path and sha256, checked). A file given or recorded must
+        be the one fitted (the same sha256), wherever it lies now."""
+        record = self.info.get("data") or {}
         data = self.frame if data is None else data
+        if data is None and record.get("from") == "DataFrame":
+            raise UserError(Problem("data", "this model was fitted on a DataFrame, which the run does not keep: pass "
+                                            "it (fitted(data=...), plot_effects(data=...); --data FILE)"))
         data = self.info.get("data_file") if data is None and self.info.get("data_file") else data
         data = self.spec.data_path if data is None else data
         if data is None:
             raise UserError(Problem("data", "the training data are not known: pass them (fitted(data=...))"))
+        if not isinstance(data, pd.DataFrame) and record.get("sha256"):
+            if not Path(data).is_file():
+                raise UserError(Problem("data", f"the data this model was fitted on are not at {data} any more: pass "
+                                                "them where they are now (--data FILE, fitted(data=...))"))
+            if file_sha256(data) != record["sha256"]:
+                raise UserError(Problem("data", f"{data} is not the file this model was fitted on (its sha256 "
+                                                f"differs from the run's record of {record.get('file')}): pass the "
+                                                "data it was fitted on (--data FILE)"))
         frame = data if isinstance(data, pd.DataFrame) else read_csv(data)
         dropped = self.program.data.dropped
         if dropped is not None:
@@ -199,6 +214,15 @@ def _data_file(spec: Spec, data) -> str | None:
     if data is None and spec.data_path is not None:
         return str(spec.data_path.resolve())
     return None
+
+
+def _data_record(spec: Spec, data) -> dict:
+    """What the run records of its data: the file actually read, with its sha256, or that a DataFrame was
+    given (which the run does not keep)."""
+    if isinstance(data, pd.DataFrame):
+        return {"from": "DataFrame", "file": None, "sha256": None}
+    file = _data_file(spec, data)
+    return {"from": "file", "file": file, "sha256": file_sha256(file) if file and Path(file).is_file() else None}
 
 
 def fit(spec: Spec | StanProgram | str | Path, data: pd.DataFrame | str | Path | None = None, *,
@@ -262,7 +286,8 @@ def fit(spec: Spec | StanProgram | str | Path, data: pd.DataFrame | str | Path |
             "missing": program.data.missing,
             "parameterization": [c.to_dict() for c in program.parameterization],
             # where the training data were read from (fitted() on a loaded run reads them again)
-            "data_file": _data_file(program.spec, data)}
+            "data_file": _data_file(program.spec, data),
+            "data": _data_record(program.spec, data)}
     result = Fit(program, to_inference_data(program, draws), info, draws.messages)
     result.frame = data if isinstance(data, pd.DataFrame) else None  # for fitted(): the rows as given
     return result

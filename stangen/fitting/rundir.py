@@ -12,7 +12,6 @@ and checks that its program is the one this stangen renders from the run's spec 
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from pathlib import Path
@@ -99,25 +98,17 @@ def write_run(fit: "Fit", out: str | Path, force: bool = False) -> Path:
                                                  encoding="utf-8")
         fit.idata.to_netcdf(str(folder / "posterior.nc"), engine="h5netcdf")
         (folder / STAN_LOG).write_text("".join(f"{line}\n" for line in fit.stan_messages), encoding="utf-8")
-        run["sha256"] = {name: _sha256(folder / name) for name in CHECKED_FILES}
+        run["sha256"] = {name: files.file_sha256(folder / name) for name in CHECKED_FILES}
         (folder / "run.json").write_text(json.dumps(run, indent=1, default=_json_default), encoding="utf-8")
         (folder / COMPLETE_MARKER).write_text(time.strftime("%Y-%m-%dT%H:%M:%S") + "\n", encoding="utf-8")
 
     return files.write_folder(out, fill)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _verify(run_dir: Path, sums: dict[str, str]) -> None:
     """Each file recorded in run.json is there and unchanged (a run written before checksums has none)."""
     damaged = [name for name, expected in sums.items()
-               if not (run_dir / name).is_file() or _sha256(run_dir / name) != expected]
+               if not (run_dir / name).is_file() or files.file_sha256(run_dir / name) != expected]
     if damaged:
         raise UserError([Problem(str(run_dir / name), "is missing or not the file this run wrote (its sha256 differs "
                                                       "from run.json's): the run was damaged or files were swapped; "
