@@ -279,3 +279,12 @@ def test_without_data_nothing_is_placed():
     assert spec.predictors == ("x", "w", "x:w") and not spec.formula_notes
     with pytest.raises(SpecError):
         Spec.from_formula("y ~ x + poly(x, 2)")
+
+
+def test_formula_text_with_a_line_break_stays_inside_its_comment():
+    """from-formula writes the formula into the spec's header comment: a line break in it must not start a
+    YAML key (`name: /somewhere` would write the run elsewhere)."""
+    import yaml
+    from stangen.spec.formula import commented_yaml
+    text = commented_yaml("outcome: y\n", {"outcome": "the column\nname: /x"}, ["y ~ x\nname: /somewhere"])
+    assert yaml.safe_load(text) == {"outcome": "y"}

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from ..core.errors import Problem, SpecError, suggest
 from ..core.families import FAMILIES
 from ..core.frames import is_numeric
+from ..core.names import printable
 from .validate import INTERCEPT
 
 # calls a formula may wrap a variable in, and what each means for the spec
@@ -625,7 +626,8 @@ def commented_yaml(yaml_text: str, comments: Mapping[str, str], header: list[str
     """The YAML a spec writes, with a comment after each line whose key path has one."""
     key_line = re.compile(r"^(\s*)([^\s:#][^:]*?):(\s|$)")
     stack: list[tuple[int, str]] = []
-    out = [f"# {line}" if line else "#" for line in header]
+    # user text (the formula, column names) on one comment line each: a line break in it would start a YAML key
+    out = [f"# {printable(line)}" if line else "#" for line in header]
     for line in yaml_text.splitlines():
         match = key_line.match(line)
         if match:
@@ -635,6 +637,6 @@ def commented_yaml(yaml_text: str, comments: Mapping[str, str], header: list[str
             stack.append((indent, match.group(2).strip()))
             path = ".".join(k for _, k in stack)
             if path in comments:
-                line = f"{line}  # {comments[path]}"
+                line = f"{line}  # {printable(comments[path])}"
         out.append(line)
     return "\n".join(out) + "\n"
