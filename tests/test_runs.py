@@ -161,3 +161,22 @@ def test_the_run_records_the_data_file_actually_used_and_checks_it(tmp_path):
     with pytest.raises(StangenError, match="fitted on a DataFrame"):
         again.fitted()
     assert isinstance(again.fitted(data=frame), pd.DataFrame)
+
+
+@pytest.mark.sampling
+def test_effects_and_report_take_moved_data_on_the_command_line(tmp_path, capsys):
+    import shutil
+
+    from conftest import read_example
+    from stangen.cli import main
+    data = tmp_path / "sleep.csv"
+    read_example("sleepstudy").to_csv(data, index=False)
+    program = stangen.build(SPECS / "sleepstudy.yaml", data)
+    run = stangen.fit(program, data, **QUICK).save(tmp_path / "run")
+    moved = tmp_path / "elsewhere.csv"
+    shutil.move(data, moved)
+    assert main(["effects", str(run), "--predictor", "Days", "-o", str(tmp_path / "e.png")]) == 1
+    assert "not at" in capsys.readouterr().err
+    assert main(["effects", str(run), "--predictor", "Days", "--data", str(moved), "-o", str(tmp_path / "e.png")]) == 0
+    assert main(["report", str(run), "--data", str(moved)]) == 0
+    assert (run / "report.html").is_file()
