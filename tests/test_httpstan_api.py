@@ -36,8 +36,8 @@ def test_stan_version_is_read_from_the_headers():
 
 
 def test_the_build_functions_exist_with_the_arguments_used():
-    httpstan_api.load()
-    models, cache = httpstan_api.httpstan.models, httpstan_api.httpstan.cache
+    httpstan = httpstan_api.load()
+    models, cache = httpstan.models, httpstan.cache
     assert inspect.iscoroutinefunction(models.build_services_extension_module)
     assert list(inspect.signature(models.build_services_extension_module).parameters)[0] == "program_code"
     name = models.calculate_model_name("parameters { real x; } model { x ~ normal(0, 1); }")

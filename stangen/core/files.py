@@ -55,10 +55,6 @@ def write_with(path: str | Path, write: Callable[[Path], None], *, mode: int | N
     return path
 
 
-def write_bytes(path: str | Path, data: bytes, *, mode: int | None = None) -> Path:
-    return write_with(path, lambda tmp: tmp.write_bytes(data), mode=mode)
-
-
 def write_text(path: str | Path, text: str, *, mode: int | None = None) -> Path:
     return write_with(path, lambda tmp: tmp.write_text(text, encoding="utf-8"), mode=mode)
 

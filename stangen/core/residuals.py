@@ -275,11 +275,6 @@ class Residuals:
         """Per-observation Stan data a threaded likelihood slices by rows."""
         return ("sigma_group",) if self.sd_by else ()
 
-    def columns(self) -> dict[str, str]:
-        """The data columns the fitted structure reads → their spec paths."""
-        return spec_columns({"time": self.series.time if self.series else None,
-                             "sd_by": self.sd_by.column if self.sd_by else None})
-
     # -- Stan expressions: Python decides, the templates spell ------------------------------------
     @property
     def sigma_expr(self) -> str:

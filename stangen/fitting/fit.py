@@ -32,9 +32,6 @@ from ..run.warmup import initial_inverse_metric
 from ..spec import Spec
 from . import rundir
 
-COMPLETE_MARKER = rundir.COMPLETE_MARKER
-STAN_LOG = rundir.STAN_LOG
-
 
 # -- the fit object ---------------------------------------------------------------------------
 

@@ -240,11 +240,6 @@ def planned_plots(fit: "Fit") -> list[PlannedPlot]:
     return out
 
 
-def plot_files(fit: "Fit") -> dict[str, tuple[str, str]]:
-    """name → (file name, title) of every plot that applies to the fit, in report order."""
-    return {plot.name: (plot.file, plot.title) for plot in planned_plots(fit)}
-
-
 def _file_stem(name: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name)
 

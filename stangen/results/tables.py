@@ -244,8 +244,7 @@ def _auxiliary_text(fit: "Fit", digits: int = 3) -> list[str]:
 def residual_structure_text(fit: "Fit", digits: int = 3) -> list[str]:
     """nlme's blocks for the errors' structure: 'Correlation Structure' (phi) and 'Variance function'
     (each value's sd relative to the first's); [] for independent errors with one sd."""
-    return fit.description.residuals.printout(fit.posterior, fit.program.data.sigma_labels, digits,
-                                              lambda rows, left: _columns(rows, left=left))
+    return fit.description.residuals.printout(fit.posterior, fit.program.data.sigma_labels, digits, _columns)
 
 
 # -- lme4's printout --------------------------------------------------------------------------

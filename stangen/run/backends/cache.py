@@ -24,7 +24,7 @@ from typing import Iterator
 from ...core import files
 from .base import backend_error
 
-__all__ = ["atomic_write_bytes", "atomic_write_text", "cache_root", "entry_dir", "locked", "program_key", "scratch_dir"]
+__all__ = ["atomic_write_text", "cache_root", "entry_dir", "locked", "program_key", "scratch_dir"]
 
 # flock() excludes other processes; this excludes other threads of this process
 # (several threads may hold different keys' flocks, but builds chdir, which is
@@ -95,10 +95,6 @@ def locked(key: str) -> Iterator[Path]:
             os.close(fd)
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` so readers never see a partial file (cache entries are shared: mode 0644)."""
-    files.write_bytes(path, data, mode=0o644)
-
-
 def atomic_write_text(path: Path, text: str) -> None:
+    """Write `text` to `path` so readers never see a partial file (cache entries are shared: mode 0644)."""
     files.write_text(path, text, mode=0o644)

@@ -42,32 +42,22 @@ def installed() -> bool:
     return importlib.util.find_spec("httpstan") is not None
 
 
-def load() -> None:
-    """Import httpstan (ImportError when it is missing or broken)."""
-    global httpstan
-    import httpstan as _httpstan  # the engine of the embedded backend
+def load() -> Any:
+    """httpstan with the submodules used here, imported on first use (ImportError when missing or broken)."""
+    import httpstan  # the engine of the embedded backend: loaded only when it is used
     import httpstan.cache  # noqa: F401
     import httpstan.models  # noqa: F401
-    httpstan = _httpstan
-
-
-httpstan: Any = None
-
-
-def _loaded():
-    if httpstan is None:
-        load()
     return httpstan
 
 
 def version() -> str:
-    return _loaded().__version__
+    return load().__version__
 
 
 # -- versions and locations ---------------------------------------------------------------------------------
 
 def _httpstan_dir() -> Path:
-    return Path(_loaded().__file__).parent
+    return Path(load().__file__).parent
 
 
 def stan_version() -> str:
@@ -88,14 +78,14 @@ def build_tag() -> str:
 
 def cached_module(program: str) -> Path | None:
     """The services module httpstan's cache holds for this program (built before, by stangen or pystan)."""
-    models = _loaded().models
-    return module_file(_loaded().cache.model_directory(models.calculate_model_name(program)))
+    models = load().models
+    return module_file(load().cache.model_directory(models.calculate_model_name(program)))
 
 
 def build_module(program: str) -> None:
     """Compile the program's services module into httpstan's cache (see cached_module). The C++ build runs
     in the current folder (setuptools' build/temp.*), with httpstan's cache under XDG_CACHE_HOME."""
-    _run_coroutine(_loaded().models.build_services_extension_module(program))
+    _run_coroutine(load().models.build_services_extension_module(program))
 
 
 def _run_coroutine(coro: Any) -> Any:

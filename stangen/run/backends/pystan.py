@@ -64,15 +64,6 @@ NAME = "pystan"
 _BUILD_LOCK = threading.Lock()  # builds chdir and redirect fd 2: one per process at a time
 
 
-# --------------------------------------------------------------------------------------------
-# versions & locations
-
-
-def _stanc_path() -> Path:
-
-    return stanc_path()
-
-
 @dataclass(frozen=True)
 class PyStanHandle:
     module_path: str  # the compiled stan::services extension module
@@ -329,7 +320,7 @@ class PyStanBackend:
             entry.mkdir(parents=True, exist_ok=True)
             program_path = entry / "program.stan"
             cache.atomic_write_text(program_path, program)
-            info = stanc_info(_stanc_path(), program, program_path, self.name)
+            info = stanc_info(stanc_path(), program, program_path, self.name)
             self.last_header = None
             compiled_now = self._build(program, program_path, entry, quiet)
             meta = {
