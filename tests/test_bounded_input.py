@@ -65,6 +65,22 @@ def test_formulas_too_deep_or_too_long_are_refused(formula, message):
         parse(formula)
 
 
+@pytest.mark.parametrize("formula, message", [
+    ("Reaction ~ Days + Days | Subject))", r"the '\)' at character 33 closes no '\('"),
+    ("Reaction ~ Days + (Days | Subject", r"the '\(' at character 19 is never closed"),
+    ("y ~ x | g", "from character 7 on is not part of the formula: '| g' — a grouping term is written in parentheses"),
+    ("y ~ x + (1 | g) z", "from character 17 on is not part of the formula: 'z' — terms are joined with"),
+    ("y ~ x + (x || g) | h", "from character 18 on is not part of the formula: '| h'"),
+])
+def test_unbalanced_parentheses_and_unread_text_are_errors_naming_the_position(formula, message):
+    with pytest.raises(SpecError, match=message):
+        parse(formula)
+
+
+def test_parentheses_inside_quoted_names_are_text():
+    assert [c.column for (c,) in parse("y ~ x + `a(b`").terms] == ["x", "a(b"]
+
+
 # -- every number checked -------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("setting, value", [("adapt_delta", float("nan")), ("init", float("inf")),

@@ -133,15 +133,50 @@ MAX_NESTING = 30  # parentheses inside one another
 
 
 def _check_size(text: str) -> None:
-    """Refuse a formula too long or too deeply nested to be a model (the parser recurses on both)."""
+    """Refuse a formula too long or too deeply nested to be a model (the parser recurses on both), or whose
+    parentheses do not pair up (formulae would read up to the stray one and silently drop the rest)."""
     if len(text) > MAX_LENGTH:
         raise FormulaError(_problem(f"the formula has {len(text):,} characters; at most {MAX_LENGTH:,}"))
-    depth = deepest = 0
+    opened: list[int] = []  # where each open parenthesis is
+    quote = None            # inside `name`, "string" or 'string', parentheses are text
     for position, ch in enumerate(text, start=1):
-        depth += (ch == "(") - (ch == ")")
-        deepest = max(deepest, depth)
-        if deepest > MAX_NESTING:
-            raise FormulaError(_problem(f"parentheses nested more than {MAX_NESTING} deep (at character {position})"))
+        if quote:
+            quote = None if ch == quote else quote
+        elif ch in "`\"'":
+            quote = ch
+        elif ch == "(":
+            opened.append(position)
+            if len(opened) > MAX_NESTING:
+                raise FormulaError(_problem(f"parentheses nested more than {MAX_NESTING} deep "
+                                            f"(at character {position})"))
+        elif ch == ")":
+            if not opened:
+                raise FormulaError(_problem(f"the ')' at character {position} closes no '(': "
+                                            f"{_pointed(text, position)}"))
+            opened.pop()
+    if opened:
+        raise FormulaError(_problem(f"the '(' at character {opened[-1]} is never closed: "
+                                    f"{_pointed(text, opened[-1])}"))
+
+
+def _pointed(text: str, position: int) -> str:
+    """The formula with the character at `position` (1-based) marked, e.g. 'y ~ x + (1 | g>>)<<)'."""
+    return repr(text[:position - 1] + ">>" + text[position - 1] + "<<" + text[position:])
+
+
+def _unread(text: str, raw_tokens: list, first_unread: int) -> Problem:
+    """The text after what the parser took (formulae stops at the first token its grammar has no place for):
+    named by position, since the rest of the formula would otherwise be dropped without a word."""
+    rest = "".join(t.lexeme for t in raw_tokens[first_unread:] if t.kind != "EOF")
+    count = len(re.sub(r"\s", "", rest))  # the unread tokens' characters, from the end of the text
+    position = len(text)
+    while count and position:
+        position -= 1
+        count -= not text[position].isspace()
+    left = text[position:].strip()
+    hint = (" — a grouping term is written in parentheses: (x | g)" if left.startswith("|")
+            else " — terms are joined with +" if left[:1].isalnum() or left[:1] in "`(" else "")
+    return _problem(f"the text from character {position + 1} on is not part of the formula: {left!r}{hint}")
 
 
 def read(text: str) -> tuple[ParsedFormula, list[Problem]]:
@@ -156,9 +191,12 @@ def read(text: str) -> tuple[ParsedFormula, list[Problem]]:
         raise FormulaError(_problem(f"an lme4 formula is 'outcome ~ terms', got {text!r}"))
     _check_size(text)
     try:
-        tokens = Scanner(text).scan()
-        tokens, uncorrelated = _double_bars(tokens)
-        tree = Parser(tokens).parse()
+        raw_tokens = Scanner(text).scan()
+        tokens, uncorrelated, kept = _double_bars(raw_tokens)
+        parser = Parser(tokens)
+        tree = parser.parse()
+        if not parser.at_end():
+            raise FormulaError(_unread(text, raw_tokens, kept[parser.current]))
         bars_written = _bar_nodes(tree, fx)
         model = Resolver(tree).resolve()
         bar_models = [_as_model(Resolver(node).resolve()) for node in bars_written]
@@ -218,16 +256,18 @@ def _as_model(resolved):
 
 
 def _double_bars(tokens):
-    """lme4's `||` (formulae reads it as two pipes): one pipe, and the numbers (in order) of those bars."""
-    out, uncorrelated, bar = [], set(), -1
-    for token in tokens:
+    """lme4's `||` (formulae reads it as two pipes): one pipe; the numbers (in order) of those bars; and where
+    each token kept was in the scanner's list."""
+    out, uncorrelated, bar, kept = [], set(), -1, []
+    for index, token in enumerate(tokens):
         if token.kind == "PIPE":
             if out and out[-1].kind == "PIPE":
                 uncorrelated.add(bar)
                 continue
             bar += 1
         out.append(token)
-    return out, uncorrelated
+        kept.append(index)
+    return out, uncorrelated, kept
 
 
 def _bar_nodes(node, fx) -> list:
