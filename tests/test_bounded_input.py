@@ -1,13 +1,17 @@
 """Hostile or careless input is refused with a spec error, never taken down the machine (issue 25): YAML aliases
 that expand beyond a bound (billion laughs), self-referencing YAML, deep nesting, oversized files, and
-formulas too long or too deeply nested."""
+formulas too long, too deeply nested or not closed; numbers that are not numbers, in the sampler's settings and
+in the data."""
 from __future__ import annotations
 
 import time
 
+import numpy as np
+import pandas as pd
 import pytest
 
-from stangen import Spec, SpecError
+from stangen import DataError, Spec, SpecError
+from stangen.compiler.program import build
 from stangen.spec.formula import parse
 
 
@@ -101,3 +105,40 @@ def test_the_command_lines_numbers_are_checked_like_the_specs(capsys):
 def test_levels_given_as_an_empty_list_is_an_error():
     with pytest.raises(SpecError, match="levels: must be a mapping"):
         Spec.from_dict({"outcome": "y", "levels": []})
+
+
+# -- numbers in the data --------------------------------------------------------------------------------------
+
+def _school_spec():
+    return Spec(outcome="score", predictors=["x"], levels={"school": {"varying": ["intercept"],
+                                                                       "predictors": ["w"]}})
+
+
+@pytest.mark.parametrize("column, row, value, message", [
+    ("x", 3, np.inf, r"predictors\[0\]: column 'x' has infinite values at row 4"),
+    ("score", 0, -np.inf, r"outcome: column 'score' has infinite values at row 1"),
+    ("score", 7, 1e308, r"outcome: column 'score' has values beyond ±1e150 at row 8"),
+    ("x", 9, -1e301, r"column 'x' has values beyond ±1e150 at row 10"),
+    ("w", 0, np.inf, r"levels.school.*: column 'w' has infinite values at row 1"),
+    ("x", 2, "inf", r"column 'x' has infinite values at row 3"),   # text, as a CSV may hold it
+])
+def test_infinite_and_huge_values_are_data_problems_naming_rows(column, row, value, message):
+    rng = np.random.default_rng(3)
+    df = pd.DataFrame({"score": rng.normal(size=40), "x": rng.normal(size=40),
+                       "school": np.repeat(list("abcd"), 10), "w": np.repeat([1.0, 2.0, 3.0, 4.0], 10)})
+    df[column] = df[column].astype(object)
+    df.loc[row, column] = value
+    with pytest.raises(DataError, match=message):
+        build(_school_spec(), df)
+
+
+def test_an_infinite_value_is_not_dropped_as_missing_but_a_nan_is():
+    rng = np.random.default_rng(3)
+    df = pd.DataFrame({"score": rng.normal(size=40), "x": rng.normal(size=40),
+                       "school": np.repeat(list("abcd"), 10), "w": np.repeat([1.0, 2.0, 3.0, 4.0], 10)})
+    spec = Spec.from_dict({**_school_spec().to_dict(), "missing": "drop"})
+    df.loc[5, "x"] = np.nan
+    assert build(spec, df).data.stan_data["N"] == 39
+    df.loc[6, "x"] = np.inf
+    with pytest.raises(DataError, match="row 7"):   # named as the data's row, before the NaN row is dropped
+        build(spec, df)

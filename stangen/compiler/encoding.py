@@ -141,6 +141,9 @@ def screen_columns(columns: dict[str, str], df: pd.DataFrame, *, categorical, mi
             if column in present and all(i in present for i in id_columns):
                 _whole_groups_missing(column, present[column], level, id_columns, df, absent[column], c)
     usable = set(present)
+    for column, path in present.items():  # before any row is dropped, so the rows named are the data's
+        if column not in categorical and not path.endswith(".id"):
+            _extreme_values(column, path, df[column], usable, c)
     dropped = None
     if missing == "drop":
         any_missing = np.logical_or.reduce(list(absent.values())) if absent else np.zeros(len(df), bool)
@@ -172,6 +175,28 @@ def screen_columns(columns: dict[str, str], df: pd.DataFrame, *, categorical, mi
             c.add(path, f"column '{column}' is numeric except {examples} at {rows_text(bad)}; fix those values, "
                         "or list the column under `categorical:` if it really is a category")
     return df, dropped, usable
+
+
+LARGEST_VALUE = 1e150  # beyond this a value's square overflows in the model's sums: no fit is possible
+
+
+def _extreme_values(column: str, path: str, series: pd.Series, usable: set[str], c: Collector) -> None:
+    """Infinite values, and values too large to compute with, are data problems naming their rows (a missing
+    value, NaN, is the `missing:` policy's to judge)."""
+    if not (is_numeric(series) or mostly_numbers(series)):
+        return
+    numbers = pd.to_numeric(series, errors="coerce").to_numpy(dtype=float)
+    infinite = np.isinf(numbers)
+    huge = np.abs(np.where(infinite, 0, numbers)) > LARGEST_VALUE  # NaN compares False
+    if infinite.any():
+        c.add(path, f"column '{column}' has infinite values at {rows_text(infinite)}; fix them, or make them "
+                    "missing and set `missing: drop`")
+    if huge.any():
+        c.add(path, f"column '{column}' has values beyond ±1e150 at {rows_text(huge)} "
+                    f"(e.g. {numbers[huge][0]:g}); no model can be computed with them: fix them, or rescale the "
+                    "column (a different unit)")
+    if infinite.any() or huge.any():
+        usable.discard(column)
 
 
 def column_problems(columns: dict[str, str], df: pd.DataFrame, *, categorical, missing: str | None) -> list[Problem]:
