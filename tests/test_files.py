@@ -113,3 +113,49 @@ def test_two_processes_saving_one_run_leave_a_complete_run_or_a_clear_error(exam
         loaded = Fit.load(out)  # complete and readable
         assert loaded.program.code == fit.program.code
         assert not [p.name for p in out.iterdir() if p.name.startswith(".")]
+
+
+# -- scratch folders of killed processes ----------------------------------------------------------------------
+
+def _dead_pid() -> int:
+    child = multiprocessing.get_context("fork").Process(target=os._exit, args=(0,))
+    child.start()
+    child.join()
+    return child.pid
+
+
+def _aged(path, seconds=3600):
+    then = time.time() - seconds
+    os.utime(path, (then, then))
+    return path
+
+
+def test_scratch_folders_of_dead_processes_are_cleared_by_ownership_and_age(tmp_path):
+    dead = _dead_pid()
+    left = tmp_path / f"stangen-{dead}-abc123"
+    left.mkdir()
+    (left / "chain-1.sock").write_text("")
+    _aged(left)
+    young = tmp_path / f"stangen-{dead}-young1"
+    young.mkdir()                                                       # its owner may just be starting
+    running = _aged_dir(tmp_path / f"stangen-{os.getpid()}-mine01")     # a live process's folder
+    other = _aged_dir(tmp_path / "stangen-notes")                       # not ours by its name's form
+    target = tmp_path / "precious"
+    target.mkdir()
+    link = tmp_path / f"stangen-{dead}-link01"
+    link.symlink_to(target)                                             # a link is never followed or removed
+    made = files.scratch_folder(tmp_path, "stangen-")
+    assert made.name.startswith(f"stangen-{os.getpid()}-") and made.is_dir()
+    assert not left.exists()
+    assert young.exists() and running.exists() and other.exists() and link.is_symlink() and target.exists()
+
+
+def test_a_folder_of_another_user_is_left_alone(tmp_path, monkeypatch):
+    left = _aged_dir(tmp_path / f"stangen-{_dead_pid()}-abc123")
+    monkeypatch.setattr(os, "getuid", lambda: os.stat(left).st_uid + 1)
+    assert files.clear_leftover_scratch(tmp_path, "stangen-") == [] and left.exists()
+
+
+def _aged_dir(path):
+    path.mkdir()
+    return _aged(path)

@@ -180,3 +180,42 @@ def test_effects_and_report_take_moved_data_on_the_command_line(tmp_path, capsys
     assert main(["effects", str(run), "--predictor", "Days", "--data", str(moved), "-o", str(tmp_path / "e.png")]) == 0
     assert main(["report", str(run), "--data", str(moved)]) == 0
     assert (run / "report.html").is_file()
+
+
+# -- a killed fit's scratch files -----------------------------------------------------------------------------
+
+@pytest.mark.sampling
+def test_the_socket_folder_of_a_fit_killed_with_sigkill_is_cleared_by_the_next_fit(tmp_path):
+    """SIGKILL leaves no `finally` to run: the embedded backend's socket folder stays behind, and the next fit
+    (of any spec) clears it, since its process is gone and it is this user's."""
+    import shutil
+    import signal
+    import subprocess
+    import sys
+    import tempfile
+
+    base = Path(tempfile.mkdtemp(prefix="sg", dir="/tmp"))   # short: Unix socket paths are limited to ~107 bytes
+    env = {**os.environ, "TMPDIR": str(base)}
+    command = [sys.executable, "-m", "stangen.cli", "fit", str(SPECS / "sleepstudy.yaml"), "--quiet",
+               "--draws", "20000", "--backend", "pystan"]
+    try:
+        first = subprocess.Popen(command + ["--out", str(tmp_path / "killed")], env=env,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 120
+        while not list(base.glob("stangen-*/chain-*.sock")) and time.time() < deadline and first.poll() is None:
+            time.sleep(0.2)
+        left = list(base.glob("stangen-*"))
+        assert left, "the fit never started sampling"
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+        time.sleep(1)
+        assert [p.name for p in base.glob("stangen-*")] == [p.name for p in left]   # left behind, as expected
+        then = time.time() - 3600
+        os.utime(left[0], (then, then))
+        second = subprocess.run(command[:-4] + ["--draws", "100", "--warmup", "100", "--out",
+                                                str(tmp_path / "next")], env=env, capture_output=True, text=True)
+        assert second.returncode == 0, second.stderr
+        assert list(base.glob("stangen-*")) == []
+        assert not (tmp_path / "killed").exists()     # the killed fit wrote no run
+    finally:
+        shutil.rmtree(base, ignore_errors=True)

@@ -10,8 +10,11 @@ import errno
 import glob
 import hashlib
 import os
+import re
 import shutil
+import stat
 import tempfile
+import time
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -66,6 +69,39 @@ def alive(pid: int) -> bool:
     except OSError as err:
         return err.errno == errno.EPERM  # exists, owned by someone else
     return True
+
+
+LEFTOVER_AGE = 60.0  # seconds: a scratch folder younger than this is never cleared (its owner may be starting)
+
+
+def scratch_folder(base: str | Path, prefix: str) -> Path:
+    """A fresh folder `<prefix><pid>-<random>` in `base`, for one process's scratch files (chain sockets, CSV
+    files). Its owner removes it on every exit it sees; what a killed owner (SIGKILL) left is cleared here,
+    by the next process that makes one."""
+    base = Path(base)
+    base.mkdir(parents=True, exist_ok=True)
+    clear_leftover_scratch(base, prefix)
+    return Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-", dir=base))
+
+
+def clear_leftover_scratch(base: Path, prefix: str, min_age: float = LEFTOVER_AGE) -> list[Path]:
+    """Remove the scratch folders of dead processes: named `<prefix><pid>-…` by `scratch_folder`, a real
+    folder (not a link) owned by this user, untouched for `min_age` seconds, and its process gone. Never
+    by name alone: a shared temporary folder holds other users' and other programs' files."""
+    pattern = re.compile(re.escape(prefix) + r"(\d+)-[A-Za-z0-9_]+")
+    cleared = []
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(base):
+            found = pattern.fullmatch(entry.name)
+            if not found:
+                continue
+            with contextlib.suppress(OSError):
+                info = entry.stat(follow_symlinks=False)
+                if (stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid()
+                        and time.time() - info.st_mtime >= min_age and not alive(int(found.group(1)))):
+                    shutil.rmtree(entry.path)
+                    cleared.append(Path(entry.path))
+    return cleared
 
 
 def claim_path(folder: Path) -> Path:

@@ -16,7 +16,6 @@ import contextlib
 import fcntl
 import hashlib
 import os
-import tempfile
 import threading
 from pathlib import Path
 from typing import Iterator
@@ -69,10 +68,9 @@ def locate(backend: str, stan_version: str, tag: str, program: str) -> tuple[str
 
 
 def scratch_dir(prefix: str = "build-") -> Path:
-    """A fresh temporary directory inside the cache (same filesystem as entries)."""
-    tmp = cache_root() / "tmp"
-    tmp.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=prefix, dir=tmp))
+    """A fresh temporary directory inside the cache (same filesystem as entries); what killed processes left
+    there is cleared first (core.files.scratch_folder)."""
+    return files.scratch_folder(cache_root() / "tmp", prefix)
 
 
 @contextlib.contextmanager

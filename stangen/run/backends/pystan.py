@@ -205,7 +205,7 @@ def _socket_dir() -> str:
     base = tempfile.gettempdir()
     if len(base) > 60:  # AF_UNIX paths are limited to ~107 bytes
         base = "/tmp"
-    return tempfile.mkdtemp(prefix="stangen-", dir=base)
+    return str(files.scratch_folder(base, "stangen-"))
 
 
 def _recv_available(chain: _Chain, conn: socket.socket) -> bool:
