@@ -372,7 +372,8 @@ def cmd_pooling(args: argparse.Namespace) -> int:
     from .workflows.pooling import compare_pooling, plot_pooling
 
     spec = load_spec(args.spec, args.data, args.missing)
-    out = Path(args.out) if args.out else Path("runs") / f"{spec.name}_pooling_{args.level}"
+    out = files.check_output_folder(args.out or Path("runs") / f"{spec.name}_pooling_{args.level}", "pooling folder",
+                                    ("pooling.csv", "pooling_*.png"))
     table, fits = compare_pooling(spec, args.level, args.data, backend=args.backend, missing=args.missing,
                                   **_settings(args))
     files.write_text(out / "pooling.csv", table.to_csv(index=False))
@@ -413,11 +414,28 @@ def _add_missing_flag(p: argparse.ArgumentParser) -> None:
 def _add_many_fits_flags(p: argparse.ArgumentParser) -> None:
     """The flags of the commands that fan fits out on Dask (sbc, kfold, plan)."""
     p.add_argument("--scheduler", help="address of a running Dask scheduler (default: a local cluster)")
-    p.add_argument("--workers", type=int, help="local worker processes (default: the cores)")
+    _add_scheduler_timeout(p)
+    p.add_argument("--workers", type=POSITIVE, help="local worker processes (default: the cores)")
     p.add_argument("--chains", type=int, help="chains per fit (default 2)")
     p.add_argument("--warmup", type=int, help="warmup per chain (default 500)")
     p.add_argument("--draws", type=int, help="draws per chain (default 500)")
     p.add_argument("--backend", choices=("auto", "pystan", "cmdstan"), default="auto")
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 < value < 86_400:
+        raise argparse.ArgumentTypeError(f"{text} is not allowed: more than 0 and less than a day")
+    return value
+
+
+def _add_scheduler_timeout(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--scheduler-timeout", type=_seconds, metavar="SECONDS",
+                   help="how long to try reaching the --scheduler before giving up (default 30; Dask's "
+                        "distributed.comm.timeouts.connect)")
 
 
 def _many_fits_options(args: argparse.Namespace) -> dict:
@@ -430,9 +448,35 @@ def _many_fits_options(args: argparse.Namespace) -> dict:
             **settings}
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage mistake a user error like any other (exit 1; argparse's own code, 2, is the
+    documented code of a sampling failure)."""
+
+    def error(self, message: str):
+        self.print_usage(sys.stderr)
+        self.exit(1, f"error: {message}\n")
+
+
+def _count(least: int):
+    """An argparse type: a whole number of at least `least` (a count of sims, folds, rows, workers, …)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < least:
+            raise argparse.ArgumentTypeError(f"{text} is not allowed: at least {least}")
+        return value
+    parse.__name__ = "count"
+    return parse
+
+
+POSITIVE, NON_NEGATIVE = _count(1), _count(0)
+
+
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="stangen", description="Multilevel model specs → Stan programs → fits.")
-    sub = top.add_subparsers(dest="command", required=True)
+    top = _Parser(prog="stangen", description="Multilevel model specs → Stan programs → fits.")
+    sub = top.add_subparsers(dest="command", required=True, parser_class=_Parser)
     p = sub.add_parser("validate", help="check a spec (and its data); print a one-line description")
     p.add_argument("spec")
     p.add_argument("--data", help="CSV file (default: the spec's `data:`)")
@@ -478,7 +522,8 @@ def parser() -> argparse.ArgumentParser:
                    help="also print Stan's own messages (always written to stan.log in the run directory)")
     p.add_argument("--scheduler", help="run each chain as a task on the Dask cluster at this address "
                                        "(tcp://host:port); the same seed gives the same draws as a local run")
-    p.add_argument("--workers", type=int, help="run each chain as a task on a local Dask cluster of this many "
+    _add_scheduler_timeout(p)
+    p.add_argument("--workers", type=POSITIVE, help="run each chain as a task on a local Dask cluster of this many "
                                                "worker processes")
     _add_sampler_flags(p)
     p.set_defaults(run=cmd_fit)
@@ -489,7 +534,7 @@ def parser() -> argparse.ArgumentParser:
     _add_missing_flag(p)
     p.add_argument("--out", help="folder for pooling.csv and the plots (default: runs/<spec>_pooling_<level>)")
     p.add_argument("--backend", default="auto", choices=["auto", "pystan", "cmdstan"])
-    p.add_argument("--rows", type=int, default=40, help="rows of the table to print")
+    p.add_argument("--rows", type=POSITIVE, default=40, help="rows of the table to print")
     _add_sampler_flags(p)
     p.set_defaults(run=cmd_pooling)
     p = sub.add_parser("simulate", help="fake data from the spec's model with known true values")
@@ -499,8 +544,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="take groups and predictors from this CSV (default: the spec's data, if any)")
     p.add_argument("--no-data", action="store_true", help="simulate groups and predictors even if the spec names data")
     p.add_argument("--groups", nargs="*", metavar="LEVEL=J", help="groups per level (nested: per parent group)")
-    p.add_argument("--per-group", type=int, default=10, help="rows per cell of the lowest grouping")
-    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--per-group", type=POSITIVE, default=10, help="rows per cell of the lowest grouping")
+    p.add_argument("--seed", type=NON_NEGATIVE, default=1)
     p.add_argument("-o", "--output", required=True, help="CSV to write; true values go beside it")
     p.set_defaults(run=cmd_simulate)
     p = sub.add_parser("predict", help="predictions for new data from a run directory")
@@ -511,14 +556,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--new-groups", choices=("error", "sample", "population"), default="error",
                    help="groups the model was not fitted on: an error (default), effects drawn from the fitted "
                         "distribution, or effects at 0")
-    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--seed", type=NON_NEGATIVE, default=1)
     p.add_argument("-o", "--output", required=True, help="CSV to write")
     p.set_defaults(run=cmd_predict)
     p = sub.add_parser("effects", help="plot the expected outcome against a predictor (conditional effects)")
     p.add_argument("run_dir")
     p.add_argument("--predictor", required=True, help="a numeric level-1 predictor")
     p.add_argument("--by", help="a categorical level-1 predictor: one line per category")
-    p.add_argument("--groups", type=int, default=0, help="also draw the fitted lines of this many sampled groups")
+    p.add_argument("--groups", type=NON_NEGATIVE, default=0, help="also draw the fitted lines of this many sampled groups")
     p.add_argument("--level", help="the level whose groups --groups draws (default: where the slope varies)")
     p.add_argument("-o", "--output", help="PNG to write (default: RUN_DIR/plots/effects_PREDICTOR.png)")
     p.add_argument("--data", help="the training data's CSV, when it moved since the fit (checked against the run's "
@@ -526,21 +571,22 @@ def parser() -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_effects)
     p = sub.add_parser("sbc", help="simulation-based calibration: is the program (with its priors) right?")
     p.add_argument("spec")
-    p.add_argument("--sims", type=int, default=200, help="simulations (fits)")
+    p.add_argument("--sims", type=POSITIVE, default=200, help="simulations (fits)")
     p.add_argument("--data", help="CSV whose groups and predictors are the design (default: the spec's data)")
     p.add_argument("--no-data", action="store_true", help="simulate the design (--groups, --per-group)")
     p.add_argument("--groups", action="append", metavar="LEVEL=N", help="groups of a level (simulated design)")
-    p.add_argument("--per-group", type=int, default=10, help="rows per cell of the lowest grouping")
-    p.add_argument("--seed", type=int, default=1, help="master seed: every simulation and fit derives from it")
+    p.add_argument("--per-group", type=POSITIVE, default=10, help="rows per cell of the lowest grouping")
+    p.add_argument("--seed", type=NON_NEGATIVE, default=1, help="master seed: every simulation and fit derives from it")
     _add_many_fits_flags(p)
     p.add_argument("--out", help="output folder (default: runs/NAME_sbc); a rerun continues its fits.jsonl")
     p.set_defaults(run=cmd_sbc)
     p = sub.add_parser("kfold", help="leave-group-out cross-validation: how well new groups are predicted")
     p.add_argument("spec")
     p.add_argument("--by", required=True, help="the level whose groups are left out")
-    p.add_argument("--folds", type=int, default=10)
+    p.add_argument("--folds", type=_count(2), default=10,
+                   help="folds: the groups are split into this many parts (at least 2)")
     p.add_argument("--data", help="CSV (default: the spec's data)")
-    p.add_argument("--seed", type=int, default=1, help="master seed: the folds and every fit derive from it")
+    p.add_argument("--seed", type=NON_NEGATIVE, default=1, help="master seed: the folds and every fit derive from it")
     _add_many_fits_flags(p)
     p.add_argument("--out", help="output folder (default: runs/NAME_kfold_BY)")
     p.set_defaults(run=cmd_kfold)
@@ -549,9 +595,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--params", required=True, help="true values (YAML, as for stangen simulate)")
     p.add_argument("--groups", action="append", metavar="LEVEL=N1,N2,…", help="numbers of groups to try")
     p.add_argument("--per-group", default="10", help="rows per group to try, e.g. 5,10,25")
-    p.add_argument("--sims", type=int, default=50, help="simulated data sets per design")
+    p.add_argument("--sims", type=POSITIVE, default=50, help="simulated data sets per design")
     p.add_argument("--focus", action="append", help="a parameter to report (display name; repeatable)")
-    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--seed", type=NON_NEGATIVE, default=1)
     _add_many_fits_flags(p)
     p.add_argument("--out", help="output folder (default: runs/NAME_plan)")
     p.set_defaults(run=cmd_plan)
@@ -571,7 +617,7 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("install-cmdstan", help="install CmdStan via cmdstanpy (needs internet; optional)")
     p.add_argument("--version", help="CmdStan version (default: latest)")
     p.add_argument("--dir", help="install folder (default: cmdstanpy's, ~/.cmdstan)")
-    p.add_argument("--cores", type=int, default=1, help="cores for the build")
+    p.add_argument("--cores", type=POSITIVE, default=1, help="cores for the build")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(run=cmd_install_cmdstan)
     return top
@@ -580,6 +626,9 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
+        if getattr(args, "scheduler_timeout", None):
+            import dask
+            dask.config.set({"distributed.comm.timeouts.connect": f"{args.scheduler_timeout}s"})
         return args.run(args)
     except StangenError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -587,11 +636,21 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:
+        if exc.errno not in files.PLACE_ERRORS or not exc.filename:
+            return _internal_error()
+        # a file or folder the user named (or the disk it is on) that cannot be read or written
+        print(f"error: {exc.filename}: {exc.strerror}", file=sys.stderr)
+        return 1
     except Exception:  # a bug in stangen, not the user's mistake
-        traceback.print_exc()
-        print("internal error: this is a bug in stangen; please report it with the spec and the output above",
-              file=sys.stderr)
-        return 3
+        return _internal_error()
+
+
+def _internal_error() -> int:
+    traceback.print_exc()
+    print("internal error: this is a bug in stangen; please report it with the spec and the output above",
+          file=sys.stderr)
+    return 3
 
 
 if __name__ == "__main__":

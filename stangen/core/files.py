@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fnmatch
 import glob
 import hashlib
 import os
@@ -39,21 +40,30 @@ def temporary_name(path: Path) -> Path:
     return Path(tmp)
 
 
-def write_with(path: str | Path, write: Callable[[Path], None], *, mode: int | None = None) -> Path:
+def write_with(path: str | Path, write: Callable[[Path], None], *, mode: int | None = None,
+               what: str = "file") -> Path:
     """Call `write(tmp)` to write a temporary file beside `path`, then rename it to `path`; on any failure
     (a full disk, an interrupt) the temporary file is removed and `path` is left as it was. `mode`: the
-    file's permissions (mkstemp's default is 0600)."""
+    file's permissions (mkstemp's default is 0600). A path that cannot be written (a folder, a read-only or
+    full disk, no permission) is a UserError naming it, with the free space where that matters."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temporary_name(path)
+    if path.is_dir():
+        raise UserError(Problem(str(path), "is a folder: give the name of a file to write"))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = temporary_name(path)
+    except OSError as err:
+        raise place_error(path, err, what) from None
     try:
         write(tmp)
         if mode is not None:
             os.chmod(tmp, mode)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         with contextlib.suppress(OSError):
             tmp.unlink()
+        if isinstance(err, OSError) and err.errno in PLACE_ERRORS:
+            raise place_error(path, err, what) from None
         raise
     return path
 
@@ -115,10 +125,10 @@ def claimed(folder: str | Path, what: str = "run directory") -> Iterator[Path]:
     process that tries while the claim holds gets a UserError naming the folder and the writer; a claim left
     by a process that no longer runs (killed mid-write) is taken over."""
     folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
     claim = claim_path(folder)
     for _ in range(2):
         try:
+            folder.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
             try:
@@ -131,6 +141,8 @@ def claimed(folder: str | Path, what: str = "run directory") -> Iterator[Path]:
             with contextlib.suppress(OSError):
                 claim.unlink()  # left by a writer that is gone (or by this process): taken over
             continue
+        except OSError as err:
+            raise place_error(folder, err, what) from None
         with os.fdopen(fd, "w") as fh:
             fh.write(f"{os.getpid()}\n")
         break
@@ -145,6 +157,7 @@ def claimed(folder: str | Path, what: str = "run directory") -> Iterator[Path]:
 
 # errors of the disk or the place, not of stangen: a user error naming the path (exit 1)
 DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG)
+PLACE_ERRORS = DISK_ERRORS + (errno.EISDIR, errno.ENOTDIR, errno.ENOENT, errno.ENAMETOOLONG, errno.ELOOP)
 
 
 def _free_space(path: Path) -> str:
@@ -153,6 +166,54 @@ def _free_space(path: Path) -> str:
             free = shutil.disk_usage(where).free
             return f"{free / 1e9:.1f} GB" if free >= 1e8 else f"{free / 1e6:.1f} MB"
     return "unknown"
+
+
+def place_error(path: Path, err: OSError, what: str) -> UserError:
+    """The user error for a file or folder that cannot be written where asked."""
+    space = f" ({_free_space(path.parent)} free there)" if err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) else ""
+    return UserError(Problem(str(path), f"could not write the {what}: {err.strerror or err}{space}"))
+
+
+def refuse_protected(out: str | Path, what: str) -> Path:
+    """An output folder that a command fills (and a rerun replaces or adds to): never the file system's root,
+    the home folder or the working folder, nor a folder above them, and not an existing file."""
+    out = Path(out)
+    where = out.expanduser().resolve()
+    protected = {Path("/").resolve(), Path.home().resolve(), Path.cwd().resolve()}
+    if where in protected or any(where in p.parents for p in protected):
+        raise UserError(Problem(str(out), f"a {what} is written into a folder of its own: not the root, the home "
+                                          "or the working folder; give e.g. runs/NAME"))
+    if where.exists() and not where.is_dir():
+        raise UserError(Problem(str(out), f"is a file, not a folder: give a folder for the {what}"))
+    _probe(where, what)
+    return out
+
+
+def _probe(folder: Path, what: str) -> None:
+    """Whether a folder can be made here: a hidden folder made and removed at once in the nearest existing
+    folder on the way (checked before minutes of sampling, not after)."""
+    existing = next((p for p in (folder, *folder.parents) if p.exists()), Path("/"))
+    try:
+        if not existing.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(existing))
+        os.rmdir(tempfile.mkdtemp(prefix=".stangen-probe-", dir=existing))
+    except OSError as err:
+        raise place_error(folder, err, what) from None
+
+
+def check_output_folder(out: str | Path, what: str, own: tuple[str, ...]) -> Path:
+    """An output folder of a workflow (sbc, kfold, plan, pooling): not a protected place (refuse_protected),
+    and, if it exists, holding nothing but the files it writes (`own`: names or glob patterns), so that
+    another program's folder is never written into."""
+    out = refuse_protected(out, what)
+    if out.is_dir():
+        others = sorted(p.name for p in out.iterdir()
+                        if not any(fnmatch.fnmatchcase(p.name, pattern) for pattern in own))
+        if others:
+            shown = ", ".join(others[:5]) + (" …" if len(others) > 5 else "")
+            raise UserError(Problem(str(out), f"holds files a {what} does not write ({shown}): choose another "
+                                              "folder (a new one is made)"))
+    return out
 
 
 def _leftovers(target: Path) -> None:
@@ -187,7 +248,7 @@ def write_folder(target: str | Path, fill: Callable[[Path], None], what: str = "
             shutil.rmtree(staging, ignore_errors=True)
             if old is not None and not target.exists():
                 os.rename(old, target)  # the previous folder back in its place
-            if err.errno in DISK_ERRORS:
+            if err.errno in PLACE_ERRORS:
                 raise UserError(Problem(str(target), f"could not write the {what}: {err.strerror} "
                                         f"({_free_space(target.parent)} free there); the previous {what} at this "
                                         "path, if any, is unchanged")) from None

@@ -54,14 +54,8 @@ def check_output(out: str | Path, force: bool = False) -> Path:
     """The folder a run may be written to, or a UserError saying why not: never the file system's root, the
     home folder or the working folder (nor a folder above them); not an existing file; not a folder holding
     anything but a stangen run (its own files, report and plots), unless `force`."""
-    out = Path(out)
+    out = files.refuse_protected(out, "run")
     where = out.expanduser().resolve()
-    protected = {Path("/").resolve(), Path.home().resolve(), Path.cwd().resolve()}
-    if where in protected or any(where in p.parents for p in protected):
-        raise UserError(Problem(str(out), "a run is written into a folder of its own, which it replaces on a refit: "
-                                          "not the root, the home or the working folder; give e.g. runs/NAME"))
-    if where.exists() and not where.is_dir():
-        raise UserError(Problem(str(out), "is a file, not a folder: give a folder for the run"))
     if where.is_dir() and not force:
         own = set(RUN_FILES) | set(REPORT_FILES)
         others = sorted(p.name for p in where.iterdir() if p.name not in own)

@@ -20,6 +20,7 @@ of the same issue).
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import sys
@@ -30,6 +31,7 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
+from ..core.errors import Problem, UserError
 from .backends import SamplerSettings, get_backend
 
 INLINE = "inline"
@@ -142,6 +144,9 @@ def _done_before(results_file: Path | None, batch: str) -> dict[int, FitResult]:
 def local_cluster(workers: int | None):
     """A local Dask cluster: `workers` processes (default: cores), one thread each. Worker processes are not
     daemonic, because the embedded backend runs each chain in a child process."""
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise UserError(Problem("workers", f"the number of Dask worker processes must be a whole number of at "
+                                           f"least 1, got {workers!r}"))
     import dask
     from distributed import LocalCluster
     with dask.config.set({"distributed.worker.daemon": False, "distributed.admin.system-monitor.gil.enabled": False}):
@@ -197,16 +202,39 @@ def run_fits(code: str, jobs: Iterable[FitJob], summarize: Callable[[Any, FitJob
 @contextlib.contextmanager
 def dask_client(scheduler: str | None, workers: int | None):
     """A Dask client: of the cluster at `scheduler`, else of a local cluster of `workers` processes (closed
-    with the client)."""
+    with the client). A scheduler that cannot be reached within Dask's connect timeout
+    (`distributed.comm.timeouts.connect`, 30 s unless set; `--scheduler-timeout` on the command line) is a
+    UserError naming the address."""
     from distributed import Client
     cluster = local_cluster(workers) if scheduler is None else None
-    client = Client(cluster if cluster is not None else scheduler)
+    client = Client(cluster) if cluster is not None else _connect(scheduler)
     try:
         yield client
     finally:
         client.close()
         if cluster is not None:
             cluster.close()
+
+
+def _connect(scheduler: str):
+    """A client of the running scheduler at this address, or a UserError saying why not."""
+    import gc
+
+    import dask
+    from distributed import Client
+    timeout = dask.config.get("distributed.comm.timeouts.connect")
+    try:
+        return Client(scheduler, timeout=timeout)
+    except (OSError, ValueError, TypeError, MemoryError) as exc:  # Dask's TimeoutError is an OSError
+        # MemoryError: something that is not a Dask scheduler answered, and its reply was read as a frame length
+        reason = str(exc) if not isinstance(exc, MemoryError) else "what answered is not a Dask scheduler"
+    # the half-made client closes itself when collected, and complains to stderr that it never connected
+    with contextlib.redirect_stderr(io.StringIO()):
+        gc.collect()
+    raise UserError(Problem("scheduler", f"cannot use the Dask scheduler at {scheduler!r}: {reason}. Check the "
+                                         "address (tcp://host:port) and that the scheduler runs; a slow network "
+                                         "may need a longer --scheduler-timeout (Dask's "
+                                         "distributed.comm.timeouts.connect)"))
 
 
 @contextlib.contextmanager

@@ -186,6 +186,7 @@ def read(text: str) -> tuple[ParsedFormula, list[Problem]]:
     from formulae.parser import ParseError, Parser
     from formulae.resolver import Resolver, ResolverError
     from formulae.scanner import ScanError, Scanner
+    from formulae.terms.call_resolver import CallResolverError
 
     if not isinstance(text, str) or "~" not in text:
         raise FormulaError(_problem(f"an lme4 formula is 'outcome ~ terms', got {text!r}"))
@@ -200,7 +201,9 @@ def read(text: str) -> tuple[ParsedFormula, list[Problem]]:
         bars_written = _bar_nodes(tree, fx)
         model = Resolver(tree).resolve()
         bar_models = [_as_model(Resolver(node).resolve()) for node in bars_written]
-    except (ScanError, ParseError, ResolverError, ValueError) as exc:
+    # formulae's own errors, and what its resolver raises on trees its grammar lets through (`1(x)`)
+    except (ScanError, ParseError, ResolverError, CallResolverError, ValueError, AttributeError, TypeError,
+            IndexError, KeyError) as exc:
         # a construct formulae cannot even read (R's x^2 inside I()): say what to write instead
         called = [name for name in re.findall(r"([A-Za-z_][\w.]*)\s*\(", text) if name in UNSUPPORTED_CALLS]
         advice = "; ".join(f"{name}(): {UNSUPPORTED_CALLS[name]}" for name in dict.fromkeys(called))

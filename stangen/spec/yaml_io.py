@@ -14,19 +14,20 @@ MAX_NODES = 100_000  # values after expanding YAML aliases (a "billion laughs" e
 MAX_DEPTH = 40  # mappings and lists inside one another
 
 
-def read_yaml(path: str | Path) -> tuple[object, dict[str, int]]:
+def read_yaml(path: str | Path, what: str = "spec file") -> tuple[object, dict[str, int]]:
     """Return (raw value, {spec path: line}). Raises SpecError for unreadable, oversized, too deeply nested,
     self-referencing or duplicate-key YAML, and for aliases that expand beyond MAX_NODES values."""
     path = Path(path)
     try:
         if path.stat().st_size > MAX_BYTES:
-            raise SpecError(Problem("", f"the spec file has {path.stat().st_size:,} bytes; a spec is at most "
-                                        f"{MAX_BYTES:,} (data go in a CSV file: `data:`)"), source=str(path))
+            raise SpecError(Problem("", f"the {what} has {path.stat().st_size:,} bytes; at most {MAX_BYTES:,}"
+                                        + (" (data go in a CSV file: `data:`)" if what == "spec file" else "")),
+                            source=str(path))
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise SpecError(Problem("", f"cannot read spec file: {exc.strerror or exc}"), source=str(path)) from None
+        raise SpecError(Problem("", f"cannot read {what}: {exc.strerror or exc}"), source=str(path)) from None
     except UnicodeDecodeError as exc:
-        raise SpecError(Problem("", f"the spec file is not UTF-8 text ({exc.reason} at byte {exc.start})"),
+        raise SpecError(Problem("", f"the {what} is not UTF-8 text ({exc.reason} at byte {exc.start})"),
                         source=str(path)) from None
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)

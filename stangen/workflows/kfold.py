@@ -31,6 +31,7 @@ from ..compiler.model import describe
 from ..compiler.new_rows import encode_rows
 from ..compiler.program import StanProgram, build, load_data, load_spec
 from ..compiler.standata import write_stan_data
+from ..core import files
 from ..core.errors import Problem, SpecError, UserError
 from ..core.frames import Collector, label_text
 from ..core.residuals import Residuals
@@ -43,6 +44,7 @@ from ..run.manyfits import FitJob, job_seeds, run_fits
 KFOLD_SETTINGS = dict(chains=2, warmup=500, draws=500, parallel_chains=1)
 NEW_GROUP_DRAWS = 100
 RESULT_FILE = "kfold.json"
+KFOLD_FILES = (RESULT_FILE, "summary.md", "fits.jsonl")  # what `out` holds
 
 
 @dataclass
@@ -162,6 +164,7 @@ def kfold(spec, by: str, folds: int = 10, *, data=None, seed: int = 1, scheduler
     each fit (default 2 chains × 500 + 500, one core each). `out`: a folder for kfold.json (what `stangen
     compare` reads), summary.md and fits.jsonl (kept if interrupted; a rerun continues)."""
     spec = load_spec(spec)
+    out = files.check_output_folder(out, "cross-validation folder", KFOLD_FILES) if out is not None else None
     if by not in spec.levels:
         raise SpecError(Problem("--by", f"no level '{by}' (levels: {', '.join(spec.levels) or 'none'})"))
     if not Residuals.from_spec(spec.residuals).splits_by_rows:
@@ -197,7 +200,6 @@ def kfold(spec, by: str, folds: int = 10, *, data=None, seed: int = 1, scheduler
             "program": program, "held": held.drop(columns=[]), "groups": keys[fold == k].to_numpy(),
             "new_group_draws": new_group_draws}))
     sampler = SamplerSettings(**(KFOLD_SETTINGS | settings | {"quiet": True}))
-    out = Path(out) if out is not None else None
     results = run_fits(code, jobs, held_out_density, settings=sampler, backend=backend, scheduler=scheduler,
                        workers=workers, results_file=out / "fits.jsonl" if out else None, progress=progress,
                        label="kfold fits")

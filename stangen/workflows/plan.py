@@ -22,6 +22,7 @@ import pandas as pd
 from ..compiler.encoding import encode
 from ..compiler.program import StanProgram, build, load_spec
 from ..compiler.standata import write_stan_data
+from ..core import files
 from ..core.errors import Problem, SpecError, StangenError
 from ..fitting import Fit
 from ..results.figures import plt, save
@@ -34,6 +35,7 @@ from .kfold import pinned_spec
 from .sbc import truth_values
 from .simulate import read_params, simulate
 
+PLAN_FILES = ("fits_*.jsonl", "plan.csv", "plan.png")  # what `out` holds
 PLAN_SETTINGS = dict(chains=2, warmup=500, draws=500, parallel_chains=1)
 
 
@@ -67,6 +69,9 @@ def plan(spec, params, *, groups: dict[str, list[int]], per_group: list[int], si
     the lowest grouping) to try; `focus`: display names of the parameters to report (default: every
     population-level coefficient and effect)."""
     spec = load_spec(spec)
+    if isinstance(sims, bool) or not isinstance(sims, int) or sims < 1:
+        raise SpecError(Problem("sims", f"the number of simulations must be a whole number of at least 1, got {sims!r}"))
+    out = files.check_output_folder(out, "planning folder", PLAN_FILES) if out is not None else None
     truth_given = read_params(params) if isinstance(params, (str, Path)) else dict(params)
     unknown = sorted(set(groups) - set(spec.levels))
     if unknown:
@@ -75,7 +80,6 @@ def plan(spec, params, *, groups: dict[str, list[int]], per_group: list[int], si
     designs = [dict(zip(groups, combo)) | {"per_group": m}
                for combo in itertools.product(*groups.values()) for m in per_group]
     sampler = SamplerSettings(**(PLAN_SETTINGS | settings | {"quiet": True}))
-    out = Path(out) if out is not None else None
     cluster = local_cluster(workers) if scheduler is None else None
     address = cluster.scheduler_address if cluster is not None else scheduler
     rows = []

@@ -36,6 +36,7 @@ from ..compiler.encoding import encode
 from ..compiler.model import prior_targets
 from ..compiler.program import build, load_spec
 from ..compiler.standata import write_stan_data
+from ..core import files
 from ..core.errors import Problem, SpecError, StangenError
 from ..results.figures import plt, save
 from ..results.naming import naming
@@ -45,6 +46,7 @@ from ..spec.priors import parse_prior
 from .simulate import draw_outcome, prior_draw, simulation_design
 
 THIN_TO = 99  # ranks 0..99: 100 possible values
+SBC_FILES = ("fits.jsonl", "ranks.csv", "uniformity.csv", "sbc.png", "summary.md")  # what `out` holds
 SBC_SETTINGS = dict(chains=2, warmup=500, draws=500, parallel_chains=1)
 ALPHA = 0.05
 
@@ -235,6 +237,9 @@ def sbc(spec, sims: int = 200, *, data=None, groups: dict[str, int] | None = Non
     sbc.png and summary.md. `simulation_priors`: simulate from other priors than the program's (prior key →
     prior), to see the check fail."""
     spec = load_spec(spec)
+    if isinstance(sims, bool) or not isinstance(sims, int) or sims < 1:
+        raise SpecError(Problem("sims", f"the number of simulations must be a whole number of at least 1, got {sims!r}"))
+    out = files.check_output_folder(out, "calibration folder", SBC_FILES) if out is not None else None
     # the priors' numbers, fixed once: from the data's outcome, or a unit-scale stand-in (as `simulate`)
     frame, desc0, reference = simulation_design(spec, data, groups, per_group, np.random.default_rng(seed),
                                                 missing=spec.missing)
@@ -274,7 +279,6 @@ def sbc(spec, sims: int = 200, *, data=None, groups: dict[str, int] | None = Non
     if sampler.chains * sampler.draws < thin_to:
         raise SpecError(Problem("draws", f"{sampler.chains} chains × {sampler.draws} draws are fewer than the "
                                          f"{thin_to} draws each true value is ranked among: draw more"))
-    out = Path(out) if out is not None else None
     results = run_fits(program.code, jobs, rank_summary, settings=sampler, backend=backend, scheduler=scheduler,
                        workers=workers, results_file=out / "fits.jsonl" if out else None, progress=progress,
                        label="SBC fits")

@@ -28,7 +28,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from ..compiler.encoding import categorical_columns
 from ..compiler.model import describe
@@ -40,6 +39,7 @@ from ..core.families import get_family
 from ..core.residuals import Residuals
 from ..spec import Spec
 from ..spec.validate import INTERCEPT
+from ..spec.yaml_io import read_yaml
 
 DEFAULT_GROUPS = 20
 DEFAULT_PER_GROUP = 10
@@ -53,7 +53,7 @@ class Simulation:
 
 
 def read_params(path: str | Path) -> dict:
-    raw = yaml.safe_load(Path(path).read_text()) or {}
+    raw = read_yaml(path, "file of true values")[0] or {}
     if not isinstance(raw, dict):
         raise SpecError(Problem("params", f"{path}: true values are a mapping (Intercept, coefficients, sd, ...)"))
     return raw
