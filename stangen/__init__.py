@@ -11,21 +11,28 @@ import warnings
 # ArviZ 0.23 announces its coming refactor once a day on import: nothing a stangen user can act on
 warnings.filterwarnings("ignore", message=r"\s*ArviZ is undergoing a major refactor", category=FutureWarning)
 
-# (the filter must come before anything imports ArviZ)
-from .compiler.program import StanProgram, build  # noqa: E402
-from .core.errors import BackendError, DataError, Problem, SpecError, StangenError  # noqa: E402
-from .core.version import VERSION  # noqa: E402
-from .spec import Level, Spec  # noqa: E402
+from .core.version import VERSION  # noqa: E402  (light: no third-party imports)
 
 __version__ = VERSION
 __all__ = ["BackendError", "DataError", "Fit", "Level", "Problem", "Spec", "SpecError", "StanProgram", "StangenError",
            "__version__", "build", "fit"]
 
+# Every name is loaded when first asked for (PEP 562): `import stangen` itself loads nothing heavy, so the
+# command line can catch a Ctrl-C while pandas, ArviZ or a backend load, and `stangen validate` stays quick.
+_WHERE = {"StanProgram": "compiler.program", "build": "compiler.program",
+          "BackendError": "core.errors", "DataError": "core.errors", "Problem": "core.errors",
+          "SpecError": "core.errors", "StangenError": "core.errors",
+          "Level": "spec", "Spec": "spec", "fit": "fitting", "Fit": "fitting"}
+
 
 def __getattr__(name: str):
-    if name in ("fit", "Fit"):
-        # start-up time: fitting pulls in ArviZ, matplotlib and the backends, loaded only when asked for, so
-        # `import stangen`, validate and render stay quick
-        from . import fitting
-        return getattr(fitting, name)
+    if name in _WHERE:
+        import importlib
+        value = getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
+        globals()[name] = value
+        return value
     raise AttributeError(f"module 'stangen' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -14,13 +14,14 @@ import sys
 import traceback
 from pathlib import Path
 
-from .compiler.parameterization import suggested_adapt_delta
-from .compiler.program import build, load_spec, stan_data_json
 from .core import files
 from .core.errors import Problem, SpecError, StangenError
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    from .compiler.parameterization import suggested_adapt_delta
+    from .compiler.program import build, load_spec
+
     spec = load_spec(args.spec, args.data, args.missing)
     program = build(spec, args.data, missing=args.missing) if (args.data or spec.data) else None
     detail = f"; {program.data.n} rows" if program and program.data else ""
@@ -72,6 +73,8 @@ def cmd_from_formula(args: argparse.Namespace) -> int:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
+    from .compiler.program import build, stan_data_json
+
     program = build(args.spec, args.data, require_data=bool(args.data_json), missing=args.missing,
                     threads_per_chain=args.threads_per_chain)
     if args.as_ in ("lme4", "brms"):
@@ -116,6 +119,7 @@ def _settings(args: argparse.Namespace) -> dict:
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
+    from .compiler.program import build, load_spec
     from .fitting import fit, program_defaults
     from .fitting.rundir import check_output
     from .run.backends import get_backend
@@ -318,6 +322,7 @@ def _groups_arg(items) -> dict[str, int]:
 
 
 def cmd_sbc(args: argparse.Namespace) -> int:
+    from .compiler.program import load_spec
     from .workflows.sbc import sbc
 
     spec = load_spec(args.spec)
@@ -330,6 +335,7 @@ def cmd_sbc(args: argparse.Namespace) -> int:
 
 
 def cmd_kfold(args: argparse.Namespace) -> int:
+    from .compiler.program import load_spec
     from .workflows.kfold import kfold
 
     spec = load_spec(args.spec, args.data)
@@ -343,6 +349,7 @@ def cmd_kfold(args: argparse.Namespace) -> int:
 def cmd_plan(args: argparse.Namespace) -> int:
     import pandas as pd
 
+    from .compiler.program import load_spec
     from .workflows.plan import plan
 
     spec = load_spec(args.spec)
@@ -369,6 +376,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_pooling(args: argparse.Namespace) -> int:
+    from .compiler.program import load_spec
     from .workflows.pooling import compare_pooling, plot_pooling
 
     spec = load_spec(args.spec, args.data, args.missing)

@@ -143,3 +143,13 @@ def test_commands_on_a_run_answer_bad_arguments_without_a_traceback(run_dir, cap
              or "Traceback" in answers[tuple(argv)][1]]
     assert not wrong, "\n".join(wrong)
     assert not list(tmp_path.iterdir())
+
+
+def test_the_command_line_loads_nothing_heavy_before_main_catches_ctrl_c():
+    """`stangen` loads pandas, ArviZ and the backends inside main(), where a Ctrl-C is answered with
+    "interrupted" (exit 130) instead of a traceback from the middle of an import."""
+    import subprocess
+    import sys
+    loaded = subprocess.run([sys.executable, "-c", "import sys, stangen.cli; print(' '.join(sys.modules))"],
+                            capture_output=True, text=True, check=True).stdout.split()
+    assert not {"numpy", "pandas", "arviz", "scipy", "yaml", "jinja2"} & set(loaded)
