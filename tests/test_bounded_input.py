@@ -50,7 +50,7 @@ def test_deep_nesting_is_refused(tmp_path, depth):
 def test_an_oversized_spec_file_is_refused(tmp_path):
     path = tmp_path / "big.yaml"
     path.write_text("outcome: y\n" + "# padding\n" * 200_000)
-    with pytest.raises(SpecError, match="a spec is at most 1,000,000"):
+    with pytest.raises(SpecError, match="the spec file has 2,000,011 bytes; at most 1,000,000"):
         Spec.from_yaml(path)
 
 
