@@ -427,7 +427,20 @@ def _add_many_fits_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--chains", type=int, help="chains per fit (default 2)")
     p.add_argument("--warmup", type=int, help="warmup per chain (default 500)")
     p.add_argument("--draws", type=int, help="draws per chain (default 500)")
-    p.add_argument("--backend", choices=("auto", "pystan", "cmdstan"), default="auto")
+    p.add_argument("--backend", type=_backend_name, default="auto", help=BACKEND_HELP)
+
+
+BACKEND_HELP = "auto (the default: CmdStan if installed, else the embedded backend), or a backend's name"
+
+
+def _backend_name(text: str) -> str:
+    """An argparse type: a registered backend's name or alias, or auto (the registry is the one list)."""
+    from .run.backends import BACKENDS
+    names = {"auto": "auto"} | {alias: cls.name for cls in BACKENDS for alias in (cls.name, *cls.aliases)}
+    if text.strip().lower() not in names:
+        raise argparse.ArgumentTypeError(f"{text!r}: choose auto or " + ", ".join(
+            f"{cls.name} ({cls.summary})" for cls in BACKENDS))
+    return names[text.strip().lower()]
 
 
 def _seconds(text: str) -> float:
@@ -517,8 +530,7 @@ def parser() -> argparse.ArgumentParser:
                                  "run is complete")
     p.add_argument("--force", action="store_true",
                    help="write the run even into a folder that holds other files (they are replaced with it)")
-    p.add_argument("--backend", default="auto", choices=["auto", "pystan", "cmdstan"],
-                   help="auto: CmdStan if installed, else the embedded PyStan")
+    p.add_argument("--backend", type=_backend_name, default="auto", help=BACKEND_HELP)
     p.add_argument("--strict", action="store_true", help="exit 2 when the convergence checks fail")
     p.add_argument("--prior-only", action="store_true", help="sample from the prior (leave out the likelihood)")
     p.add_argument("--generated", metavar="y_rep,log_lik",
@@ -541,7 +553,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="CSV file (default: the spec's `data:`)")
     _add_missing_flag(p)
     p.add_argument("--out", help="folder for pooling.csv and the plots (default: runs/<spec>_pooling_<level>)")
-    p.add_argument("--backend", default="auto", choices=["auto", "pystan", "cmdstan"])
+    p.add_argument("--backend", type=_backend_name, default="auto", help=BACKEND_HELP)
     p.add_argument("--rows", type=POSITIVE, default=40, help="rows of the table to print")
     _add_sampler_flags(p)
     p.set_defaults(run=cmd_pooling)
@@ -632,8 +644,8 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
     try:
+        args = parser().parse_args(argv)
         if getattr(args, "scheduler_timeout", None):
             import dask
             dask.config.set({"distributed.comm.timeouts.connect": f"{args.scheduler_timeout}s"})

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 from .base import Backend, BackendError, CompiledModel, Draws, SamplerSettings, backend_error
 from .cmdstan import CmdStanBackend, find_cmdstan
+from .nutpie import NutpieBackend
 from .pystan import PyStanBackend
 
-# every backend, in the order `auto` tries them (the first usable one; the last is the fallback, whose
-# constructor says what is missing)
-BACKENDS: tuple[type, ...] = (CmdStanBackend, PyStanBackend)
+# every backend, in the order `auto` tries them (the first usable one whose `chosen_by_auto` is not False;
+# the last is the fallback, whose constructor says what is missing)
+BACKENDS: tuple[type, ...] = (CmdStanBackend, NutpieBackend, PyStanBackend)
 
 __all__ = [
     "BACKENDS",
@@ -52,7 +53,8 @@ def get_backend(name: str = "auto") -> Backend:
     installed, else pystan), "pystan" or "cmdstan"."""
     key = (name or "auto").strip().lower()
     if key == "auto":
-        chosen = next((cls for cls in BACKENDS if cls.usable(explain=True)), BACKENDS[-1])
+        chosen = next((cls for cls in BACKENDS if getattr(cls, "chosen_by_auto", True) and cls.usable(explain=True)),
+                      BACKENDS[-1])
     else:
         chosen = _by_name().get(key)
     if chosen is None:

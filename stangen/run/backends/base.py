@@ -184,6 +184,8 @@ class Backend(Protocol):
     threads_within_chain: bool
     # starts NUTS from SamplerSettings.inv_metric
     takes_initial_metric: bool
+    # runs each chain in a process of its own (False: threads of this process)
+    chain_processes: bool
 
     @classmethod
     def usable(cls, *, explain: bool = False) -> bool:

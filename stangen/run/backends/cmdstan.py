@@ -204,6 +204,7 @@ class CmdStanBackend:
     summary = "CmdStan, when installed"
     threads_within_chain = True  # a program with reduce_sum is built with STAN_THREADS, run with num_threads
     takes_initial_metric = True  # SamplerSettings.inv_metric, as metric_file
+    chain_processes = True  # one CmdStan process per chain
 
     @classmethod
     def usable(cls, *, explain: bool = False) -> bool:

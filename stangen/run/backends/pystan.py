@@ -287,6 +287,7 @@ class PyStanBackend:
     threads_within_chain = False
     # httpstan's services start NUTS from the unit metric: SamplerSettings.inv_metric is not used
     takes_initial_metric = False
+    chain_processes = True  # one forked process per chain
 
     @classmethod
     def usable(cls, *, explain: bool = False) -> bool:
