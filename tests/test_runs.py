@@ -116,6 +116,31 @@ def test_a_damaged_or_swapped_file_is_refused_by_name(saved, tmp_path):
 
 
 @pytest.mark.sampling
+def test_a_truncated_or_edited_run_json_is_refused_by_name(saved, tmp_path):
+    import json
+    import shutil
+    fit, out = saved
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    text = (copy / "run.json").read_text()
+    (copy / "run.json").write_text(text[:200])
+    with pytest.raises(StangenError, match="run.json: is not the file this run wrote"):
+        Fit.load(copy)
+    run = json.loads(text)
+    run["labels"]["Subject"][0] = "someone else"
+    (copy / "run.json").write_text(json.dumps(run))
+    with pytest.raises(StangenError, match="run.json: is not the file this run wrote"):
+        Fit.load(copy)
+    (copy / "COMPLETE").write_text("2026-01-01T00:00:00\n")      # a run written before the marker held a sha256
+    (copy / "run.json").write_text(text[:200])
+    with pytest.raises(StangenError, match="run.json: is damaged: the run cannot be read"):
+        Fit.load(copy)
+    (copy / "run.json").write_text("[]")
+    with pytest.raises(StangenError, match="run.json: is damaged.*it lacks some of info"):
+        Fit.load(copy)
+
+
+@pytest.mark.sampling
 def test_a_refit_replaces_the_run_whole(saved):
     fit, out = saved
     (out / "plots").mkdir(exist_ok=True)

@@ -13,6 +13,7 @@ and checks that its program is the one this stangen renders from the run's spec 
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -94,7 +95,9 @@ def write_run(fit: "Fit", out: str | Path, force: bool = False) -> Path:
         (folder / STAN_LOG).write_text("".join(f"{line}\n" for line in fit.stan_messages), encoding="utf-8")
         run["sha256"] = {name: files.file_sha256(folder / name) for name in CHECKED_FILES}
         (folder / "run.json").write_text(json.dumps(run, indent=1, default=_json_default), encoding="utf-8")
-        (folder / COMPLETE_MARKER).write_text(time.strftime("%Y-%m-%dT%H:%M:%S") + "\n", encoding="utf-8")
+        # the marker, written last, holds run.json's own sha256 (run.json holds every other file's)
+        (folder / COMPLETE_MARKER).write_text(f"{time.strftime('%Y-%m-%dT%H:%M:%S')}\nrun.json sha256 "
+                                              f"{files.file_sha256(folder / 'run.json')}\n", encoding="utf-8")
 
     return files.write_folder(out, fill)
 
@@ -109,13 +112,32 @@ def _verify(run_dir: Path, sums: dict[str, str]) -> None:
                                                       "fit again") for name in damaged])
 
 
+def _run_record(run_dir: Path) -> dict:
+    """run.json, checked against the sha256 the COMPLETE marker holds (runs written before that have none)."""
+    path = run_dir / "run.json"
+    damaged = "is damaged: the run cannot be read; fit again"
+    marker = (run_dir / COMPLETE_MARKER).read_text(encoding="utf-8", errors="replace")
+    recorded = re.search(r"run\.json sha256 ([0-9a-f]{64})", marker)
+    try:
+        if recorded and files.file_sha256(path) != recorded.group(1):
+            raise UserError(Problem(str(path), "is not the file this run wrote (its sha256 differs from the one in "
+                                               f"{COMPLETE_MARKER}): the run was damaged or edited; fit again"))
+        run = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise UserError(Problem(str(path), f"{damaged} ({exc})")) from None
+    needed = ("info", "labels", "columns", "group_columns", "priors", "categorical")
+    if not isinstance(run, dict) or not all(k in run for k in needed) or not isinstance(run["info"], dict):
+        raise UserError(Problem(str(path), f"{damaged} (it lacks some of {', '.join(needed)})"))
+    return run
+
+
 def read_run(run_dir: str | Path) -> tuple[StanProgram, az.InferenceData, dict[str, Any], list[str]]:
     """A complete run directory's program, draws, run info and Stan's messages."""
     run_dir = Path(run_dir)
     if not (run_dir / COMPLETE_MARKER).exists():
         raise UserError(Problem(str(run_dir), f"not a complete run (no {COMPLETE_MARKER} marker): it was "
                                               "interrupted or is still being written; fit again"))
-    run = json.loads((run_dir / "run.json").read_text())
+    run = _run_record(run_dir)
     _verify(run_dir, run.get("sha256", {}))
     spec = Spec.from_yaml(run_dir / "spec.yaml")
     choices = tuple(Choice.from_dict(c) for c in run["info"].get("parameterization", []))
