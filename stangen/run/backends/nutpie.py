@@ -3,7 +3,9 @@ NUTS (the sampler PyMC made its default), whose mass-matrix adaptation uses the 
 
 Compiling runs BridgeStan's make for ``<cache>/nutpie/bridgestan-<version>-…/<key>/model_model.so`` beside
 ``model.stan`` (cached by program text like the other backends, under the key's inter-process lock), always
-with STAN_THREADS, which nutpie needs. BridgeStan's C++ sources are found at $BRIDGESTAN, else where the
+with STAN_THREADS, which nutpie needs. As for the embedded backend (pch.py), the first build precompiles
+Stan's model header with exactly BridgeStan's compile command (`make print-COMPILE.cpp`), and every build
+includes it (BridgeStan's USER_INCLUDE); STANGEN_NO_PCH=1 builds without it. BridgeStan's C++ sources are found at $BRIDGESTAN, else where the
 bridgestan package keeps them (~/.bridgestan/bridgestan-<version>); stangen never lets bridgestan download
 them. nutpie and bridgestan are an optional extra: `pip install stangen[nutpie]`.
 
@@ -22,6 +24,7 @@ import json
 import os
 import platform
 import re
+import shlex
 import subprocess
 import sys
 import time
@@ -35,6 +38,7 @@ from ._data import prepare_data
 from ._stanc import stanc_info, tail
 from .base import CompiledModel, Draws, SamplerSettings, backend_error
 from .chains import Progress, chain_failure, exit_on_sigterm, indent, stderr_is_tty
+from .pch import DISABLE_ENV, HeaderUse, ensure_header, header_key
 
 __all__ = ["NutpieBackend", "locate_bridgestan"]
 
@@ -155,10 +159,13 @@ class NutpieBackend:
             if meta is None:
                 meta = self._build(program, entry, stan_file, library, quiet, start)
                 compiled_now = True
+        header = meta.get("header") or {}
         return CompiledModel(
             backend=self.name, program=program, key=key, compiled_now=compiled_now,
             compile_seconds=time.perf_counter() - start,
-            handle={"stan_file": str(stan_file), "library": str(library), "info": meta.get("info") or {}},
+            handle={"stan_file": str(stan_file), "library": str(library), "info": meta.get("info") or {},
+                    "header": header},
+            header_seconds=header.get("built_seconds") if compiled_now else None,
         )
 
     def _cached(self, entry: Path, program: str) -> dict | None:
@@ -180,11 +187,15 @@ class NutpieBackend:
         if not quiet and stderr_is_tty():
             print("Compiling the Stan program with BridgeStan (cached afterwards) ...", file=sys.stderr, flush=True)
         log_path = entry / "compiler.log"
+        log_path.unlink(missing_ok=True)
         # nutpie runs its chains as threads of one process: the library must be built thread-safe
-        cmd = ["make", f"-j{max(1, min(2, os.cpu_count() or 1))}", "STAN_THREADS=true",
-               "STANCFLAGS=--include-paths=.", str(library)]
+        make_args = ["STAN_THREADS=true", "STANCFLAGS=--include-paths=."]
+        use = self._header(make_args, log_path)
+        if use.path is not None:
+            make_args.append(f"USER_INCLUDE=-include {use.path} -Winvalid-pch")
+        cmd = ["make", f"-j{max(1, min(2, os.cpu_count() or 1))}", *make_args, str(library)]
         try:
-            with open(log_path, "wb") as log:
+            with open(log_path, "ab") as log:
                 done = subprocess.run(cmd, cwd=self.bridgestan_path, stdout=log, stderr=subprocess.STDOUT,
                                       timeout=3600)
         except (OSError, subprocess.TimeoutExpired) as exc:
@@ -203,9 +214,29 @@ class NutpieBackend:
             with contextlib.suppress(FileNotFoundError):
                 (entry / leftover).unlink()
         meta = {"backend": self.name, "stan_version": self.stan_version, "bridgestan_path": self.bridgestan_path,
-                "versions": self.versions, "build_seconds": time.perf_counter() - start, "info": info}
+                "versions": self.versions, "build_seconds": time.perf_counter() - start, "info": info,
+                "header": use.to_dict()}
         cache.atomic_write_text(entry / "build.json", json.dumps(meta, indent=1))
         return meta
+
+    def _header(self, make_args: list[str], log_path: Path) -> HeaderUse:
+        """Stan's model header precompiled with BridgeStan's own compile command (built once per machine)."""
+        use = HeaderUse()
+        if os.environ.get(DISABLE_ENV) == "1":
+            use.problem = f"{DISABLE_ENV}=1"
+            return use
+        try:
+            printed = subprocess.run(["make", "-s", *make_args, "print-COMPILE.cpp"], cwd=self.bridgestan_path,
+                                     capture_output=True, text=True, timeout=120).stdout
+            flags = shlex.split(printed.partition("COMPILE.cpp = ")[2].strip().rstrip(";"))
+            if not flags or flags[-1] != "-c":
+                use.problem = f"unexpected compile command from BridgeStan's make: {printed.strip()[:200]!r}"
+                return use
+            folder = cache.cache_root() / self.name / self._tag / f"pch-{header_key(flags, self._tag)}"
+            use.path = ensure_header(flags, folder, log_path, use)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            use.problem = f"{type(exc).__name__}: {exc}"
+        return use
 
     # ---------------------------------------------------------------- sample
 
