@@ -333,6 +333,7 @@ def _run(with_data, settings: SamplerSettings, record: dict):
         sampler = with_data._make_sampler(nuts, np.zeros(with_data.n_dim), cores, progress, _lib.PyStorage.arrow())
     except Exception as exc:
         raise backend_error(f"nutpie could not start: {_clean(exc)}", {**record, "stderr_tail": str(exc)}) from None
+    display.update(force=True)  # every chain waiting: a small model can be done before the first redraw
     try:
         with exit_on_sigterm():
             while True:
