@@ -14,10 +14,10 @@ set up is left out with a note.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import time
 from pathlib import Path
-
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -42,7 +42,8 @@ def row(name: str, backend: str, settings: dict) -> str:
     compile_s = info["compile_seconds"]
     compiled = f"{compile_s:.0f}" if info.get("compiled_now") else \
         f"({recorded_compile_seconds(info.get('program_key', '')):.0f})"
-    return (f"| {name} | {backend} | {report.status} | {by['r_hat'].value:.3f} | "
+    worst = re.search(r"\(([^;)]+)", by["r_hat"].message)
+    return (f"| {name} | {backend} | {report.status} | {by['r_hat'].value:.3f} ({worst.group(1) if worst else '?'}) | "
             f"{int(stats['diverging'].values.sum())} | {compiled} | {seconds:.1f} | {gradients:.1f} | "
             f"{ess.min():.0f} ({ess.idxmin()}) | {ess.min() / seconds:.0f} | {wall:.0f} |")
 
@@ -66,7 +67,7 @@ def main() -> None:
     names = args.names or sorted(p.stem for p in (ROOT / "specs").glob("*.yaml") if p.stem != "insteval")
     settings = {"chains": args.chains, "warmup": args.warmup, "draws": args.draws, "seed": args.seed}
     print(f"{args.chains} chains × {args.warmup} warmup + {args.draws} draws, seed {args.seed}\n")
-    print("| spec | backend | verdict | max R-hat | div | compile s | sampling s | gradients/draw | "
+    print("| spec | backend | verdict | max R-hat (parameter) | div | compile s | sampling s | gradients/draw | "
           "min ESS (parameter) | min ESS/s | wall s |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for name in names:

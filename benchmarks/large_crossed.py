@@ -116,7 +116,7 @@ def markdown(frame: pd.DataFrame) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("spec", nargs="?", default=str(ROOT / "specs" / "insteval.yaml"))
-    parser.add_argument("--backend", default="auto", choices=["auto", "cmdstan", "pystan"])
+    parser.add_argument("--backend", default="auto", help="auto, or a backend's name (pystan, cmdstan, nutpie)")
     parser.add_argument("--fresh-cache", action="store_true", help="compile in an empty cache (compile included)")
     parser.add_argument("--no-lme4", action="store_true")
     parser.add_argument("--extra", default="", help="more `stangen fit` flags, e.g. \"--warmup 500\"")
