@@ -13,13 +13,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import arviz as az
 import numpy as np
 import pandas as pd
-import xarray as xr
 
 from ..compiler.peers import formula
 from ..spec.validate import INTERCEPT
+from .diagnostics import diagnostics
 from .multilevel import design_effects
 
 if TYPE_CHECKING:
@@ -50,18 +49,17 @@ def stack(fit: "Fit", selectors: dict[str, str]) -> np.ndarray:
 
 
 def describe_draws(draws: np.ndarray, names: list[str], quantiles=DEFAULT_QUANTILES) -> pd.DataFrame:
-    """mean, sd, quantiles, mcse_mean, ess_bulk, ess_tail, r_hat per parameter, with ArviZ's diagnostics."""
+    """mean, sd, quantiles, mcse_mean, ess_bulk, ess_tail, r_hat per parameter (the diagnostics as ArviZ
+    computes them: stangen/results/diagnostics.py)."""
     flat = draws.reshape(-1, draws.shape[-1])
-    data = xr.Dataset({"x": (("chain", "draw", "parameter"), draws)})
     table = pd.DataFrame(index=pd.Index(names, name="parameter"))
     table["mean"] = flat.mean(axis=0)
     table["sd"] = flat.std(axis=0, ddof=1)
     for q in quantiles:
         table[quantile_name(q)] = np.quantile(flat, q, axis=0)
-    table["mcse_mean"] = az.mcse(data, method="mean")["x"].values
-    table["ess_bulk"] = az.ess(data, method="bulk")["x"].values
-    table["ess_tail"] = az.ess(data, method="tail")["x"].values
-    table["r_hat"] = az.rhat(data)["x"].values
+    found = diagnostics(draws)  # ArviZ's numbers, for every parameter at once
+    for name in ("mcse_mean", "ess_bulk", "ess_tail", "r_hat"):
+        table[name] = found[name]
     return table
 
 
