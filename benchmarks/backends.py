@@ -42,7 +42,7 @@ def row(name: str, backend: str, settings: dict) -> str:
     compile_s = info["compile_seconds"]
     compiled = f"{compile_s:.0f}" if info.get("compiled_now") else \
         f"({recorded_compile_seconds(info.get('program_key', '')):.0f})"
-    worst = re.search(r"\(([^;)]+)", by["r_hat"].message)
+    worst = re.search(r"max R-hat \S+ \((.*?)\)(?: >|$)", by["r_hat"].message)
     return (f"| {name} | {backend} | {report.status} | {by['r_hat'].value:.3f} ({worst.group(1) if worst else '?'}) | "
             f"{int(stats['diverging'].values.sum())} | {compiled} | {seconds:.1f} | {gradients:.1f} | "
             f"{ess.min():.0f} ({ess.idxmin()}) | {ess.min() / seconds:.0f} | {wall:.0f} |")
