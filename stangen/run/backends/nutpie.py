@@ -15,6 +15,11 @@ What differs from Stan's sampler, by design:
 - the starting point: nutpie draws each chain's start from a standard normal on the unconstrained scale;
   `init` (Stan's uniform radius) does not apply, and an initial metric is not taken;
 - chains run as threads of this process, so a chain that crashes takes no separate process down.
+
+Sampling drives nutpie's sampler object (`CompiledStanModel._make_sampler`, `nutpie._lib`) and converts its
+trace with `nutpie.sample._arrow_to_arviz`, instead of calling `nutpie.sample`: that function turns Ctrl-C
+into a partial result and draws its own progress bars. These are nutpie 0.16's internals, which is why the
+extra pins nutpie below 0.17; this module is the one place that uses them.
 """
 from __future__ import annotations
 
