@@ -86,13 +86,15 @@ def test_a_sbc_folder_holding_other_files_is_refused(tmp_path, capsys):
     assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
 
 
-def test_an_unreachable_scheduler_is_a_user_error_after_the_timeout_given(capsys):
+def test_an_unreachable_scheduler_is_a_user_error_after_the_timeout_given(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     code, err = _answer(capsys, ["sbc", SPEC, "--sims", "2", "--scheduler", "tcp://127.0.0.1:9",
                                  "--scheduler-timeout", "1", "--out", "runs/never"])
     assert code == 1 and "Traceback" not in err
     assert "cannot use the Dask scheduler at 'tcp://127.0.0.1:9'" in err and "after 1 s" in err
     code, err = _answer(capsys, ["sbc", SPEC, "--sims", "2", "--scheduler", "nonsense", "--out", "runs/never"])
     assert code == 1 and "missing port number" in err
+    assert not list(tmp_path.iterdir()), "a command that never reached its scheduler wrote files"
 
 
 @pytest.mark.parametrize("code_of_the_disk", [errno.EROFS, errno.ENOSPC, errno.EACCES])

@@ -174,6 +174,8 @@ def run_fits(code: str, jobs: Iterable[FitJob], summarize: Callable[[Any, FitJob
         result.batch = batch
         results[result.index] = result
         if results_file is not None:
+            # made with the first result, not before: a run that never starts (no scheduler) leaves no folder
+            results_file.parent.mkdir(parents=True, exist_ok=True)
             with open(results_file, "a", encoding="utf-8") as handle:
                 handle.write(result.to_json() + "\n")
         if progress:
@@ -185,8 +187,6 @@ def run_fits(code: str, jobs: Iterable[FitJob], summarize: Callable[[Any, FitJob
             elif len(results) == total or len(results) % max(total // 10, 1) == 0:  # a log: every tenth
                 print(text, file=sys.stderr, flush=True)
 
-    if results_file is not None:
-        results_file.parent.mkdir(parents=True, exist_ok=True)
     try:
         if scheduler == INLINE:
             for job in todo:
