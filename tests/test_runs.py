@@ -99,12 +99,17 @@ def test_what_a_killed_save_left_is_cleared_by_the_next_save(saved):
     Fit.load(out)
 
 
+@pytest.fixture
+def copy(saved, tmp_path):
+    """A copy of the saved run, to damage."""
+    import shutil
+    return Path(shutil.copytree(saved[1], tmp_path / "copy"))
+
+
 @pytest.mark.sampling
-def test_a_damaged_or_swapped_file_is_refused_by_name(saved, tmp_path):
+def test_a_damaged_or_swapped_file_is_refused_by_name(saved, copy):
     import shutil
     fit, out = saved
-    copy = tmp_path / "copy"
-    shutil.copytree(out, copy)
     with open(copy / "summary.csv", "a") as fh:
         fh.write("tampered\n")
     with pytest.raises(StangenError, match="summary.csv: is missing or not the file this run wrote"):
@@ -116,12 +121,8 @@ def test_a_damaged_or_swapped_file_is_refused_by_name(saved, tmp_path):
 
 
 @pytest.mark.sampling
-def test_a_truncated_or_edited_run_json_is_refused_by_name(saved, tmp_path):
+def test_a_truncated_or_edited_run_json_is_refused_by_name(copy):
     import json
-    import shutil
-    fit, out = saved
-    copy = tmp_path / "copy"
-    shutil.copytree(out, copy)
     text = (copy / "run.json").read_text()
     (copy / "run.json").write_text(text[:200])
     with pytest.raises(StangenError, match="run.json: is not the file this run wrote"):

@@ -101,3 +101,11 @@ class BackendError(StangenError):
         self.record = record
         if internal:
             self.exit_code = 3
+
+
+def require_count(path: str, value, what: str, least: int = 1, error: type[UserError] = UserError) -> None:
+    """Raise `error` at `path` unless `value` is a whole number (not a bool) of at least `least`: a count given
+    to the Python API (the command line checks its counts as it parses them)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise error(Problem(path, f"{what} must be a whole number of at least {least}, got {value!r}"))
+

@@ -206,14 +206,20 @@ def check_output_folder(out: str | Path, what: str, own: tuple[str, ...]) -> Pat
     and, if it exists, holding nothing but the files it writes (`own`: names or glob patterns), so that
     another program's folder is never written into."""
     out = refuse_protected(out, what)
-    if out.is_dir():
-        others = sorted(p.name for p in out.iterdir()
-                        if not any(fnmatch.fnmatchcase(p.name, pattern) for pattern in own))
-        if others:
-            shown = ", ".join(others[:5]) + (" …" if len(others) > 5 else "")
-            raise UserError(Problem(str(out), f"holds files a {what} does not write ({shown}): choose another "
-                                              "folder (a new one is made)"))
+    shown = foreign_files(out, own)
+    if shown:
+        raise UserError(Problem(str(out), f"holds files a {what} does not write ({shown}): choose another "
+                                          "folder (a new one is made)"))
     return out
+
+
+def foreign_files(folder: Path, own) -> str:
+    """The first few names in `folder` that match none of `own` (names or glob patterns), as text; "" when
+    there are none or the folder does not exist."""
+    if not folder.is_dir():
+        return ""
+    others = sorted(p.name for p in folder.iterdir() if not any(fnmatch.fnmatchcase(p.name, o) for o in own))
+    return ", ".join(others[:5]) + (" …" if len(others) > 5 else "")
 
 
 def _leftovers(target: Path) -> None:

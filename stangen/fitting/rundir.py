@@ -57,14 +57,11 @@ def check_output(out: str | Path, force: bool = False) -> Path:
     anything but a stangen run (its own files, report and plots), unless `force`."""
     out = files.refuse_protected(out, "run")
     where = out.expanduser().resolve()
-    if where.is_dir() and not force:
-        own = set(RUN_FILES) | set(REPORT_FILES)
-        others = sorted(p.name for p in where.iterdir() if p.name not in own)
-        if others:
-            shown = ", ".join(others[:5]) + (" …" if len(others) > 5 else "")
-            what = "holds files a stangen run does not write" if is_run(where) else "exists and is not a stangen run"
-            raise UserError(Problem(str(out), f"{what} ({shown}); a run replaces its whole folder: choose another "
-                                              "folder, or pass --force (force=True) to replace it anyway"))
+    shown = "" if force else files.foreign_files(where, (*RUN_FILES, *REPORT_FILES))
+    if shown:
+        what = "holds files a stangen run does not write" if is_run(where) else "exists and is not a stangen run"
+        raise UserError(Problem(str(out), f"{what} ({shown}); a run replaces its whole folder: choose another "
+                                          "folder, or pass --force (force=True) to replace it anyway"))
     return out
 
 

@@ -31,7 +31,7 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from ..core.errors import Problem, UserError
+from ..core.errors import Problem, UserError, require_count
 from .backends import SamplerSettings, get_backend
 
 INLINE = "inline"
@@ -144,9 +144,8 @@ def _done_before(results_file: Path | None, batch: str) -> dict[int, FitResult]:
 def local_cluster(workers: int | None):
     """A local Dask cluster: `workers` processes (default: cores), one thread each. Worker processes are not
     daemonic, because the embedded backend runs each chain in a child process."""
-    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
-        raise UserError(Problem("workers", f"the number of Dask worker processes must be a whole number of at "
-                                           f"least 1, got {workers!r}"))
+    if workers is not None:
+        require_count("workers", workers, "the number of Dask worker processes")
     import dask
     from distributed import LocalCluster
     with dask.config.set({"distributed.worker.daemon": False, "distributed.admin.system-monitor.gil.enabled": False}):

@@ -23,7 +23,7 @@ from ..compiler.encoding import encode
 from ..compiler.program import StanProgram, build, load_spec
 from ..compiler.standata import write_stan_data
 from ..core import files
-from ..core.errors import Problem, SpecError, StangenError
+from ..core.errors import Problem, SpecError, StangenError, require_count
 from ..fitting import Fit
 from ..results.figures import plt, save
 from ..results.multilevel import design_effects
@@ -69,8 +69,7 @@ def plan(spec, params, *, groups: dict[str, list[int]], per_group: list[int], si
     the lowest grouping) to try; `focus`: display names of the parameters to report (default: every
     population-level coefficient and effect)."""
     spec = load_spec(spec)
-    if isinstance(sims, bool) or not isinstance(sims, int) or sims < 1:
-        raise SpecError(Problem("sims", f"the number of simulations must be a whole number of at least 1, got {sims!r}"))
+    require_count("sims", sims, "the number of simulations", error=SpecError)
     out = files.check_output_folder(out, "planning folder", PLAN_FILES) if out is not None else None
     truth_given = read_params(params) if isinstance(params, (str, Path)) else dict(params)
     unknown = sorted(set(groups) - set(spec.levels))

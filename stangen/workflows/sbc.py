@@ -37,7 +37,7 @@ from ..compiler.model import prior_targets
 from ..compiler.program import build, load_spec
 from ..compiler.standata import write_stan_data
 from ..core import files
-from ..core.errors import Problem, SpecError, StangenError
+from ..core.errors import Problem, SpecError, StangenError, require_count
 from ..results.figures import plt, save
 from ..results.naming import naming
 from ..run.backends import SamplerSettings
@@ -237,8 +237,7 @@ def sbc(spec, sims: int = 200, *, data=None, groups: dict[str, int] | None = Non
     sbc.png and summary.md. `simulation_priors`: simulate from other priors than the program's (prior key →
     prior), to see the check fail."""
     spec = load_spec(spec)
-    if isinstance(sims, bool) or not isinstance(sims, int) or sims < 1:
-        raise SpecError(Problem("sims", f"the number of simulations must be a whole number of at least 1, got {sims!r}"))
+    require_count("sims", sims, "the number of simulations", error=SpecError)
     out = files.check_output_folder(out, "calibration folder", SBC_FILES) if out is not None else None
     # the priors' numbers, fixed once: from the data's outcome, or a unit-scale stand-in (as `simulate`)
     frame, desc0, reference = simulation_design(spec, data, groups, per_group, np.random.default_rng(seed),

@@ -32,10 +32,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import cache
+from . import _make, cache
 from ._data import prepare_data
 from ._draws import assemble_variables
-from ._stanc import stanc_info, tail
+from ._stanc import tail
 from .base import CompiledModel, Draws, SamplerSettings, backend_error, console_messages, elapsed_seconds
 from .chains import PROGRESS, Progress, chain_failure, die_with_parent, exit_on_sigterm, stderr_is_tty
 
@@ -245,7 +245,7 @@ class CmdStanBackend:
         with cache.locked(key):
             meta = self._cached(entry, program)
             if meta is None:
-                meta = self._build(program, entry, stan_file, exe_file, quiet, start)
+                meta = self._build(program, entry, exe_file, quiet, start)
                 compiled_now = True
         return CompiledModel(
             backend=self.name, program=program, key=key, compiled_now=compiled_now,
@@ -255,55 +255,23 @@ class CmdStanBackend:
         )
 
     def _cached(self, entry: Path, program: str) -> dict | None:
-        try:
-            meta = json.loads((entry / "build.json").read_text())
-            if (entry / "model.stan").read_text() != program or not (entry / f"model{EXE_SUFFIX}").is_file():
-                return None
-        except (OSError, ValueError):
-            return None
-        return meta if meta.get("cmdstan") == self.cmdstan_path else None
+        return _make.cached(entry, program, entry / f"model{EXE_SUFFIX}", ("cmdstan", self.cmdstan_path))
 
-    def _build(self, program: str, entry: Path, stan_file: Path, exe_file: Path, quiet: bool,
-               start: float) -> dict:
-        entry.mkdir(parents=True, exist_ok=True)
-        for stale in (exe_file, entry / "build.json", entry / "model.hpp"):
-            with contextlib.suppress(FileNotFoundError):
-                stale.unlink()
-        cache.atomic_write_text(stan_file, program)
-        stanc = Path(self.cmdstan_path) / "bin" / f"stanc{EXE_SUFFIX}"
-        info = stanc_info(stanc, program, stan_file, self.name)
+    def _build(self, program: str, entry: Path, exe_file: Path, quiet: bool, start: float) -> dict:
+        info = _make.prepare(entry, program, exe_file, Path(self.cmdstan_path) / "bin" / f"stanc{EXE_SUFFIX}",
+                             self.name)
         if not quiet and stderr_is_tty():
             print("Compiling the Stan program with CmdStan (cached afterwards) ...", file=sys.stderr, flush=True)
-        log_path = entry / "compiler.log"
         threads = uses_threads(program)
         # STAN_THREADS: a reduce_sum program runs its slices on num_threads threads (without it, one)
-        cmd = ["make", f"-j{max(1, min(2, os.cpu_count() or 1))}", *(["STAN_THREADS=true"] if threads else []),
-               str(exe_file)]
-        try:
-            # CmdStan's threaded main and precompiled header are built by the first threaded program: one
-            # build at a time makes them
-            with cache.locked(f"cmdstan-threads-{self._tag}") if threads else contextlib.nullcontext(), \
-                    open(log_path, "wb") as log:
-                done = subprocess.run(cmd, cwd=self.cmdstan_path, stdout=log, stderr=subprocess.STDOUT,
-                                      timeout=3600)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise backend_error(f"Could not run CmdStan's make in {self.cmdstan_path}: {exc}",
-                                {"what": " ".join(cmd), "backend": self.name, "program_path": str(stan_file)}) from exc
-        log = log_path.read_text(errors="replace") if log_path.exists() else ""
-        if done.returncode != 0 or not exe_file.is_file():
-            raise backend_error(
-                "Compiling the Stan program with CmdStan failed. stanc accepted the program, so this is usually "
-                f"a problem with the C++ toolchain or the CmdStan installation ({self.cmdstan_path}). Last "
-                f"compiler messages:\n{tail(log, 30) or '(none)'}\nThe program is at: {stan_file}",
-                {"what": " ".join(cmd), "backend": self.name, "program_path": str(stan_file),
-                 "stderr_tail": tail(log, 60)},
-            )
-        with contextlib.suppress(FileNotFoundError):
-            (entry / "model.hpp").unlink()
-        meta = {"backend": self.name, "stan_version": self.stan_version, "cmdstan": self.cmdstan_path,
-                "build_seconds": time.perf_counter() - start, "info": info, "stan_threads": threads}
-        cache.atomic_write_text(entry / "build.json", json.dumps(meta, indent=1))
-        return meta
+        cmd = ["make", _make.MAKE_JOBS, *(["STAN_THREADS=true"] if threads else []), str(exe_file)]
+        # CmdStan's threaded main and precompiled header are built by the first threaded program: one build at
+        # a time makes them
+        _make.run_make(cmd, self.cmdstan_path, exe_file, toolchain="CmdStan", installation="the CmdStan installation",
+                       backend=self.name, lock=cache.locked(f"cmdstan-threads-{self._tag}") if threads else None)
+        return _make.record_build(entry, {"backend": self.name, "stan_version": self.stan_version,
+                                          "cmdstan": self.cmdstan_path, "build_seconds": time.perf_counter() - start,
+                                          "info": info, "stan_threads": threads})
 
     # ---------------------------------------------------------------- sample
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import os
 import platform
 import re
@@ -38,9 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import cache
+from . import _make, cache
 from ._data import prepare_data
-from ._stanc import stanc_info, tail
 from .base import CompiledModel, Draws, SamplerSettings, backend_error
 from .chains import Progress, chain_failure, exit_on_sigterm, indent, stderr_is_tty
 from .pch import DISABLE_ENV, HeaderUse, ensure_header, header_key
@@ -162,7 +160,7 @@ class NutpieBackend:
         with cache.locked(key):
             meta = self._cached(entry, program)
             if meta is None:
-                meta = self._build(program, entry, stan_file, library, quiet, start)
+                meta = self._build(program, entry, library, quiet, start)
                 compiled_now = True
         header = meta.get("header") or {}
         return CompiledModel(
@@ -174,55 +172,24 @@ class NutpieBackend:
         )
 
     def _cached(self, entry: Path, program: str) -> dict | None:
-        try:
-            meta = json.loads((entry / "build.json").read_text())
-            if (entry / "model.stan").read_text() != program or not (entry / "model_model.so").is_file():
-                return None
-        except (OSError, ValueError):
-            return None
-        return meta if meta.get("bridgestan_path") == self.bridgestan_path else None
+        return _make.cached(entry, program, entry / "model_model.so", ("bridgestan_path", self.bridgestan_path))
 
-    def _build(self, program: str, entry: Path, stan_file: Path, library: Path, quiet: bool, start: float) -> dict:
-        entry.mkdir(parents=True, exist_ok=True)
-        for stale in (library, entry / "build.json", entry / "model.hpp"):
-            with contextlib.suppress(FileNotFoundError):
-                stale.unlink()
-        cache.atomic_write_text(stan_file, program)
-        info = stanc_info(_stanc(Path(self.bridgestan_path)), program, stan_file, self.name)
+    def _build(self, program: str, entry: Path, library: Path, quiet: bool, start: float) -> dict:
+        info = _make.prepare(entry, program, library, _stanc(Path(self.bridgestan_path)), self.name)
         if not quiet and stderr_is_tty():
             print("Compiling the Stan program with BridgeStan (cached afterwards) ...", file=sys.stderr, flush=True)
-        log_path = entry / "compiler.log"
-        log_path.unlink(missing_ok=True)
         # nutpie runs its chains as threads of one process: the library must be built thread-safe
         make_args = ["STAN_THREADS=true", "STANCFLAGS=--include-paths=."]
-        use = self._header(make_args, log_path)
+        use = self._header(make_args, entry / _make.LOG)
         if use.path is not None:
             make_args.append(f"USER_INCLUDE=-include {use.path} -Winvalid-pch")
-        cmd = ["make", f"-j{max(1, min(2, os.cpu_count() or 1))}", *make_args, str(library)]
-        try:
-            with open(log_path, "ab") as log:
-                done = subprocess.run(cmd, cwd=self.bridgestan_path, stdout=log, stderr=subprocess.STDOUT,
-                                      timeout=3600)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise backend_error(f"Could not run BridgeStan's make in {self.bridgestan_path}: {exc}",
-                                {"what": " ".join(cmd), "backend": self.name, "program_path": str(stan_file)}) from exc
-        log = log_path.read_text(errors="replace") if log_path.exists() else ""
-        if done.returncode != 0 or not library.is_file():
-            raise backend_error(
-                "Compiling the Stan program with BridgeStan failed. stanc accepted the program, so this is usually "
-                f"a problem with the C++ toolchain or the BridgeStan sources ({self.bridgestan_path}). Last "
-                f"compiler messages:\n{tail(log, 30) or '(none)'}\nThe program is at: {stan_file}",
-                {"what": " ".join(cmd), "backend": self.name, "program_path": str(stan_file),
-                 "stderr_tail": tail(log, 60)},
-            )
-        for leftover in ("model.hpp", "model.o"):
-            with contextlib.suppress(FileNotFoundError):
-                (entry / leftover).unlink()
-        meta = {"backend": self.name, "stan_version": self.stan_version, "bridgestan_path": self.bridgestan_path,
-                "versions": self.versions, "build_seconds": time.perf_counter() - start, "info": info,
-                "header": use.to_dict()}
-        cache.atomic_write_text(entry / "build.json", json.dumps(meta, indent=1))
-        return meta
+        _make.run_make(["make", _make.MAKE_JOBS, *make_args, str(library)], self.bridgestan_path, library,
+                       toolchain="BridgeStan", installation="the BridgeStan sources", backend=self.name,
+                       leftovers=("model.hpp", "model.o"))
+        return _make.record_build(entry, {"backend": self.name, "stan_version": self.stan_version,
+                                          "bridgestan_path": self.bridgestan_path, "versions": self.versions,
+                                          "build_seconds": time.perf_counter() - start, "info": info,
+                                          "header": use.to_dict()})
 
     def _header(self, make_args: list[str], log_path: Path) -> HeaderUse:
         """Stan's model header precompiled with BridgeStan's own compile command (built once per machine)."""
