@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import fnmatch
-import glob
 import hashlib
 import os
 import re
@@ -223,13 +222,11 @@ def foreign_files(folder: Path, own) -> str:
 
 
 def _leftovers(target: Path) -> None:
-    """Remove what killed writers of `target` left beside it: staging and old folders of processes that no
-    longer run (their names carry the writer's pid; another live writer's are left alone)."""
+    """Remove what killed writers of `target` left beside it: staging and old folders, named like scratch
+    folders by their writer's pid, of processes that no longer run. Any age: the caller holds the claim, so
+    no live writer of `target` but this one exists."""
     for kind in (".staging-", ".old-"):
-        for path in target.parent.glob(glob.escape(f".{target.name}{kind}") + "*"):
-            pid = path.name[len(f".{target.name}{kind}"):].split("-", 1)[0]
-            if pid.isdigit() and not alive(int(pid)):
-                shutil.rmtree(path, ignore_errors=True)
+        clear_leftover_scratch(target.parent, f".{target.name}{kind}", min_age=0)
 
 
 def write_folder(target: str | Path, fill: Callable[[Path], None], what: str = "run directory") -> Path:
