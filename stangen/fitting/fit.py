@@ -144,7 +144,9 @@ class Fit:
         if data is None and record.get("from") == "DataFrame":
             raise UserError(Problem("data", "this model was fitted on a DataFrame, which the run does not keep: pass "
                                             "it (fitted(data=...), plot_effects(data=...); --data FILE)"))
-        data = self.info.get("data_file") if data is None and self.info.get("data_file") else data
+        # the file the run records (runs written before `data` was recorded named it `data_file`)
+        recorded = record.get("file") or self.info.get("data_file")
+        data = recorded if data is None and recorded else data
         data = self.spec.data_path if data is None else data
         if data is None:
             raise UserError(Problem("data", "the training data are not known: pass them (fitted(data=...))"))
@@ -283,7 +285,6 @@ def fit(spec: Spec | StanProgram | str | Path, data: pd.DataFrame | str | Path |
             "missing": program.data.missing,
             "parameterization": [c.to_dict() for c in program.parameterization],
             # where the training data were read from (fitted() on a loaded run reads them again)
-            "data_file": _data_file(program.spec, data),
             "data": _data_record(program.spec, data)}
     result = Fit(program, to_inference_data(program, draws), info, draws.messages)
     result.frame = data if isinstance(data, pd.DataFrame) else None  # for fitted(): the rows as given
