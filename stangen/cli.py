@@ -200,14 +200,12 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .core.frames import read_csv
     from .fitting import Fit
     from .results.report import write_report_checked
 
     fit = Fit.load(args.run_dir)
     if args.data:  # the training data, moved since the fit: checked to be the file it was fitted on
-        fit.training_data(args.data)
-        fit.frame = read_csv(args.data)
+        fit.use_data(args.data)
     html, md, problems = write_report_checked(fit, args.run_dir)
     for problem in problems:
         print(f"warning: report: {problem}", file=sys.stderr)
@@ -298,13 +296,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_effects(args: argparse.Namespace) -> int:
-    from .core.frames import read_csv
     from .fitting import Fit
 
     fit = Fit.load(args.run_dir)
     if args.data:  # the training data, moved since the fit: checked to be the file it was fitted on
-        fit.training_data(args.data)
-        fit.frame = read_csv(args.data)
+        fit.use_data(args.data)
     out = Path(args.output) if args.output else Path(args.run_dir) / "plots" / f"effects_{args.predictor}.png"
     path = fit.plot_effects(args.predictor, out, by=args.by, groups=args.groups, level=args.level)
     print(f"wrote {path}")

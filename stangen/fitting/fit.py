@@ -45,7 +45,7 @@ class Fit:
         self.info = info
         # Stan's own informational messages per chain (stan.log in a run directory)
         self.stan_messages = list(stan_messages or [])
-        self.frame: pd.DataFrame | None = None  # the training rows, when fitted in this session (fitted())
+        self.frame: pd.DataFrame | None = None  # the training rows as given or read (before missing: drop)
         # diagnostics over every group effect cost seconds on large data (InstEval: 4,100 effects), and the
         # draws do not change: each summary and the convergence report are computed once
         self._memo: dict[tuple, Any] = {}
@@ -139,8 +139,25 @@ class Fit:
         """The rows the model was fitted on: `data` when given, else the frame it was fitted on in this session,
         else the file the run records (run.json: its path and sha256, checked). A file given or recorded must
         be the one fitted (the same sha256), wherever it lies now."""
+        frame = self.frame if data is None and self.frame is not None else self._as_fitted(data)
+        dropped = self.program.data.dropped
+        if dropped is not None:
+            frame = frame.drop(index=frame.index[[r - 1 for r in dropped.rows]])
+        frame = frame.reset_index(drop=True)
+        if len(frame) != self.program.data.n:
+            raise UserError(Problem("data", f"these data have {len(frame)} usable rows; the model was fitted on "
+                                            f"{self.program.data.n}: pass the data it was fitted on"))
+        return frame
+
+    def use_data(self, data: str | Path) -> None:
+        """Take the training data from `data` (a file moved since the fit; `stangen effects|report --data`):
+        checked to be the file it was fitted on, then kept as the fit's frame."""
+        self.frame = self._as_fitted(data)
+
+    def _as_fitted(self, data: pd.DataFrame | str | Path | None) -> pd.DataFrame:
+        """The whole training frame (before `missing: drop`): `data` when given, else the file the run records,
+        else the spec's; a file is checked against the run's sha256 of the one fitted."""
         record = self.info.get("data") or {}
-        data = self.frame if data is None else data
         if data is None and record.get("from") == "DataFrame":
             raise UserError(Problem("data", "this model was fitted on a DataFrame, which the run does not keep: pass "
                                             "it (fitted(data=...), plot_effects(data=...); --data FILE)"))
@@ -158,15 +175,7 @@ class Fit:
                 raise UserError(Problem("data", f"{data} is not the file this model was fitted on (its sha256 "
                                                 f"differs from the run's record of {record.get('file')}): pass the "
                                                 "data it was fitted on (--data FILE)"))
-        frame = data if isinstance(data, pd.DataFrame) else read_csv(data)
-        dropped = self.program.data.dropped
-        if dropped is not None:
-            frame = frame.drop(index=frame.index[[r - 1 for r in dropped.rows]])
-        frame = frame.reset_index(drop=True)
-        if len(frame) != self.program.data.n:
-            raise UserError(Problem("data", f"these data have {len(frame)} usable rows; the model was fitted on "
-                                            f"{self.program.data.n}: pass the data it was fitted on"))
-        return frame
+        return data if isinstance(data, pd.DataFrame) else read_csv(data)
 
     def plot_effects(self, predictor: str, path: str | Path | None = None, by: str | None = None, groups: int = 0,
                      level: str | None = None, data: pd.DataFrame | None = None) -> Path:
