@@ -108,7 +108,8 @@ def test_the_working_response_scores_categories_in_order():
     family = spec().family
     from stangen.core.families import get_family
     z, w, estimate = get_family(family).working_response(np.array([1, 1, 2, 3, 3, 3]), None)
-    assert z[0] < z[2] < z[3] and not estimate and np.allclose(w, 3 / np.pi ** 2)
+    # Fisher information about η: below the logistic's 1/3 for a continuous latent outcome, with 3 categories
+    assert z[0] < z[2] < z[3] and not estimate and np.all((0 < w) & (w < 1 / 3))
 
 
 @pytest.mark.sampling

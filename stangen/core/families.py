@@ -4,7 +4,8 @@ A `Family` owns its name and link; what a valid outcome is (with the row-naming 
 its auxiliary parameters (sigma …: Stan declaration, prior class and default, meaning); its Stan pieces (the
 GLM function where Stan has one, else the vectorized lpdf/lpmf; the rng of y_rep; the pointwise
 log-likelihood); and its numpy hooks (inverse link, random draws for `simulate`, the working response of the
-`auto` parameterization, the latent residual variance of ICC and pooling). Nothing outside this module
+`auto` parameterization (Fisher scoring at a linear predictor), the latent residual variance of ICC and
+pooling). Nothing outside this module
 compares a family's name: the rest of stangen asks the family (tests/test_families.py greps for it).
 """
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import special, stats
 
 from .errors import Problem, SpecError
 from .frames import is_numeric, label_text, rows_text, sort_labels
@@ -74,6 +75,9 @@ class Family:
     # stangen/run/warmup.py has an approximate posterior variance for each of its auxiliary parameters (gaussian:
     # log sigma, 1 / (2N)), so a large fit can start from an estimated metric
     working_metric: bool = False
+    # most passes of Fisher scoring in the `auto` working fit: 1 where the working response does not depend on
+    # the linear predictor (identity-link families), else until it settles (stangen/compiler/parameterization.py)
+    working_steps: int = 1
 
     def __str__(self) -> str:  # how a family is printed: its name, as the spec writes it
         return self.name
@@ -157,8 +161,13 @@ class Family:
         return 1.0, 0.0
 
     # -- numpy hooks ----------------------------------------------------------------------------------
-    def working_response(self, y: np.ndarray, trials: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, bool]:
-        """(z, w, estimate_sigma): a normal working model z_i ~ N(eta_i, σ²/w_i) around the pooled fit."""
+    def working_response(self, y: np.ndarray, trials: np.ndarray | None,
+                         eta: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, bool]:
+        """(z, w, estimate_sigma): a normal working model z_i ~ N(η_i, σ²/w_i) for the `auto` choice, by Fisher
+        scoring at the linear predictor `eta` (None: the link of the outcome's mean, the pooled start):
+        w_i = I_i, the Fisher information of row i's density about η_i, and z_i = η_i + U_i/I_i with U_i its
+        score; the family's other parameters (φ, shape) estimated by moments of the residuals at `eta`.
+        estimate_sigma: the working model's σ² is estimated (identity-link families); else σ² = 1."""
         raise NotImplementedError
 
     def draw(self, eta: np.ndarray, aux: dict[str, Any], trials: np.ndarray | None, errors, rng) -> np.ndarray:
@@ -235,7 +244,7 @@ class Gaussian(Family):
     def outcome_scale(self, y):
         return float(np.std(y)), float(np.mean(y))
 
-    def working_response(self, y, trials):
+    def working_response(self, y, trials, eta=None):
         return y, np.ones_like(y), True
 
     def draw(self, eta, aux, trials, errors, rng):
@@ -255,10 +264,23 @@ class Gaussian(Family):
         return stats.norm.logpdf(y, eta, aux["sigma"])
 
 
-def _logit_working_response(y, n):
-    p = np.clip(y.sum() / max(n.sum(), 1.0), 0.02, 0.98)
-    w = np.maximum(n, 1.0) * p * (1 - p)
-    return np.log(p / (1 - p)) + (y - n * p) / np.maximum(n, 1.0) / (p * (1 - p)), w, False
+def _start(eta: np.ndarray | None, y: np.ndarray, value: float) -> np.ndarray:
+    """The linear predictor to score at: the given one, else the pooled start `value` on every row."""
+    return np.full(len(y), value, dtype=float) if eta is None else np.clip(np.asarray(eta, dtype=float), -30, 30)
+
+
+def _logit_working_response(y, n, eta):
+    n = np.maximum(n, 1.0)
+    start = np.clip(y.sum() / n.sum(), 0.02, 0.98)
+    eta = _start(eta, y, np.log(start / (1 - start)))
+    p = np.clip(_inv_logit(eta), 1e-4, 1 - 1e-4)
+    return eta + (y - n * p) / (n * p * (1 - p)), n * p * (1 - p), False
+
+
+def _log_link_scoring(y, eta, information):
+    """z and w for a log-link family at eta: the score about η is (y − μ)·I/μ, so z = η + (y − μ)/μ."""
+    mu = np.exp(eta)
+    return eta + (y - mu) / mu, information(mu)
 
 
 def _logistic_variance(fit, intercept_variance):
@@ -285,8 +307,10 @@ class Bernoulli(Family):
             problem("outcome", f"family {self.name} needs outcome '{column}' to be 0 or 1; other values at {rows_text(bad)}")
         return {"y": y.astype(int)}
 
-    def working_response(self, y, trials):
-        return _logit_working_response(y, np.ones_like(y))
+    working_steps: int = 25
+
+    def working_response(self, y, trials, eta=None):
+        return _logit_working_response(y, np.ones_like(y), eta)
 
     def draw(self, eta, aux, trials, errors, rng):
         return rng.binomial(1, 1 / (1 + np.exp(-eta)))
@@ -340,8 +364,10 @@ class Binomial(Family):
         out["trials"] = np.round(n).astype(int)
         return out
 
-    def working_response(self, y, trials):
-        return _logit_working_response(y, np.asarray(trials, dtype=float))
+    working_steps: int = 25
+
+    def working_response(self, y, trials, eta=None):
+        return _logit_working_response(y, np.asarray(trials, dtype=float), eta)
 
     def draw(self, eta, aux, trials, errors, rng):
         return rng.binomial(np.asarray(trials), 1 / (1 + np.exp(-eta)))
@@ -368,9 +394,11 @@ class Poisson(Family):
     def outcome_scale(self, y):
         return 1.0, float(np.log(max(np.mean(y), 0.1)))
 
-    def working_response(self, y, trials):
-        rate = max(y.mean(), 0.05)
-        return np.log(rate) + (y - rate) / rate, np.full_like(y, rate), False
+    working_steps: int = 25
+
+    def working_response(self, y, trials, eta=None):
+        eta = _start(eta, y, np.log(max(y.mean(), 0.05)))
+        return (*_log_link_scoring(y, eta, lambda mu: mu), False)  # Poisson: I = μ
 
     def draw(self, eta, aux, trials, errors, rng):
         return rng.poisson(np.exp(np.clip(eta, -30, 20)))
@@ -414,11 +442,12 @@ class NegBinomial(Poisson):
     def header(self, outcome, trials):
         return f"{outcome}[i] ~ neg_binomial_2(lambda[i], phi)", "log(lambda[i])"
 
-    def working_response(self, y, trials):
-        rate = max(y.mean(), 0.05)
-        excess = y.var() - rate
-        phi = rate ** 2 / excess if excess > 1e-9 else 1e6  # moments: var = μ + μ²/φ
-        return np.log(rate) + (y - rate) / rate, np.full_like(y, rate / (1 + rate / phi)), False
+    def working_response(self, y, trials, eta=None):
+        eta = _start(eta, y, np.log(max(y.mean(), 0.05)))
+        mu = np.exp(eta)
+        excess = float(np.mean((y - mu) ** 2 - mu))
+        phi = float(np.mean(mu ** 2)) / excess if excess > 1e-9 else 1e6  # moments: var = μ + μ²/φ
+        return (*_log_link_scoring(y, eta, lambda mu: mu / (1 + mu / phi)), False)
 
     def draw(self, eta, aux, trials, errors, rng):
         mu, phi = np.exp(np.clip(eta, -30, 20)), aux["phi"]
@@ -469,7 +498,7 @@ class Lognormal(Gaussian):
         logs = np.log(np.where(y > 0, y, 1.0))
         return float(np.std(logs)) or 1.0, float(np.mean(logs))
 
-    def working_response(self, y, trials):
+    def working_response(self, y, trials, eta=None):
         return np.log(np.where(y > 0, y, 1.0)), np.ones_like(y), True
 
     def draw(self, eta, aux, trials, errors, rng):
@@ -501,10 +530,13 @@ class GammaFamily(Family):
     def outcome_scale(self, y):
         return 1.0, float(np.log(max(np.mean(y), 1e-6)))
 
-    def working_response(self, y, trials):
-        m = max(float(np.mean(y)), 1e-6)
-        shape = m ** 2 / max(float(np.var(y)), 1e-12)  # moments: var = μ²/k
-        return np.log(m) + (y - m) / m, np.full_like(y, shape), False
+    working_steps: int = 25
+
+    def working_response(self, y, trials, eta=None):
+        eta = _start(eta, y, np.log(max(float(np.mean(y)), 1e-6)))
+        mu = np.exp(eta)
+        shape = 1 / max(float(np.mean(((y - mu) / mu) ** 2)), 1e-12)  # moments: var = μ²/shape
+        return (*_log_link_scoring(y, eta, lambda mu: np.full_like(mu, shape)), False)  # I = shape
 
     def draw(self, eta, aux, trials, errors, rng):
         mu = np.exp(np.clip(eta, -30, 20))
@@ -548,10 +580,20 @@ class BetaFamily(Family):
         m = float(np.clip(np.mean(y), 0.01, 0.99))
         return 1.0, float(np.log(m / (1 - m)))
 
-    def working_response(self, y, trials):
+    working_steps: int = 25
+
+    def working_response(self, y, trials, eta=None):
         m = float(np.clip(np.mean(y), 0.02, 0.98))
-        phi = max(m * (1 - m) / max(float(np.var(y)), 1e-12) - 1, 0.1)  # moments: var = μ(1 − μ)/(1 + φ)
-        return np.log(m / (1 - m)) + (y - m) / (m * (1 - m)), np.full_like(y, m * (1 - m) * (1 + phi)), False
+        eta = _start(eta, y, np.log(m / (1 - m)))
+        mu = np.clip(_inv_logit(eta), 1e-4, 1 - 1e-4)
+        spread = max(float(np.mean((y - mu) ** 2 / (mu * (1 - mu)))), 1e-9)
+        phi = max(1 / spread - 1, 0.1)  # moments: var = μ(1 − μ)/(1 + φ)
+        a, b = mu * phi, (1 - mu) * phi
+        slope = mu * (1 - mu)  # dμ/dη
+        # about μ: score φ(logit y − ψ(a) + ψ(b)), information φ²(ψ'(a) + ψ'(b)); η by the chain rule
+        score = phi * (np.log(y / (1 - y)) - special.digamma(a) + special.digamma(b)) * slope
+        information = phi ** 2 * (special.polygamma(1, a) + special.polygamma(1, b)) * slope ** 2
+        return eta + score / information, information, False
 
     def draw(self, eta, aux, trials, errors, rng):
         mu = 1 / (1 + np.exp(-eta))
@@ -641,14 +683,25 @@ class Cumulative(Family):
         """The cutpoints' labels as ordinal::clmm prints them: '1|2', '2|3', …"""
         return [f"{a}|{b}" for a, b in zip(categories, categories[1:])]
 
-    def working_response(self, y, trials):
-        """Each category's score: the logit of its mid cumulative proportion, with the logistic's variance."""
-        y = np.asarray(y, dtype=int)
-        counts = np.bincount(y, minlength=int(y.max()) + 1)[1:] if len(y) else np.ones(2)
-        cum = np.cumsum(counts) / max(counts.sum(), 1)
-        mid = np.clip(cum - counts / max(counts.sum(), 1) / 2, 0.01, 0.99)
-        score = np.log(mid / (1 - mid))
-        return score[np.clip(y, 1, len(score)) - 1], np.full(len(y), 3 / np.pi ** 2), False
+    working_steps: int = 25
+
+    def working_response(self, y, trials, eta=None):
+        """Fisher scoring about η with the cutpoints held at the logits of the outcome's cumulative proportions
+        (the pooled fit, with η centered): P(y = k) = F(c_k − η) − F(c_{k−1} − η), F the logistic."""
+        y = np.clip(np.asarray(y, dtype=int), 1, None)
+        eta = _start(eta, y, 0.0)
+        counts = np.bincount(y, minlength=max(int(y.max()), 2) + 1)[1:] if len(y) else np.ones(2)
+        cum = np.clip(np.cumsum(counts)[:-1] / max(counts.sum(), 1), 1e-3, 1 - 1e-3)
+        cuts = np.concatenate([[-np.inf], np.log(cum / (1 - cum)), [np.inf]])
+        below = _inv_logit(cuts[None, :] - eta[:, None])  # F(c_k − η), k = 0..K
+        density = below * (1 - below)  # the logistic density f(c_k − η) (0 at ±∞)
+        prob = np.maximum(np.diff(below, axis=1), 1e-12)  # P(y = k), k = 1..K
+        change = density[:, :-1] - density[:, 1:]  # dP(y = k)/dη
+        k = np.clip(y, 1, prob.shape[1]) - 1
+        rows = np.arange(len(y))
+        information = np.sum(change ** 2 / prob, axis=1)
+        score = change[rows, k] / prob[rows, k]
+        return eta + score / np.maximum(information, 1e-12), information, False
 
     def draw(self, eta, aux, trials, errors, rng):
         """Category codes 1..K: the latent η + logistic noise, cut at the cutpoints."""
