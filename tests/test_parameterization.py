@@ -1,5 +1,7 @@
 """Per-level parameterization: the auto rule's estimate, the spec's override, and that centered and
 noncentered programs give the same posterior (they are one model sampled two ways)."""
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -81,6 +83,7 @@ def _agree(a, b, names):
 @pytest.mark.parametrize("name, first, second", [
     ("sleepstudy", "centered", "noncentered"),   # correlated intercept and slope, at the mean of Days
     ("pastes", None, "centered"),                # nested: auto (batch integrated out) vs both centered
+    ("sleepstudy", "centered", "partial"),       # partial: the intercept centered, Days standardized given it
 ])
 def test_centered_and_noncentered_programs_give_the_same_posterior(example_fit, name, first, second):
     spec = Spec.from_yaml(SPECS / f"{name}.yaml")
@@ -219,3 +222,41 @@ def test_information_ratio_of_every_family_uses_its_fisher_information(name, int
     per_row = np.interp(eta, grid, _fisher_information(family, grid, aux, trials, rng))
     truth = np.median(tau ** 2 * np.bincount(g, per_row))
     assert estimated == pytest.approx(truth, rel=0.35)
+
+
+def _rich_intercepts_poor_slopes(groups=100, per_group=10, seed=3) -> pd.DataFrame:
+    """Intercepts vary widely (n·τ²/σ² = 10), slopes hardly (10 · 0.05² = 0.025)."""
+    rng = np.random.default_rng(seed)
+    g = np.repeat(np.arange(groups), per_group)
+    x = rng.normal(size=g.size)
+    y = 1.0 + rng.normal(0, 1.0, groups)[g] + (0.5 + rng.normal(0, 0.05, groups)[g]) * x + rng.normal(0, 1, g.size)
+    return pd.DataFrame({"g": g, "x": x, "y": y})
+
+
+SLOPES = Spec(outcome="y", predictors=["x"], levels={"g": {"varying": {"intercept": [], "x": []}}})
+
+
+def test_auto_centers_a_data_rich_intercept_and_not_its_data_poor_slope():
+    program = build(SLOPES, _rich_intercepts_poor_slopes())
+    choice = program.parameterization[0]
+    assert (choice.parameterization, choice.centered_coefficients) == ("partial", 1)
+    assert choice.label == "g partial (intercept centered; x noncentered)"
+    ratios = dict(re.findall(r"(intercept|x) ([\d.]+)", choice.reason))
+    assert 6 < float(ratios["intercept"]) < 15 and float(ratios["x"]) < 0.5  # 10 and 0.025 simulated
+    assert "matrix[J_g, 1] b_g_centered;" in program.code and "matrix[1, J_g] z_g_noncentered;" in program.code
+    # the same data with slopes as rich as the intercepts: all centered
+    rich = _rich_intercepts_poor_slopes()
+    rich["y"] += np.random.default_rng(4).normal(0, 1.0, 100)[rich["g"]] * rich["x"]
+    assert build(SLOPES, rich).parameterization[0].parameterization == "centered"
+    # the choice survives a run's record
+    from stangen.compiler.parameterization import Choice
+    assert Choice.from_dict(choice.to_dict()) == choice
+
+
+def test_partial_in_the_spec_takes_its_split_from_the_data_and_needs_two_coefficients():
+    spec = SLOPES.with_parameterization("partial")
+    choice = build(spec, _rich_intercepts_poor_slopes()).parameterization[0]
+    assert (choice.parameterization, choice.how, choice.centered_coefficients) == ("partial", "spec", 1)
+    with pytest.raises(stangen.SpecError, match=r"levels\.g\.parameterization: 'partial' .* needs a level varying "
+                                                 r"at least two coefficients"):
+        build(SPEC.with_parameterization("partial"), _random_intercepts(10, 3, 1.0, 1.0))

@@ -159,9 +159,13 @@ def equations(d: ModelDescription) -> list[str]:
         rest.append(f"u_{lv.stan}[j] ~ {dist},  j = 1..{lv.groups_key} ({lv.name} groups{nest})")
         how = ("mixed: data-rich groups' intercepts b_{0} are parameters (centered), data-poor groups' are "
                "sd * standardized z_{0} (noncentered); which is which is data" if lv.mixed else
+               "partial: {1} b_{0}_centered are parameters (centered), {2} standardized z_{0}_noncentered given "
+               "them (noncentered)" if lv.partial else
                "centered: each group's coefficients b_{0} are parameters" if lv.centered else
                "integrated out of the model block; u_{0} drawn in generated quantities" if lv.integrated else
-               "noncentered: u_{0} = sds * standardized z_{0}").format(lv.stan)
+               "noncentered: u_{0} = sds * standardized z_{0}").format(
+            lv.stan, ", ".join(c.name for c in lv.coefficients[:lv.centered_coefficients]),
+            ", ".join(c.name for c in lv.coefficients[lv.centered_coefficients:]))
         if lv.at_means:
             slopes = ", ".join(c.term.name for c in lv.coefficients if c.term is not None)
             how += f"; sampled with {slopes} centered at the mean{'s' if ',' in slopes else ''}"

@@ -144,6 +144,10 @@ class LevelDescription:
     # data — data-rich groups' intercepts are parameters, data-poor groups' are standardized effects; which
     # group is which is data (centered_<level>, noncentered_<level>), so one program serves any split
     mixed: bool = False
+    # partial (levels varying several coefficients; centered is then true too): the first
+    # `centered_coefficients` coefficients are sampled centered (data-rich: a varying intercept, say), the rest
+    # noncentered, standardized given the centered ones through the Cholesky factor; 0: not partial
+    centered_coefficients: int = 0
     parent_stan: str | None = None  # Stan name of the parent level (nested)
     parent_value: str | None = None  # what the parent adds per group (its LevelDescription.value)
     parent_is_vector: bool = False  # the parent varies only its intercept (its values are a vector)
@@ -154,9 +158,13 @@ class LevelDescription:
         return len(self.coefficients)
 
     @property
+    def partial(self) -> bool:
+        return self.centered_coefficients > 0
+
+    @property
     def parameterization(self) -> str:
-        return "mixed" if self.mixed else "centered" if self.centered else "integrated" if self.integrated \
-            else "noncentered"
+        return "mixed" if self.mixed else "partial" if self.partial else "centered" if self.centered \
+            else "integrated" if self.integrated else "noncentered"
 
     def _scaled(self, stem: str) -> str:
         return f"{stem}_{self.stan}_at_mean" if self.at_means else f"{stem}_{self.stan}"
@@ -361,13 +369,16 @@ def describe(spec: Spec, categorical: set[str] | frozenset[str] = frozenset(),
              generated: str | Iterable[str] | None = (),
              parameterization: Mapping[str, str] | None = None,
              pooled_order: Iterable[str] | None = None,
-             nested: Mapping[str, str] | None = None) -> ModelDescription:
+             nested: Mapping[str, str] | None = None,
+             partial: Mapping[str, int] | None = None) -> ModelDescription:
     """Build the model description. `categorical`: columns the data showed to be non-numeric.
     `generated`: optional generated quantities, a subset of GENERATED ('y_rep', 'log_lik').
     `parameterization`: level → 'centered' | 'noncentered' | 'mixed' | 'integrated' for levels whose spec says `auto` (decided from
     the data by stangen.compiler.parameterization); a level missing there is noncentered.
     `pooled_order`: levels in the order they are offered the pooled coefficients as their groups' mean
     (see _link_levels); default: the spec's order, parents first.
+    `partial`: level → how many of its first coefficients are centered, for levels whose parameterization is
+    'partial' (decided from the data; a partial level missing there centers its first coefficient).
     `nested`: level → the level its groups lie within in the data, for levels the spec crosses (the same
     model, sampled as nested: see stangen.compiler.parameterization.implied_nesting)."""
     generated = generated_quantities(generated)
@@ -440,7 +451,8 @@ def describe(spec: Spec, categorical: set[str] | frozenset[str] = frozenset(),
             sd_prior=_prior(spec, [f"sd_{name}", "sd"], "scale"),
             correlation_prior=_prior(spec, [f"correlation_{name}", "correlation"], "correlation")
             if kind == "correlated" else None,
-            centered=choice in ("centered", "mixed"), integrated=choice == "integrated", mixed=choice == "mixed",
+            centered=choice in ("centered", "mixed", "partial"), integrated=choice == "integrated",
+            mixed=choice == "mixed", centered_coefficients=(partial or {}).get(name, 1) if choice == "partial" else 0,
             at_means=_at_means(kind, coefficients)))
     levels = _parents_first(levels)
     for lv in levels:  # stangen.compiler.parameterization and the spec validation only integrate such a level out

@@ -22,7 +22,7 @@ density about its linear predictor and z_i = η_i + U_i/I_i (U_i its score), the
 (φ, shape) estimated by moments of the residuals (each family's `working_response`,
 stangen/core/families.py). Fisher scoring repeats the EM fit at the linear predictor the previous pass
 fitted, pooled part and group effects together (penalized quasi-likelihood), until the group variances
-settle. Measured (tests/test_parameterization.py, 400 groups each): within 10% of the true ratio for
+settle. Measured (tests/test_parameterization.py, 400 groups each): within 20% of the true ratio for
 Poisson, NB, gamma and beta, 24–29% under for Bernoulli, binomial and ordinal data (PQL's known shrinkage
 of τ² for binary data); the moment fit of the pooled data that came before was up to 5.6× under (ordinal)
 and 2× under (NB, gamma, beta), and took epilepsy (NB) for data-poor (0.077) where it is data-rich (3.1).
@@ -77,6 +77,10 @@ class Choice:
     nested_in: str | None = None
     # mixed: the groups (1-based) sampled centered; the others are noncentered
     centered_groups: tuple[int, ...] | None = None
+    # partial: how many of the level's first coefficients are sampled centered; the others are noncentered
+    centered_coefficients: int | None = None
+    # partial: the level's coefficients' names (for the label)
+    coefficient_names: tuple[str, ...] | None = None
 
     @property
     def label(self) -> str:
@@ -84,6 +88,10 @@ class Choice:
         split = ""
         if self.parameterization == "mixed" and self.centered_groups is not None:
             split = f" ({len(self.centered_groups)} groups centered, the others noncentered)"
+        if self.parameterization == "partial" and self.centered_coefficients and self.coefficient_names:
+            k = self.centered_coefficients
+            split = (f" ({', '.join(self.coefficient_names[:k])} centered; "
+                     f"{', '.join(self.coefficient_names[k:])} noncentered)")
         return f"{self.level} {self.parameterization}{split}" + (f" within {self.nested_in}" if self.nested_in else "")
 
     @property
@@ -97,12 +105,14 @@ class Choice:
         return {"level": self.level, "parameterization": self.parameterization, "how": self.how,
                 "information": self.information, "reason": self.reason, "pooled_rank": self.pooled_rank,
                 "interval": None if self.interval is None else list(self.interval), "nested_in": self.nested_in,
-                "centered_groups": None if self.centered_groups is None else list(self.centered_groups)}
+                "centered_groups": None if self.centered_groups is None else list(self.centered_groups),
+                "centered_coefficients": self.centered_coefficients,
+                "coefficient_names": None if self.coefficient_names is None else list(self.coefficient_names)}
 
     @classmethod
     def from_dict(cls, values: dict) -> "Choice":
         values = dict(values)
-        for key in ("interval", "centered_groups"):
+        for key in ("interval", "centered_groups", "coefficient_names"):
             if values.get(key) is not None:
                 values[key] = tuple(values[key])
         return cls(**values)
@@ -353,6 +363,16 @@ def group_split(desc: ModelDescription, data: dict, level: str) -> tuple[int, ..
     return _centered_groups(information(desc, data)[level][:, 0])
 
 
+def _leading_data_rich(per_coefficient: np.ndarray) -> int:
+    """How many of a level's first coefficients are data-rich (median information ratio above THRESHOLD):
+    the ones a partial level samples centered. (Centering the first k keeps the rest a standardized
+    Cholesky block given them, so only a leading run can be centered.)"""
+    k = 0
+    while k < len(per_coefficient) and per_coefficient[k] > THRESHOLD:
+        k += 1
+    return k
+
+
 def _centered_groups(ratios: np.ndarray) -> tuple[int, ...]:
     """The groups (1-based) of a mixed level to sample centered: those whose information ratio exceeds
     THRESHOLD."""
@@ -380,12 +400,17 @@ def choose(desc: ModelDescription, data: dict | None, spec_levels) -> dict[str, 
     out = {}
     for lv in desc.levels:
         given = spec_levels[lv.name].parameterization
+        names = tuple(c.name for c in lv.coefficients)
         if given != "auto":
-            split = None
+            split = leading = None
             if given == "mixed" and data is not None:
                 split = _centered_groups(ratios[lv.name][:, 0])
+            if given == "partial":
+                leading = 1 if data is None else min(max(
+                    _leading_data_rich(np.median(ratios[lv.name], axis=0)), 1), lv.n_coef - 1)
             out[lv.name] = Choice(lv.name, given, "spec", None, "set in the spec", rank[lv.name],
-                                  centered_groups=split)
+                                  centered_groups=split, centered_coefficients=leading,
+                                  coefficient_names=names if given == "partial" else None)
             continue
         if data is None:
             out[lv.name] = Choice(lv.name, "noncentered", "auto", None, "no data to decide from: noncentered",
@@ -399,6 +424,15 @@ def choose(desc: ModelDescription, data: dict | None, spec_levels) -> dict[str, 
                   f"{'groups are data-rich' if centered else 'groups are data-poor'}")
         out[lv.name] = Choice(lv.name, "centered" if centered else "noncentered", "auto", value, reason,
                               rank[lv.name], information_interval(value, len(ratios[lv.name])))
+        per_coefficient = np.median(ratios[lv.name], axis=0)
+        leading = _leading_data_rich(per_coefficient)
+        if not centered and leading:
+            k = leading
+            out[lv.name] = replace(out[lv.name], parameterization="partial", centered_coefficients=k,
+                                   coefficient_names=names, reason=(
+                f"median information ratios n·τ²/σ² {', '.join(f'{n} {r:.2g}' for n, r in zip(names, per_coefficient))}: "
+                f"{', '.join(names[:k])} {'is' if k == 1 else 'are'} data-rich (above {THRESHOLD:g}) and sampled "
+                f"centered, the others noncentered given {'it' if k == 1 else 'them'}"))
         group_ratios = ratios[lv.name][:, 0]
         if lv.kind == "intercept" and _spans_threshold(group_ratios):
             split = _centered_groups(group_ratios)
@@ -448,7 +482,8 @@ def _crossed_ridges(desc: ModelDescription, choices: dict[str, Choice], uncertai
     (seen: legislators, 8 parties × 6 chambers); noncentered, it does not."""
     top = [lv for lv in desc.levels if lv.parent is None and lv.coefficients[0].term is None]
     # an integrated level counts as centered: its nested level is drawn around the intercept in its place
-    centered = sorted((lv for lv in top if choices[lv.name].parameterization in ("centered", "mixed", "integrated")),
+    centered = sorted((lv for lv in top if choices[lv.name].parameterization in ("centered", "mixed", "partial",
+                                                                                   "integrated")),
                       key=lambda lv: choices[lv.name].pooled_rank)
     if not desc.intercept or len(centered) < 2:
         return choices
@@ -462,8 +497,9 @@ def _crossed_ridges(desc: ModelDescription, choices: dict[str, Choice], uncertai
     other, ratio = ridges[0]
     for lv in centered:
         choice = choices[lv.name]
-        if choice.how == "auto" and choice.parameterization in ("centered", "mixed"):
-            choices[lv.name] = replace(choice, parameterization="noncentered", centered_groups=None, reason=(
+        if choice.how == "auto" and choice.parameterization in ("centered", "mixed", "partial"):
+            choices[lv.name] = replace(choice, parameterization="noncentered", centered_groups=None,
+                                       centered_coefficients=None, coefficient_names=None, reason=(
                 f"{choice.reason}, but crossed levels {taker.name} and {other.name} have groups' means of "
                 f"similar uncertainty (τ²/J ratio {ratio:.2g}, above {RIDGE:g}): centered, one of them would "
                 f"trade off against the intercept along a ridge"))
@@ -498,7 +534,8 @@ def _center_under_integrated(desc: ModelDescription, choices: dict[str, Choice])
         if lv.parent and choices[lv.parent].parameterization == "integrated" and choice.parameterization != "centered":
             if choice.how != "auto":  # the spec validation rules this out
                 raise ValueError(f"{lv.name} is {choice.parameterization} under integrated {lv.parent} (stangen bug)")
-            choices[lv.name] = replace(choice, parameterization="centered", centered_groups=None, reason=(
+            choices[lv.name] = replace(choice, parameterization="centered", centered_groups=None,
+                                       centered_coefficients=None, coefficient_names=None, reason=(
                 f"{choice.reason}; centered all the same: {lv.parent} is integrated out over its intercepts"))
     return choices
 
@@ -507,7 +544,8 @@ def describe_options(choices) -> dict:
     """What `model.describe` needs of the choices: parameterization, pooled_order, nested."""
     return {"parameterization": {c.level: c.parameterization for c in choices},
             "pooled_order": pooled_order(choices),
-            "nested": {c.level: c.nested_in for c in choices if c.nested_in}}
+            "nested": {c.level: c.nested_in for c in choices if c.nested_in},
+            "partial": {c.level: c.centered_coefficients for c in choices if c.centered_coefficients}}
 
 
 def pooled_order(choices) -> list[str]:

@@ -130,7 +130,7 @@ def build(spec: Spec | str | Path, data: pd.DataFrame | str | Path | None = None
     if spec.levels:
         design = write_stan_data(description, encoded, priors=False).stan_data if encoded is not None else None
         choices = tuple(choose(description, design, spec.levels).values())
-        if any(c.parameterization in ("centered", "mixed") or c.nested_in for c in choices):
+        if any(c.parameterization in ("centered", "mixed", "partial") or c.nested_in for c in choices):
             description = describe(spec, categorical, generated=generated, **describe_options(choices))
     if threads > 1:
         description = threaded(description)

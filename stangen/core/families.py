@@ -591,6 +591,7 @@ class BetaFamily(Family):
         a, b = mu * phi, (1 - mu) * phi
         slope = mu * (1 - mu)  # dμ/dη
         # about μ: score φ(logit y − ψ(a) + ψ(b)), information φ²(ψ'(a) + ψ'(b)); η by the chain rule
+        y = np.clip(y, 1e-9, 1 - 1e-9)
         score = phi * (np.log(y / (1 - y)) - special.digamma(a) + special.digamma(b)) * slope
         information = phi ** 2 * (special.polygamma(1, a) + special.polygamma(1, b)) * slope ** 2
         return eta + score / information, information, False

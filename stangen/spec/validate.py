@@ -21,7 +21,7 @@ TOP_KEYS = ("name", "data", "formula", "family", "outcome", "trials", "predictor
 MISSING_POLICIES = ("error", "drop")
 LEVEL_KEYS = ("id", "within", "varying", "correlated", "predictors", "means", "unique_labels", "parameterization")
 # how a level's group effects are sampled; auto decides from the data (stangen/compiler/parameterization.py)
-PARAMETERIZATIONS = ("auto", "centered", "noncentered", "mixed", "integrated")
+PARAMETERIZATIONS = ("auto", "centered", "noncentered", "mixed", "partial", "integrated")
 PRIOR_CLASSES = {"intercept": "coefficient", "coefficients": "coefficient", "sd": "scale",
                  "correlation": "correlation"}  # and the family's auxiliary parameters (sigma, …)
 # sampler key → (type, lower bound, upper bound, inclusive lower)
@@ -337,7 +337,7 @@ def _check_integrated(c: _Checker, levels: dict[str, dict]) -> None:
                 or any(o["within"] == children[0] for o in levels.values()):
             problems.append(f"its nested level '{children[0]}' varies more than its intercept or has levels "
                             "nested within it")
-        elif levels[children[0]].get("parameterization") in ("noncentered", "mixed", "integrated"):
+        elif levels[children[0]].get("parameterization") in ("noncentered", "mixed", "partial", "integrated"):
             problems.append(f"its nested level '{children[0]}' is {levels[children[0]]['parameterization']}, "
                             "and must be centered")
         if problems:
@@ -353,6 +353,10 @@ def _check_mixed(c: _Checker, levels: dict[str, dict]) -> None:
         if level.get("parameterization") == "mixed" and list(level["varying"]) != [INTERCEPT]:
             c.add(f"levels.{name}.parameterization", "'mixed' is available for a level that varies only its "
                                                     "intercept; use centered or noncentered here")
+        if level.get("parameterization") == "partial" and len(level["varying"]) < 2:
+            c.add(f"levels.{name}.parameterization", "'partial' (the first varying coefficients centered, the "
+                                                    "others noncentered) needs a level varying at least two "
+                                                    "coefficients; use centered, noncentered or mixed here")
 
 
 def _check_reference(c: _Checker, value, used_vars) -> dict[str, str]:

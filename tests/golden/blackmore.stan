@@ -5,11 +5,11 @@
 //   log_exercise[i] ~ normal(mu[i], sigma)
 //   mu[i] = Intercept + beta_age * age[i] + beta_group * group[i] + beta_age_x_group * age:group[i] + u_subject[subject[i], 1] + u_subject[subject[i], 2] * age[i]
 //   u_subject[j] ~ multi_normal(0, diag(sd_subject) * corr_subject * diag(sd_subject)),  j = 1..J_subject (subject groups)
-//     (subject: noncentered: u_subject = sds * standardized z_subject; sampled with age centered at the mean)
+//     (subject: partial: intercept b_subject_centered are parameters (centered), age standardized z_subject_noncentered given them (noncentered); sampled with age centered at the mean)
 data {
   int<lower=1> N;  // observations
   vector[N] y;  // outcome: log_exercise
-  // level-1 predictors with pooled coefficients: age, group, age:group
+  // level-1 predictors with pooled coefficients: group, age:group
   int<lower=1> K;  // columns of the design matrix
   int<lower=1> K_group;  // columns of group (treatment-coded)
   int<lower=1> K_age_x_group;  // columns of age:group (treatment-coded)
@@ -51,7 +51,8 @@ parameters {
   // subject: intercept, age vary by group, correlated
   vector<lower=0>[2] sd_subject_at_mean;  // sds of intercept, age at the means of the slope predictors
   cholesky_factor_corr[2] L_subject_at_mean;  // their correlation at the means of the slope predictors (Cholesky factor)
-  matrix[2, J_subject] z_subject;  // standardized group effects (noncentered parameterization)
+  matrix[J_subject, 1] b_subject_centered;  // each subject group's intercept (centered: data-rich)
+  matrix[1, J_subject] z_subject_noncentered;  // its age, standardized given those (noncentered: data-poor)
 }
 model {
   // priors
@@ -62,20 +63,30 @@ model {
   sigma ~ exponential(prior_sigma_rate);
   sd_subject_at_mean ~ exponential(prior_sd_subject_rate);
   L_subject_at_mean ~ lkj_corr_cholesky(prior_L_subject_eta);
-  to_vector(z_subject) ~ std_normal();  // subject effects, standardized
-  matrix[J_subject, 2] u_subject_at_mean = (diag_pre_multiply(sd_subject_at_mean, L_subject_at_mean) * z_subject)';  // subject: deviations from the predicted coefficients (intercept at the slope predictors' means)
+  matrix[J_subject, 2] m_subject = rep_matrix(0, J_subject, 2);  // subject: the predicted coefficients of each group
+  m_subject[:, 1] = rep_vector(Intercept_centered, J_subject);  // intercept (with the pooled coefficient)
+  m_subject[:, 2] = rep_vector(beta_age, J_subject);  // age slope (with the pooled coefficient)
+  // subject (partial): each group's intercept as sampled (centered); its age from the
+  // standardized effects given those (noncentered), through S, the Cholesky factor of the coefficients' covariance
+  matrix[2, 2] S_subject = diag_pre_multiply(sd_subject_at_mean, L_subject_at_mean);
+  matrix[1, J_subject] z_subject_centered = mdivide_left_tri_low(S_subject[1:1, 1:1], (b_subject_centered - m_subject[:, 1:1])');  // the centered ones, standardized
+  matrix[J_subject, 2] b_subject = append_col(b_subject_centered, m_subject[:, 2:2] + (S_subject[2:2, 1:1] * z_subject_centered + S_subject[2:2, 2:2] * z_subject_noncentered)');
+  // rows of b_subject[:, 1:1] ~ multi_normal(their predictions, their block of the covariance): standardized, plus the
+  // log-determinant of the block's Cholesky factor once per group; the other coefficients' standardized effects
+  to_vector(z_subject_centered) ~ std_normal();
+  target += -J_subject * sum(log(diagonal(S_subject[1:1, 1:1])));
+  to_vector(z_subject_noncentered) ~ std_normal();
   if (!prior_only) {
-    vector[K] beta = append_row(beta_age, append_row(beta_group, beta_age_x_group));  // pooled coefficients, in the columns' order
+    vector[K] beta = append_row(beta_group, beta_age_x_group);  // pooled coefficients, in the columns' order
     // linear predictor without X * beta, one expression (each `+=` would store another N-vector for the gradient)
-    vector[N] eta = u_subject_at_mean[idx_subject, 1]  // subject intercepts
-        + u_subject_at_mean[idx_subject, 2] .* x_age_at_mean  // subject age slopes
-        + Intercept_centered;  // pooled intercept
+    vector[N] eta = b_subject[idx_subject, 1]  // subject intercepts (with the pooled coefficient)
+        + b_subject[idx_subject, 2] .* x_age_at_mean;  // subject age slopes (with the pooled coefficient)
     target += normal_id_glm_lupdf(y | X, eta, beta, sigma);
   }
 }
 generated quantities {
   // intercept where all predictors are 0 (the sampler used centered predictors)
-  real Intercept = Intercept_centered - dot_product(X_means, append_row(beta_age, append_row(beta_group, beta_age_x_group)));
+  real Intercept = Intercept_centered - dot_product(X_means, append_row(beta_group, beta_age_x_group)) - mean_x_age * beta_age;
   // sds and correlations of the subject effects (intercept, age) with the intercept at 0
   vector[2] sd_subject;
   matrix[2, 2] corr_subject;
@@ -88,7 +99,14 @@ generated quantities {
   matrix[J_subject, 2] u_subject;
   {
     // group values computed exactly as in the model block
-    matrix[J_subject, 2] u_subject_at_mean = (diag_pre_multiply(sd_subject_at_mean, L_subject_at_mean) * z_subject)';  // subject: deviations from the predicted coefficients (intercept at the slope predictors' means)
-    u_subject = u_subject_at_mean * T_subject;  // intercepts at 0
+    matrix[J_subject, 2] m_subject = rep_matrix(0, J_subject, 2);  // subject: the predicted coefficients of each group
+    m_subject[:, 1] = rep_vector(Intercept_centered, J_subject);  // intercept (with the pooled coefficient)
+    m_subject[:, 2] = rep_vector(beta_age, J_subject);  // age slope (with the pooled coefficient)
+    // subject (partial): each group's intercept as sampled (centered); its age from the
+    // standardized effects given those (noncentered), through S, the Cholesky factor of the coefficients' covariance
+    matrix[2, 2] S_subject = diag_pre_multiply(sd_subject_at_mean, L_subject_at_mean);
+    matrix[1, J_subject] z_subject_centered = mdivide_left_tri_low(S_subject[1:1, 1:1], (b_subject_centered - m_subject[:, 1:1])');  // the centered ones, standardized
+    matrix[J_subject, 2] b_subject = append_col(b_subject_centered, m_subject[:, 2:2] + (S_subject[2:2, 1:1] * z_subject_centered + S_subject[2:2, 2:2] * z_subject_noncentered)');
+    u_subject = (b_subject - m_subject) * T_subject;  // intercepts at 0
   }
 }

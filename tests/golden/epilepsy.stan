@@ -5,7 +5,7 @@
 //   count[i] ~ neg_binomial_2(lambda[i], phi)
 //   log(lambda[i]) = Intercept + beta_zAge * zAge[i] + beta_zBase * zBase[i] + beta_Trt * Trt[i] + beta_zBase_x_Trt * zBase:Trt[i] + u_patient[patient[i]]
 //   u_patient[j] ~ normal(0, sd_patient),  j = 1..J_patient (patient groups)
-//     (patient: noncentered: u_patient = sds * standardized z_patient)
+//     (patient: centered: each group's coefficients b_patient are parameters)
 data {
   int<lower=1> N;  // observations
   array[N] int<lower=0> y;  // outcome: count (counts)
@@ -43,7 +43,7 @@ parameters {
   real<lower=0> phi;  // shape of the negative binomial (variance μ + μ²/φ)
   // patient: the intercept varies by group
   real<lower=0> sd_patient;  // sd of the patient intercepts
-  vector[J_patient] z_patient;  // standardized group effects (noncentered parameterization)
+  vector[J_patient] b_patient;  // each patient group's intercept (centered parameterization)
 }
 model {
   // priors
@@ -54,13 +54,12 @@ model {
   beta_zBase_x_Trt ~ normal(prior_beta_zBase_x_Trt_location, prior_beta_zBase_x_Trt_scale);
   phi ~ gamma(prior_phi_shape, prior_phi_rate);
   sd_patient ~ exponential(prior_sd_patient_rate);
-  z_patient ~ std_normal();  // patient effects, standardized
-  vector[J_patient] u_patient = sd_patient * z_patient;  // patient: deviations from the predicted intercepts
+  vector[J_patient] m_patient = rep_vector(Intercept_centered, J_patient);  // patient: the predicted intercept of each group (with the pooled coefficient)
+  b_patient ~ normal(m_patient, sd_patient);  // patient intercepts, centered
   if (!prior_only) {
     vector[K] beta = append_row(beta_zAge, append_row(beta_zBase, append_row(beta_Trt, beta_zBase_x_Trt)));  // pooled coefficients, in the columns' order
     // linear predictor without X * beta, one expression (each `+=` would store another N-vector for the gradient)
-    vector[N] eta = u_patient[idx_patient]  // patient intercepts
-        + Intercept_centered;  // pooled intercept
+    vector[N] eta = b_patient[idx_patient];  // patient intercepts (with the pooled coefficient)
     target += neg_binomial_2_log_glm_lupmf(y | X, eta, beta, phi);
   }
 }
@@ -71,6 +70,7 @@ generated quantities {
   vector[J_patient] u_patient;
   {
     // group values computed exactly as in the model block
-    u_patient = sd_patient * z_patient;  // patient: deviations from the predicted intercepts
+    vector[J_patient] m_patient = rep_vector(Intercept_centered, J_patient);  // patient: the predicted intercept of each group (with the pooled coefficient)
+    u_patient = b_patient - m_patient;
   }
 }

@@ -6,14 +6,10 @@
 //   mu[i] = Intercept + beta_iq_verb * iq_verb[i] + r_school[school[i], 1] + r_school[school[i], 2] * iq_verb[i]
 //   r_school[j, 1] = gamma_school_intercept_mean_iq_verb * mean_iq_verb[j] + u_school[j, 1]
 //   u_school[j] ~ multi_normal(0, diag(sd_school) * corr_school * diag(sd_school)),  j = 1..J_school (school groups)
-//     (school: noncentered: u_school = sds * standardized z_school; sampled with iq_verb centered at the mean)
+//     (school: partial: intercept b_school_centered are parameters (centered), iq_verb standardized z_school_noncentered given them (noncentered); sampled with iq_verb centered at the mean)
 data {
   int<lower=1> N;  // observations
   vector[N] y;  // outcome: lang_post
-  // level-1 predictors with pooled coefficients: iq_verb
-  int<lower=1> K;  // columns of the design matrix
-  matrix[N, K] X;  // design matrix, columns centered
-  vector[K] X_means;  // the column means taken out of X
   vector[N] x_iq_verb;  // iq_verb as in the data, for its varying slopes
   // level 'school': groups given by column 'school'
   int<lower=1> J_school;  // number of school groups
@@ -49,7 +45,8 @@ parameters {
   // school: intercept, iq_verb vary by group, correlated
   vector<lower=0>[2] sd_school_at_mean;  // sds of intercept, iq_verb at the means of the slope predictors
   cholesky_factor_corr[2] L_school_at_mean;  // their correlation at the means of the slope predictors (Cholesky factor)
-  matrix[2, J_school] z_school;  // standardized group effects (noncentered parameterization)
+  matrix[J_school, 1] b_school_centered;  // each school group's intercept (centered: data-rich)
+  matrix[1, J_school] z_school_noncentered;  // its iq_verb, standardized given those (noncentered: data-poor)
 }
 model {
   // priors
@@ -59,22 +56,29 @@ model {
   sigma ~ exponential(prior_sigma_rate);
   sd_school_at_mean ~ exponential(prior_sd_school_rate);
   L_school_at_mean ~ lkj_corr_cholesky(prior_L_school_eta);
-  to_vector(z_school) ~ std_normal();  // school effects, standardized
-  matrix[J_school, 2] u_school_at_mean = (diag_pre_multiply(sd_school_at_mean, L_school_at_mean) * z_school)';  // school: deviations from the predicted coefficients (intercept at the slope predictors' means)
-  matrix[J_school, 2] r_school = u_school_at_mean;  // ... plus the effects of group-level predictors
-  r_school[:, 1] += W_school_mean_iq_verb * gamma_school_intercept_mean_iq_verb;
+  matrix[J_school, 2] m_school = rep_matrix(0, J_school, 2);  // school: the predicted coefficients of each group
+  m_school[:, 1] = rep_vector(Intercept_centered, J_school) + W_school_mean_iq_verb * gamma_school_intercept_mean_iq_verb;  // intercept (with the pooled coefficient)
+  m_school[:, 2] = rep_vector(beta_iq_verb, J_school);  // iq_verb slope (with the pooled coefficient)
+  // school (partial): each group's intercept as sampled (centered); its iq_verb from the
+  // standardized effects given those (noncentered), through S, the Cholesky factor of the coefficients' covariance
+  matrix[2, 2] S_school = diag_pre_multiply(sd_school_at_mean, L_school_at_mean);
+  matrix[1, J_school] z_school_centered = mdivide_left_tri_low(S_school[1:1, 1:1], (b_school_centered - m_school[:, 1:1])');  // the centered ones, standardized
+  matrix[J_school, 2] b_school = append_col(b_school_centered, m_school[:, 2:2] + (S_school[2:2, 1:1] * z_school_centered + S_school[2:2, 2:2] * z_school_noncentered)');
+  // rows of b_school[:, 1:1] ~ multi_normal(their predictions, their block of the covariance): standardized, plus the
+  // log-determinant of the block's Cholesky factor once per group; the other coefficients' standardized effects
+  to_vector(z_school_centered) ~ std_normal();
+  target += -J_school * sum(log(diagonal(S_school[1:1, 1:1])));
+  to_vector(z_school_noncentered) ~ std_normal();
   if (!prior_only) {
-    vector[K] beta = [beta_iq_verb]';  // pooled coefficients, in the columns' order
-    // linear predictor without X * beta, one expression (each `+=` would store another N-vector for the gradient)
-    vector[N] eta = r_school[idx_school, 1]  // school intercepts
-        + r_school[idx_school, 2] .* x_iq_verb_at_mean  // school iq_verb slopes
-        + Intercept_centered;  // pooled intercept
-    target += normal_id_glm_lupdf(y | X, eta, beta, sigma);
+    // linear predictor, one expression (each `+=` would store another N-vector for the gradient)
+    vector[N] eta = b_school[idx_school, 1]  // school intercepts (with the pooled coefficient)
+        + b_school[idx_school, 2] .* x_iq_verb_at_mean;  // school iq_verb slopes (with the pooled coefficient)
+    target += normal_lupdf(y | eta, sigma);
   }
 }
 generated quantities {
   // intercept where all predictors are 0 (the sampler used centered predictors)
-  real Intercept = Intercept_centered - dot_product(X_means, [beta_iq_verb]') - W_school_mean_iq_verb_center * gamma_school_intercept_mean_iq_verb;
+  real Intercept = Intercept_centered - mean_x_iq_verb * beta_iq_verb - W_school_mean_iq_verb_center * gamma_school_intercept_mean_iq_verb;
   // sds and correlations of the school effects (intercept, iq_verb) with the intercept at 0
   vector[2] sd_school;
   matrix[2, 2] corr_school;
@@ -87,7 +91,14 @@ generated quantities {
   matrix[J_school, 2] u_school;
   {
     // group values computed exactly as in the model block
-    matrix[J_school, 2] u_school_at_mean = (diag_pre_multiply(sd_school_at_mean, L_school_at_mean) * z_school)';  // school: deviations from the predicted coefficients (intercept at the slope predictors' means)
-    u_school = u_school_at_mean * T_school;  // intercepts at 0
+    matrix[J_school, 2] m_school = rep_matrix(0, J_school, 2);  // school: the predicted coefficients of each group
+    m_school[:, 1] = rep_vector(Intercept_centered, J_school) + W_school_mean_iq_verb * gamma_school_intercept_mean_iq_verb;  // intercept (with the pooled coefficient)
+    m_school[:, 2] = rep_vector(beta_iq_verb, J_school);  // iq_verb slope (with the pooled coefficient)
+    // school (partial): each group's intercept as sampled (centered); its iq_verb from the
+    // standardized effects given those (noncentered), through S, the Cholesky factor of the coefficients' covariance
+    matrix[2, 2] S_school = diag_pre_multiply(sd_school_at_mean, L_school_at_mean);
+    matrix[1, J_school] z_school_centered = mdivide_left_tri_low(S_school[1:1, 1:1], (b_school_centered - m_school[:, 1:1])');  // the centered ones, standardized
+    matrix[J_school, 2] b_school = append_col(b_school_centered, m_school[:, 2:2] + (S_school[2:2, 1:1] * z_school_centered + S_school[2:2, 2:2] * z_school_noncentered)');
+    u_school = (b_school - m_school) * T_school;  // intercepts at 0
   }
 }

@@ -7,14 +7,10 @@
 //   r_state[j, 1] = gamma_state_intercept_state_income * state_income[j] + u_state[j, 1]
 //   r_state[j, 2] = gamma_state_income_state_income * state_income[j] + u_state[j, 2]
 //   u_state[j] ~ multi_normal(0, diag(sd_state) * corr_state * diag(sd_state)),  j = 1..J_state (state groups)
-//     (state: noncentered: u_state = sds * standardized z_state; sampled with income centered at the mean)
+//     (state: partial: intercept b_state_centered are parameters (centered), income standardized z_state_noncentered given them (noncentered); sampled with income centered at the mean)
 data {
   int<lower=1> N;  // observations
   array[N] int<lower=0, upper=1> y;  // outcome: vote (0/1)
-  // level-1 predictors with pooled coefficients: income
-  int<lower=1> K;  // columns of the design matrix
-  matrix[N, K] X;  // design matrix, columns centered
-  vector[K] X_means;  // the column means taken out of X
   vector[N] x_income;  // income as in the data, for its varying slopes
   // level 'state': groups given by column 'state'
   int<lower=1> J_state;  // number of state groups
@@ -51,7 +47,8 @@ parameters {
   // state: intercept, income vary by group, correlated
   vector<lower=0>[2] sd_state_at_mean;  // sds of intercept, income at the means of the slope predictors
   cholesky_factor_corr[2] L_state_at_mean;  // their correlation at the means of the slope predictors (Cholesky factor)
-  matrix[2, J_state] z_state;  // standardized group effects (noncentered parameterization)
+  matrix[J_state, 1] b_state_centered;  // each state group's intercept (centered: data-rich)
+  matrix[1, J_state] z_state_noncentered;  // its income, standardized given those (noncentered: data-poor)
 }
 model {
   // priors
@@ -61,25 +58,31 @@ model {
   gamma_state_income_state_income ~ normal(prior_gamma_state_income_state_income_location, prior_gamma_state_income_state_income_scale);
   sd_state_at_mean ~ exponential(prior_sd_state_rate);
   L_state_at_mean ~ lkj_corr_cholesky(prior_L_state_eta);
-  to_vector(z_state) ~ std_normal();  // state effects, standardized
-  matrix[J_state, 2] u_state_at_mean = (diag_pre_multiply(sd_state_at_mean, L_state_at_mean) * z_state)';  // state: deviations from the predicted coefficients (intercept at the slope predictors' means)
-  matrix[J_state, 2] r_state = u_state_at_mean;  // ... plus the effects of group-level predictors
-  r_state[:, 1] += W_state_state_income * gamma_state_intercept_state_income_at_mean;
-  r_state[:, 2] += W_state_state_income * gamma_state_income_state_income;
+  matrix[J_state, 2] m_state = rep_matrix(0, J_state, 2);  // state: the predicted coefficients of each group
+  m_state[:, 1] = rep_vector(Intercept_centered, J_state) + W_state_state_income * gamma_state_intercept_state_income_at_mean;  // intercept (with the pooled coefficient)
+  m_state[:, 2] = rep_vector(beta_income_centered, J_state) + W_state_state_income * gamma_state_income_state_income;  // income slope (with the pooled coefficient)
+  // state (partial): each group's intercept as sampled (centered); its income from the
+  // standardized effects given those (noncentered), through S, the Cholesky factor of the coefficients' covariance
+  matrix[2, 2] S_state = diag_pre_multiply(sd_state_at_mean, L_state_at_mean);
+  matrix[1, J_state] z_state_centered = mdivide_left_tri_low(S_state[1:1, 1:1], (b_state_centered - m_state[:, 1:1])');  // the centered ones, standardized
+  matrix[J_state, 2] b_state = append_col(b_state_centered, m_state[:, 2:2] + (S_state[2:2, 1:1] * z_state_centered + S_state[2:2, 2:2] * z_state_noncentered)');
+  // rows of b_state[:, 1:1] ~ multi_normal(their predictions, their block of the covariance): standardized, plus the
+  // log-determinant of the block's Cholesky factor once per group; the other coefficients' standardized effects
+  to_vector(z_state_centered) ~ std_normal();
+  target += -J_state * sum(log(diagonal(S_state[1:1, 1:1])));
+  to_vector(z_state_noncentered) ~ std_normal();
   if (!prior_only) {
-    vector[K] beta = [beta_income_centered]';  // pooled coefficients, in the columns' order
-    // linear predictor without X * beta, one expression (each `+=` would store another N-vector for the gradient)
-    vector[N] eta = r_state[idx_state, 1]  // state intercepts
-        + r_state[idx_state, 2] .* x_income_at_mean  // state income slopes
-        + Intercept_centered;  // pooled intercept
-    target += bernoulli_logit_glm_lupmf(y | X, eta, beta);
+    // linear predictor, one expression (each `+=` would store another N-vector for the gradient)
+    vector[N] eta = b_state[idx_state, 1]  // state intercepts (with the pooled coefficient)
+        + b_state[idx_state, 2] .* x_income_at_mean;  // state income slopes (with the pooled coefficient)
+    target += bernoulli_logit_lupmf(y | eta);
   }
 }
 generated quantities {
   // effect of state_income on the state intercept where the slope predictors are 0
   real gamma_state_intercept_state_income = gamma_state_intercept_state_income_at_mean - mean_x_income * gamma_state_income_state_income;
   // intercept where all predictors are 0 (the sampler used centered predictors)
-  real Intercept = Intercept_centered - dot_product(X_means, [beta_income_centered]') - W_state_state_income_center * gamma_state_intercept_state_income;
+  real Intercept = Intercept_centered - mean_x_income * beta_income_centered - W_state_state_income_center * gamma_state_intercept_state_income;
   // coefficient of income where its group-level predictors are 0
   real beta_income = beta_income_centered - W_state_state_income_center * gamma_state_income_state_income;
   // sds and correlations of the state effects (intercept, income) with the intercept at 0
@@ -94,7 +97,14 @@ generated quantities {
   matrix[J_state, 2] u_state;
   {
     // group values computed exactly as in the model block
-    matrix[J_state, 2] u_state_at_mean = (diag_pre_multiply(sd_state_at_mean, L_state_at_mean) * z_state)';  // state: deviations from the predicted coefficients (intercept at the slope predictors' means)
-    u_state = u_state_at_mean * T_state;  // intercepts at 0
+    matrix[J_state, 2] m_state = rep_matrix(0, J_state, 2);  // state: the predicted coefficients of each group
+    m_state[:, 1] = rep_vector(Intercept_centered, J_state) + W_state_state_income * gamma_state_intercept_state_income_at_mean;  // intercept (with the pooled coefficient)
+    m_state[:, 2] = rep_vector(beta_income_centered, J_state) + W_state_state_income * gamma_state_income_state_income;  // income slope (with the pooled coefficient)
+    // state (partial): each group's intercept as sampled (centered); its income from the
+    // standardized effects given those (noncentered), through S, the Cholesky factor of the coefficients' covariance
+    matrix[2, 2] S_state = diag_pre_multiply(sd_state_at_mean, L_state_at_mean);
+    matrix[1, J_state] z_state_centered = mdivide_left_tri_low(S_state[1:1, 1:1], (b_state_centered - m_state[:, 1:1])');  // the centered ones, standardized
+    matrix[J_state, 2] b_state = append_col(b_state_centered, m_state[:, 2:2] + (S_state[2:2, 1:1] * z_state_centered + S_state[2:2, 2:2] * z_state_noncentered)');
+    u_state = (b_state - m_state) * T_state;  // intercepts at 0
   }
 }
