@@ -260,3 +260,39 @@ def test_partial_in_the_spec_takes_its_split_from_the_data_and_needs_two_coeffic
     with pytest.raises(stangen.SpecError, match=r"levels\.g\.parameterization: 'partial' .* needs a level varying "
                                                  r"at least two coefficients"):
         build(SPEC.with_parameterization("partial"), _random_intercepts(10, 3, 1.0, 1.0))
+
+
+def _nested(parents=300, children=(2, 2), rows=4, tau_child=0.6, tau_parent=0.8, seed=5) -> pd.DataFrame:
+    """Gaussian intercepts of children within parents (unique child labels), σ = 1."""
+    rng = np.random.default_rng(seed)
+    out = []
+    child = 0
+    for p in range(parents):
+        effect = rng.normal(0, tau_parent)
+        for _ in range(rng.integers(children[0], children[1] + 1)):
+            child += 1
+            mean = effect + rng.normal(0, tau_child)
+            out += [{"p": f"p{p}", "c": f"c{child}", "y": mean + rng.normal()} for _ in range(rows)]
+    return pd.DataFrame(out)
+
+
+def test_the_working_fit_splits_nested_variances_by_moments():
+    """Two children per parent: the EM sweeps alone gave the children most of the parents' variance."""
+    from stangen.compiler.parameterization import working_fit
+    spec = Spec(outcome="y", levels={"p": {"parameterization": "noncentered"},
+                                      "c": {"within": "p", "parameterization": "noncentered"}})
+    program = build(spec, _nested())
+    tau = working_fit(program.description, program.stan_data).tau
+    assert tau["c"][0, 0] == pytest.approx(0.36, rel=0.3) and tau["p"][0, 0] == pytest.approx(0.64, rel=0.3)
+
+
+def test_parents_holding_a_single_child_put_both_levels_noncentered():
+    # data-rich children (ratio ≈ 4 · 0.36 = 1.4) and parents; half the parents hold one child
+    data = _nested(parents=200, children=(1, 2), rows=4)
+    crossed = Spec(outcome="y", levels={"c": {}, "p": {}})  # crossed in the spec, nested in the data
+    choices = {c.level: c for c in build(crossed, data).parameterization}
+    assert choices["c"].parameterization == choices["p"].parameterization == "noncentered"
+    assert "hold a single c group" in choices["c"].reason and choices["c"].nested_in == "p"
+    # every parent with two children: the ratio decides again
+    two = {c.level: c for c in build(crossed, _nested(parents=200, children=(2, 2), rows=4)).parameterization}
+    assert "single" not in two["c"].reason and two["p"].parameterization != "noncentered"

@@ -161,12 +161,13 @@ class Family:
         return 1.0, 0.0
 
     # -- numpy hooks ----------------------------------------------------------------------------------
-    def working_response(self, y: np.ndarray, trials: np.ndarray | None,
-                         eta: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, bool]:
+    def working_response(self, y: np.ndarray, trials: np.ndarray | None, eta: np.ndarray | None = None,
+                         cells: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, bool]:
         """(z, w, estimate_sigma): a normal working model z_i ~ N(η_i, σ²/w_i) for the `auto` choice, by Fisher
         scoring at the linear predictor `eta` (None: the link of the outcome's mean, the pooled start):
         w_i = I_i, the Fisher information of row i's density about η_i, and z_i = η_i + U_i/I_i with U_i its
-        score; the family's other parameters (φ, shape) estimated by moments of the residuals at `eta`.
+        score; the family's other parameters (φ, shape) estimated by moments of the residuals at `eta`,
+        centered within `cells` (each row's combination of groups, see _dispersion_moment).
         estimate_sigma: the working model's σ² is estimated (identity-link families); else σ² = 1."""
         raise NotImplementedError
 
@@ -244,7 +245,7 @@ class Gaussian(Family):
     def outcome_scale(self, y):
         return float(np.std(y)), float(np.mean(y))
 
-    def working_response(self, y, trials, eta=None):
+    def working_response(self, y, trials, eta=None, cells=None):
         return y, np.ones_like(y), True
 
     def draw(self, eta, aux, trials, errors, rng):
@@ -275,6 +276,21 @@ def _logit_working_response(y, n, eta):
     eta = _start(eta, y, np.log(start / (1 - start)))
     p = np.clip(_inv_logit(eta), 1e-4, 1 - 1e-4)
     return eta + (y - n * p) / (n * p * (1 - p)), n * p * (1 - p), False
+
+
+def _dispersion_moment(resid: np.ndarray, cells: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """(r², w) for a dispersion's moment equation Σ w·r² = Σ w·Var(y): the residuals centered within cells
+    (rows sharing every group), weighted 1 − 1/n_cell, so that what the fitted group effects miss (the
+    working fit shrinks them) is not taken for dispersion: ticks with 4 chicks per brood put the brood
+    spread into φ otherwise, φ fell, the broods looked data-poor, and the fit shrank them further. Without
+    cells, or with fewer than a tenth of the rows repeating a cell, the plain residuals (weight 1)."""
+    if cells is not None and len(cells) == len(resid):
+        count = np.bincount(cells)
+        weight = 1.0 - 1.0 / count[cells]
+        if np.mean(count[cells] > 1) >= 0.1:
+            mean = np.bincount(cells, resid) / count
+            return (resid - mean[cells]) ** 2, weight
+    return resid ** 2, np.ones_like(resid)
 
 
 def _log_link_scoring(y, eta, information):
@@ -309,7 +325,7 @@ class Bernoulli(Family):
 
     working_steps: int = 25
 
-    def working_response(self, y, trials, eta=None):
+    def working_response(self, y, trials, eta=None, cells=None):
         return _logit_working_response(y, np.ones_like(y), eta)
 
     def draw(self, eta, aux, trials, errors, rng):
@@ -366,7 +382,7 @@ class Binomial(Family):
 
     working_steps: int = 25
 
-    def working_response(self, y, trials, eta=None):
+    def working_response(self, y, trials, eta=None, cells=None):
         return _logit_working_response(y, np.asarray(trials, dtype=float), eta)
 
     def draw(self, eta, aux, trials, errors, rng):
@@ -396,7 +412,7 @@ class Poisson(Family):
 
     working_steps: int = 25
 
-    def working_response(self, y, trials, eta=None):
+    def working_response(self, y, trials, eta=None, cells=None):
         eta = _start(eta, y, np.log(max(y.mean(), 0.05)))
         return (*_log_link_scoring(y, eta, lambda mu: mu), False)  # Poisson: I = μ
 
@@ -442,11 +458,12 @@ class NegBinomial(Poisson):
     def header(self, outcome, trials):
         return f"{outcome}[i] ~ neg_binomial_2(lambda[i], phi)", "log(lambda[i])"
 
-    def working_response(self, y, trials, eta=None):
+    def working_response(self, y, trials, eta=None, cells=None):
         eta = _start(eta, y, np.log(max(y.mean(), 0.05)))
         mu = np.exp(eta)
-        excess = float(np.mean((y - mu) ** 2 - mu))
-        phi = float(np.mean(mu ** 2)) / excess if excess > 1e-9 else 1e6  # moments: var = μ + μ²/φ
+        square, w = _dispersion_moment(y - mu, cells)
+        excess = float(np.sum(w * (square - mu)))
+        phi = float(np.sum(w * mu ** 2)) / excess if excess > 1e-9 else 1e6  # moments: var = μ + μ²/φ
         return (*_log_link_scoring(y, eta, lambda mu: mu / (1 + mu / phi)), False)
 
     def draw(self, eta, aux, trials, errors, rng):
@@ -498,7 +515,7 @@ class Lognormal(Gaussian):
         logs = np.log(np.where(y > 0, y, 1.0))
         return float(np.std(logs)) or 1.0, float(np.mean(logs))
 
-    def working_response(self, y, trials, eta=None):
+    def working_response(self, y, trials, eta=None, cells=None):
         return np.log(np.where(y > 0, y, 1.0)), np.ones_like(y), True
 
     def draw(self, eta, aux, trials, errors, rng):
@@ -532,10 +549,11 @@ class GammaFamily(Family):
 
     working_steps: int = 25
 
-    def working_response(self, y, trials, eta=None):
+    def working_response(self, y, trials, eta=None, cells=None):
         eta = _start(eta, y, np.log(max(float(np.mean(y)), 1e-6)))
         mu = np.exp(eta)
-        shape = 1 / max(float(np.mean(((y - mu) / mu) ** 2)), 1e-12)  # moments: var = μ²/shape
+        square, w = _dispersion_moment(y - mu, cells)
+        shape = float(np.sum(w * mu ** 2)) / max(float(np.sum(w * square)), 1e-12)  # moments: var = μ²/shape
         return (*_log_link_scoring(y, eta, lambda mu: np.full_like(mu, shape)), False)  # I = shape
 
     def draw(self, eta, aux, trials, errors, rng):
@@ -582,11 +600,12 @@ class BetaFamily(Family):
 
     working_steps: int = 25
 
-    def working_response(self, y, trials, eta=None):
+    def working_response(self, y, trials, eta=None, cells=None):
         m = float(np.clip(np.mean(y), 0.02, 0.98))
         eta = _start(eta, y, np.log(m / (1 - m)))
         mu = np.clip(_inv_logit(eta), 1e-4, 1 - 1e-4)
-        spread = max(float(np.mean((y - mu) ** 2 / (mu * (1 - mu)))), 1e-9)
+        square, w = _dispersion_moment(y - mu, cells)
+        spread = max(float(np.sum(w * square) / np.sum(w * mu * (1 - mu))), 1e-9)
         phi = max(1 / spread - 1, 0.1)  # moments: var = μ(1 − μ)/(1 + φ)
         a, b = mu * phi, (1 - mu) * phi
         slope = mu * (1 - mu)  # dμ/dη
@@ -686,7 +705,7 @@ class Cumulative(Family):
 
     working_steps: int = 25
 
-    def working_response(self, y, trials, eta=None):
+    def working_response(self, y, trials, eta=None, cells=None):
         """Fisher scoring about η with the cutpoints held at the logits of the outcome's cumulative proportions
         (the pooled fit, with η centered): P(y = k) = F(c_k − η) − F(c_{k−1} − η), F the logistic."""
         y = np.clip(np.asarray(y, dtype=int), 1, None)
