@@ -41,6 +41,12 @@ Crossed levels: the pooled intercept becomes the mean of one centered level's gr
 mean is least certain (largest τ²/J); another centered crossed level is drawn around 0, which is fine
 while its τ²/J is at most RIDGE (1/4) of that level's — otherwise the two means trade off along a ridge,
 and the crossed levels are sampled noncentered.
+
+Coefficients of one level that disagree (a data-rich intercept, a data-poor slope): the level is sampled
+*partial*, its leading data-rich coefficients centered and the rest noncentered given them (see
+_leading_data_rich; model.LevelDescription.centered_coefficients). Nested levels: the working fit splits
+the intercept variance between child and parent by within-parent moments (_child_variance), and a pair
+whose parents often hold a single child is sampled noncentered (_single_child_ridges).
 """
 from __future__ import annotations
 
