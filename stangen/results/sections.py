@@ -302,8 +302,11 @@ def _parameterization_section(fit: "Fit", s: Section) -> None:
                "with too few groups to tell (its ratio's 90% interval reaches below 1/2 and above 2) keeps its "
                "estimate's choice, and the sampler's adapt_delta is raised to 0.9 unless the spec sets it. "
                "Integrated: a parent level's effects are integrated out of the model (its only nested level "
-               "carries them) and drawn afterwards.")
-    rows = [(c.level, [c.parameterization, "auto" if c.how == "auto" else "spec", c.reason])
+               "carries them) and drawn afterwards. Partial: a level's data-rich leading coefficients (a varying "
+               "intercept) centered, the others noncentered given them; mixed: each group of an intercept-only "
+               "level in its own form.")
+    # the form as `stangen validate` prints it, without the level's name: "partial (intercept centered; x noncentered)"
+    rows = [(c.level, [c.label[len(c.level) + 1:], "auto" if c.how == "auto" else "spec", c.reason])
             for c in fit.program.parameterization]
     s.table = Table("level", ["parameterization", "chosen by", "why"], rows)
 
