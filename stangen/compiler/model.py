@@ -19,7 +19,8 @@ from ..spec.priors import FAMILIES
 from ..spec.validate import INTERCEPT, term_variables
 
 LevelKind = Literal["intercept", "independent", "correlated"]
-
+# the forms whose groups' coefficients (some or all of them) are parameters drawn around their predictions
+CENTERED_FORMS = ("centered", "mixed", "partial")
 
 @dataclass(frozen=True)
 class PriorChoice:
@@ -451,7 +452,7 @@ def describe(spec: Spec, categorical: set[str] | frozenset[str] = frozenset(),
             sd_prior=_prior(spec, [f"sd_{name}", "sd"], "scale"),
             correlation_prior=_prior(spec, [f"correlation_{name}", "correlation"], "correlation")
             if kind == "correlated" else None,
-            centered=choice in ("centered", "mixed", "partial"), integrated=choice == "integrated",
+            centered=choice in CENTERED_FORMS, integrated=choice == "integrated",
             mixed=choice == "mixed", centered_coefficients=(partial or {}).get(name, 1) if choice == "partial" else 0,
             at_means=_at_means(kind, coefficients)))
     levels = _parents_first(levels)

@@ -55,7 +55,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 from scipy.stats import chi2
 
-from .model import LevelDescription, ModelDescription, integrable_child
+from .model import CENTERED_FORMS, LevelDescription, ModelDescription, integrable_child
 
 THRESHOLD = 1.0
 SWEEPS = 30
@@ -95,6 +95,12 @@ class Choice:
     @property
     def label(self) -> str:
         """'d centered within dept': the level, its form and an implied parent."""
+        return f"{self.level} {self.form}"
+
+    @property
+    def form(self) -> str:
+        """'centered within dept', 'partial (intercept centered; x noncentered)': the form, its split and an
+        implied parent."""
         split = ""
         if self.parameterization == "mixed" and self.centered_groups is not None:
             split = f" ({len(self.centered_groups)} groups centered, the others noncentered)"
@@ -102,7 +108,7 @@ class Choice:
             k = self.centered_coefficients
             split = (f" ({', '.join(self.coefficient_names[:k])} centered; "
                      f"{', '.join(self.coefficient_names[k:])} noncentered)")
-        return f"{self.level} {self.parameterization}{split}" + (f" within {self.nested_in}" if self.nested_in else "")
+        return f"{self.parameterization}{split}" + (f" within {self.nested_in}" if self.nested_in else "")
 
     @property
     def undecided(self) -> bool:
@@ -142,13 +148,14 @@ def suggested_adapt_delta(choices) -> float | None:
     return UNDECIDED_ADAPT_DELTA if any(c.undecided for c in choices) else None
 
 
-def _working_response(desc: ModelDescription, data: dict,
-                      eta: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, bool]:
+def _working_response(desc: ModelDescription, data: dict, eta: np.ndarray | None,
+                      cells: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, bool]:
     """(z, w, estimate_sigma): a normal working model z_i ~ N(η_i, σ²/w_i), by the family's Fisher scoring at
-    the linear predictor `eta` (None: the pooled start; stangen/core/families.py)."""
+    the linear predictor `eta` (None: the pooled start; stangen/core/families.py), its dispersion from the
+    residuals within `cells` (_cells)."""
     y = np.asarray(data["y"], dtype=float)
     trials = np.asarray(data["trials"], dtype=float) if "trials" in data else None
-    return desc.family.working_response(y, trials, eta, _cells(desc, data))
+    return desc.family.working_response(y, trials, eta, cells)
 
 
 def _cells(desc: ModelDescription, data: dict) -> np.ndarray | None:
@@ -215,10 +222,11 @@ def working_fit(desc: ModelDescription, data: dict) -> WorkingFit:
     """The quick moment/EM fit of the working normal model (see the module docstring): for a family whose
     working response depends on the linear predictor, a few passes of Fisher scoring, each at the linear
     predictor the previous pass fitted (pooled part and group effects: penalized quasi-likelihood)."""
-    fit, eta = _working_pass(desc, data, *_working_response(desc, data, None))
+    cells = _cells(desc, data)
+    fit, eta = _working_pass(desc, data, *_working_response(desc, data, None, cells))
     for _ in range(desc.family.working_steps - 1):
         before = fit
-        fit, eta = _working_pass(desc, data, *_working_response(desc, data, eta), start=before.tau)
+        fit, eta = _working_pass(desc, data, *_working_response(desc, data, eta, cells), start=before.tau)
         if all(np.allclose(fit.tau[lv], before.tau[lv], rtol=SCORING_TOLERANCE, atol=0) for lv in fit.tau):
             break
     return fit
@@ -284,16 +292,17 @@ def _working_pass(desc: ModelDescription, data: dict, z: np.ndarray, w: np.ndarr
         for child in levels:  # a nested child varying the same coefficient adds its spread to the noise
             if child.parent != lv.name:
                 continue
-            parent_of = np.zeros(size[child.name], dtype=int)
-            parent_of[index[child.name]] = index[lv.name]
+            parent_of = _parent_groups(index[child.name], index[lv.name], size[child.name])
             m = np.bincount(parent_of, minlength=size[lv.name]).astype(float)
+            # the intercepts' variances split between the two levels by moments of the children's means
+            partial = resid - sum(fitted[o.name] for o in levels if o.name not in (lv.name, child.name))
+            means = _child_means(partial, w, index[child.name], parent_of)
             for k, c in enumerate(lv.coefficients):
                 kc = next((i for i, o in enumerate(child.coefficients) if o.name == c.name), None)
                 if kc is None:
                     continue
-                partial = resid - sum(fitted[o.name] for o in levels if o.name not in (lv.name, child.name))
-                if c.term is None:  # the intercepts' variances split between the two levels by moments
-                    within = _child_variance(partial, w, index[child.name], parent_of, sigma2)
+                if c.term is None:
+                    within = _child_variance(means, parent_of, sigma2)
                     if within is not None:
                         tau[child.name][kc, kc] = within
                 child_var = tau[child.name][kc, kc]
@@ -301,44 +310,53 @@ def _working_pass(desc: ModelDescription, data: dict, z: np.ndarray, w: np.ndarr
                     data_precision[lv.name][:, k] = 1.0 / (child_var / np.maximum(m, 1.0) + 1.0 / np.maximum(
                         data_precision[lv.name][:, k], 1e-300))
                 if c.term is None:
-                    tau[lv.name][k, k] = _parent_variance(partial, w, index[child.name], parent_of, child_var,
-                                                          sigma2)
+                    tau[lv.name][k, k] = _parent_variance(means, parent_of, child_var, sigma2)
     out = {lv.name: np.diagonal(tau[lv.name])[None, :] * data_precision[lv.name] for lv in levels}
     fit = WorkingFit(out, {lv.name: float(tau[lv.name][0, 0]) / size[lv.name] for lv in levels}, sigma2, tau,
                      group_variance, sigma2 * unscaled, float(np.sum(w)))
     return fit, z - resid + sum(fitted.values(), np.zeros(n))
 
 
-def _child_variance(partial, w, child_index, parent_of, sigma2) -> float | None:
+def _parent_groups(child_index: np.ndarray, parent_index: np.ndarray, children: int) -> np.ndarray:
+    """Each child group's parent group (0-based), from the rows' 0-based group indices of the two levels."""
+    parent_of = np.zeros(children, dtype=int)
+    parent_of[child_index] = parent_index
+    return parent_of
+
+
+def _child_means(partial, w, child_index, parent_of) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(each child group's weight, its weighted mean of `partial`, each parent group's number of children, its
+    mean of its children's means): what both nested variances' moment estimates start from."""
+    n_child = np.bincount(child_index, weights=w)
+    child_mean = np.bincount(child_index, weights=w * partial) / np.maximum(n_child, 1e-300)
+    m = np.bincount(parent_of, minlength=parent_of.max() + 1).astype(float)
+    parent_mean = np.bincount(parent_of, weights=child_mean, minlength=len(m)) / np.maximum(m, 1.0)
+    return n_child, child_mean, m, parent_mean
+
+
+def _child_variance(means, parent_of, sigma2) -> float | None:
     """Moment estimate of a nested level's intercept variance from the spread of its groups' means within
     their parent groups (those holding two or more): E[Σ_c (mean_c − mean_p)²] = (m_p − 1)(τ² + σ²/n_c).
     The EM sweeps alone split the two levels' variance badly when parents hold one or two children
     (simulated ticks, 2 broods per location: brood 0.60 and location 0.13 for 0.36 and 0.64). None when
-    fewer than MIN_PARENTS parents hold two children."""
-    n_child = np.bincount(child_index, weights=w)
-    child_mean = np.bincount(child_index, weights=w * partial) / np.maximum(n_child, 1e-300)
-    n_parent = parent_of.max() + 1
-    m = np.bincount(parent_of, minlength=n_parent)
+    fewer than MIN_PARENTS parents hold two children. `means`: _child_means."""
+    n_child, child_mean, m, parent_mean = means
     if np.sum(m >= 2) < MIN_PARENTS:
         return None
-    parent_mean = np.bincount(parent_of, weights=child_mean, minlength=n_parent) / np.maximum(m, 1)
     shared = m[parent_of] >= 2  # children with a sibling
     between = float(np.sum((child_mean - parent_mean[parent_of])[shared] ** 2) / np.sum(m[m >= 2] - 1))
     noise = float(np.mean(sigma2 / np.maximum(n_child[shared], 1e-300)))
     return max(between - noise, 1e-10)
 
 
-def _parent_variance(partial, w, child_index, parent_of, child_var, sigma2) -> float:
+def _parent_variance(means, parent_of, child_var, sigma2) -> float:
     """Moment estimate of a parent level's intercept variance from its children's means: the variance of the
     parents' means of child means, less what the children's spread and the residual put into it. (The EM
-    sweeps above treat the levels one at a time and let the children soak up the parent's variance.)"""
-    n_child = np.bincount(child_index, weights=w)
-    child_mean = np.bincount(child_index, weights=w * partial) / np.maximum(n_child, 1e-300)
-    n_parent = parent_of.max() + 1
-    m = np.bincount(parent_of, minlength=n_parent).astype(float)
-    parent_mean = np.bincount(parent_of, weights=child_mean, minlength=n_parent) / np.maximum(m, 1.0)
+    sweeps above treat the levels one at a time and let the children soak up the parent's variance.)
+    `means`: _child_means."""
+    n_child, _, m, parent_mean = means
     noise = np.bincount(parent_of, weights=child_var + sigma2 / np.maximum(n_child, 1e-300),
-                        minlength=n_parent) / np.maximum(m, 1.0) ** 2
+                        minlength=len(m)) / np.maximum(m, 1.0) ** 2
     return float(max(np.var(parent_mean, ddof=1) - noise.mean(), 1e-10))
 
 
@@ -361,8 +379,7 @@ def implied_nesting(desc: ModelDescription, data: dict, spec_levels) -> dict[str
         for parent in top:
             if parent is child or size[parent.name] >= size[child.name]:
                 continue
-            first = np.full(size[child.name], -1)
-            first[index[child.name]] = index[parent.name]  # one of each child group's parent labels
+            first = _parent_groups(index[child.name], index[parent.name], size[child.name])  # one per child group
             if np.array_equal(first[index[child.name]], index[parent.name]):
                 containing.append(parent)
         if containing:
@@ -524,8 +541,7 @@ def _crossed_ridges(desc: ModelDescription, choices: dict[str, Choice], uncertai
     (seen: legislators, 8 parties × 6 chambers); noncentered, it does not."""
     top = [lv for lv in desc.levels if lv.parent is None and lv.coefficients[0].term is None]
     # an integrated level counts as centered: its nested level is drawn around the intercept in its place
-    centered = sorted((lv for lv in top if choices[lv.name].parameterization in ("centered", "mixed", "partial",
-                                                                                   "integrated")),
+    centered = sorted((lv for lv in top if choices[lv.name].parameterization in (*CENTERED_FORMS, "integrated")),
                       key=lambda lv: choices[lv.name].pooled_rank)
     if not desc.intercept or len(centered) < 2:
         return choices
@@ -539,7 +555,7 @@ def _crossed_ridges(desc: ModelDescription, choices: dict[str, Choice], uncertai
     other, ratio = ridges[0]
     for lv in centered:
         choice = choices[lv.name]
-        if choice.how == "auto" and choice.parameterization in ("centered", "mixed", "partial"):
+        if choice.how == "auto" and choice.parameterization in CENTERED_FORMS:
             choices[lv.name] = replace(choice, parameterization="noncentered", centered_groups=None,
                                        centered_coefficients=None, coefficient_names=None, reason=(
                 f"{choice.reason}, but crossed levels {taker.name} and {other.name} have groups' means of "
@@ -560,8 +576,8 @@ def _single_child_ridges(desc: ModelDescription, choices: dict[str, Choice], dat
         if lv.parent is None or lv.coefficients[0].term is not None:
             continue
         parent = next(p for p in desc.levels if p.name == lv.parent)
-        parent_of = np.zeros(int(data[lv.groups_key]), dtype=int)
-        parent_of[np.asarray(data[lv.index_key], dtype=int) - 1] = np.asarray(data[parent.index_key], dtype=int) - 1
+        parent_of = _parent_groups(np.asarray(data[lv.index_key], dtype=int) - 1,
+                                   np.asarray(data[parent.index_key], dtype=int) - 1, int(data[lv.groups_key]))
         share = float(np.mean(np.bincount(parent_of, minlength=int(data[parent.groups_key])) == 1))
         if share < SINGLE_CHILD_SHARE:
             continue

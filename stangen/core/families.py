@@ -296,10 +296,10 @@ def _dispersion_moment(resid: np.ndarray, cells: np.ndarray | None) -> tuple[np.
     return resid ** 2, np.ones_like(resid)
 
 
-def _log_link_scoring(y, eta, information):
-    """z and w for a log-link family at eta: the score about η is (y − μ)·I/μ, so z = η + (y − μ)/μ."""
-    mu = np.exp(eta)
-    return eta + (y - mu) / mu, information(mu)
+def _log_link_scoring(y, eta, mu, information):
+    """(z, w, False) for a log-link family at eta (μ = exp(η)), w its Fisher information: the score about η
+    is (y − μ)·I/μ, so z = η + (y − μ)/μ."""
+    return eta + (y - mu) / mu, information, False
 
 
 def _logistic_variance(fit, intercept_variance):
@@ -417,7 +417,8 @@ class Poisson(Family):
 
     def working_response(self, y, trials, eta=None, cells=None):
         eta = _start(eta, y, np.log(max(y.mean(), 0.05)))
-        return (*_log_link_scoring(y, eta, lambda mu: mu), False)  # Poisson: I = μ
+        mu = np.exp(eta)
+        return _log_link_scoring(y, eta, mu, mu)  # Poisson: I = μ
 
     def draw(self, eta, aux, trials, errors, rng):
         return rng.poisson(np.exp(np.clip(eta, -30, 20)))
@@ -467,7 +468,7 @@ class NegBinomial(Poisson):
         square, w = _dispersion_moment(y - mu, cells)
         excess = float(np.sum(w * (square - mu)))
         phi = float(np.sum(w * mu ** 2)) / excess if excess > 1e-9 else 1e6  # moments: var = μ + μ²/φ
-        return (*_log_link_scoring(y, eta, lambda mu: mu / (1 + mu / phi)), False)
+        return _log_link_scoring(y, eta, mu, mu / (1 + mu / phi))
 
     def draw(self, eta, aux, trials, errors, rng):
         mu, phi = np.exp(np.clip(eta, -30, 20)), aux["phi"]
@@ -557,7 +558,7 @@ class GammaFamily(Family):
         mu = np.exp(eta)
         square, w = _dispersion_moment(y - mu, cells)
         shape = float(np.sum(w * mu ** 2)) / max(float(np.sum(w * square)), 1e-12)  # moments: var = μ²/shape
-        return (*_log_link_scoring(y, eta, lambda mu: np.full_like(mu, shape)), False)  # I = shape
+        return _log_link_scoring(y, eta, mu, np.full_like(mu, shape))  # I = shape
 
     def draw(self, eta, aux, trials, errors, rng):
         mu = np.exp(np.clip(eta, -30, 20))

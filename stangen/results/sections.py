@@ -305,8 +305,7 @@ def _parameterization_section(fit: "Fit", s: Section) -> None:
                "carries them) and drawn afterwards. Partial: a level's data-rich leading coefficients (a varying "
                "intercept) centered, the others noncentered given them; mixed: each group of an intercept-only "
                "level in its own form.")
-    # the form as `stangen validate` prints it, without the level's name: "partial (intercept centered; x noncentered)"
-    rows = [(c.level, [c.label[len(c.level) + 1:], "auto" if c.how == "auto" else "spec", c.reason])
+    rows = [(c.level, [c.form, "auto" if c.how == "auto" else "spec", c.reason])
             for c in fit.program.parameterization]
     s.table = Table("level", ["parameterization", "chosen by", "why"], rows)
 

@@ -143,7 +143,7 @@ def validate(raw: object, lines: Mapping[str, int] | None = None) -> tuple[dict,
         used_vars.update(level["means"])
     _check_nesting(c, spec["levels"])
     _check_integrated(c, spec["levels"])
-    _check_mixed(c, spec["levels"])
+    _check_level_forms(c, spec["levels"])
 
     spec["categorical"] = c.string_list(raw.get("categorical"), "categorical")
     for i, var in enumerate(spec["categorical"]):
@@ -346,9 +346,10 @@ def _check_integrated(c: _Checker, levels: dict[str, dict]) -> None:
                         f"centered; here {'; '.join(problems)}")
 
 
-def _check_mixed(c: _Checker, levels: dict[str, dict]) -> None:
+def _check_level_forms(c: _Checker, levels: dict[str, dict]) -> None:
     """`parameterization: mixed` (each group centered or noncentered by its own data) is built for levels that
-    vary only their intercept (stangen/compiler/parameterization.py)."""
+    vary only their intercept, `partial` (the first coefficients centered) for levels that vary at least two
+    (stangen/compiler/parameterization.py)."""
     for name, level in levels.items():
         if level.get("parameterization") == "mixed" and list(level["varying"]) != [INTERCEPT]:
             c.add(f"levels.{name}.parameterization", "'mixed' is available for a level that varies only its "
