@@ -1,10 +1,11 @@
-"""Simulate the example data of the lognormal, gamma and beta families into examples/data/.
+"""Simulate the example data of the lognormal, gamma, beta, negative-binomial and Student-t clinics into examples/data/.
 
     python examples/simulate_families.py
 
 Each comes from `stangen simulate`: the spec's own model with the true values in examples/params/<name>.yaml
-and the design below; the true values are written beside each CSV as <name>.truth.yaml. (student and
-cumulative have real data: specs/sleepstudy_student.yaml, specs/soup.yaml; negbinomial: specs/epilepsy.yaml.)
+and the design below; the true values are written beside each CSV as <name>.truth.yaml. (student,
+cumulative and negbinomial have real data too: specs/sleepstudy_student.yaml, specs/soup.yaml,
+specs/epilepsy.yaml; these have no group-level predictor or no varying slope.)
 """
 from pathlib import Path
 
@@ -21,18 +22,24 @@ DESIGNS = {
     "reaction_times": ("participant", 60, 40, {"rt": 3}),
     "claims": ("region", 40, 25, {"amount": 3}),
     "attendance": ("school", 50, 30, {"attended": 4}),
+    "visits": ("practice", 50, 25, {}),
+    "blood_pressure": ("clinic", 40, 20, {"sbp": 0}),
 }
 
 
 def readable(name: str, frame):
     """Claims' predictors in their own units: vehicle age in whole years (0..15), the urban share of each
-    region in (0.1, 0.9). The others keep stangen simulate's standard-normal predictors (standardized)."""
+    region in (0.1, 0.9); rural practices and nurse-led clinics a 0/1 flag per group. The others keep stangen simulate's standard-normal predictors (standardized)."""
     rng = np.random.default_rng(11)
     if name == "claims":
         regions = frame["region"].unique()
         share = dict(zip(regions, rng.uniform(0.1, 0.9, len(regions)).round(2)))
         frame["urban"] = frame["region"].map(share)
         frame["vehicle_age"] = rng.integers(0, 16, len(frame))
+    for level, flag, share in (("practice", "rural", 0.3), ("clinic", "nurse_led", 0.4)):
+        if name in ("visits", "blood_pressure") and level in frame:
+            groups = frame[level].unique()
+            frame[flag] = frame[level].map(dict(zip(groups, (rng.uniform(size=len(groups)) < share).astype(int))))
     return frame
 
 

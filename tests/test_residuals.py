@@ -42,6 +42,7 @@ def panel(n_subjects=60, phi=0.6, sigma=0.8, seed=7, sd_by=None) -> pd.DataFrame
     # the subjects' effects as drawn: the sds and correlation of this sample of 60 (what the data can show)
     df.attrs["drawn"] = {"sd(Subject: intercept)": drawn[:, 0].std(ddof=1), "sd(Subject: Days)": drawn[:, 1].std(ddof=1),
                          "cor(Subject: intercept, Days)": np.corrcoef(drawn.T)[0, 1]}
+    df.attrs["effects"] = drawn.tolist()  # each subject's (intercept, Days) deviation, subjects in order s0, s1, …
     return df
 
 
@@ -125,6 +126,32 @@ def test_spec_problems_have_places():
     assert Spec(outcome="y", levels={"g": Level()}, residuals={"correlation": "ar1", "time": "t"}).residuals["level"] == "g"
 
 
+def test_integrated_is_allowed_on_the_series_level_without_a_level_within_it():
+    """`parameterization: integrated` also names the level of correlated error series: its effects are then
+    integrated out of the likelihood (each series jointly normal). Not when a level is nested within it."""
+    spec = Spec(outcome="Reaction", predictors=["Days"], residuals={"correlation": "ar1", "time": "Days"},
+                levels={"Subject": Level(varying=["intercept", "Days"], parameterization="integrated")})
+    assert build(spec, panel(n_subjects=6)).description.marginal_level.name == "Subject"
+    with pytest.raises(SpecError, match=r"levels\.Subject\.parameterization: 'integrated' needs.*varies more"):
+        Spec(outcome="y", predictors=["t"], residuals={"correlation": "ar1", "time": "t", "level": "Subject"},
+             levels={"Subject": Level(varying=["intercept", "t"], parameterization="integrated"),
+                     "visit": Level(within="Subject")})
+    with pytest.raises(SpecError, match=r"levels\.clinic\.parameterization: 'integrated' needs"):
+        Spec(outcome="y", residuals={"correlation": "ar1", "time": "t", "level": "Subject"},
+             levels={"Subject": Level(), "clinic": Level(varying=["intercept", "t"], parameterization="integrated")})
+
+
+def test_auto_integrates_the_series_level_out_unless_its_series_are_long(monkeypatch):
+    from stangen.compiler import parameterization
+    df = panel(n_subjects=6)
+    choice = build(ar_spec(), df).parameterization[0]
+    assert choice.parameterization == "integrated" and "series of the AR(1) errors" in choice.reason
+    monkeypatch.setattr(parameterization, "MARGINAL_MAX_SERIES", 4)  # every series here holds 5 to 9
+    assert build(ar_spec(), df).parameterization[0].parameterization != "integrated"
+    plain = Spec(outcome="Reaction", predictors=["Days"], levels={"Subject": Level(varying=["intercept", "Days"])})
+    assert build(plain, df).description.marginal_level is None
+
+
 def test_data_problems_name_the_group_and_time():
     df = panel(n_subjects=4)
     df.loc[3, "Days"] = df.loc[2, "Days"]  # a repeated time in subject s0
@@ -181,6 +208,20 @@ def test_recovery_of_ar1_errors_on_an_uneven_panel():
         assert lo < value < hi, f"{name}: {value} outside [{lo:.3f}, {hi:.3f}]"
     assert "Correlation Structure: AR(1)" in fit.lme4() and "Formula: ~Days | Subject" in fit.lme4()
     assert "phi" not in fit.fixef().index.str.cat()
+    # the subjects' effects are integrated out of the likelihood and drawn given the data afterwards: their
+    # draws must be the conditional posterior's. Too wide (drawn from the prior) would cover every true effect
+    # but not follow them; too narrow or off-centre would miss many
+    assert fit.program.description.marginal_level.name == "Subject"
+    u = fit.idata.posterior["u_Subject"].values.reshape(-1, 60, 2)
+    labels = [f"s{k}" for k in range(60)]
+    order = [fit.program.data.labels["Subject"].index(label) for label in labels]
+    u, truth_u = u[:, order, :], np.asarray(df.attrs["effects"])
+    lo, hi = np.quantile(u, [0.025, 0.975], axis=0)
+    covered = float(np.mean((lo < truth_u) & (truth_u < hi)))
+    assert 0.85 <= covered <= 1.0, covered
+    follows = [np.corrcoef(u.mean(axis=0)[:, k], truth_u[:, k])[0, 1] for k in range(2)]
+    assert min(follows) > 0.6, follows
+    assert np.mean(hi - lo, axis=0)[0] < 0.8 * 2 * 1.96 * 0.91, "intercepts no narrower than their prior"
 
 
 @pytest.mark.sampling

@@ -157,7 +157,9 @@ def equations(d: ModelDescription) -> list[str]:
                 "independent": f"normal(0, sd_{lv.stan}) independently",
                 "correlated": f"multi_normal(0, diag(sd_{lv.stan}) * corr_{lv.stan} * diag(sd_{lv.stan}))"}[lv.kind]
         rest.append(f"u_{lv.stan}[j] ~ {dist},  j = 1..{lv.groups_key} ({lv.name} groups{nest})")
-        how = ("mixed: data-rich groups' intercepts b_{0} are parameters (centered), data-poor groups' are "
+        how = ("integrated out of the likelihood, each {3} series jointly normal; b_{0} drawn in generated "
+               "quantities given the data" if lv.marginal else
+               "mixed: data-rich groups' intercepts b_{0} are parameters (centered), data-poor groups' are "
                "sd * standardized z_{0} (noncentered); which is which is data" if lv.mixed else
                "partial: {1} b_{0}_centered are parameters (centered), {2} standardized z_{0}_noncentered given "
                "them (noncentered)" if lv.partial else
@@ -165,7 +167,7 @@ def equations(d: ModelDescription) -> list[str]:
                "integrated out of the model block; u_{0} drawn in generated quantities" if lv.integrated else
                "noncentered: u_{0} = sds * standardized z_{0}").format(
             lv.stan, ", ".join(c.name for c in lv.coefficients[:lv.centered_coefficients]),
-            ", ".join(c.name for c in lv.coefficients[lv.centered_coefficients:]))
+            ", ".join(c.name for c in lv.coefficients[lv.centered_coefficients:]), lv.name)
         if lv.at_means:
             slopes = ", ".join(c.term.name for c in lv.coefficients if c.term is not None)
             how += f"; sampled with {slopes} centered at the mean{'s' if ',' in slopes else ''}"

@@ -13,10 +13,10 @@ from typing import Iterable, Literal, Mapping
 from ..core.errors import Problem, SpecError
 from ..core.families import AuxParameter, Family, get_family
 from ..core.names import NameRegistry, sanitize
-from ..core.residuals import INDEPENDENT, Residuals
+from ..core.residuals import INDEPENDENT, Residuals, spec_series_level
 from ..spec import Prior, Spec, parse_prior
 from ..spec.priors import FAMILIES
-from ..spec.validate import INTERCEPT, term_variables
+from ..spec.validate import INTERCEPT, marginal_level_name, term_variables
 
 LevelKind = Literal["intercept", "independent", "correlated"]
 # the forms whose groups' coefficients (some or all of them) are parameters drawn around their predictions
@@ -153,6 +153,12 @@ class LevelDescription:
     parent_value: str | None = None  # what the parent adds per group (its LevelDescription.value)
     parent_is_vector: bool = False  # the parent varies only its intercept (its values are a vector)
     parent_integrated: bool = False  # the parent level's effects are integrated out (see `integrated`)
+    # marginal (centered is then true too): the level whose groups are the series of correlated gaussian errors;
+    # its effects are integrated out of the likelihood (each series is jointly normal, with the effects'
+    # covariance added to the errors') and drawn in generated quantities given the data; its b_<level> is
+    # set to the groups' predicted coefficients m_<level> in the model block, so the linear predictor is the
+    # series' mean. The spec calls it `integrated` too
+    marginal: bool = False
 
     @property
     def n_coef(self) -> int:
@@ -164,8 +170,8 @@ class LevelDescription:
 
     @property
     def parameterization(self) -> str:
-        return "mixed" if self.mixed else "partial" if self.partial else "centered" if self.centered \
-            else "integrated" if self.integrated else "noncentered"
+        return "integrated" if self.marginal else "mixed" if self.mixed else "partial" if self.partial \
+            else "centered" if self.centered else "integrated" if self.integrated else "noncentered"
 
     def _scaled(self, stem: str) -> str:
         return f"{stem}_{self.stan}_at_mean" if self.at_means else f"{stem}_{self.stan}"
@@ -203,6 +209,30 @@ class LevelDescription:
     def sd(self) -> str:
         """The sampler's sd parameter (at the slope predictors' means when at_means)."""
         return self._scaled("sd")
+
+    @property
+    def covariance_cholesky(self) -> str:
+        """A Cholesky factor of the group effects' covariance (sampler scale), in Stan."""
+        if self.kind == "intercept":
+            return f"rep_matrix({self.sd}, 1, 1)"
+        return f"diag_pre_multiply({self.sd}, {self.L})" if self.kind == "correlated" else f"diag_matrix({self.sd})"
+
+    @property
+    def predicted(self) -> str:
+        """Each group's predicted coefficients (a centered level's m_<level>, or zeros), in Stan."""
+        if self.has_group_means:
+            return f"m_{self.stan}"
+        size = self.groups_key
+        return f"rep_vector(0, {size})" if self.kind == "intercept" else f"rep_matrix(0, {size}, {self.n_coef})"
+
+    def design_rows(self, rows: str, size: str) -> str:
+        """The level's design (a column per varying coefficient: 1 or the slope's values) of the observations
+        `rows` (an index array of `size`), in Stan."""
+        columns = [f"rep_vector(1, {size})" if c.term is None else f"{c.x}[{rows}]" for c in self.coefficients]
+        out = columns[0]
+        for column in columns[1:]:
+            out = f"append_col({out}, {column})"
+        return out if len(columns) > 1 else f"to_matrix({out})"
 
     @property
     def parent_sd(self) -> str:
@@ -280,6 +310,11 @@ class ModelDescription:
         """Slope terms some level centers at their mean for sampling."""
         names = {c.term.name for lv in self.levels if lv.at_means for c in lv.coefficients if c.term is not None}
         return tuple(t for t in self.terms if t.name in names)
+
+    @property
+    def marginal_level(self) -> LevelDescription | None:
+        """The level integrated out of a correlated-errors likelihood (LevelDescription.marginal), if any."""
+        return next((lv for lv in self.levels if lv.marginal), None)
 
     @property
     def levels_in_order(self) -> tuple[LevelDescription, ...]:
@@ -400,6 +435,8 @@ def describe(spec: Spec, categorical: set[str] | frozenset[str] = frozenset(),
 
     levels = []
     level_names = NameRegistry()
+    # the level whose series of correlated gaussian errors its effects can be integrated out of (`integrated`)
+    series_level = marginal_level_name(spec_series_level(spec.residuals), {n: lv.within for n, lv in spec.levels.items()})
     nested = dict(nested or {})
     parent_of = {name: nested.get(name, level.within) for name, level in spec.levels.items()}
     for name, level in spec.levels.items():
@@ -452,7 +489,9 @@ def describe(spec: Spec, categorical: set[str] | frozenset[str] = frozenset(),
             sd_prior=_prior(spec, [f"sd_{name}", "sd"], "scale"),
             correlation_prior=_prior(spec, [f"correlation_{name}", "correlation"], "correlation")
             if kind == "correlated" else None,
-            centered=choice in CENTERED_FORMS, integrated=choice == "integrated",
+            centered=choice in CENTERED_FORMS or (choice == "integrated" and name == series_level),
+            integrated=choice == "integrated" and name != series_level,
+            marginal=choice == "integrated" and name == series_level,
             mixed=choice == "mixed", centered_coefficients=(partial or {}).get(name, 1) if choice == "partial" else 0,
             at_means=_at_means(kind, coefficients)))
     levels = _parents_first(levels)

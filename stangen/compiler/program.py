@@ -17,7 +17,7 @@ from ..spec.spec import resolve_data_path
 from ..spec.validate import MISSING_POLICIES, used_columns
 from . import codegen
 from .encoding import categorical_columns, column_problems, encode
-from .model import CENTERED_FORMS, ModelDescription, describe
+from .model import ModelDescription, describe
 from .parameterization import Choice, choose, describe_options
 from .standata import PreparedData, write_stan_data
 
@@ -130,7 +130,7 @@ def build(spec: Spec | str | Path, data: pd.DataFrame | str | Path | None = None
     if spec.levels:
         design = write_stan_data(description, encoded, priors=False).stan_data if encoded is not None else None
         choices = tuple(choose(description, design, spec.levels).values())
-        if any(c.parameterization in CENTERED_FORMS or c.nested_in for c in choices):
+        if any(c.parameterization != "noncentered" or c.nested_in for c in choices):
             description = describe(spec, categorical, generated=generated, **describe_options(choices))
     if threads > 1:
         description = threaded(description)

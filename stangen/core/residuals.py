@@ -107,6 +107,11 @@ def check_spec(c, value, family: Family | None, levels: Mapping, outcome, sugges
     return out
 
 
+def spec_series_level(value: Mapping | None) -> str | None:
+    """The level whose groups are the error series of a checked `residuals:` (None: independent errors)."""
+    return value.get("level") if value and value.get("correlation") else None
+
+
 def spec_columns(value: Mapping | None) -> dict[str, str]:
     """The data columns a checked `residuals:` uses → the spec path naming each."""
     return {value[key]: f"residuals.{key}" for key in ("time", "sd_by") if value and value.get(key)}
@@ -160,10 +165,14 @@ class ErrorSeries:
                         f"{' …' if repeated.sum() > 3 else ''}; each group of '{self.level}' needs distinct times")
             return {}
         following = ~starts
+        sizes = np.bincount(series - 1, minlength=len(labels))
         return {"N_first": int(starts.sum()), "obs_first": order[starts] + 1,
                 "N_next": int(following.sum()), "obs_next": order[following] + 1,
                 "obs_prev": order[np.flatnonzero(following) - 1] + 1,
-                "gap": t[following] - t[np.flatnonzero(following) - 1]}
+                "gap": t[following] - t[np.flatnonzero(following) - 1],
+                # each group's series as one block (a program that integrates the level's effects out reads these)
+                "series_obs": order + 1, "series_time": t,
+                "series_start": np.r_[0, np.cumsum(sizes)[:-1]] + 1, "series_size": sizes}
 
     @property
     def parameter_name(self) -> str:
@@ -227,6 +236,11 @@ class Residuals:
     @property
     def label(self) -> str:
         return self.series.correlation.label if self.series else "independent"
+
+    @property
+    def series_level(self) -> str | None:
+        """The level whose groups are the error series (None: the errors are not correlated)."""
+        return self.series.level if self.series else None
 
     @property
     def is_default(self) -> bool:
@@ -297,6 +311,10 @@ class Residuals:
             return ""
         times, over = (" .* ", " ./ ") if vector else (" * ", " / ")
         return f"{times}{self.sd_of(this)}{over}{self.sd_of(before)}"
+
+    def sd_vector(self, index: str, size: str) -> str:
+        """The residual sds of the observations `index` as a vector of `size`, in Stan."""
+        return f"sigma[sigma_group[{index}]]" if self.sd_by else f"rep_vector(sigma, {size})"
 
     def standardized(self) -> str:
         """Dividing the errors by their sd, in Stan."""

@@ -61,7 +61,7 @@ def initial_inverse_metric(desc: ModelDescription, stan_data: dict, *,
     for lv in desc.levels:
         ratio = max(float(np.median(fit.ratios[lv.name][:, 0])), 1e-3)
         out.append(min(1.0, (1.0 + 1.0 / ratio) ** 2 / (2.0 * max(size[lv.name] - 1, 1))))  # log sd
-        if lv.integrated:
+        if lv.integrated or lv.marginal:
             continue
         values = _group_values_variance(lv, desc, fit, stan_data)  # centered: the groups' values
         standardized = fit.group_variance[lv.name][:, 0] / tau2[lv.name]  # noncentered: z = deviation / τ

@@ -142,7 +142,6 @@ def validate(raw: object, lines: Mapping[str, int] | None = None) -> tuple[dict,
             used_vars.update(preds)
         used_vars.update(level["means"])
     _check_nesting(c, spec["levels"])
-    _check_integrated(c, spec["levels"])
     _check_level_forms(c, spec["levels"])
 
     spec["categorical"] = c.string_list(raw.get("categorical"), "categorical")
@@ -154,6 +153,7 @@ def validate(raw: object, lines: Mapping[str, int] | None = None) -> tuple[dict,
     spec["sampler"] = _check_sampler(c, raw.get("sampler"))
     spec["residuals"] = residuals.check_spec(c, raw.get("residuals"), known, spec["levels"], outcome, suggest)
     used_vars.update(residuals.spec_variables(spec["residuals"]))
+    _check_integrated(c, spec["levels"], spec["residuals"])
     missing = raw.get("missing", "error")
     spec["missing"] = missing if missing in MISSING_POLICIES else None  # None: unknown, so not applied
     if spec["missing"] is None:
@@ -317,12 +317,25 @@ def _check_nesting(c: _Checker, levels: dict[str, dict]) -> None:
             c.add(f"levels.{name}.within", f"nesting goes round in a circle: {' → '.join(seen + [name])}")
 
 
-def _check_integrated(c: _Checker, levels: dict[str, dict]) -> None:
-    """`parameterization: integrated` fits one structure: a top-level level varying only its intercept,
-    without group-level predictors, over exactly one nested level that varies only its intercept and is
-    sampled centered (stangen/compiler/parameterization.py, _integrate_parents)."""
+def marginal_level_name(series_level: str | None, parents: Mapping[str, str | None]) -> str | None:
+    """The level whose effects a model with correlated errors (gaussian: the only family with residual
+    structures) can integrate out of its likelihood, each of its series jointly normal
+    (stangen.compiler.model, LevelDescription.marginal): the level of the error series (`series_level`),
+    when no other level lies within it. `parents`: each level's parent (None: top level)."""
+    if series_level not in parents:
+        return None
+    return None if any(parent == series_level for parent in parents.values()) else series_level
+
+
+def _check_integrated(c: _Checker, levels: dict[str, dict], residual_spec: Mapping | None) -> None:
+    """`parameterization: integrated` fits two structures: the level of a gaussian model's correlated error
+    series with no level within it (its effects integrated out of the likelihood), or a top-level level
+    varying only its intercept, without group-level predictors, over exactly one nested level that varies
+    only its intercept and is sampled centered (stangen/compiler/parameterization.py, _integrate_parents)."""
+    series_level = marginal_level_name(residuals.spec_series_level(residual_spec),
+                                       {n: lv["within"] for n, lv in levels.items()})
     for name, level in levels.items():
-        if level.get("parameterization") != "integrated":
+        if level.get("parameterization") != "integrated" or name == series_level:
             continue
         path = f"levels.{name}.parameterization"
         children = [k for k, o in levels.items() if o["within"] == name]
@@ -343,7 +356,8 @@ def _check_integrated(c: _Checker, levels: dict[str, dict]) -> None:
         if problems:
             c.add(path, "'integrated' needs a top-level level varying only its intercept, without group-level "
                         "predictors, over exactly one nested level that varies only its intercept and is "
-                        f"centered; here {'; '.join(problems)}")
+                        f"centered; here {'; '.join(problems)} (or, with `residuals: correlation:`, the level of the "
+                        "error series with no level within it)")
 
 
 def _check_level_forms(c: _Checker, levels: dict[str, dict]) -> None:

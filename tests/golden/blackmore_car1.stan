@@ -5,7 +5,7 @@
 //   log_exercise[i] = mu[i] + sigma * a[i],  a: within each subject a unit-variance continuous AR(1) process in age, corr(a[i], a[k]) = phi^|age[i] - age[k]|
 //   mu[i] = Intercept + beta_age * age[i] + beta_group * group[i] + beta_age_x_group * age:group[i] + u_subject[subject[i], 1] + u_subject[subject[i], 2] * age[i]
 //   u_subject[j] ~ multi_normal(0, diag(sd_subject) * corr_subject * diag(sd_subject)),  j = 1..J_subject (subject groups)
-//     (subject: partial: intercept b_subject_centered are parameters (centered), age standardized z_subject_noncentered given them (noncentered); sampled with age centered at the mean)
+//     (subject: integrated out of the likelihood, each subject series jointly normal; b_subject drawn in generated quantities given the data; sampled with age centered at the mean)
 data {
   int<lower=1> N;  // observations
   vector[N] y;  // outcome: log_exercise
@@ -26,6 +26,12 @@ data {
   array[N_next] int<lower=1, upper=N> obs_next;
   array[N_next] int<lower=1, upper=N> obs_prev;  // the observation before each in its series
   vector<lower=0>[N_next] gap;  // the time between them (age)
+  // each subject group's series as one block (its effects are integrated out of the likelihood)
+  array[N] int<lower=1, upper=N> series_obs;  // the observations, series after series, each in time order
+  vector[N] series_time;  // their times (age), in that order
+  array[J_subject] int<lower=1> series_start;  // where each group's block starts in series_obs
+  array[J_subject] int<lower=0> series_size;  // how many observations it holds
+
   // numbers of the priors (from the spec, or defaults scaled to the data)
   real prior_Intercept_location;
   real prior_Intercept_scale;
@@ -59,8 +65,7 @@ parameters {
   // subject: intercept, age vary by group, correlated
   vector<lower=0>[2] sd_subject_at_mean;  // sds of intercept, age at the means of the slope predictors
   cholesky_factor_corr[2] L_subject_at_mean;  // their correlation at the means of the slope predictors (Cholesky factor)
-  matrix[J_subject, 1] b_subject_centered;  // each subject group's intercept (centered: data-rich)
-  matrix[1, J_subject] z_subject_noncentered;  // its age, standardized given those (noncentered: data-poor)
+  // (no group effects: integrated out of the likelihood, each series jointly normal; drawn in generated quantities)
 }
 model {
   // priors
@@ -74,26 +79,32 @@ model {
   matrix[J_subject, 2] m_subject = rep_matrix(0, J_subject, 2);  // subject: the predicted coefficients of each group
   m_subject[:, 1] = rep_vector(Intercept_centered, J_subject);  // intercept (with the pooled coefficient)
   m_subject[:, 2] = rep_vector(beta_age, J_subject);  // age slope (with the pooled coefficient)
-  // subject (partial): each group's intercept as sampled (centered); its age from the
-  // standardized effects given those (noncentered), through S, the Cholesky factor of the coefficients' covariance
-  matrix[2, 2] S_subject = diag_pre_multiply(sd_subject_at_mean, L_subject_at_mean);
-  matrix[1, J_subject] z_subject_centered = mdivide_left_tri_low(S_subject[1:1, 1:1], (b_subject_centered - m_subject[:, 1:1])');  // the centered ones, standardized
-  matrix[J_subject, 2] b_subject = append_col(b_subject_centered, m_subject[:, 2:2] + (S_subject[2:2, 1:1] * z_subject_centered + S_subject[2:2, 2:2] * z_subject_noncentered)');
-  // rows of b_subject[:, 1:1] ~ multi_normal(their predictions, their block of the covariance): standardized, plus the
-  // log-determinant of the block's Cholesky factor once per group; the other coefficients' standardized effects
-  to_vector(z_subject_centered) ~ std_normal();
-  target += -J_subject * sum(log(diagonal(S_subject[1:1, 1:1])));
-  to_vector(z_subject_noncentered) ~ std_normal();
+  matrix[J_subject, 2] b_subject = m_subject;  // subject: integrated out of the likelihood, so the linear predictor takes the predicted coefficients (each series' mean)
   if (!prior_only) {
     vector[K] beta = append_row(beta_group, beta_age_x_group);  // pooled coefficients, in the columns' order
     // linear predictor without X * beta, one expression (each `+=` would store another N-vector for the gradient)
     vector[N] eta = b_subject[idx_subject, 1]  // subject intercepts (with the pooled coefficient)
         + b_subject[idx_subject, 2] .* x_age_at_mean;  // subject age slopes (with the pooled coefficient)
-    vector[N] r = y - (eta + X * beta);  // residuals
-    vector[N_next] phi_gap = pow(phi, gap);  // correlation with the observation before, gap age units earlier
-    target += normal_lupdf(r[obs_first] | 0, sigma);  // the first of each subject series
-    target += normal_lupdf(r[obs_next] | phi_gap .* r[obs_prev],
-                           sigma .* sqrt(1 - square(phi_gap)));  // each next, given the one before
+    vector[N] r = y - (eta + X * beta);  // residuals from each series' mean
+    matrix[2, 2] L_Sigma = diag_pre_multiply(sd_subject_at_mean, L_subject_at_mean);  // Cholesky factor of the subject effects' covariance
+    for (j in 1:J_subject) {  // each subject series, its effects integrated out
+      if (series_size[j] == 0) continue;
+      int n = series_size[j];
+      array[n] int o = segment(series_obs, series_start[j], n);  // the group's observations, in time order
+      vector[n] t = segment(series_time, series_start[j], n);
+      vector[n] s = rep_vector(sigma, n);  // their residual sds
+      matrix[n, 2] Z = append_col(rep_vector(1, n), x_age_at_mean[o]);  // their intercept, age columns
+      matrix[n, n] V = tcrossprod(Z * L_Sigma);  // the subject effects' part of the covariance ...
+      for (a in 1:n) {  // ... plus the errors': sd_a sd_b phi^(time apart)
+        V[a, a] += square(s[a]);
+        for (k in (a + 1):n) {
+          real c = s[a] * s[k] * pow(phi, t[k] - t[a]);
+          V[a, k] += c;
+          V[k, a] += c;
+        }
+      }
+      target += multi_normal_cholesky_lupdf(r[o] | rep_vector(0, n), cholesky_decompose(V));
+    }
   }
 }
 generated quantities {
@@ -107,6 +118,8 @@ generated quantities {
     sd_subject = sqrt(diagonal(Sigma));
     corr_subject = quad_form_diag(Sigma, inv(sd_subject));
   }
+  // each subject group's coefficients, drawn given the data (integrated out of the model block's likelihood)
+  matrix[J_subject, 2] b_subject;
   // deviation of each subject group from its predicted coefficients (columns: intercept, age)
   matrix[J_subject, 2] u_subject;
   {
@@ -114,11 +127,46 @@ generated quantities {
     matrix[J_subject, 2] m_subject = rep_matrix(0, J_subject, 2);  // subject: the predicted coefficients of each group
     m_subject[:, 1] = rep_vector(Intercept_centered, J_subject);  // intercept (with the pooled coefficient)
     m_subject[:, 2] = rep_vector(beta_age, J_subject);  // age slope (with the pooled coefficient)
-    // subject (partial): each group's intercept as sampled (centered); its age from the
-    // standardized effects given those (noncentered), through S, the Cholesky factor of the coefficients' covariance
-    matrix[2, 2] S_subject = diag_pre_multiply(sd_subject_at_mean, L_subject_at_mean);
-    matrix[1, J_subject] z_subject_centered = mdivide_left_tri_low(S_subject[1:1, 1:1], (b_subject_centered - m_subject[:, 1:1])');  // the centered ones, standardized
-    matrix[J_subject, 2] b_subject = append_col(b_subject_centered, m_subject[:, 2:2] + (S_subject[2:2, 1:1] * z_subject_centered + S_subject[2:2, 2:2] * z_subject_noncentered)');
+    {
+      // subject effects: integrated out in the model block, drawn here given the data
+      b_subject = m_subject;  // first the predicted coefficients: eta is then each series' mean
+      vector[K] beta = append_row(beta_group, beta_age_x_group);  // pooled coefficients, in the columns' order
+      // linear predictor without X * beta, one expression (each `+=` would store another N-vector for the gradient)
+      vector[N] eta = b_subject[idx_subject, 1]  // subject intercepts (with the pooled coefficient)
+          + b_subject[idx_subject, 2] .* x_age_at_mean;  // subject age slopes (with the pooled coefficient)
+      vector[N] r = y - (eta + X * beta);  // residuals from each series' mean
+      matrix[2, 2] L_Sigma = diag_pre_multiply(sd_subject_at_mean, L_subject_at_mean);
+      matrix[2, 2] Sigma = multiply_lower_tri_self_transpose(L_Sigma);
+      for (j in 1:J_subject) {
+        vector[2] m_j = b_subject[j]';  // the group's predicted coefficients
+        vector[2] draw;
+        if (prior_only || series_size[j] == 0) {
+          draw = multi_normal_cholesky_rng(m_j, L_Sigma);
+        } else {
+          int n = series_size[j];
+          array[n] int o = segment(series_obs, series_start[j], n);  // the group's observations, in time order
+          vector[n] t = segment(series_time, series_start[j], n);
+          vector[n] s = rep_vector(sigma, n);  // their residual sds
+          matrix[n, 2] Z = append_col(rep_vector(1, n), x_age_at_mean[o]);  // their intercept, age columns
+          matrix[n, n] V = tcrossprod(Z * L_Sigma);  // the subject effects' part of the covariance ...
+          for (a in 1:n) {  // ... plus the errors': sd_a sd_b phi^(time apart)
+            V[a, a] += square(s[a]);
+            for (k in (a + 1):n) {
+              real c = s[a] * s[k] * pow(phi, t[k] - t[a]);
+              V[a, k] += c;
+              V[k, a] += c;
+            }
+          }
+          matrix[n, n] L_V = cholesky_decompose(V);
+          matrix[n, 2] A = mdivide_left_tri_low(L_V, Z * Sigma);  // L_V⁻¹ Z Σ
+          matrix[2, 2] C = Sigma - crossprod(A);  // the effects' covariance given the data
+          C = 0.5 * (C + C');
+          draw = multi_normal_cholesky_rng(m_j + A' * mdivide_left_tri_low(L_V, r[o]),
+                                           cholesky_decompose(add_diag(C, 1e-12 * max(diagonal(Sigma)))));
+        }
+        b_subject[j] = draw';
+      }
+    }
     u_subject = (b_subject - m_subject) * T_subject;  // intercepts at 0
   }
 }

@@ -7,7 +7,7 @@
 //   r_person[j, 1] = gamma_person_intercept_programme * programme[j] + u_person[j, 1]
 //   r_person[j, 2] = gamma_person_wave_programme * programme[j] + u_person[j, 2]
 //   u_person[j] ~ multi_normal(0, diag(sd_person) * corr_person * diag(sd_person)),  j = 1..J_person (person groups)
-//     (person: centered: each group's coefficients b_person are parameters; sampled with wave centered at the mean)
+//     (person: integrated out of the likelihood, each person series jointly normal; b_person drawn in generated quantities given the data; sampled with wave centered at the mean)
 data {
   int<lower=1> N;  // observations
   vector[N] y;  // outcome: score
@@ -24,6 +24,12 @@ data {
   array[N_next] int<lower=1, upper=N> obs_next;
   array[N_next] int<lower=1, upper=N> obs_prev;  // the observation before each in its series
   vector<lower=0>[N_next] gap;  // the time between them (wave)
+  // each person group's series as one block (its effects are integrated out of the likelihood)
+  array[N] int<lower=1, upper=N> series_obs;  // the observations, series after series, each in time order
+  vector[N] series_time;  // their times (wave), in that order
+  array[J_person] int<lower=1> series_start;  // where each group's block starts in series_obs
+  array[J_person] int<lower=0> series_size;  // how many observations it holds
+
   // numbers of the priors (from the spec, or defaults scaled to the data)
   real prior_Intercept_location;
   real prior_Intercept_scale;
@@ -57,7 +63,7 @@ parameters {
   // person: intercept, wave vary by group, correlated
   vector<lower=0>[2] sd_person_at_mean;  // sds of intercept, wave at the means of the slope predictors
   cholesky_factor_corr[2] L_person_at_mean;  // their correlation at the means of the slope predictors (Cholesky factor)
-  matrix[J_person, 2] b_person;  // each person group's coefficients (centered parameterization)
+  // (no group effects: integrated out of the likelihood, each series jointly normal; drawn in generated quantities)
 }
 model {
   // priors
@@ -71,19 +77,31 @@ model {
   matrix[J_person, 2] m_person = rep_matrix(0, J_person, 2);  // person: the predicted coefficients of each group
   m_person[:, 1] = rep_vector(Intercept_centered, J_person) + W_person_programme * gamma_person_intercept_programme_at_mean;  // intercept (with the pooled coefficient)
   m_person[:, 2] = rep_vector(beta_wave_centered, J_person) + W_person_programme * gamma_person_wave_programme;  // wave slope (with the pooled coefficient)
-  // rows of b_person ~ multi_normal(rows of m_person, diag(sd) * L * L' * diag(sd)), written with that Cholesky factor:
-  // standardize, then add the log-determinant of the factor once per group
-  to_vector(mdivide_left_tri_low(diag_pre_multiply(sd_person_at_mean, L_person_at_mean), (b_person - m_person)')) ~ std_normal();
-  target += -J_person * (sum(log(sd_person_at_mean)) + sum(log(diagonal(L_person_at_mean))));
+  matrix[J_person, 2] b_person = m_person;  // person: integrated out of the likelihood, so the linear predictor takes the predicted coefficients (each series' mean)
   if (!prior_only) {
     // linear predictor, one expression (each `+=` would store another N-vector for the gradient)
     vector[N] eta = b_person[idx_person, 1]  // person intercepts (with the pooled coefficient)
         + b_person[idx_person, 2] .* x_wave_at_mean;  // person wave slopes (with the pooled coefficient)
-    vector[N] r = y - (eta);  // residuals
-    vector[N_next] phi_gap = pow(phi, gap);  // correlation with the observation before, gap wave units earlier
-    target += normal_lupdf(r[obs_first] | 0, sigma);  // the first of each person series
-    target += normal_lupdf(r[obs_next] | phi_gap .* r[obs_prev],
-                           sigma .* sqrt(1 - square(phi_gap)));  // each next, given the one before
+    vector[N] r = y - (eta);  // residuals from each series' mean
+    matrix[2, 2] L_Sigma = diag_pre_multiply(sd_person_at_mean, L_person_at_mean);  // Cholesky factor of the person effects' covariance
+    for (j in 1:J_person) {  // each person series, its effects integrated out
+      if (series_size[j] == 0) continue;
+      int n = series_size[j];
+      array[n] int o = segment(series_obs, series_start[j], n);  // the group's observations, in time order
+      vector[n] t = segment(series_time, series_start[j], n);
+      vector[n] s = rep_vector(sigma, n);  // their residual sds
+      matrix[n, 2] Z = append_col(rep_vector(1, n), x_wave_at_mean[o]);  // their intercept, wave columns
+      matrix[n, n] V = tcrossprod(Z * L_Sigma);  // the person effects' part of the covariance ...
+      for (a in 1:n) {  // ... plus the errors': sd_a sd_b phi^(time apart)
+        V[a, a] += square(s[a]);
+        for (k in (a + 1):n) {
+          real c = s[a] * s[k] * pow(phi, t[k] - t[a]);
+          V[a, k] += c;
+          V[k, a] += c;
+        }
+      }
+      target += multi_normal_cholesky_lupdf(r[o] | rep_vector(0, n), cholesky_decompose(V));
+    }
   }
 }
 generated quantities {
@@ -101,6 +119,8 @@ generated quantities {
     sd_person = sqrt(diagonal(Sigma));
     corr_person = quad_form_diag(Sigma, inv(sd_person));
   }
+  // each person group's coefficients, drawn given the data (integrated out of the model block's likelihood)
+  matrix[J_person, 2] b_person;
   // deviation of each person group from its predicted coefficients (columns: intercept, wave)
   matrix[J_person, 2] u_person;
   {
@@ -108,6 +128,45 @@ generated quantities {
     matrix[J_person, 2] m_person = rep_matrix(0, J_person, 2);  // person: the predicted coefficients of each group
     m_person[:, 1] = rep_vector(Intercept_centered, J_person) + W_person_programme * gamma_person_intercept_programme_at_mean;  // intercept (with the pooled coefficient)
     m_person[:, 2] = rep_vector(beta_wave_centered, J_person) + W_person_programme * gamma_person_wave_programme;  // wave slope (with the pooled coefficient)
+    {
+      // person effects: integrated out in the model block, drawn here given the data
+      b_person = m_person;  // first the predicted coefficients: eta is then each series' mean
+      // linear predictor, one expression (each `+=` would store another N-vector for the gradient)
+      vector[N] eta = b_person[idx_person, 1]  // person intercepts (with the pooled coefficient)
+          + b_person[idx_person, 2] .* x_wave_at_mean;  // person wave slopes (with the pooled coefficient)
+      vector[N] r = y - (eta);  // residuals from each series' mean
+      matrix[2, 2] L_Sigma = diag_pre_multiply(sd_person_at_mean, L_person_at_mean);
+      matrix[2, 2] Sigma = multiply_lower_tri_self_transpose(L_Sigma);
+      for (j in 1:J_person) {
+        vector[2] m_j = b_person[j]';  // the group's predicted coefficients
+        vector[2] draw;
+        if (prior_only || series_size[j] == 0) {
+          draw = multi_normal_cholesky_rng(m_j, L_Sigma);
+        } else {
+          int n = series_size[j];
+          array[n] int o = segment(series_obs, series_start[j], n);  // the group's observations, in time order
+          vector[n] t = segment(series_time, series_start[j], n);
+          vector[n] s = rep_vector(sigma, n);  // their residual sds
+          matrix[n, 2] Z = append_col(rep_vector(1, n), x_wave_at_mean[o]);  // their intercept, wave columns
+          matrix[n, n] V = tcrossprod(Z * L_Sigma);  // the person effects' part of the covariance ...
+          for (a in 1:n) {  // ... plus the errors': sd_a sd_b phi^(time apart)
+            V[a, a] += square(s[a]);
+            for (k in (a + 1):n) {
+              real c = s[a] * s[k] * pow(phi, t[k] - t[a]);
+              V[a, k] += c;
+              V[k, a] += c;
+            }
+          }
+          matrix[n, n] L_V = cholesky_decompose(V);
+          matrix[n, 2] A = mdivide_left_tri_low(L_V, Z * Sigma);  // L_V⁻¹ Z Σ
+          matrix[2, 2] C = Sigma - crossprod(A);  // the effects' covariance given the data
+          C = 0.5 * (C + C');
+          draw = multi_normal_cholesky_rng(m_j + A' * mdivide_left_tri_low(L_V, r[o]),
+                                           cholesky_decompose(add_diag(C, 1e-12 * max(diagonal(Sigma)))));
+        }
+        b_person[j] = draw';
+      }
+    }
     u_person = (b_person - m_person) * T_person;  // intercepts at 0
   }
 }
