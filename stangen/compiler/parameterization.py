@@ -47,6 +47,9 @@ Coefficients of one level that disagree (a data-rich intercept, a data-poor slop
 _leading_data_rich; model.LevelDescription.centered_coefficients). Nested levels: the working fit splits
 the intercept variance between child and parent by within-parent moments (_child_variance), and a pair
 whose parents often hold a single child is sampled noncentered (_single_child_ridges).
+
+Correlated errors: in a gaussian model with AR(1)/CAR(1) errors, the level whose groups are the series is
+integrated out of the likelihood (_integrate_series): its effects would trade off against σ and φ.
 """
 from __future__ import annotations
 
