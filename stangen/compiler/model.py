@@ -436,7 +436,8 @@ def describe(spec: Spec, categorical: set[str] | frozenset[str] = frozenset(),
     levels = []
     level_names = NameRegistry()
     # the level whose series of correlated gaussian errors its effects can be integrated out of (`integrated`)
-    series_level = marginal_level_name(spec_series_level(spec.residuals), {n: lv.within for n, lv in spec.levels.items()})
+    series_level = marginal_level_name(spec_series_level(spec.residuals),
+                                       {n: lv.within for n, lv in spec.levels.items()})
     nested = dict(nested or {})
     parent_of = {name: nested.get(name, level.within) for name, level in spec.levels.items()}
     for name, level in spec.levels.items():

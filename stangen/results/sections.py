@@ -303,9 +303,9 @@ def _parameterization_section(fit: "Fit", s: Section) -> None:
                "estimate's choice, and the sampler's adapt_delta is raised to 0.9 unless the spec sets it. "
                "Integrated: a parent level's effects are integrated out of the model (its only nested level "
                "carries them), or the effects of the level of correlated error series out of the likelihood "
-               "(each series jointly normal), and drawn afterwards. Partial: a level's data-rich leading coefficients (a varying "
-               "intercept) centered, the others noncentered given them; mixed: each group of an intercept-only "
-               "level in its own form.")
+               "(each series jointly normal), and drawn afterwards. Partial: a level's data-rich leading "
+               "coefficients (a varying intercept) centered, the others noncentered given them; mixed: each "
+               "group of an intercept-only level in its own form.")
     rows = [(c.level, [c.form, "auto" if c.how == "auto" else "spec", c.reason])
             for c in fit.program.parameterization]
     s.table = Table("level", ["parameterization", "chosen by", "why"], rows)
