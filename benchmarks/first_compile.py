@@ -1,6 +1,7 @@
 """First compile of example specs' programs: each in a fresh, empty compile cache, on each backend.
 
     python benchmarks/first_compile.py [NAME ...] [--backends pystan,pystan-before,cmdstan] [--repeat 1]
+    python benchmarks/first_compile.py sleepstudy --whole [--repeat 2]
 
 For every spec (default: sleepstudy, language, pastes) and backend, it renders the program as `stangen fit`
 would (data-driven parameterization included), then times `backend.compile(program)` in a temporary compile
@@ -10,7 +11,9 @@ embedded backend's precompiled header, when it has one; CmdStan's is part of its
 a first, separately reported compile, and kept. Specs and backends alternate (paired), so a slow moment of
 the machine hits both. `pystan-before` is the embedded backend as it built before its precompiled header
 (STANGEN_NO_PCH=1: httpstan's own flags, -g included). CmdStan needs $CMDSTAN (see ../shared/cmdstan-offline/).
-Prints a Markdown table.
+`--whole` times, per spec, what a new user compares instead: the whole `stangen fit` command of a structure new
+to the cache, stangen's compile alone, and plain PyStan's `stan.build` of the same program text (its own
+flags and an empty httpstan cache). Prints a Markdown table.
 """
 from __future__ import annotations
 
@@ -36,6 +39,48 @@ start = time.perf_counter()
 model = b.compile(program.code)
 print(json.dumps({"seconds": time.perf_counter() - start, "compiled_now": model.compiled_now}))
 """
+
+
+PLAIN_PYSTAN = r"""
+import json, sys, time
+from stangen.compiler.program import build, stan_data_json
+program = build(sys.argv[1])
+code, data = program.code, json.loads(stan_data_json(program.stan_data))
+start = time.perf_counter()
+import stan  # plain PyStan 3 on httpstan: its own compile flags and cache (XDG_CACHE_HOME), no stangen in between
+stan.build(code, data=data, random_seed=1)
+print(json.dumps({"seconds": time.perf_counter() - start}))
+"""
+
+
+def time_whole_fit(spec: Path, cache: Path, xdg: Path, out: Path) -> float:
+    """`stangen fit` of a structure new to the compile cache (its precompiled header kept), as a user runs it:
+    from the command's start (Python and imports included) to its end (a short sampling run, the run saved)."""
+    forget_models(cache)
+    shutil.rmtree(xdg, ignore_errors=True)
+    xdg.mkdir()
+    shutil.rmtree(out, ignore_errors=True)
+    env = {**os.environ, "STANGEN_CACHE": str(cache), "XDG_CACHE_HOME": str(xdg)}
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "stangen.cli", "fit", str(spec), "--quiet", "--backend", "pystan",
+                           "--warmup", "200", "--draws", "200", "--out", str(out)],
+                          capture_output=True, text=True, env=env, cwd=xdg, timeout=1800)
+    if done.returncode != 0:
+        raise SystemExit(f"stangen fit {spec.stem} failed:\n{done.stderr[-3000:]}")
+    return time.perf_counter() - start
+
+
+def time_plain_pystan(spec: Path, xdg: Path) -> float:
+    """Plain PyStan's `stan.build` of the same program text with httpstan's cache empty: its compile as a user
+    of PyStan meets it (the `import stan` included, rendering the program not)."""
+    shutil.rmtree(xdg, ignore_errors=True)
+    xdg.mkdir()
+    done = subprocess.run([sys.executable, "-c", PLAIN_PYSTAN, str(spec)], capture_output=True, text=True,
+                          env={**os.environ, "XDG_CACHE_HOME": str(xdg)}, cwd=xdg, timeout=1800)
+    if done.returncode != 0:
+        raise SystemExit(f"plain PyStan build of {spec.stem} failed:\n{done.stderr[-3000:]}")
+    import json
+    return float(json.loads(done.stdout.strip().splitlines()[-1])["seconds"])
 
 
 def forget_models(cache: Path) -> None:
@@ -67,6 +112,9 @@ def main() -> None:
     ap.add_argument("names", nargs="*", default=["sleepstudy", "language", "pastes"])
     ap.add_argument("--backends", default="pystan,pystan-before,cmdstan")
     ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--whole", action="store_true",
+                    help="per spec: the whole `stangen fit` command of a new structure, stangen's compile alone, "
+                         "and plain PyStan's stan.build of the same program (the pair a new user compares)")
     args = ap.parse_args()
     backends = [b for b in args.backends.split(",") if b]
     if "cmdstan" in backends and not os.environ.get("CMDSTAN"):
@@ -79,7 +127,16 @@ def main() -> None:
         if "pystan" in backends:  # the one-off per-machine build first, timed apart
             seconds = time_compile(ROOT / "specs" / "sleepstudy.yaml", "pystan", cache, xdg)
             rows.append(("sleepstudy, the machine's first model (one-off builds included)", "pystan", seconds))
-        for r in range(args.repeat):
+        for r in range(args.repeat if args.whole else 0):
+            for name in args.names:
+                spec = ROOT / "specs" / f"{name}.yaml"
+                for label, seconds in (
+                        ("stangen fit, whole command (200 + 200 draws)", time_whole_fit(spec, cache, xdg, Path(tmp) / "run")),
+                        ("stangen compile alone", time_compile(spec, "pystan", cache, xdg)),
+                        ("plain PyStan stan.build", time_plain_pystan(spec, xdg))):
+                    rows.append((name, label, seconds))
+                    print(f"{name} {label}: {seconds:.1f} s", file=sys.stderr, flush=True)
+        for r in range(0 if args.whole else args.repeat):
             for name in args.names:
                 for backend in backends:
                     seconds = time_compile(ROOT / "specs" / f"{name}.yaml", backend, cache, xdg)
