@@ -18,6 +18,7 @@ flags and an empty httpstan cache). Prints a Markdown table.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -53,34 +54,42 @@ print(json.dumps({"seconds": time.perf_counter() - start}))
 """
 
 
+def run_child(command: list[str], xdg: Path, what: str, **env: str) -> tuple[subprocess.CompletedProcess, float]:
+    """Run one timed child process with an empty httpstan cache (XDG_CACHE_HOME, also its working directory, where
+    httpstan leaves its build/ files): its result and wall seconds; stop the benchmark, naming `what`, if it
+    fails."""
+    shutil.rmtree(xdg, ignore_errors=True)
+    xdg.mkdir()
+    start = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, cwd=xdg, timeout=1800,
+                          env={**os.environ, "XDG_CACHE_HOME": str(xdg), **env})
+    seconds = time.perf_counter() - start
+    if done.returncode != 0:
+        raise SystemExit(f"{what} failed:\n{done.stderr[-3000:]}")
+    return done, seconds
+
+
+def child_result(done: subprocess.CompletedProcess) -> dict:
+    """The JSON line a timing child prints last."""
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def time_whole_fit(spec: Path, cache: Path, xdg: Path, out: Path) -> float:
     """`stangen fit` of a structure new to the compile cache (its precompiled header kept), as a user runs it:
     from the command's start (Python and imports included) to its end (a short sampling run, the run saved)."""
     forget_models(cache)
-    shutil.rmtree(xdg, ignore_errors=True)
-    xdg.mkdir()
     shutil.rmtree(out, ignore_errors=True)
-    env = {**os.environ, "STANGEN_CACHE": str(cache), "XDG_CACHE_HOME": str(xdg)}
-    start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "stangen.cli", "fit", str(spec), "--quiet", "--backend", "pystan",
-                           "--warmup", "200", "--draws", "200", "--out", str(out)],
-                          capture_output=True, text=True, env=env, cwd=xdg, timeout=1800)
-    if done.returncode != 0:
-        raise SystemExit(f"stangen fit {spec.stem} failed:\n{done.stderr[-3000:]}")
-    return time.perf_counter() - start
+    _, seconds = run_child([sys.executable, "-m", "stangen.cli", "fit", str(spec), "--quiet", "--backend", "pystan",
+                            "--warmup", "200", "--draws", "200", "--out", str(out)],
+                           xdg, f"stangen fit {spec.stem}", STANGEN_CACHE=str(cache))
+    return seconds
 
 
 def time_plain_pystan(spec: Path, xdg: Path) -> float:
     """Plain PyStan's `stan.build` of the same program text with httpstan's cache empty: its compile as a user
     of PyStan meets it (the `import stan` included, rendering the program not)."""
-    shutil.rmtree(xdg, ignore_errors=True)
-    xdg.mkdir()
-    done = subprocess.run([sys.executable, "-c", PLAIN_PYSTAN, str(spec)], capture_output=True, text=True,
-                          env={**os.environ, "XDG_CACHE_HOME": str(xdg)}, cwd=xdg, timeout=1800)
-    if done.returncode != 0:
-        raise SystemExit(f"plain PyStan build of {spec.stem} failed:\n{done.stderr[-3000:]}")
-    import json
-    return float(json.loads(done.stdout.strip().splitlines()[-1])["seconds"])
+    done, _ = run_child([sys.executable, "-c", PLAIN_PYSTAN, str(spec)], xdg, f"plain PyStan build of {spec.stem}")
+    return float(child_result(done)["seconds"])
 
 
 def forget_models(cache: Path) -> None:
@@ -92,17 +101,11 @@ def forget_models(cache: Path) -> None:
 
 def time_compile(spec: Path, backend: str, cache: Path, xdg: Path) -> float:
     forget_models(cache)
-    shutil.rmtree(xdg, ignore_errors=True)
-    xdg.mkdir()
-    env = {**os.environ, "STANGEN_CACHE": str(cache), "XDG_CACHE_HOME": str(xdg)}
+    env = {"STANGEN_CACHE": str(cache)}
     if backend == "pystan-before":
         backend, env["STANGEN_NO_PCH"] = "pystan", "1"
-    done = subprocess.run([sys.executable, "-c", CHILD, str(spec), backend], capture_output=True, text=True,
-                          env=env, cwd=xdg, timeout=1800)
-    if done.returncode != 0:
-        raise SystemExit(f"{spec.stem} on {backend} failed:\n{done.stderr[-3000:]}")
-    import json
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    done, _ = run_child([sys.executable, "-c", CHILD, str(spec), backend], xdg, f"{spec.stem} on {backend}", **env)
+    result = child_result(done)
     assert result["compiled_now"], "the program came from a cache: the measurement is not a first compile"
     return float(result["seconds"])
 
@@ -130,8 +133,9 @@ def main() -> None:
         for r in range(args.repeat if args.whole else 0):
             for name in args.names:
                 spec = ROOT / "specs" / f"{name}.yaml"
+                whole = time_whole_fit(spec, cache, xdg, Path(tmp) / "run")
                 for label, seconds in (
-                        ("stangen fit, whole command (200 + 200 draws)", time_whole_fit(spec, cache, xdg, Path(tmp) / "run")),
+                        ("stangen fit, whole command (200 + 200 draws)", whole),
                         ("stangen compile alone", time_compile(spec, "pystan", cache, xdg)),
                         ("plain PyStan stan.build", time_plain_pystan(spec, xdg))):
                     rows.append((name, label, seconds))

@@ -483,6 +483,7 @@ def describe(spec: Spec, categorical: set[str] | frozenset[str] = frozenset(),
             under_integrated = parent_of[name] in spec.levels and \
                 spec.levels[parent_of[name]].parameterization == "integrated"
             choice = (parameterization or {}).get(name, "centered" if under_integrated else "noncentered")
+        marginal = choice == "integrated" and name == series_level  # the integrated level of correlated errors
         levels.append(LevelDescription(
             name=name, stan=stan, id_column=level.id or name, parent=parent_of[name], ancestors=tuple(ancestors),
             unique_labels=level.unique_labels or name in nested, coefficients=tuple(coefficients),
@@ -490,9 +491,8 @@ def describe(spec: Spec, categorical: set[str] | frozenset[str] = frozenset(),
             sd_prior=_prior(spec, [f"sd_{name}", "sd"], "scale"),
             correlation_prior=_prior(spec, [f"correlation_{name}", "correlation"], "correlation")
             if kind == "correlated" else None,
-            centered=choice in CENTERED_FORMS or (choice == "integrated" and name == series_level),
-            integrated=choice == "integrated" and name != series_level,
-            marginal=choice == "integrated" and name == series_level,
+            centered=choice in CENTERED_FORMS or marginal, integrated=choice == "integrated" and not marginal,
+            marginal=marginal,
             mixed=choice == "mixed", centered_coefficients=(partial or {}).get(name, 1) if choice == "partial" else 0,
             at_means=_at_means(kind, coefficients)))
     levels = _parents_first(levels)

@@ -170,7 +170,8 @@ class ErrorSeries:
                 "N_next": int(following.sum()), "obs_next": order[following] + 1,
                 "obs_prev": order[np.flatnonzero(following) - 1] + 1,
                 "gap": t[following] - t[np.flatnonzero(following) - 1],
-                # each group's series as one block (a program that integrates the level's effects out reads these)
+                # each group's series as one block: a program that integrates the level's effects out reads
+                # these, and the parameterization choice reads the longest series from series_size
                 "series_obs": order + 1, "series_time": t,
                 "series_start": np.r_[0, np.cumsum(sizes)[:-1]] + 1, "series_size": sizes}
 
