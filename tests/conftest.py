@@ -1,6 +1,7 @@
 import os
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -53,3 +54,27 @@ def example_fit():
             fits[name] = stangen.fit(SPECS / f"{name}.yaml", backend="pystan", **SHORT_RUN)
         return fits[name]
     return get
+
+
+def assert_same_posterior(a, b, names=None, group_effects: bool = False) -> None:
+    """Two independent runs of the same posterior agree up to Monte Carlo error: each parameter's mean within
+    4 of its combined MCSE (+2% of its sd), and its posterior sd within 4 of the combined MCSE of the sd estimate
+    (ArviZ's mcse 'sd', which grows with a skewed parameter's tails: a 14-group level's sd), + 10%.
+    `group_effects`: every group effect's mean too, from the full summaries."""
+    import arviz as az
+
+    sa, sb = a.summary(group_effects=group_effects), b.summary(group_effects=group_effects)
+    names = list(a.parameters()) if names is None else list(names)
+    for name in names:
+        tolerance = 4 * np.hypot(sa.loc[name, "mcse_mean"], sb.loc[name, "mcse_mean"]) + 0.02 * sa.loc[name, "sd"]
+        assert abs(sa.loc[name, "mean"] - sb.loc[name, "mean"]) < tolerance, (name, sa.loc[name], sb.loc[name])
+    for name in names:
+        mcse = [float(az.mcse(fit.parameter_draws(name), method="sd")) for fit in (a, b)]
+        tolerance = 4 * np.hypot(*mcse) + 0.1 * sa.loc[name, "sd"]
+        assert abs(sa.loc[name, "sd"] - sb.loc[name, "sd"]) < tolerance, (name, sa.loc[name, "sd"], sb.loc[name, "sd"], mcse)
+    if group_effects:
+        effects = [n for n in sa.index if "]: " in n]
+        assert effects and set(effects) <= set(sb.index)
+        tolerance = 4 * np.hypot(sa.loc[effects, "mcse_mean"], sb.loc[effects, "mcse_mean"]) + 0.02 * sa.loc[effects, "sd"]
+        worst = (sa.loc[effects, "mean"] - sb.loc[effects, "mean"]).abs() / tolerance
+        assert worst.max() < 1, worst.sort_values().tail(3)

@@ -96,7 +96,9 @@ def test_a_centered_level_takes_the_pooled_coefficients_out_of_X():
     centered, noncentered = build(spec.with_parameterization("centered")), build(spec.with_parameterization("noncentered"))
     assert "X" not in centered.stan_data and "K" not in centered.stan_data
     assert "rep_vector(beta_Days, J_Subject)" in centered.code
-    assert "+ b_Subject[idx_Subject, 2] .* x_Days_at_mean;" in centered.code
+    # the slopes enter the likelihood as the Subject block of the design (C'C of the cross-products)
+    assert "= b_Subject[:, 2];  // Subject Days slopes (with the pooled coefficient)" in centered.code
+    assert centered.stan_data["P"] == 2 * centered.stan_data["J_Subject"]  # no pooled intercept, no X
     for key, value in noncentered.stan_data.items():
         if key.startswith("prior_"):
             np.testing.assert_allclose(centered.stan_data[key], value, err_msg=key)

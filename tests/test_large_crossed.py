@@ -8,12 +8,13 @@ import pandas as pd
 import pytest
 
 import stangen
+from stangen.results.checks import DIVERGENCE_WARN_SHARE
 from stangen.run.backends.cmdstan import find_cmdstan
 from stangen.compiler.parameterization import implied_nesting
 from stangen.compiler.program import build
 from stangen.spec import Spec
 
-from conftest import SHORT_RUN, SPECS
+from conftest import SHORT_RUN, SPECS, assert_same_posterior
 
 TRUTH = {"Intercept": 3.3, "service": -0.1, "sd_s": 0.33, "sd_d": 0.5, "sd_dept": 0.08, "sigma": 1.18}
 # the summary's row of each
@@ -77,10 +78,12 @@ def test_insteval_example_samples_lecturers_within_departments():
 
 def test_crossed_data_with_a_data_poor_third_level_converges():
     """The model InstEval defeated when sampled crossed (intercept vs department effects), on a small
-    InstEval-like data set: no divergences, R-hat near 1, the truth inside the intervals."""
+    InstEval-like data set: divergences no more than the verdict passes with a warning (sampled crossed,
+    InstEval's chains disagreed: R-hat 2.98), R-hat near 1, the truth inside the intervals."""
     frame = insteval_like()
     fit = stangen.fit(CROSSED, data=frame, backend="pystan", **SHORT_RUN)
-    assert int(fit.idata.sample_stats["diverging"].values.sum()) == 0
+    transitions = fit.idata.sample_stats["diverging"].size
+    assert int(fit.idata.sample_stats["diverging"].values.sum()) <= DIVERGENCE_WARN_SHARE * transitions
     table = fit.summary(quantiles=(0.005, 0.5, 0.995))
     assert table["r_hat"].max() < 1.02, table
     missed = {name: (value, table.loc[ROW[name], "q0.5%"], table.loc[ROW[name], "q99.5%"])
@@ -157,10 +160,4 @@ def test_mixed_samples_the_posterior_of_the_pure_forms(pure):
                         data=frame, backend="pystan", **SHORT_RUN)
     assert {c.level: c.parameterization for c in mixed.program.parameterization}["s"] == "mixed"
     assert {c.level: c.parameterization for c in other.program.parameterization}["s"] == pure
-    sa, sb = mixed.summary(), other.summary()
-    for name in mixed.parameters():
-        tolerance = 4 * np.hypot(sa.loc[name, "mcse_mean"], sb.loc[name, "mcse_mean"]) + 0.02 * sa.loc[name, "sd"]
-        assert abs(sa.loc[name, "mean"] - sb.loc[name, "mean"]) < tolerance, name
-        assert sb.loc[name, "sd"] == pytest.approx(sa.loc[name, "sd"], rel=0.2), name
-    a, b = mixed.ranef()["s"].to_numpy(), other.ranef()["s"].to_numpy()
-    assert np.max(np.abs(a - b)) < 0.15 * sa.loc["sd(s: intercept)", "mean"]
+    assert_same_posterior(mixed, other, group_effects=True)

@@ -12,7 +12,7 @@ from stangen.compiler.parameterization import THRESHOLD, information, suggested_
 from stangen.compiler.program import build
 from stangen.spec import Spec
 
-from conftest import SHORT_RUN, SPECS
+from conftest import SHORT_RUN, SPECS, assert_same_posterior
 
 
 def _random_intercepts(groups: int, per_group: int, tau: float, sigma: float, seed: int = 1) -> pd.DataFrame:
@@ -71,15 +71,6 @@ def test_unknown_parameterization_is_a_spec_error():
     assert "levels.g.parameterization" in str(info.value) and "did you mean 'centered'" in str(info.value)
 
 
-def _agree(a, b, names):
-    sa, sb = a.summary(), b.summary()
-    for name in names:
-        # two independent runs of the same posterior: means differ by Monte Carlo error only
-        tolerance = 4 * np.hypot(sa.loc[name, "mcse_mean"], sb.loc[name, "mcse_mean"]) + 0.02 * sa.loc[name, "sd"]
-        assert abs(sa.loc[name, "mean"] - sb.loc[name, "mean"]) < tolerance, name
-        assert sb.loc[name, "sd"] == pytest.approx(sa.loc[name, "sd"], rel=0.2), name
-
-
 @pytest.mark.parametrize("name, first, second", [
     ("sleepstudy", "centered", "noncentered"),   # correlated intercept and slope, at the mean of Days
     ("pastes", None, "centered"),                # nested: auto (batch integrated out) vs both centered
@@ -91,12 +82,7 @@ def test_centered_and_noncentered_programs_give_the_same_posterior(example_fit, 
         stangen.fit(spec.with_parameterization(first), backend="pystan", **SHORT_RUN)
     b = stangen.fit(spec.with_parameterization(second), backend="pystan", **SHORT_RUN)
     assert a.program.code != b.program.code
-    names = list(a.parameters())
-    _agree(a, b, names)
-    for level, table in a.ranef().items():
-        other = b.ranef()[level]
-        scale = a.summary().loc[[n for n in names if n.startswith(f"sd({level}")], "mean"].max()
-        assert np.max(np.abs(table.to_numpy() - other.to_numpy())) < 0.15 * scale, level
+    assert_same_posterior(a, b, group_effects=True)
 
 
 def test_crossed_levels_give_the_intercept_to_the_least_certain_mean():

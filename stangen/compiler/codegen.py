@@ -74,6 +74,29 @@ def eta_terms(d: ModelDescription, rows: str = "") -> list[tuple[str, str]]:
     return terms
 
 
+def design_segments(d: ModelDescription) -> list[tuple[str, str, str]]:
+    """theta's pieces for a likelihood written with cross-products: (its index range in theta, the Stan
+    vector, comment), in the column order of C (ModelDescription.design_blocks)."""
+    out, before = [], []
+    for block in d.design_blocks:
+        start = " + ".join(before + ["1"])
+        end = " + ".join(before + [block.size])
+        index = start if block.size == "1" else f"{_grouped(start)}:{_grouped(end)}"
+        if block.columns == "groups":
+            c, lv = block.coefficient, block.level
+            label = "intercepts" if c.term is None else f"{c.term.name} slopes"
+            note = f"{lv.name} {label}{mean_note(c, lv)}: a column per group"
+        else:
+            note = "pooled intercept: a column of ones" if block.columns == "ones" else "pooled coefficients: X"
+        out.append((index, block.value, note))
+        before.append(block.size)
+    return out
+
+
+def _grouped(expr: str) -> str:
+    return f"({expr})" if " " in expr else expr
+
+
 @dataclass(frozen=True)
 class SliceArgument:
     name: str
@@ -129,6 +152,7 @@ def environment() -> jinja2.Environment:
     env.filters["prior_data"] = _prior_data
     env.filters["group_mean"] = group_mean
     env.filters["eta_terms"] = eta_terms
+    env.filters["design_segments"] = design_segments
     env.filters["mean_note"] = mean_note
     env.filters["sliced_likelihood"] = sliced_likelihood
     return env

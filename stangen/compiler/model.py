@@ -271,6 +271,27 @@ class LevelDescription:
 
 
 @dataclass(frozen=True)
+class DesignBlock:
+    """Columns of C, the full design of a gaussian model whose likelihood is written with C's cross-products
+    (ModelDescription.cross_products): C * theta is the linear predictor, theta stacking each block's
+    coefficients `value` (a Stan vector of length `size`). `columns`: "groups", a column per group of `level`
+    (on the group's rows: 1 for an intercept, else the slope's values, at their mean where the level centers
+    them); "ones" (the pooled intercept); "X" (the pooled coefficients' centered design matrix)."""
+
+    value: str
+    size: str
+    columns: Literal["groups", "ones", "X"]
+    level: "LevelDescription | None" = None
+    coefficient: VaryingCoefficient | None = None
+
+    @property
+    def slope_key(self) -> str | None:
+        """The Stan data of the slope values a group block's columns hold (None: ones)."""
+        term = self.coefficient.term if self.coefficient else None
+        return term.values_key if term is not None else None
+
+
+@dataclass(frozen=True)
 class ModelDescription:
     name: str
     family: Family
@@ -315,6 +336,32 @@ class ModelDescription:
     def marginal_level(self) -> LevelDescription | None:
         """The level integrated out of a correlated-errors likelihood (LevelDescription.marginal), if any."""
         return next((lv for lv in self.levels if lv.marginal), None)
+
+    @property
+    def cross_products(self) -> bool:
+        """The likelihood is written with the cross-products of the full design C (C'C, C'y and y'y, data made
+        once) instead of a pass over the rows: each gradient then costs about the number of distinct
+        (group, group, …) cells, not the number of rows (benchmarks/RESULTS.md, "The gaussian likelihood from
+        cross-products"). For a family whose log density is a quadratic in the linear predictor (gaussian),
+        with independent errors of one sd, in a multilevel model; not with threads (those slice the rows)."""
+        return self.family.cross_products and self.residuals.is_default and bool(self.levels) and not self.threads
+
+    @property
+    def design_blocks(self) -> tuple[DesignBlock, ...]:
+        """C's blocks in column order: the terms of the linear predictor as codegen.eta_terms sums them (each
+        level's varying coefficients, then the pooled intercept), then X."""
+        blocks = []
+        for lv in self.levels:
+            for c in lv.coefficients:
+                if c.absorbed:
+                    continue
+                value = lv.value if lv.kind == "intercept" else f"{lv.value}[:, {c.column}]"
+                blocks.append(DesignBlock(value, lv.groups_key, "groups", lv, c))
+        if self.intercept and not self.intercept_absorbed:
+            blocks.append(DesignBlock(self.intercept_param, "1", "ones"))
+        if self.pooled_terms:
+            blocks.append(DesignBlock("beta", "K", "X"))
+        return tuple(blocks)
 
     @property
     def levels_in_order(self) -> tuple[LevelDescription, ...]:

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import sparse
 
 from .encoding import DroppedRows, Encoded, encode
 from .model import ModelDescription
@@ -110,12 +111,50 @@ def write_stan_data(desc: ModelDescription, encoded: Encoded, *, prior_only: boo
             data[level.centered_count_key] = len(centered)
             data[level.centered_groups_key] = centered
             data[level.noncentered_groups_key] = rest
+    if desc.cross_products:
+        data.update(cross_product_data(desc, data))
     numbers, used = prior_values(desc, encoded) if priors else ({}, {})
     data.update(numbers)
     return PreparedData(data, labels, dict(columns), group_columns, priors=used,
                         term_scales=encoded.term_scales(desc), missing=encoded.missing, dropped=encoded.dropped,
                         sigma_labels=encoded.sigma_labels, outcome_categories=encoded.outcome_categories,
                         categories=encoded.categories)
+
+
+def full_design(desc: ModelDescription, data: Mapping[str, Any]) -> sparse.csr_matrix:
+    """C, the full design of a description written with cross-products (ModelDescription.design_blocks), from
+    its other Stan data: C * theta is the linear predictor of every row."""
+    n = int(data["N"])
+    rows = np.arange(n)
+    blocks = []
+    for block in desc.design_blocks:
+        if block.columns == "ones":
+            blocks.append(sparse.csr_matrix(np.ones((n, 1))))
+        elif block.columns == "X":
+            blocks.append(sparse.csr_matrix(np.asarray(data["X"], dtype=float)))
+        else:
+            level = block.level
+            values = np.ones(n)
+            if block.slope_key is not None:
+                values = np.asarray(data[block.slope_key], dtype=float)
+                if level.at_means:  # as the program's transformed data centers them
+                    values = values - values.mean()
+            index = np.asarray(data[level.index_key]) - 1
+            blocks.append(sparse.csr_matrix((values, (rows, index)), shape=(n, int(data[level.groups_key]))))
+    return sparse.hstack(blocks, format="csr")
+
+
+def cross_product_data(desc: ModelDescription, data: Mapping[str, Any]) -> dict[str, Any]:
+    """The Stan data of a likelihood written with cross-products: C'C (diagonal, and the part above it in
+    compressed rows, 1-based), C'y and y'y, C the full design (full_design)."""
+    design = full_design(desc, data)
+    y = np.asarray(data["y"], dtype=float)
+    products = (design.T @ design).tocsr()
+    above = sparse.triu(products, k=1, format="csr")
+    above.sort_indices()
+    return {"P": design.shape[1], "Cty": design.T @ y, "yty": float(y @ y),
+            "CtC_diagonal": products.diagonal(), "CtC_nonzero": int(above.nnz), "CtC_w": above.data,
+            "CtC_v": above.indices + 1, "CtC_u": above.indptr + 1}
 
 
 def prepare(desc: ModelDescription, df: pd.DataFrame, *, prior_only: bool = False,

@@ -81,6 +81,9 @@ class Family:
     # most passes of Fisher scoring in the `auto` working fit: 1 where the working response does not depend on
     # the linear predictor (identity-link families), else until it settles (stangen/compiler/parameterization.py)
     working_steps: int = 1
+    # the likelihood can be written with the design's cross-products instead of a pass over the rows (a normal
+    # density with an identity link: its log is a quadratic in the coefficients); see cross_product_likelihood
+    cross_products: bool = False
 
     def __str__(self) -> str:  # how a family is printed: its name, as the spec writes it
         return self.name
@@ -236,6 +239,12 @@ def _numbers(series: pd.Series, column: str, family: str, problem) -> np.ndarray
 class Gaussian(Family):
     def header(self, outcome, trials):
         return f"{outcome}[i] ~ normal(mu[i], sigma)", "mu[i]"
+
+    def cross_product_likelihood(self, rss: str, aux: Mapping[str, str] | None = None) -> str:
+        """`target += …` of all N observations from their residual sum of squares `rss` (a Stan expression):
+        normal_lupdf(y | mu, sigma) summed over the rows, as the GLM function has it."""
+        sigma = self._aux(aux)["sigma"]
+        return f"target += -N * log({sigma}) - 0.5 * {rss} / square({sigma});  // sum of normal_lupdf(y | mu, {sigma})"
 
     def outcome_data(self, series, column, trials, trials_column, problem, order=None):
         y = _numbers(series, column, self.name, problem)
@@ -763,7 +772,7 @@ GAMMA_VAGUE = ("gamma", (0.01, 0.01))  # brms's default for shape and precision 
 
 FAMILIES: dict[str, Family] = {f.name: f for f in (
     Gaussian("gaussian", "identity", lme4_call="lme4::lmer({formula}, data = d)",  brms="gaussian()",  aux=(SIGMA,), residual_structures=True, glm_function="normal_id_glm",
-             density="normal", additive_errors=True, working_metric=True),
+             density="normal", additive_errors=True, working_metric=True, cross_products=True),
     Bernoulli("bernoulli", "logit", lme4_call="lme4::glmer({formula}, data = d, family = binomial)",  brms="bernoulli()",  glm_function="bernoulli_logit_glm", density="bernoulli_logit", discrete=True,
               distribution="Bernoulli", mean_symbol="p"),
     Binomial("binomial", "logit", lme4_call="lme4::glmer({formula}, data = d, family = binomial)",  brms="binomial()",  takes_trials=True, glm_function="binomial_logit_glm", density="binomial_logit",

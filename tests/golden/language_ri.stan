@@ -16,6 +16,16 @@ data {
   // level 'school': groups given by column 'school'
   int<lower=1> J_school;  // number of school groups
   array[N] int<lower=1, upper=J_school> idx_school;  // school group of each observation
+  // the cross-products of the full design C (its columns: the model block's theta lines) and the outcome,
+  // for the likelihood (made by stangen from the columns above)
+  int<lower=1> P;  // columns of C
+  vector[P] Cty;  // C'y
+  real yty;  // y'y
+  vector[P] CtC_diagonal;  // the diagonal of C'C
+  int<lower=0> CtC_nonzero;  // C'C above its diagonal, in compressed rows (Stan's csr_ form):
+  vector[CtC_nonzero] CtC_w;  // the nonzero values,
+  array[CtC_nonzero] int<lower=1, upper=P> CtC_v;  // their columns,
+  array[P + 1] int<lower=1> CtC_u;  // where each row starts in CtC_w
   // numbers of the priors (from the spec, or defaults scaled to the data)
   real prior_Intercept_location;
   real prior_Intercept_scale;
@@ -43,9 +53,15 @@ model {
   b_school ~ normal(m_school, sd_school);  // school intercepts, centered
   if (!prior_only) {
     vector[K] beta = [beta_iq_verb]';  // pooled coefficients, in the columns' order
-    // linear predictor without X * beta, one expression (each `+=` would store another N-vector for the gradient)
-    vector[N] eta = b_school[idx_school];  // school intercepts (with the pooled coefficient)
-    target += normal_id_glm_lupdf(y | X, eta, beta, sigma);
+    // the likelihood of all N rows from the cross-products of the full design C (data): the linear
+    // predictor is C * theta, theta the coefficients of C's columns below, and
+    // sum((y - C * theta)^2) = y'y - 2 theta'C'y + theta'C'C theta, without a pass over the rows
+    vector[P] theta;
+    theta[1:J_school] = b_school;  // school intercepts (with the pooled coefficient): a column per group
+    theta[(J_school + 1):(J_school + K)] = beta;  // pooled coefficients: X
+    real rss = yty - 2 * dot_product(Cty, theta) + dot_product(CtC_diagonal, square(theta))
+               + 2 * dot_product(theta, csr_matrix_times_vector(P, P, CtC_w, CtC_v, CtC_u, theta));
+    target += -N * log(sigma) - 0.5 * rss / square(sigma);  // sum of normal_lupdf(y | mu, sigma)
   }
 }
 generated quantities {

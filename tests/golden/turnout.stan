@@ -28,6 +28,16 @@ data {
   array[J_county] int<lower=1, upper=J_state> parent_county;  // state group of each county group
   vector[J_county] W_county_county_income;  // county_income per county, centered
   real W_county_county_income_center;  // the value taken out
+  // the cross-products of the full design C (its columns: the model block's theta lines) and the outcome,
+  // for the likelihood (made by stangen from the columns above)
+  int<lower=1> P;  // columns of C
+  vector[P] Cty;  // C'y
+  real yty;  // y'y
+  vector[P] CtC_diagonal;  // the diagonal of C'C
+  int<lower=0> CtC_nonzero;  // C'C above its diagonal, in compressed rows (Stan's csr_ form):
+  vector[CtC_nonzero] CtC_w;  // the nonzero values,
+  array[CtC_nonzero] int<lower=1, upper=P> CtC_v;  // their columns,
+  array[P + 1] int<lower=1> CtC_u;  // where each row starts in CtC_w
   // numbers of the priors (from the spec, or defaults scaled to the data)
   real prior_Intercept_location;
   real prior_Intercept_scale;
@@ -70,9 +80,15 @@ model {
   b_county ~ normal(m_county, sd_county);  // county intercepts, centered
   if (!prior_only) {
     vector[K] beta = [beta_urban]';  // pooled coefficients, in the columns' order
-    // linear predictor without X * beta, one expression (each `+=` would store another N-vector for the gradient)
-    vector[N] eta = b_county[idx_county];  // county intercepts (with the state's)
-    target += normal_id_glm_lupdf(y | X, eta, beta, sigma);
+    // the likelihood of all N rows from the cross-products of the full design C (data): the linear
+    // predictor is C * theta, theta the coefficients of C's columns below, and
+    // sum((y - C * theta)^2) = y'y - 2 theta'C'y + theta'C'C theta, without a pass over the rows
+    vector[P] theta;
+    theta[1:J_county] = b_county;  // county intercepts (with the state's): a column per group
+    theta[(J_county + 1):(J_county + K)] = beta;  // pooled coefficients: X
+    real rss = yty - 2 * dot_product(Cty, theta) + dot_product(CtC_diagonal, square(theta))
+               + 2 * dot_product(theta, csr_matrix_times_vector(P, P, CtC_w, CtC_v, CtC_u, theta));
+    target += -N * log(sigma) - 0.5 * rss / square(sigma);  // sum of normal_lupdf(y | mu, sigma)
   }
 }
 generated quantities {
