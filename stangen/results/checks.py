@@ -2,7 +2,7 @@
 
 | check          | pass                      | warn                          | fail                         |
 |----------------|---------------------------|-------------------------------|------------------------------|
-| r_hat          | max rank-normalized split R-hat <= 1.01 |                  | > 1.01 (says if only the folded, spread part is) |
+| r_hat          | max rank-normalized split R-hat <= 1.01 (group effects: see below) | | > 1.01 (says if only the folded, spread part is) |
 | ess_bulk       | min >= 100 per chain      | < 100 per chain               | < 10 per chain               |
 | ess_tail       | min >= 100 per chain      | < 100 per chain               | < 10 per chain               |
 | divergences    | none                      | up to 0.1% of draws           | more                         |
@@ -10,7 +10,11 @@
 | e_bfmi         | every chain >= 0.3        | a chain < 0.3                 |                              |
 
 R-hat and ESS are ArviZ's (Vehtari et al. 2021), over the population-level parameters, every group effect,
-and lp__.
+and lp__. The population parameters and lp__ must each be at most 1.01. The group effects are many (InstEval:
+4,114), and the largest of many R-hats exceeds 1.01 by chance even when every chain mixes perfectly
+(benchmarks/rhat_noise.py; rstan issue 812): among them at most 1% may exceed 1.01 (chance puts well under
+0.1% there at 4 × 1000 draws, about 1% at 4 × 500), and none 1.05 (where brms and rstan warn). Fewer than 100
+group effects get no allowance.
 """
 from __future__ import annotations
 
@@ -27,6 +31,9 @@ if TYPE_CHECKING:
     from ..fitting import Fit
 
 RHAT_MAX = 1.01
+# the group effects: the share of them that may exceed RHAT_MAX (chance, over many), and the bound none may
+RHAT_GROUP_EFFECTS_SHARE = 0.01
+RHAT_GROUP_EFFECTS_MAX = 1.05
 ESS_PER_CHAIN_WARN = 100
 ESS_PER_CHAIN_FAIL = 10
 DIVERGENCE_WARN_SHARE = 0.001
@@ -88,7 +95,7 @@ def convergence(fit: "Fit") -> ConvergenceReport:
 
     chains, n_draws = fit.idata.posterior.sizes["chain"], fit.idata.posterior.sizes["draw"]
     report = ConvergenceReport()
-    report.checks.append(_rhat(table, draws_of))
+    report.checks.append(_rhat(table, draws_of, set(group_effect_selectors(fit))))
     report.checks += [_ess(table, kind, chains) for kind in ("bulk", "tail")]
     report.checks.append(_divergences(stats, chains * n_draws))
     report.checks.append(_treedepth(stats, fit.info.get("settings", {}).get("max_treedepth", 10)))
@@ -104,26 +111,47 @@ def _worst(table, column, largest: bool):
     return name, float(values[name])
 
 
-def _rhat(table, draws_of) -> Check:
+def _rhat(table, draws_of, group_effects: set[str] = frozenset()) -> Check:
     name, value = _worst(table, "r_hat", largest=True)
     if name is None:
         return Check("r_hat", "warn", value, "R-hat cannot be computed (one chain, or constant draws)",
                      "run at least 4 chains: R-hat compares chains to detect ones that have not converged")
-    if not np.isfinite(value) or value > RHAT_MAX:
-        # ArviZ's R-hat is the larger of the bulk (rank-normalized) and the folded one (|x - median|, the
-        # spread); say which, because "chains in different places" and "tails not yet settled" differ
-        bulk = float(az.rhat(draws_of(name), method="z_scale"))
-        if np.isfinite(value) and bulk <= RHAT_MAX:
-            return Check(
-                "r_hat", "fail", value,
-                f"max R-hat {value:.3f} ({name}) > {RHAT_MAX}: the chains agree on where it is (bulk R-hat "
-                f"{bulk:.3f}) but not yet on its spread (folded R-hat; tail ESS {table.loc[name, 'ess_tail']:.0f})",
-                "run more draws: tails converge slower than means, and over many group effects the largest "
-                "folded R-hat needs more draws per chain to fall below 1.01")
-        return Check("r_hat", "fail", value, f"max R-hat {value:.3f} ({name}) > {RHAT_MAX}: chains disagree",
-                     "run longer (more warmup and draws); if it persists, look at the trace plot of "
-                     f"{name} for a chain stuck elsewhere, and consider stronger priors on the sds")
-    return Check("r_hat", "pass", value, f"max R-hat {value:.3f} ({name})")
+    r_hat = table["r_hat"].dropna()
+    effects = r_hat[r_hat.index.isin(list(group_effects))]
+    population = r_hat.drop(effects.index)
+    above = effects[effects > RHAT_MAX]
+    too_many = len(above) > RHAT_GROUP_EFFECTS_SHARE * len(effects)
+    if np.isfinite(value) and (population <= RHAT_MAX).all() and not too_many \
+            and (above <= RHAT_GROUP_EFFECTS_MAX).all():
+        if above.empty:
+            return Check("r_hat", "pass", value, f"max R-hat {value:.3f} ({name})")
+        worst = population.idxmax() if len(population) else name
+        return Check("r_hat", "pass", value,
+                     f"max R-hat {population.get(worst, value):.3f} ({worst}); {len(above)} of {len(effects)} group "
+                     f"effects above {RHAT_MAX} (largest {value:.3f}, {name}): within the "
+                     f"{RHAT_GROUP_EFFECTS_SHARE:.0%} that chance gives among many")
+    if np.isfinite(value) and (population <= RHAT_MAX).all() and (above <= RHAT_GROUP_EFFECTS_MAX).all():
+        return Check(
+            "r_hat", "fail", value,
+            f"{len(above)} of {len(effects)} group effects have R-hat > {RHAT_MAX}: more than the "
+            f"{RHAT_GROUP_EFFECTS_SHARE:.0%} chance gives among many (largest {value:.3f}, {name})",
+            "run longer (more warmup and draws); if it persists, look at the level's sd and try the level's "
+            "other `parameterization:`")
+    if np.isfinite(value) and len(population) and population.max() > RHAT_MAX:
+        name, value = population.idxmax(), float(population.max())  # a population parameter fails first
+    # ArviZ's R-hat is the larger of the bulk (rank-normalized) and the folded one (|x - median|, the
+    # spread); say which, because "chains in different places" and "tails not yet settled" differ
+    bulk = float(az.rhat(draws_of(name), method="z_scale"))
+    if np.isfinite(value) and bulk <= RHAT_MAX:
+        return Check(
+            "r_hat", "fail", value,
+            f"max R-hat {value:.3f} ({name}) > {RHAT_MAX}: the chains agree on where it is (bulk R-hat "
+            f"{bulk:.3f}) but not yet on its spread (folded R-hat; tail ESS {table.loc[name, 'ess_tail']:.0f})",
+            "run more draws: tails converge slower than means, and over many group effects the largest "
+            "folded R-hat needs more draws per chain to fall below 1.01")
+    return Check("r_hat", "fail", value, f"max R-hat {value:.3f} ({name}) > {RHAT_MAX}: chains disagree",
+                 "run longer (more warmup and draws); if it persists, look at the trace plot of "
+                 f"{name} for a chain stuck elsewhere, and consider stronger priors on the sds")
 
 
 def _ess(table, kind: str, chains: int) -> Check:
