@@ -160,7 +160,7 @@ def test_sleepstudy_prints_like_lme4(example_fit):
     assert lines[header + 2].split()[0] == "Days" and len(lines[header + 2].split()) == 4  # with the Corr
     assert lines[header + 3].split()[0] == "Residual"
     assert "Number of obs: 180, groups:  Subject, 18" in text
-    assert "Sampled: Subject centered (auto)" in text
+    assert "Sampled: Subject partial (intercept centered; Days noncentered) (auto)" in text
     fixed = lines[lines.index("Fixed effects:") + 1:]
     assert fixed[0].split() == ["Estimate", "Est.Error", "l-95%", "CI", "u-95%", "CI"]
     assert fixed[1].split()[0] == "(Intercept)" and fixed[2].split()[0] == "Days"

@@ -6,7 +6,7 @@
 //   mu[i] = Intercept + beta_dose * dose[i] + r_clinic[clinic[i], 1] + r_clinic[clinic[i], 2] * dose[i]
 //   r_clinic[j, 1] = gamma_clinic_intercept_nurse_led * nurse_led[j] + u_clinic[j, 1]
 //   u_clinic[j] ~ multi_normal(0, diag(sd_clinic) * corr_clinic * diag(sd_clinic)),  j = 1..J_clinic (clinic groups)
-//     (clinic: centered: each group's coefficients b_clinic are parameters; sampled with dose centered at the mean)
+//     (clinic: partial: intercept b_clinic_centered are parameters (centered), dose standardized z_clinic_noncentered given them (noncentered); sampled with dose centered at the mean)
 data {
   int<lower=1> N;  // observations
   vector[N] y;  // outcome: sbp
@@ -48,7 +48,8 @@ parameters {
   // clinic: intercept, dose vary by group, correlated
   vector<lower=0>[2] sd_clinic_at_mean;  // sds of intercept, dose at the means of the slope predictors
   cholesky_factor_corr[2] L_clinic_at_mean;  // their correlation at the means of the slope predictors (Cholesky factor)
-  matrix[J_clinic, 2] b_clinic;  // each clinic group's coefficients (centered parameterization)
+  matrix[J_clinic, 1] b_clinic_centered;  // each clinic group's intercept (centered: data-rich)
+  matrix[1, J_clinic] z_clinic_noncentered;  // its dose, standardized given those (noncentered: data-poor)
 }
 model {
   // priors
@@ -62,10 +63,16 @@ model {
   matrix[J_clinic, 2] m_clinic = rep_matrix(0, J_clinic, 2);  // clinic: the predicted coefficients of each group
   m_clinic[:, 1] = rep_vector(Intercept_centered, J_clinic) + W_clinic_nurse_led * gamma_clinic_intercept_nurse_led;  // intercept (with the pooled coefficient)
   m_clinic[:, 2] = rep_vector(beta_dose, J_clinic);  // dose slope (with the pooled coefficient)
-  // rows of b_clinic ~ multi_normal(rows of m_clinic, diag(sd) * L * L' * diag(sd)), written with that Cholesky factor:
-  // standardize, then add the log-determinant of the factor once per group
-  to_vector(mdivide_left_tri_low(diag_pre_multiply(sd_clinic_at_mean, L_clinic_at_mean), (b_clinic - m_clinic)')) ~ std_normal();
-  target += -J_clinic * (sum(log(sd_clinic_at_mean)) + sum(log(diagonal(L_clinic_at_mean))));
+  // clinic (partial): each group's intercept as sampled (centered); its dose from the
+  // standardized effects given those (noncentered), through S, the Cholesky factor of the coefficients' covariance
+  matrix[2, 2] S_clinic = diag_pre_multiply(sd_clinic_at_mean, L_clinic_at_mean);
+  matrix[1, J_clinic] z_clinic_centered = mdivide_left_tri_low(S_clinic[1:1, 1:1], (b_clinic_centered - m_clinic[:, 1:1])');  // the centered ones, standardized
+  matrix[J_clinic, 2] b_clinic = append_col(b_clinic_centered, m_clinic[:, 2:2] + (S_clinic[2:2, 1:1] * z_clinic_centered + S_clinic[2:2, 2:2] * z_clinic_noncentered)');
+  // rows of b_clinic[:, 1:1] ~ multi_normal(their predictions, their block of the covariance): standardized, plus the
+  // log-determinant of the block's Cholesky factor once per group; the other coefficients' standardized effects
+  to_vector(z_clinic_centered) ~ std_normal();
+  target += -J_clinic * sum(log(diagonal(S_clinic[1:1, 1:1])));
+  to_vector(z_clinic_noncentered) ~ std_normal();
   if (!prior_only) {
     // linear predictor, one expression (each `+=` would store another N-vector for the gradient)
     vector[N] eta = b_clinic[idx_clinic, 1]  // clinic intercepts (with the pooled coefficient)
@@ -91,6 +98,11 @@ generated quantities {
     matrix[J_clinic, 2] m_clinic = rep_matrix(0, J_clinic, 2);  // clinic: the predicted coefficients of each group
     m_clinic[:, 1] = rep_vector(Intercept_centered, J_clinic) + W_clinic_nurse_led * gamma_clinic_intercept_nurse_led;  // intercept (with the pooled coefficient)
     m_clinic[:, 2] = rep_vector(beta_dose, J_clinic);  // dose slope (with the pooled coefficient)
+    // clinic (partial): each group's intercept as sampled (centered); its dose from the
+    // standardized effects given those (noncentered), through S, the Cholesky factor of the coefficients' covariance
+    matrix[2, 2] S_clinic = diag_pre_multiply(sd_clinic_at_mean, L_clinic_at_mean);
+    matrix[1, J_clinic] z_clinic_centered = mdivide_left_tri_low(S_clinic[1:1, 1:1], (b_clinic_centered - m_clinic[:, 1:1])');  // the centered ones, standardized
+    matrix[J_clinic, 2] b_clinic = append_col(b_clinic_centered, m_clinic[:, 2:2] + (S_clinic[2:2, 1:1] * z_clinic_centered + S_clinic[2:2, 2:2] * z_clinic_noncentered)');
     u_clinic = (b_clinic - m_clinic) * T_clinic;  // intercepts at 0
   }
 }

@@ -7,7 +7,7 @@
 //   r_school[j, 1] = gamma_school_intercept_schavg * schavg[j] + u_school[j, 1]
 //   r_school[j, 2] = gamma_school_standLRT_schavg * schavg[j] + u_school[j, 2]
 //   u_school[j] ~ multi_normal(0, diag(sd_school) * corr_school * diag(sd_school)),  j = 1..J_school (school groups)
-//     (school: centered: each group's coefficients b_school are parameters; sampled with standLRT centered at the mean)
+//     (school: partial: intercept b_school_centered are parameters (centered), standLRT standardized z_school_noncentered given them (noncentered); sampled with standLRT centered at the mean)
 data {
   int<lower=1> N;  // observations
   vector[N] y;  // outcome: normexam
@@ -59,7 +59,8 @@ parameters {
   // school: intercept, standLRT vary by group, correlated
   vector<lower=0>[2] sd_school_at_mean;  // sds of intercept, standLRT at the means of the slope predictors
   cholesky_factor_corr[2] L_school_at_mean;  // their correlation at the means of the slope predictors (Cholesky factor)
-  matrix[J_school, 2] b_school;  // each school group's coefficients (centered parameterization)
+  matrix[J_school, 1] b_school_centered;  // each school group's intercept (centered: data-rich)
+  matrix[1, J_school] z_school_noncentered;  // its standLRT, standardized given those (noncentered: data-poor)
 }
 model {
   // priors
@@ -73,10 +74,16 @@ model {
   matrix[J_school, 2] m_school = rep_matrix(0, J_school, 2);  // school: the predicted coefficients of each group
   m_school[:, 1] = rep_vector(Intercept_centered, J_school) + W_school_schavg * gamma_school_intercept_schavg_at_mean;  // intercept (with the pooled coefficient)
   m_school[:, 2] = rep_vector(beta_standLRT_centered, J_school) + W_school_schavg * gamma_school_standLRT_schavg;  // standLRT slope (with the pooled coefficient)
-  // rows of b_school ~ multi_normal(rows of m_school, diag(sd) * L * L' * diag(sd)), written with that Cholesky factor:
-  // standardize, then add the log-determinant of the factor once per group
-  to_vector(mdivide_left_tri_low(diag_pre_multiply(sd_school_at_mean, L_school_at_mean), (b_school - m_school)')) ~ std_normal();
-  target += -J_school * (sum(log(sd_school_at_mean)) + sum(log(diagonal(L_school_at_mean))));
+  // school (partial): each group's intercept as sampled (centered); its standLRT from the
+  // standardized effects given those (noncentered), through S, the Cholesky factor of the coefficients' covariance
+  matrix[2, 2] S_school = diag_pre_multiply(sd_school_at_mean, L_school_at_mean);
+  matrix[1, J_school] z_school_centered = mdivide_left_tri_low(S_school[1:1, 1:1], (b_school_centered - m_school[:, 1:1])');  // the centered ones, standardized
+  matrix[J_school, 2] b_school = append_col(b_school_centered, m_school[:, 2:2] + (S_school[2:2, 1:1] * z_school_centered + S_school[2:2, 2:2] * z_school_noncentered)');
+  // rows of b_school[:, 1:1] ~ multi_normal(their predictions, their block of the covariance): standardized, plus the
+  // log-determinant of the block's Cholesky factor once per group; the other coefficients' standardized effects
+  to_vector(z_school_centered) ~ std_normal();
+  target += -J_school * sum(log(diagonal(S_school[1:1, 1:1])));
+  to_vector(z_school_noncentered) ~ std_normal();
   if (!prior_only) {
     // the likelihood of all N rows from the cross-products of the full design C (data): the linear
     // predictor is C * theta, theta the coefficients of C's columns below, and
@@ -111,6 +118,11 @@ generated quantities {
     matrix[J_school, 2] m_school = rep_matrix(0, J_school, 2);  // school: the predicted coefficients of each group
     m_school[:, 1] = rep_vector(Intercept_centered, J_school) + W_school_schavg * gamma_school_intercept_schavg_at_mean;  // intercept (with the pooled coefficient)
     m_school[:, 2] = rep_vector(beta_standLRT_centered, J_school) + W_school_schavg * gamma_school_standLRT_schavg;  // standLRT slope (with the pooled coefficient)
+    // school (partial): each group's intercept as sampled (centered); its standLRT from the
+    // standardized effects given those (noncentered), through S, the Cholesky factor of the coefficients' covariance
+    matrix[2, 2] S_school = diag_pre_multiply(sd_school_at_mean, L_school_at_mean);
+    matrix[1, J_school] z_school_centered = mdivide_left_tri_low(S_school[1:1, 1:1], (b_school_centered - m_school[:, 1:1])');  // the centered ones, standardized
+    matrix[J_school, 2] b_school = append_col(b_school_centered, m_school[:, 2:2] + (S_school[2:2, 1:1] * z_school_centered + S_school[2:2, 2:2] * z_school_noncentered)');
     u_school = (b_school - m_school) * T_school;  // intercepts at 0
   }
 }

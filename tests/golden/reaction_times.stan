@@ -6,7 +6,7 @@
 //   mu[i] = Intercept + beta_rarity * rarity[i] + r_participant[participant[i], 1] + r_participant[participant[i], 2] * rarity[i]
 //   r_participant[j, 1] = gamma_participant_intercept_age * age[j] + u_participant[j, 1]
 //   u_participant[j] ~ multi_normal(0, diag(sd_participant) * corr_participant * diag(sd_participant)),  j = 1..J_participant (participant groups)
-//     (participant: centered: each group's coefficients b_participant are parameters; sampled with rarity centered at the mean)
+//     (participant: partial: intercept b_participant_centered are parameters (centered), rarity standardized z_participant_noncentered given them (noncentered); sampled with rarity centered at the mean)
 data {
   int<lower=1> N;  // observations
   vector[N] y;  // outcome: rt
@@ -45,7 +45,8 @@ parameters {
   // participant: intercept, rarity vary by group, correlated
   vector<lower=0>[2] sd_participant_at_mean;  // sds of intercept, rarity at the means of the slope predictors
   cholesky_factor_corr[2] L_participant_at_mean;  // their correlation at the means of the slope predictors (Cholesky factor)
-  matrix[J_participant, 2] b_participant;  // each participant group's coefficients (centered parameterization)
+  matrix[J_participant, 1] b_participant_centered;  // each participant group's intercept (centered: data-rich)
+  matrix[1, J_participant] z_participant_noncentered;  // its rarity, standardized given those (noncentered: data-poor)
 }
 model {
   // priors
@@ -58,10 +59,16 @@ model {
   matrix[J_participant, 2] m_participant = rep_matrix(0, J_participant, 2);  // participant: the predicted coefficients of each group
   m_participant[:, 1] = rep_vector(Intercept_centered, J_participant) + W_participant_age * gamma_participant_intercept_age;  // intercept (with the pooled coefficient)
   m_participant[:, 2] = rep_vector(beta_rarity, J_participant);  // rarity slope (with the pooled coefficient)
-  // rows of b_participant ~ multi_normal(rows of m_participant, diag(sd) * L * L' * diag(sd)), written with that Cholesky factor:
-  // standardize, then add the log-determinant of the factor once per group
-  to_vector(mdivide_left_tri_low(diag_pre_multiply(sd_participant_at_mean, L_participant_at_mean), (b_participant - m_participant)')) ~ std_normal();
-  target += -J_participant * (sum(log(sd_participant_at_mean)) + sum(log(diagonal(L_participant_at_mean))));
+  // participant (partial): each group's intercept as sampled (centered); its rarity from the
+  // standardized effects given those (noncentered), through S, the Cholesky factor of the coefficients' covariance
+  matrix[2, 2] S_participant = diag_pre_multiply(sd_participant_at_mean, L_participant_at_mean);
+  matrix[1, J_participant] z_participant_centered = mdivide_left_tri_low(S_participant[1:1, 1:1], (b_participant_centered - m_participant[:, 1:1])');  // the centered ones, standardized
+  matrix[J_participant, 2] b_participant = append_col(b_participant_centered, m_participant[:, 2:2] + (S_participant[2:2, 1:1] * z_participant_centered + S_participant[2:2, 2:2] * z_participant_noncentered)');
+  // rows of b_participant[:, 1:1] ~ multi_normal(their predictions, their block of the covariance): standardized, plus the
+  // log-determinant of the block's Cholesky factor once per group; the other coefficients' standardized effects
+  to_vector(z_participant_centered) ~ std_normal();
+  target += -J_participant * sum(log(diagonal(S_participant[1:1, 1:1])));
+  to_vector(z_participant_noncentered) ~ std_normal();
   if (!prior_only) {
     // linear predictor, one expression (each `+=` would store another N-vector for the gradient)
     vector[N] eta = b_participant[idx_participant, 1]  // participant intercepts (with the pooled coefficient)
@@ -87,6 +94,11 @@ generated quantities {
     matrix[J_participant, 2] m_participant = rep_matrix(0, J_participant, 2);  // participant: the predicted coefficients of each group
     m_participant[:, 1] = rep_vector(Intercept_centered, J_participant) + W_participant_age * gamma_participant_intercept_age;  // intercept (with the pooled coefficient)
     m_participant[:, 2] = rep_vector(beta_rarity, J_participant);  // rarity slope (with the pooled coefficient)
+    // participant (partial): each group's intercept as sampled (centered); its rarity from the
+    // standardized effects given those (noncentered), through S, the Cholesky factor of the coefficients' covariance
+    matrix[2, 2] S_participant = diag_pre_multiply(sd_participant_at_mean, L_participant_at_mean);
+    matrix[1, J_participant] z_participant_centered = mdivide_left_tri_low(S_participant[1:1, 1:1], (b_participant_centered - m_participant[:, 1:1])');  // the centered ones, standardized
+    matrix[J_participant, 2] b_participant = append_col(b_participant_centered, m_participant[:, 2:2] + (S_participant[2:2, 1:1] * z_participant_centered + S_participant[2:2, 2:2] * z_participant_noncentered)');
     u_participant = (b_participant - m_participant) * T_participant;  // intercepts at 0
   }
 }
