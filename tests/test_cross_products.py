@@ -50,9 +50,17 @@ def linear_predictor_by_rows(program, values: dict[str, np.ndarray]) -> np.ndarr
     return eta
 
 
-@pytest.mark.parametrize("name", SPEC_NAMES)
-def test_cross_products_give_the_residual_sum_of_squares_of_the_rows(name):
-    program = build(SPECS / f"{name}.yaml")
+# and each form auto does not pick for them (the group values theta reads differ: b_, u_, r_, mixed pieces)
+FORCED = [("sleepstudy", "centered"), ("sleepstudy", "noncentered"), ("pastes", "centered"),
+          ("pastes", "noncentered"), ("penicillin", "noncentered"), ("language", "noncentered"), ("insteval", "mixed")]
+
+
+@pytest.mark.parametrize("name, form", [(n, None) for n in SPEC_NAMES] + FORCED)
+def test_cross_products_give_the_residual_sum_of_squares_of_the_rows(name, form):
+    spec = Spec.from_yaml(SPECS / f"{name}.yaml")
+    program = build(spec if form is None else spec.with_parameterization(form))
+    if form is not None:
+        assert {c.parameterization for c in program.parameterization} == {form}
     d, data = program.description, program.stan_data
     assert d.cross_products
     rng = np.random.default_rng(7)

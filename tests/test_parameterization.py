@@ -230,10 +230,16 @@ def test_auto_centers_a_data_rich_intercept_and_not_its_data_poor_slope():
     ratios = dict(re.findall(r"(intercept|x) ([\d.]+)", choice.reason))
     assert 6 < float(ratios["intercept"]) < 15 and float(ratios["x"]) < 0.5  # 10 and 0.025 simulated
     assert "matrix[J_g, 1] b_g_centered;" in program.code and "matrix[1, J_g] z_g_noncentered;" in program.code
-    # the same data with slopes as rich as the intercepts: all centered
+    # the same data with slopes as rich as the intercepts: still partial (auto never centers slopes: centered,
+    # they diverged where standardized they did not), with both ratios above 1 in the reason
     rich = _rich_intercepts_poor_slopes()
     rich["y"] += np.random.default_rng(4).normal(0, 1.0, 100)[rich["g"]] * rich["x"]
-    assert build(SLOPES, rich).parameterization[0].parameterization == "centered"
+    both = build(SLOPES, rich).parameterization[0]
+    assert (both.parameterization, both.centered_coefficients) == ("partial", 1)
+    assert all(float(r) > 1 for r in dict(re.findall(r"(intercept|x) ([\d.]+)", both.reason)).values())
+    assert "slopes are not centered" in both.reason
+    # the spec can still center them
+    assert build(SLOPES.with_parameterization("centered"), rich).parameterization[0].parameterization == "centered"
     # the choice survives a run's record
     from stangen.compiler.parameterization import Choice
     assert Choice.from_dict(choice.to_dict()) == choice
