@@ -1,6 +1,7 @@
 import os
 from pathlib import Path
 
+import arviz as az
 import numpy as np
 import pandas as pd
 import pytest
@@ -61,8 +62,6 @@ def assert_same_posterior(a, b, names=None, group_effects: bool = False) -> None
     4 of its combined MCSE (+2% of its sd), and its posterior sd within 4 of the combined MCSE of the sd estimate
     (ArviZ's mcse 'sd', which grows with a skewed parameter's tails: a 14-group level's sd), + 10%.
     `group_effects`: every group effect's mean too, from the full summaries."""
-    import arviz as az
-
     sa, sb = a.summary(group_effects=group_effects), b.summary(group_effects=group_effects)
     names = list(a.parameters()) if names is None else list(names)
     for name in names:

@@ -55,22 +55,27 @@ def mean_note(c: VaryingCoefficient, lv: LevelDescription) -> str:
     return f" (with {' and '.join(notes)})" if notes else ""
 
 
+def _group_block_note(lv: LevelDescription, c: VaryingCoefficient) -> str:
+    """'school iq_verb slopes (with the pooled coefficient)': a level's coefficient as its comments name it."""
+    label = "intercepts" if c.term is None else f"{c.term.name} slopes"
+    return f"{lv.name} {label}{mean_note(c, lv)}"
+
+
 def eta_terms(d: ModelDescription, rows: str = "") -> list[tuple[str, str]]:
-    """The linear predictor's terms (Stan expression, comment): each level's group values gathered to the
-    observations (times the slope's values), then the pooled intercept unless a level took it. `rows`
-    ("[start:end]"): of a slice of the rows, the per-observation data indexed by it."""
+    """The linear predictor's terms (Stan expression, comment), in the order of C's blocks
+    (ModelDescription.design_blocks, without X): each level's group values gathered to the observations
+    (times the slope's values), then the pooled intercept unless a level took it. `rows` ("[start:end]"): of a
+    slice of the rows, the per-observation data indexed by it."""
     terms = []
-    for lv in d.levels:
-        for c in lv.coefficients:
-            if c.absorbed:
-                continue
+    for block in d.design_blocks:
+        if block.columns == "groups":
+            lv, c = block.level, block.coefficient
             idx = f"{lv.index_key}{rows}"
             index = f"[{idx}]" if lv.kind == "intercept" else f"[{idx}, {c.column}]"
             expr = f"{lv.value}{index}" + (f" .* {c.x}{rows}" if c.term is not None else "")
-            label = "intercept" if c.term is None else f"{c.term.name} slope"
-            terms.append((expr, f"{lv.name} {label}s{mean_note(c, lv)}"))
-    if d.intercept and not d.intercept_absorbed:
-        terms.append((d.intercept_param, "pooled intercept"))
+            terms.append((expr, _group_block_note(lv, c)))
+        elif block.columns == "ones":
+            terms.append((block.value, "pooled intercept"))
     return terms
 
 
@@ -83,9 +88,7 @@ def design_segments(d: ModelDescription) -> list[tuple[str, str, str]]:
         end = " + ".join(before + [block.size])
         index = start if block.size == "1" else f"{_grouped(start)}:{_grouped(end)}"
         if block.columns == "groups":
-            c, lv = block.coefficient, block.level
-            label = "intercepts" if c.term is None else f"{c.term.name} slopes"
-            note = f"{lv.name} {label}{mean_note(c, lv)}: a column per group"
+            note = f"{_group_block_note(block.level, block.coefficient)}: a column per group"
         else:
             note = "pooled intercept: a column of ones" if block.columns == "ones" else "pooled coefficients: X"
         out.append((index, block.value, note))

@@ -348,8 +348,9 @@ class ModelDescription:
 
     @property
     def design_blocks(self) -> tuple[DesignBlock, ...]:
-        """C's blocks in column order: the terms of the linear predictor as codegen.eta_terms sums them (each
-        level's varying coefficients, then the pooled intercept), then X."""
+        """C's blocks in column order: each level's varying coefficients (those a nested level does not take as
+        its mean), then the pooled intercept unless a level took it, then X. The one order of the linear
+        predictor's terms: codegen.eta_terms sums them in it too."""
         blocks = []
         for lv in self.levels:
             for c in lv.coefficients:

@@ -487,13 +487,11 @@ def choose(desc: ModelDescription, data: dict | None, spec_levels) -> dict[str, 
         out[lv.name] = Choice(lv.name, "centered" if centered else "noncentered", "auto", value, reason,
                               rank[lv.name], information_interval(value, len(ratios[lv.name])))
         per_coefficient = np.median(ratios[lv.name], axis=0)
-        leading = _leading_data_rich(per_coefficient)
-        if lv.n_coef > 1 and lv.coefficients[0].term is None and leading:
+        if lv.n_coef > 1 and lv.coefficients[0].term is None and per_coefficient[0] > THRESHOLD:
             # the slopes are never centered: a centered slope diverged where the standardized one did not,
             # at every ratio measured (sleepstudy's 4.1: 9 divergences in 12 seeds centered, none partial;
             # benchmarks/RESULTS.md, "Varying slopes: centered or standardized given the intercept")
-            k = 1
-            out[lv.name] = replace(out[lv.name], parameterization="partial", centered_coefficients=k,
+            out[lv.name] = replace(out[lv.name], parameterization="partial", centered_coefficients=1,
                                    coefficient_names=names, reason=(
                 f"median information ratios n·τ²/σ² {', '.join(f'{n} {r:.2g}' for n, r in zip(names, per_coefficient))}: "
                 f"the intercept is data-rich (above {THRESHOLD:g}) and sampled centered, the slopes noncentered "

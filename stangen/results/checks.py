@@ -81,7 +81,8 @@ class ConvergenceReport:
 
 
 def convergence(fit: "Fit") -> ConvergenceReport:
-    selectors = dict(fit.parameters()) | group_effect_selectors(fit)
+    effects = group_effect_selectors(fit)
+    selectors = dict(fit.parameters()) | effects
     # every parameter's ESS and R-hat are those of the full summary (summary.csv), computed once per fit: on
     # InstEval's 8,000 group effects each computation takes 10–20 s
     table = fit.summary(group_effects=True)
@@ -95,7 +96,7 @@ def convergence(fit: "Fit") -> ConvergenceReport:
 
     chains, n_draws = fit.idata.posterior.sizes["chain"], fit.idata.posterior.sizes["draw"]
     report = ConvergenceReport()
-    report.checks.append(_rhat(table, draws_of, set(group_effect_selectors(fit))))
+    report.checks.append(_rhat(table, draws_of, set(effects)))
     report.checks += [_ess(table, kind, chains) for kind in ("bulk", "tail")]
     report.checks.append(_divergences(stats, chains * n_draws))
     report.checks.append(_treedepth(stats, fit.info.get("settings", {}).get("max_treedepth", 10)))
@@ -118,26 +119,25 @@ def _rhat(table, draws_of, group_effects: set[str] = frozenset()) -> Check:
                      "run at least 4 chains: R-hat compares chains to detect ones that have not converged")
     r_hat = table["r_hat"].dropna()
     effects = r_hat[r_hat.index.isin(list(group_effects))]
-    population = r_hat.drop(effects.index)
+    population = r_hat.drop(effects.index)  # and lp__
     above = effects[effects > RHAT_MAX]
-    too_many = len(above) > RHAT_GROUP_EFFECTS_SHARE * len(effects)
-    if np.isfinite(value) and (population <= RHAT_MAX).all() and not too_many \
-            and (above <= RHAT_GROUP_EFFECTS_MAX).all():
+    population_ok = bool(np.isfinite(value) and (population <= RHAT_MAX).all())
+    if population_ok and (above <= RHAT_GROUP_EFFECTS_MAX).all():
         if above.empty:
             return Check("r_hat", "pass", value, f"max R-hat {value:.3f} ({name})")
-        worst = population.idxmax() if len(population) else name
-        return Check("r_hat", "pass", value,
-                     f"max R-hat {population.get(worst, value):.3f} ({worst}); {len(above)} of {len(effects)} group "
-                     f"effects above {RHAT_MAX} (largest {value:.3f}, {name}): within the "
-                     f"{RHAT_GROUP_EFFECTS_SHARE:.0%} that chance gives among many")
-    if np.isfinite(value) and (population <= RHAT_MAX).all() and (above <= RHAT_GROUP_EFFECTS_MAX).all():
+        if len(above) <= RHAT_GROUP_EFFECTS_SHARE * len(effects):
+            worst = population.idxmax() if len(population) else name
+            return Check("r_hat", "pass", value,
+                         f"max R-hat {r_hat[worst]:.3f} ({worst}); {len(above)} of {len(effects)} group effects "
+                         f"above {RHAT_MAX} (largest {value:.3f}, {name}): within the "
+                         f"{RHAT_GROUP_EFFECTS_SHARE:.0%} that chance gives among many")
         return Check(
             "r_hat", "fail", value,
             f"{len(above)} of {len(effects)} group effects have R-hat > {RHAT_MAX}: more than the "
             f"{RHAT_GROUP_EFFECTS_SHARE:.0%} chance gives among many (largest {value:.3f}, {name})",
             "run longer (more warmup and draws); if it persists, look at the level's sd and try the level's "
             "other `parameterization:`")
-    if np.isfinite(value) and len(population) and population.max() > RHAT_MAX:
+    if not population_ok and np.isfinite(value):
         name, value = population.idxmax(), float(population.max())  # a population parameter fails first
     # ArviZ's R-hat is the larger of the bulk (rank-normalized) and the folded one (|x - median|, the
     # spread); say which, because "chains in different places" and "tails not yet settled" differ
