@@ -171,6 +171,21 @@ def test_no_output_when_not_a_tty(backend, compiled, capfd) -> None:
     assert out == "" and err == ""
 
 
+@pytest.mark.sampling
+def test_chains_start_at_their_inits(backend, compiled) -> None:
+    """SamplerSettings.inits: each chain starts at its own values (mu far from the posterior here, so a
+    one-draw run without warmup shows where it began); the other parameters start as Stan starts them."""
+    if not backend.takes_inits:
+        pytest.skip(f"{backend.name} starts each chain its own way (its module docstring says how)")
+    starts = ({"mu": 300.0, "sigma": 2.0}, {"mu": -300.0, "sigma": 2.0})
+    out = backend.sample(compiled, _data(), SamplerSettings(chains=2, warmup=0, draws=1, max_treedepth=1,
+                                                            inits=starts, quiet=True))
+    mu = out.variables["mu"][:, 0]
+    assert abs(mu[0] - 300) < 50 and abs(mu[1] + 300) < 50, mu
+    with pytest.raises(BackendError, match="one set of values per chain"):
+        backend.sample(compiled, _data(), SamplerSettings(chains=3, inits=starts, quiet=True))
+
+
 # ------------------------------------------------------------------------------------------------
 # failures
 
@@ -354,6 +369,14 @@ def test_both_backends_give_the_same_draws() -> None:
         np.testing.assert_allclose(out["cmdstan"].variables[var], out["pystan"].variables[var], rtol=1e-11,
                                    err_msg=var)
     np.testing.assert_array_equal(out["cmdstan"].sample_stats["n_leapfrog"], out["pystan"].sample_stats["n_leapfrog"])
+    # and from the same initial values (stangen's start: some parameters given, the rest uniform)
+    settings = SamplerSettings(seed=42, inits=({"mu": 2.0}, {"mu": 4.0}), **FAST)
+    started = {name: get_backend(name).sample(get_backend(name).compile(PROGRAM), _data(), settings)
+               for name in ("pystan", "cmdstan")}
+    for var in ("mu", "sigma", "m"):
+        np.testing.assert_allclose(started["cmdstan"].variables[var], started["pystan"].variables[var], rtol=1e-11,
+                                   err_msg=var)
+    assert not np.allclose(started["pystan"].variables["mu"], out["pystan"].variables["mu"])
 
 
 def test_a_backend_is_one_class_and_one_registry_entry(monkeypatch):

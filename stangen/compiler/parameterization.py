@@ -177,7 +177,7 @@ def _group_predictor_columns(desc: ModelDescription, data: dict, n: int) -> list
     columns = []
     for lv in desc.levels:
         index = np.asarray(data[lv.index_key], dtype=int) - 1
-        design = _design(lv, data, n)
+        design = level_design(lv, data, n)
         for k, c in enumerate(lv.coefficients):
             for e in c.effects:
                 values = np.asarray(data[e.predictor.data], dtype=float).reshape(int(data[lv.groups_key]), -1)
@@ -185,7 +185,7 @@ def _group_predictor_columns(desc: ModelDescription, data: dict, n: int) -> list
     return columns
 
 
-def _design(level: LevelDescription, data: dict, n: int) -> np.ndarray:
+def level_design(level: LevelDescription, data: dict, n: int) -> np.ndarray:
     """The values each varying coefficient multiplies at this level (N × q)."""
     columns = []
     for c in level.coefficients:
@@ -211,8 +211,12 @@ class WorkingFit:
     sigma2: float  # the working residual variance (1 for families without one)
     tau: dict[str, np.ndarray]  # level → the group-level covariance of its coefficients (q × q)
     group_variance: dict[str, np.ndarray]  # level → each group's coefficient variances given the data (J × q)
-    pooled_variance: np.ndarray  # the pooled part's coefficients ([intercept,] X's columns): σ²·diag((BᵀWB)⁻¹)
+    # the pooled part's coefficients, [intercept,] X's columns, then the group-level predictors' effects in
+    # _group_predictor_columns' order (level, coefficient, effect, column): σ²·diag((BᵀWB)⁻¹), and the estimates
+    pooled_variance: np.ndarray
     weight: float  # Σ w, the working observations' total weight
+    pooled: np.ndarray
+    group_means: dict[str, np.ndarray]  # level → each group's deviations from its predicted coefficients (J × q)
 
 
 def estimate(desc: ModelDescription, data: dict) -> tuple[dict[str, np.ndarray], dict[str, float]]:
@@ -245,19 +249,19 @@ def _working_pass(desc: ModelDescription, data: dict, z: np.ndarray, w: np.ndarr
     base = [np.ones(n)] if desc.spans_intercept else []
     if "X" in data and np.size(data["X"]):
         base.append(np.asarray(data["X"], dtype=float).reshape(n, -1))
-    reported = sum(b.shape[1] if b.ndim == 2 else 1 for b in base)  # the pooled_variance's coefficients
     base.extend(_group_predictor_columns(desc, data, n))
     if base:
         pooled = np.column_stack(base)
         coef, *_ = np.linalg.lstsq(pooled * np.sqrt(w)[:, None], z * np.sqrt(w), rcond=None)
         resid = z - pooled @ coef
-        unscaled = np.diagonal(np.linalg.pinv((pooled * w[:, None]).T @ pooled))[:reported]
+        unscaled = np.diagonal(np.linalg.pinv((pooled * w[:, None]).T @ pooled))
     else:
+        coef = np.zeros(0)
         resid = z.copy()
         unscaled = np.zeros(0)
     sigma2 = float(np.average(resid ** 2, weights=w)) if estimate_sigma else 1.0
     levels = desc.levels
-    designs = {lv.name: _design(lv, data, n) for lv in levels}
+    designs = {lv.name: level_design(lv, data, n) for lv in levels}
     index = {lv.name: np.asarray(data[lv.index_key], dtype=int) - 1 for lv in levels}
     size = {lv.name: int(data[lv.groups_key]) for lv in levels}
     fitted = {lv.name: np.zeros(n) for lv in levels}
@@ -266,7 +270,7 @@ def _working_pass(desc: ModelDescription, data: dict, z: np.ndarray, w: np.ndarr
         # start small: a tenth of the residual variance, on each coefficient's scale
         scale = np.mean(designs[lv.name] ** 2, axis=0)
         tau[lv.name] = np.diag(0.1 * max(np.var(resid), 1e-12) / np.maximum(scale, 1e-12))
-    precision, hidden, group_variance = {}, {}, {}
+    precision, hidden, group_variance, group_means = {}, {}, {}, {}
     for _ in range(SWEEPS):
         for lv in levels:
             Z, j, J = designs[lv.name], index[lv.name], size[lv.name]
@@ -285,6 +289,7 @@ def _working_pass(desc: ModelDescription, data: dict, z: np.ndarray, w: np.ndarr
             tau[lv.name] = (np.einsum("ja,jb->ab", mean, mean) + V.sum(axis=0)) / J + 1e-10 * np.eye(q)
             precision[lv.name] = A
             group_variance[lv.name] = np.diagonal(V, axis1=1, axis2=2).copy()
+            group_means[lv.name] = mean
             hidden[lv.name] = float(np.einsum("jab,jba->", A, V)) * sigma2  # Σ_j tr(Z_jᵀWZ_j V_j)
         if estimate_sigma:  # EM: the residuals' mean square plus what the effects' uncertainty hides
             r = resid - sum(fitted.values())
@@ -317,7 +322,7 @@ def _working_pass(desc: ModelDescription, data: dict, z: np.ndarray, w: np.ndarr
                     tau[lv.name][k, k] = _parent_variance(means, parent_of, child_var, sigma2)
     out = {lv.name: np.diagonal(tau[lv.name])[None, :] * data_precision[lv.name] for lv in levels}
     fit = WorkingFit(out, {lv.name: float(tau[lv.name][0, 0]) / size[lv.name] for lv in levels}, sigma2, tau,
-                     group_variance, sigma2 * unscaled, float(np.sum(w)))
+                     group_variance, sigma2 * unscaled, float(np.sum(w)), coef, group_means)
     return fit, z - resid + sum(fitted.values(), np.zeros(n))
 
 
@@ -447,15 +452,31 @@ def _spans_threshold(ratios: np.ndarray) -> bool:
         and np.mean(ratios > THRESHOLD * MIXED_MARGIN) >= MIXED_SHARE
 
 
+@dataclass(frozen=True)
+class Decision:
+    """Each level's parameterization, and the working fit it was decided from (None without data) with the
+    description that fit was made on (every level noncentered, the data's implied nesting applied): where
+    the sampler's starting point comes from too (stangen/compiler/start.py)."""
+    choices: dict[str, Choice]
+    working: WorkingFit | None
+    view: ModelDescription
+
+
 def choose(desc: ModelDescription, data: dict | None, spec_levels) -> dict[str, Choice]:
+    """Each level's parameterization (see decide)."""
+    return decide(desc, data, spec_levels).choices
+
+
+def decide(desc: ModelDescription, data: dict | None, spec_levels) -> Decision:
     """Each level's parameterization: the spec's when it names one, else decided from the data (without
     data: noncentered, and the pooled coefficients offered in the spec's order)."""
     nesting = implied_nesting(desc, data, spec_levels) if data is not None else {}
     desc = _nested_view(desc, nesting)
-    if data is None:
+    working = working_fit(desc, data) if data is not None else None
+    if working is None:
         ratios, uncertainty = {}, {lv.name: 0.0 for lv in desc.levels}
     else:
-        ratios, uncertainty = estimate(desc, data)
+        ratios, uncertainty = working.ratios, working.uncertainty
     uncertainty = _with_nested(desc, uncertainty)
     order = sorted(desc.levels, key=lambda lv: -uncertainty[lv.name])
     rank = {lv.name: i for i, lv in enumerate(order)}
@@ -519,7 +540,7 @@ def choose(desc: ModelDescription, data: dict | None, spec_levels) -> dict[str, 
                 f"{choice.reason}; but with {len(ratios[name])} groups its 90% interval {choice.interval[0]:.2g}–"
                 f"{choice.interval[1]:.2g} holds data-poor and data-rich values, so adapt_delta is raised to "
                 f"{UNDECIDED_ADAPT_DELTA:g} (unless set)"))
-    return out
+    return Decision(out, working, desc)
 
 
 def _with_nested(desc: ModelDescription, uncertainty: dict[str, float]) -> dict[str, float]:

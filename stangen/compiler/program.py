@@ -18,8 +18,9 @@ from ..spec.validate import MISSING_POLICIES, used_columns
 from . import codegen
 from .encoding import categorical_columns, column_problems, encode
 from .model import ModelDescription, describe
-from .parameterization import Choice, choose, describe_options
+from .parameterization import Choice, decide, describe_options
 from .standata import PreparedData, write_stan_data
+from .start import StartingPoint, starting_point
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,8 @@ class StanProgram:
     data: PreparedData | None  # None when rendered without data
     # each level's parameterization and why (stangen.compiler.parameterization.Choice), in level order
     parameterization: tuple = ()
+    # where the sampler starts the population-level parameters (stangen.compiler.start); None: Stan's start
+    start: StartingPoint | None = None
 
     @property
     def stan_data(self) -> dict:
@@ -127,9 +130,11 @@ def build(spec: Spec | str | Path, data: pd.DataFrame | str | Path | None = None
     # describe with that choice, write the Stan data, render
     encoded = encode(description, frame, missing=missing) if frame is not None else None
     choices: tuple[Choice, ...] = ()
+    decision = design = None
     if spec.levels:
         design = write_stan_data(description, encoded, priors=False).stan_data if encoded is not None else None
-        choices = tuple(choose(description, design, spec.levels).values())
+        decision = decide(description, design, spec.levels)
+        choices = tuple(decision.choices.values())
         if any(c.parameterization != "noncentered" or c.nested_in for c in choices):
             description = describe(spec, categorical, generated=generated, **describe_options(choices))
     if threads > 1:
@@ -137,7 +142,10 @@ def build(spec: Spec | str | Path, data: pd.DataFrame | str | Path | None = None
     splits = {c.level: c.centered_groups for c in choices if c.centered_groups is not None}
     prepared = write_stan_data(description, encoded, prior_only=prior_only, splits=splits,
                                threads_per_chain=threads) if encoded is not None else None
-    return StanProgram(spec, description, codegen.render(description), prepared, choices)
+    start = None
+    if decision is not None and decision.working is not None and not prior_only:
+        start = starting_point(description, decision.view, decision.working, design)
+    return StanProgram(spec, description, codegen.render(description), prepared, choices, start)
 
 
 def threaded(description: ModelDescription) -> ModelDescription:

@@ -209,6 +209,16 @@ class Fit:
         return cls(*rundir.read_run(run_dir))
 
 
+def _starting_values(program: StanProgram, sampler, given: dict) -> tuple[dict, ...] | None:
+    """Each chain's initial values from the program's starting point, unless the caller or the spec set
+    `init` (then Stan's uniform start, as asked) or the backend starts chains its own way."""
+    if program.start is None or not program.start.values or given.get("init") is not None \
+            or "init" in program.spec.sampler:
+        return None
+    ids = range(sampler.first_chain, sampler.first_chain + sampler.chains)
+    return tuple(program.start.chain(sampler.seed, i) for i in ids)
+
+
 def program_defaults(program: StanProgram) -> dict[str, Any]:
     """Sampler settings the program asks for when the spec and the caller leave them open: a raised
     adapt_delta when `auto` could not decide a level's parameterization (stangen.compiler.parameterization)."""
@@ -267,6 +277,9 @@ def fit(spec: Spec | StanProgram | str | Path, data: pd.DataFrame | str | Path |
                                 f"threads_per_chain = {sampler.threads_per_chain} needs the threaded program: "
                                 f"build(..., threads_per_chain={sampler.threads_per_chain})"))
     check_threads(chosen, sampler)  # before a compile that could not be used
+    starts = _starting_values(program, sampler, settings) if getattr(chosen, "takes_inits", False) else None
+    if starts is not None:
+        sampler = replace(sampler, inits=starts)
     if getattr(chosen, "takes_initial_metric", False) and sampler.inv_metric is None:
         metric = initial_inverse_metric(program.description, program.stan_data)
         if metric is not None:
@@ -282,7 +295,10 @@ def fit(spec: Spec | StanProgram | str | Path, data: pd.DataFrame | str | Path |
     info = {"backend": draws.backend, "stan_version": draws.stan_version, "compiled_now": compiled.compiled_now,
             "compile_seconds": compiled.compile_seconds, "sample_seconds": draws.sample_seconds,
             "header_seconds": compiled.header_seconds,
-            "settings": {k: v for k, v in asdict(sampler).items() if k != "inv_metric"},
+            "settings": {k: v for k, v in asdict(sampler).items() if k not in ("inv_metric", "inits")},
+            # where the chains started: "working fit" (the population-level parameters near the working fit,
+            # stangen/compiler/start.py; the rest uniform in (-init, init)) or "uniform" (Stan's start)
+            "start": "working fit" if sampler.inits is not None else "uniform",
             # where NUTS started its metric: "estimated" (stangen/run/warmup.py) or Stan's unit metric
             "initial_metric": "estimated" if sampler.inv_metric is not None else "unit",
             "program_key": compiled.key,

@@ -92,6 +92,9 @@ def build_report(fit: "Fit", run_dir: str | Path) -> Report:
     for key in ("seed", "adapt_delta", "max_treedepth"):
         if settings.get(key) is not None:
             facts.append((key.replace("_", " "), str(settings[key])))
+    if info.get("start") == "working fit":
+        facts.append(("start", "intercept, coefficients and group-level sds near the working fit, each chain "
+                               "apart; the rest uniform in (-2, 2)"))
     if info.get("initial_metric") == "estimated":
         facts.append(("initial metric", "each parameter's approximate posterior variance, from the working fit "
                                         "(large data: a shorter warmup)"))

@@ -42,7 +42,8 @@ def sample_on_cluster(backend_name: str, code: str, stan_data: dict, settings: S
         start = time.perf_counter()
         data = client.scatter(stan_data, broadcast=True)  # sent once per worker, not once per chain
         futures = [client.submit(run_chain, backend_name, code, data,
-                                 replace(settings, chains=1, first_chain=settings.first_chain + k, quiet=True),
+                                 replace(settings, chains=1, first_chain=settings.first_chain + k, quiet=True,
+                                         inits=settings.inits[k:k + 1] if settings.inits else None),
                                  pure=False, key=f"stangen-chain-{settings.first_chain + k}-{settings.seed}")
                    for k in range(settings.chains)]
         with cancelled_on_error(client, futures):

@@ -6,14 +6,10 @@
 //   log(mu[i]) = Intercept + beta_vehicle_age * vehicle_age[i] + r_region[region[i], 1] + r_region[region[i], 2] * vehicle_age[i]
 //   r_region[j, 1] = gamma_region_intercept_urban * urban[j] + u_region[j, 1]
 //   u_region[j] ~ multi_normal(0, diag(sd_region) * corr_region * diag(sd_region)),  j = 1..J_region (region groups)
-//     (region: noncentered: u_region = sds * standardized z_region; sampled with vehicle_age centered at the mean)
+//     (region: partial: intercept b_region_centered are parameters (centered), vehicle_age standardized z_region_noncentered given them (noncentered); sampled with vehicle_age centered at the mean)
 data {
   int<lower=1> N;  // observations
   vector[N] y;  // outcome: amount
-  // level-1 predictors with pooled coefficients: vehicle_age
-  int<lower=1> K;  // columns of the design matrix
-  matrix[N, K] X;  // design matrix, columns centered
-  vector[K] X_means;  // the column means taken out of X
   vector[N] x_vehicle_age;  // vehicle_age as in the data, for its varying slopes
   // level 'region': groups given by column 'region'
   int<lower=1> J_region;  // number of region groups
@@ -50,7 +46,8 @@ parameters {
   // region: intercept, vehicle_age vary by group, correlated
   vector<lower=0>[2] sd_region_at_mean;  // sds of intercept, vehicle_age at the means of the slope predictors
   cholesky_factor_corr[2] L_region_at_mean;  // their correlation at the means of the slope predictors (Cholesky factor)
-  matrix[2, J_region] z_region;  // standardized group effects (noncentered parameterization)
+  matrix[J_region, 1] b_region_centered;  // each region group's intercept (centered: data-rich)
+  matrix[1, J_region] z_region_noncentered;  // its vehicle_age, standardized given those (noncentered: data-poor)
 }
 model {
   // priors
@@ -60,22 +57,29 @@ model {
   shape ~ gamma(prior_shape_shape, prior_shape_rate);
   sd_region_at_mean ~ exponential(prior_sd_region_rate);
   L_region_at_mean ~ lkj_corr_cholesky(prior_L_region_eta);
-  to_vector(z_region) ~ std_normal();  // region effects, standardized
-  matrix[J_region, 2] u_region_at_mean = (diag_pre_multiply(sd_region_at_mean, L_region_at_mean) * z_region)';  // region: deviations from the predicted coefficients (intercept at the slope predictors' means)
-  matrix[J_region, 2] r_region = u_region_at_mean;  // ... plus the effects of group-level predictors
-  r_region[:, 1] += W_region_urban * gamma_region_intercept_urban;
+  matrix[J_region, 2] m_region = rep_matrix(0, J_region, 2);  // region: the predicted coefficients of each group
+  m_region[:, 1] = rep_vector(Intercept_centered, J_region) + W_region_urban * gamma_region_intercept_urban;  // intercept (with the pooled coefficient)
+  m_region[:, 2] = rep_vector(beta_vehicle_age, J_region);  // vehicle_age slope (with the pooled coefficient)
+  // region (partial): each group's intercept as sampled (centered); its vehicle_age from the
+  // standardized effects given those (noncentered), through S, the Cholesky factor of the coefficients' covariance
+  matrix[2, 2] S_region = diag_pre_multiply(sd_region_at_mean, L_region_at_mean);
+  matrix[1, J_region] z_region_centered = mdivide_left_tri_low(S_region[1:1, 1:1], (b_region_centered - m_region[:, 1:1])');  // the centered ones, standardized
+  matrix[J_region, 2] b_region = append_col(b_region_centered, m_region[:, 2:2] + (S_region[2:2, 1:1] * z_region_centered + S_region[2:2, 2:2] * z_region_noncentered)');
+  // rows of b_region[:, 1:1] ~ multi_normal(their predictions, their block of the covariance): standardized, plus the
+  // log-determinant of the block's Cholesky factor once per group; the other coefficients' standardized effects
+  to_vector(z_region_centered) ~ std_normal();
+  target += -J_region * sum(log(diagonal(S_region[1:1, 1:1])));
+  to_vector(z_region_noncentered) ~ std_normal();
   if (!prior_only) {
-    vector[K] beta = [beta_vehicle_age]';  // pooled coefficients, in the columns' order
-    // linear predictor without X * beta, one expression (each `+=` would store another N-vector for the gradient)
-    vector[N] eta = r_region[idx_region, 1]  // region intercepts
-        + r_region[idx_region, 2] .* x_vehicle_age_at_mean  // region vehicle_age slopes
-        + Intercept_centered;  // pooled intercept
-    target += gamma_lupdf(y | shape, shape * exp(-(eta + X * beta)));
+    // linear predictor, one expression (each `+=` would store another N-vector for the gradient)
+    vector[N] eta = b_region[idx_region, 1]  // region intercepts (with the pooled coefficient)
+        + b_region[idx_region, 2] .* x_vehicle_age_at_mean;  // region vehicle_age slopes (with the pooled coefficient)
+    target += gamma_lupdf(y | shape, shape * exp(-(eta)));
   }
 }
 generated quantities {
   // intercept where all predictors are 0 (the sampler used centered predictors)
-  real Intercept = Intercept_centered - dot_product(X_means, [beta_vehicle_age]') - W_region_urban_center * gamma_region_intercept_urban;
+  real Intercept = Intercept_centered - mean_x_vehicle_age * beta_vehicle_age - W_region_urban_center * gamma_region_intercept_urban;
   // sds and correlations of the region effects (intercept, vehicle_age) with the intercept at 0
   vector[2] sd_region;
   matrix[2, 2] corr_region;
@@ -88,7 +92,14 @@ generated quantities {
   matrix[J_region, 2] u_region;
   {
     // group values computed exactly as in the model block
-    matrix[J_region, 2] u_region_at_mean = (diag_pre_multiply(sd_region_at_mean, L_region_at_mean) * z_region)';  // region: deviations from the predicted coefficients (intercept at the slope predictors' means)
-    u_region = u_region_at_mean * T_region;  // intercepts at 0
+    matrix[J_region, 2] m_region = rep_matrix(0, J_region, 2);  // region: the predicted coefficients of each group
+    m_region[:, 1] = rep_vector(Intercept_centered, J_region) + W_region_urban * gamma_region_intercept_urban;  // intercept (with the pooled coefficient)
+    m_region[:, 2] = rep_vector(beta_vehicle_age, J_region);  // vehicle_age slope (with the pooled coefficient)
+    // region (partial): each group's intercept as sampled (centered); its vehicle_age from the
+    // standardized effects given those (noncentered), through S, the Cholesky factor of the coefficients' covariance
+    matrix[2, 2] S_region = diag_pre_multiply(sd_region_at_mean, L_region_at_mean);
+    matrix[1, J_region] z_region_centered = mdivide_left_tri_low(S_region[1:1, 1:1], (b_region_centered - m_region[:, 1:1])');  // the centered ones, standardized
+    matrix[J_region, 2] b_region = append_col(b_region_centered, m_region[:, 2:2] + (S_region[2:2, 1:1] * z_region_centered + S_region[2:2, 2:2] * z_region_noncentered)');
+    u_region = (b_region - m_region) * T_region;  // intercepts at 0
   }
 }

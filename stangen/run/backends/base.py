@@ -102,6 +102,10 @@ class SamplerSettings:
     # the diagonal of the initial inverse metric, in the order of the unconstrained parameters (None: Stan's
     # unit start); stangen/run/warmup.py. CmdStan takes it (metric_file); the embedded backend cannot
     inv_metric: tuple[float, ...] | None = field(default=None, repr=False)
+    # initial values of some parameters per chain (position k: Stan's chain first_chain + k), on their own
+    # scale by the program's names (stangen/compiler/start.py); the others start uniform in (-init, init).
+    # None: every parameter does
+    inits: tuple[dict, ...] | None = field(default=None, repr=False)
 
     def validate(self) -> None:
         """Raise BackendError for settings no sampler can run with."""
@@ -126,6 +130,11 @@ class SamplerSettings:
             problems.append(f"threads_per_chain must be a positive integer (got {self.threads_per_chain!r})")
         if not float(self.init) >= 0:
             problems.append(f"init must be a non-negative number (got {self.init!r})")
+        if self.inits is not None and len(self.inits) != self.chains:
+            problems.append(f"inits must hold one set of values per chain ({len(self.inits)} for {self.chains} chains)")
+        if self.inits is not None and float(self.init) != 2.0:
+            # CmdStan takes a radius or an init file, and starts a file's missing parameters in (-2, 2)
+            problems.append(f"inits start the other parameters in (-2, 2): init must be 2 with them (got {self.init!r})")
         if problems:
             raise backend_error("Invalid sampler settings: " + "; ".join(problems) + ".", {"what": "sample"})
 
@@ -184,6 +193,8 @@ class Backend(Protocol):
     threads_within_chain: bool
     # starts NUTS from SamplerSettings.inv_metric
     takes_initial_metric: bool
+    # starts chains from SamplerSettings.inits (Stan's init: values for some parameters, the rest uniform)
+    takes_inits: bool
     # runs each chain in a process of its own (False: threads of this process)
     chain_processes: bool
 

@@ -204,6 +204,7 @@ class CmdStanBackend:
     summary = "CmdStan, when installed"
     threads_within_chain = True  # a program with reduce_sum is built with STAN_THREADS, run with num_threads
     takes_initial_metric = True  # SamplerSettings.inv_metric, as metric_file
+    takes_inits = True  # SamplerSettings.inits, as one init file per chain
     chain_processes = True  # one CmdStan process per chain
 
     @classmethod
@@ -294,6 +295,8 @@ class CmdStanBackend:
             if settings.inv_metric is not None:
                 (scratch / "metric.json").write_text(json.dumps({"inv_metric": list(settings.inv_metric)}))
             ids = range(settings.first_chain, settings.first_chain + settings.chains)
+            for k, values in enumerate(settings.inits or ()):
+                (scratch / f"init-{ids[k]}.json").write_text(json.dumps(values))
             chains = [_Chain(i - 1, scratch / f"chain-{i}.csv", scratch / f"chain-{i}.txt") for i in ids]
             threads = settings.threads_per_chain if model.handle.get("threads") else 1
             with exit_on_sigterm():
@@ -323,13 +326,16 @@ class CmdStanBackend:
         total = settings.warmup + settings.draws
         return [exe, *([f"num_threads={threads}"] if threads > 1 else []),
                 f"id={c.index + 1}", "random", f"seed={settings.seed}", "data", f"file={data_file}",
-                f"init={settings.init:g}", "output", f"file={c.csv}", f"refresh={max(1, total // 20)}",
+                # CmdStan takes either a radius or a file, whose missing parameters then start in (-2, 2)
+                f"init={data_file.parent / f'init-{c.index + 1}.json'}" if settings.inits else f"init={settings.init:g}",
+                "output", f"file={c.csv}", f"refresh={max(1, total // 20)}",
                 f"sig_figs={SIG_FIGS}", "method=sample", f"num_samples={settings.draws}",
                 f"num_warmup={settings.warmup}", "algorithm=hmc", "engine=nuts",
                 f"max_depth={settings.max_treedepth}",
                 *(["metric=diag_e", f"metric_file={data_file.parent / 'metric.json'}"]
                   if settings.inv_metric is not None else []),
-                "adapt", "engaged=1", f"delta={float(settings.adapt_delta)}"]
+                # no warmup, no adaptation (CmdStan refuses to adapt in 0 iterations; cmdstanpy does the same)
+                "adapt", f"engaged={int(settings.warmup > 0)}", f"delta={float(settings.adapt_delta)}"]
 
     def _run(self, chains: list[_Chain], exe: str, data_file: Path, settings: SamplerSettings, threads: int,
              record: dict) -> None:

@@ -154,10 +154,12 @@ def parameter_names_and_dims(module: Any, data: dict) -> tuple[list[str], list[l
     return list(module.get_param_names(data)), [list(d) for d in module.get_dims(data)]
 
 
-def run_service(module: Any, function: str, socket_path: str, data: dict, arguments: dict) -> int:
+def run_service(module: Any, function: str, socket_path: str, data: dict, arguments: dict,
+                init: dict | None = None) -> int:
     """Run a service (NUTS, FIXED_PARAM) of the module; its messages go to the Unix socket at socket_path.
-    Returns the service's return code (0: ok)."""
-    return int(getattr(module, function)(socket_path, data, {}, **arguments))
+    `init`: initial values of some parameters (as data: numpy arrays by name); the others start uniform in
+    (-init_radius, init_radius). Returns the service's return code (0: ok)."""
+    return int(getattr(module, function)(socket_path, data, init or {}, **arguments))
 
 
 # -- the socket messages --------------------------------------------------------------------------------------

@@ -110,6 +110,7 @@ class NutpieBackend:
     summary = "nutpie on BridgeStan, when installed"
     threads_within_chain = False
     takes_initial_metric = False
+    takes_inits = False  # nutpie draws each chain's start from a standard normal (unconstrained)
     chain_processes = False  # nutpie's chains are threads of this process
     # `auto` picks nutpie only where benchmarks/RESULTS.md measures it fastest (not yet: asked for by name)
     chosen_by_auto = False

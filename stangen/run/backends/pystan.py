@@ -163,6 +163,7 @@ def _chain_main(
     socket_path: str,
     data: dict,
     kwargs: dict,
+    init: dict,
     result_conn: Any,
     inherited: list[Any],
     parent_pid: int,
@@ -175,7 +176,7 @@ def _chain_main(
             obj.close()
     try:
         module = httpstan_api.load_module(module_path)
-        rc = httpstan_api.run_service(module, function, socket_path, data, kwargs)
+        rc = httpstan_api.run_service(module, function, socket_path, data, kwargs, init)
         result_conn.send(("ok", int(rc), ""))
     except BaseException as exc:  # noqa: BLE001 - report everything to the parent
         with contextlib.suppress(Exception):
@@ -287,6 +288,7 @@ class PyStanBackend:
     threads_within_chain = False
     # httpstan's services start NUTS from the unit metric: SamplerSettings.inv_metric is not used
     takes_initial_metric = False
+    takes_inits = True  # the services' init context
     chain_processes = True  # one forked process per chain
 
     @classmethod
@@ -559,7 +561,8 @@ class PyStanBackend:
             while pending or running:
                 while pending and len(running) < parallel and failure is None:
                     c = pending.pop(0)
-                    self._start(ctx, c, chains, handle, function, data, kwargs)
+                    init = prepare_data(settings.inits[c.index - settings.first_chain + 1]) if settings.inits else {}
+                    self._start(ctx, c, chains, handle, function, data, dict(kwargs, chain=c.index + 1), init)
                     running.append(c)
                 if failure is not None and not running:
                     break
@@ -615,7 +618,7 @@ class PyStanBackend:
 
     @staticmethod
     def _start(ctx: Any, c: _Chain, chains: list[_Chain], handle: PyStanHandle, function: str,
-               data: dict, kwargs: dict) -> None:
+               data: dict, kwargs: dict, init: dict) -> None:
         recv_conn, send_conn = ctx.Pipe(duplex=False)
         inherited: list[Any] = []  # the parent's sockets a forked child inherits but must not hold
         if ctx.get_start_method() == "fork":
@@ -627,8 +630,8 @@ class PyStanBackend:
             inherited.append(recv_conn)
         c.process = ctx.Process(
             target=_chain_main,
-            args=(handle.module_path, function, c.socket_path, data, dict(kwargs, chain=c.index + 1),
-                  send_conn, inherited, os.getpid()),
+            args=(handle.module_path, function, c.socket_path, data, kwargs, init, send_conn, inherited,
+                  os.getpid()),
             name=f"stangen-chain-{c.index + 1}",
             daemon=True,
         )
