@@ -4,7 +4,6 @@ data simulated by the spec's own model with a varying intercept and slope and a 
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
 
 import stangen

@@ -6,7 +6,6 @@ the back-transform from the internally centered predictors to the reported origi
 Seeds are fixed, so the outcome is deterministic.
 """
 import numpy as np
-import pandas as pd
 import pytest
 
 import stangen
