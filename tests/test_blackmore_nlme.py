@@ -11,7 +11,7 @@ import pytest
 from conftest import ROOT, SPECS
 
 REFERENCE = json.loads((ROOT / "tests" / "reference" / "blackmore.json").read_text())["REML"]
-# the specs' own draws (blackmore: 2000 per chain, its lp__ mixes slowly; blackmore_car1: the default 1000)
+# the specs' own draws (the default 1000 per chain)
 RUN = dict(chains=4, warmup=1000, seed=2, quiet=True, backend="pystan", generated=("log_lik",))
 FIXED = {"(Intercept)": "Intercept", "age": "age", "grouppatient": "grouppatient",
          "age:grouppatient": "age:grouppatient"}
