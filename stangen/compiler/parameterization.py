@@ -211,11 +211,11 @@ class WorkingFit:
     sigma2: float  # the working residual variance (1 for families without one)
     tau: dict[str, np.ndarray]  # level → the group-level covariance of its coefficients (q × q)
     group_variance: dict[str, np.ndarray]  # level → each group's coefficient variances given the data (J × q)
-    # the pooled part's coefficients, [intercept,] X's columns, then the group-level predictors' effects in
-    # _group_predictor_columns' order (level, coefficient, effect, column): σ²·diag((BᵀWB)⁻¹), and the estimates
+    # the pooled part's coefficients are [intercept,] X's columns, then the group-level predictors' effects in
+    # _group_predictor_columns' order (level, coefficient, effect, column): their σ²·diag((BᵀWB)⁻¹) ...
     pooled_variance: np.ndarray
     weight: float  # Σ w, the working observations' total weight
-    pooled: np.ndarray
+    pooled: np.ndarray  # ... and their estimates (where stangen/compiler/start.py starts the chains)
     group_means: dict[str, np.ndarray]  # level → each group's deviations from its predicted coefficients (J × q)
 
 
