@@ -1,5 +1,6 @@
 """Per-level parameterization: the auto rule's estimate, the spec's override, and that centered and
 noncentered programs give the same posterior (they are one model sampled two ways)."""
+import dataclasses
 import re
 
 import numpy as np
@@ -8,7 +9,7 @@ import pytest
 
 import stangen
 from stangen.run.settings import sampler_settings
-from stangen.compiler.parameterization import THRESHOLD, information, suggested_adapt_delta
+from stangen.compiler.parameterization import THRESHOLD, Choice, information, suggested_adapt_delta
 from stangen.compiler.program import build
 from stangen.spec import Spec
 
@@ -119,6 +120,25 @@ def test_a_level_with_too_few_groups_to_decide_raises_adapt_delta():
     for name in ("exam", "sleepstudy", "language"):
         choices = build(SPECS / f"{name}.yaml").parameterization
         assert not any(c.undecided for c in choices) and suggested_adapt_delta(choices) is None, name
+
+
+def test_a_level_with_few_groups_raises_adapt_delta_to_095():
+    """Fewer than 10 groups (legislators' 8 parties and 6 chambers, penicillin's 6 samples): 0.95, above an
+    undecided level's 0.9; 10 groups or more (pastes' 10 batches, integrated anyway; sleepstudy's 18) do not."""
+    for name in ("legislators", "penicillin"):
+        choices = build(SPECS / f"{name}.yaml").parameterization
+        few = [c for c in choices if c.few_groups]
+        assert few and all(c.groups < 10 for c in few), name
+        assert "adapt_delta is raised to 0.95" in few[0].reason
+        assert suggested_adapt_delta(choices) == 0.95
+    for name in ("pastes", "sleepstudy"):
+        choices = build(SPECS / f"{name}.yaml").parameterization
+        assert not any(c.few_groups for c in choices) and all(c.groups >= 10 for c in choices), name
+    undecided = build(SPEC, _random_intercepts(10, 6, 0.26, 1.0, seed=3)).parameterization[0]
+    few = dataclasses.replace(undecided, groups=9)
+    assert few.few_groups and suggested_adapt_delta([undecided, few]) == 0.95
+    assert not dataclasses.replace(few, parameterization="integrated").few_groups
+    assert Choice.from_dict(few.to_dict()) == few
 
 
 def test_the_spec_and_the_caller_override_the_suggested_adapt_delta():

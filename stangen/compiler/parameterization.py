@@ -72,6 +72,12 @@ SINGLE_CHILD_SHARE = 0.25
 # an undecided level's interval reaches below THRESHOLD / UNDECIDED_FACTOR and above THRESHOLD * UNDECIDED_FACTOR
 UNDECIDED_FACTOR = 2.0
 UNDECIDED_ADAPT_DELTA = 0.9
+# a sampled level of fewer groups than this: its sd's posterior has long tails (the prior holds them), where a
+# chain diverges whichever form the effects take; sampled at FEW_GROUPS_ADAPT_DELTA (rstanarm's stan_glmer
+# default for every model; legislators' 8 and 6 groups: 8 of 8 seeds pass at 0.95, 8 of 9 at 0.8;
+# benchmarks/RESULTS.md, "Few groups")
+FEW_GROUPS = 10
+FEW_GROUPS_ADAPT_DELTA = 0.95
 
 
 @dataclass(frozen=True)
@@ -95,6 +101,7 @@ class Choice:
     centered_coefficients: int | None = None
     # partial: the level's coefficients' names (for the label)
     coefficient_names: tuple[str, ...] | None = None
+    groups: int | None = None  # how many groups the data hold (None: decided without data)
 
     @property
     def label(self) -> str:
@@ -121,13 +128,19 @@ class Choice:
                     and self.interval[0] < THRESHOLD / UNDECIDED_FACTOR
                     and self.interval[1] > THRESHOLD * UNDECIDED_FACTOR)
 
+    @property
+    def few_groups(self) -> bool:
+        """A sampled level of fewer than FEW_GROUPS groups (an integrated level's effects are not sampled)."""
+        return self.groups is not None and self.groups < FEW_GROUPS and self.parameterization != "integrated"
+
     def to_dict(self) -> dict:
         return {"level": self.level, "parameterization": self.parameterization, "how": self.how,
                 "information": self.information, "reason": self.reason, "pooled_rank": self.pooled_rank,
                 "interval": None if self.interval is None else list(self.interval), "nested_in": self.nested_in,
                 "centered_groups": None if self.centered_groups is None else list(self.centered_groups),
                 "centered_coefficients": self.centered_coefficients,
-                "coefficient_names": None if self.coefficient_names is None else list(self.coefficient_names)}
+                "coefficient_names": None if self.coefficient_names is None else list(self.coefficient_names),
+                "groups": self.groups}
 
     @classmethod
     def from_dict(cls, values: dict) -> "Choice":
@@ -148,7 +161,10 @@ def information_interval(ratio: float, groups: int, level: float = 0.9) -> tuple
 
 
 def suggested_adapt_delta(choices) -> float | None:
-    """adapt_delta to sample with when the spec and the caller leave it open: raised when a level is undecided."""
+    """adapt_delta to sample with when the spec and the caller leave it open: raised when a level has few
+    groups, or is undecided."""
+    if any(c.few_groups for c in choices):
+        return FEW_GROUPS_ADAPT_DELTA
     return UNDECIDED_ADAPT_DELTA if any(c.undecided for c in choices) else None
 
 
@@ -535,7 +551,13 @@ def decide(desc: ModelDescription, data: dict | None, spec_levels) -> Decision:
             f"{out[name].reason}; sampled within {parent}: each {name} group lies within one {parent} group in "
             f"the data (the same model as crossed)"))
     for name, choice in out.items():
-        if choice.undecided:
+        if working is not None:
+            out[name] = choice = replace(choice, groups=len(ratios[name]))
+        if choice.few_groups:
+            out[name] = choice = replace(choice, reason=(
+                f"{choice.reason}; with {choice.groups} groups (fewer than {FEW_GROUPS}) its sd's posterior has "
+                f"long tails, so adapt_delta is raised to {FEW_GROUPS_ADAPT_DELTA:g} (unless set)"))
+        elif choice.undecided:
             out[name] = replace(choice, reason=(
                 f"{choice.reason}; but with {len(ratios[name])} groups its 90% interval {choice.interval[0]:.2g}–"
                 f"{choice.interval[1]:.2g} holds data-poor and data-rich values, so adapt_delta is raised to "

@@ -285,7 +285,7 @@ def lme4_text(fit: "Fit", digits: int = 3) -> str:
         line = "Sampled: " + ", ".join(c.label + (
             " (auto, undecided)" if c.undecided else " (auto)" if c.how == "auto" else "") for c in choices)
         adapt_delta = ((fit.info or {}).get("settings") or {}).get("adapt_delta")
-        if any(c.undecided for c in choices) and adapt_delta is not None:
+        if any(c.undecided or c.few_groups for c in choices) and adapt_delta is not None:
             line += f"; adapt_delta {adapt_delta:g}"
         lines.append(line)
     lines += residual_structure_text(fit, digits)
