@@ -48,7 +48,10 @@ def row(name: str, backend: str, settings: dict, choice: str = "auto") -> str:
     compile_s = info["compile_seconds"]
     compiled = f"{compile_s:.0f}" if info.get("compiled_now") else \
         f"({recorded_compile_seconds(info.get('program_key', '')):.0f})"
-    worst = re.search(r"max R-hat \S+ \((.*?)\)(?: >|$)", by["r_hat"].message)
+    # the parameter with the largest R-hat: "(largest 1.013, s[12]: intercept)" when it is a group effect among
+    # many, else "max R-hat 1.012 (lp__)"
+    worst = re.search(r"\(largest \S+, (.*?)\)", by["r_hat"].message) or \
+        re.search(r"max R-hat \S+ \((.*?)\)(?: >|$|;)", by["r_hat"].message)
     return (f"| {name} | {chosen} | {settings['seed']} | {backend} | {report.status} | {by['r_hat'].value:.3f} ({worst.group(1) if worst else '?'}) | "
             f"{int(stats['diverging'].values.sum())} | {compiled} | {seconds:.1f} | {gradients:.1f} | "
             f"{ess.min():.0f} ({ess.idxmin()}) | {ess.min() / seconds:.0f} | {wall:.0f} |")
