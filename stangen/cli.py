@@ -402,7 +402,8 @@ def _add_sampler_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--seed", type=int)
     g.add_argument("--adapt-delta", type=float)
     g.add_argument("--max-treedepth", type=int)
-    g.add_argument("--init", type=float, help="initial values drawn uniformly from (-init, init), unconstrained")
+    g.add_argument("--init", type=float, help="Stan's start: every initial value uniform in (-init, init), "
+                   "unconstrained (default: the intercept, coefficients and sds near the working fit)")
     g.add_argument("--quiet", action="store_true", help="no progress display")
     g.add_argument("--threads-per-chain", type=int, metavar="N",
                    help="threads within each chain (CmdStan): the likelihood summed by reduce_sum over slices "
