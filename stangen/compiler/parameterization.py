@@ -232,7 +232,6 @@ class WorkingFit:
     pooled_variance: np.ndarray
     weight: float  # Σ w, the working observations' total weight
     pooled: np.ndarray  # ... and their estimates (where stangen/compiler/start.py starts the chains)
-    group_means: dict[str, np.ndarray]  # level → each group's deviations from its predicted coefficients (J × q)
 
 
 def estimate(desc: ModelDescription, data: dict) -> tuple[dict[str, np.ndarray], dict[str, float]]:
@@ -286,7 +285,7 @@ def _working_pass(desc: ModelDescription, data: dict, z: np.ndarray, w: np.ndarr
         # start small: a tenth of the residual variance, on each coefficient's scale
         scale = np.mean(designs[lv.name] ** 2, axis=0)
         tau[lv.name] = np.diag(0.1 * max(np.var(resid), 1e-12) / np.maximum(scale, 1e-12))
-    precision, hidden, group_variance, group_means = {}, {}, {}, {}
+    precision, hidden, group_variance = {}, {}, {}
     for _ in range(SWEEPS):
         for lv in levels:
             Z, j, J = designs[lv.name], index[lv.name], size[lv.name]
@@ -305,7 +304,6 @@ def _working_pass(desc: ModelDescription, data: dict, z: np.ndarray, w: np.ndarr
             tau[lv.name] = (np.einsum("ja,jb->ab", mean, mean) + V.sum(axis=0)) / J + 1e-10 * np.eye(q)
             precision[lv.name] = A
             group_variance[lv.name] = np.diagonal(V, axis1=1, axis2=2).copy()
-            group_means[lv.name] = mean
             hidden[lv.name] = float(np.einsum("jab,jba->", A, V)) * sigma2  # Σ_j tr(Z_jᵀWZ_j V_j)
         if estimate_sigma:  # EM: the residuals' mean square plus what the effects' uncertainty hides
             r = resid - sum(fitted.values())
@@ -338,7 +336,7 @@ def _working_pass(desc: ModelDescription, data: dict, z: np.ndarray, w: np.ndarr
                     tau[lv.name][k, k] = _parent_variance(means, parent_of, child_var, sigma2)
     out = {lv.name: np.diagonal(tau[lv.name])[None, :] * data_precision[lv.name] for lv in levels}
     fit = WorkingFit(out, {lv.name: float(tau[lv.name][0, 0]) / size[lv.name] for lv in levels}, sigma2, tau,
-                     group_variance, sigma2 * unscaled, float(np.sum(w)), coef, group_means)
+                     group_variance, sigma2 * unscaled, float(np.sum(w)), coef)
     return fit, z - resid + sum(fitted.values(), np.zeros(n))
 
 
@@ -476,11 +474,6 @@ class Decision:
     choices: dict[str, Choice]
     working: WorkingFit | None
     view: ModelDescription
-
-
-def choose(desc: ModelDescription, data: dict | None, spec_levels) -> dict[str, Choice]:
-    """Each level's parameterization (see decide)."""
-    return decide(desc, data, spec_levels).choices
 
 
 def decide(desc: ModelDescription, data: dict | None, spec_levels) -> Decision:

@@ -49,10 +49,6 @@ class StartValue:
 class StartingPoint:
     values: tuple[StartValue, ...]
 
-    @property
-    def names(self) -> tuple[str, ...]:
-        return tuple(v.name for v in self.values)
-
     def chain(self, seed: int, chain_id: int) -> dict[str, float | list[float]]:
         """The initial values of chain `chain_id` (Stan's chain id) for a run with `seed`: the same for the
         same pair on any backend and any machine, so a chain sampled on its own draws what it draws in a run."""
@@ -106,24 +102,22 @@ def _working_locations(view: ModelDescription, working: WorkingFit, design: dict
     se = list(np.sqrt(np.clip(working.pooled_variance, 0.0, None)))
     out: dict = {}
 
-    def take(key, count: int) -> None:
-        out[key] = (tuple(estimates[:count]), tuple(se[:count]))
+    def take(key, count: int, term: str | None = None, varies: bool = False) -> None:
+        """The next `count` coefficients; `varies`: the coefficient of `term` (None: the intercept) varies by
+        group, so how uncertain the mean of the groups' coefficients is (τ²/J of each level) adds to its SE."""
+        extra = sum(float(working.tau[lv.name][k, k]) / int(design[lv.groups_key]) for lv in view.levels
+                    for k, c in enumerate(lv.coefficients)
+                    if (c.term.name if c.term is not None else None) == term) if varies else 0.0
+        out[key] = (tuple(estimates[:count]), tuple(float(np.sqrt(s ** 2 + extra)) for s in se[:count]))
         del estimates[:count], se[:count]
 
     if view.spans_intercept:  # the ones column: the intercept, or what takes its place (ordinal cutpoints)
-        take("intercept", 1)
+        take("intercept", 1, varies=True)
         if not view.intercept:
             del out["intercept"]
     if "X" in design and np.size(design["X"]):
         for term in view.pooled_terms:
-            take(("term", term.name), int(design[term.size]) if term.categorical else 1)
-    for key, (value, s) in list(out.items()):  # how uncertain the mean of the groups' coefficients is, too
-        if key != "intercept" and key[0] != "term":
-            continue
-        name = None if key == "intercept" else key[1]
-        extra = sum(float(working.tau[lv.name][k, k]) / int(design[lv.groups_key]) for lv in view.levels
-                    for k, c in enumerate(lv.coefficients) if (c.term.name if c.term is not None else None) == name)
-        out[key] = (value, tuple(float(np.sqrt(x ** 2 + extra)) for x in s))
+            take(("term", term.name), int(design[term.size]) if term.categorical else 1, term.name, varies=True)
     for lv in view.levels:
         for c in lv.coefficients:
             for e in c.effects:
