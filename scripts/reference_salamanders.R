@@ -8,6 +8,7 @@
 #   zip:  Poisson, zi ~ 1;               zinb: NB2, zi ~ mined;
 #   hp:   truncated Poisson, zi ~ mined (a hurdle: zi is then P(count = 0));
 #   hnb:  truncated NB2, zi ~ mined;
+# and the same with one zero probability for all rows (zi ~ 1): zinb1, hp1, hnb1;
 # and lme4's sleepstudy with dispformula = ~ Days (glmmTMB models log sigma^2 there: halve to compare with a
 # log-sigma sub-model). Maximum likelihood throughout.
 suppressMessages({library(glmmTMB); library(lme4)})
@@ -33,7 +34,9 @@ describe <- function(name, m, family, zi) {
 fits <- c()
 models <- list(zip = list(poisson, ~ 1, "poisson"), zinb = list(nbinom2, ~ mined, "nbinom2"),
                hp = list(truncated_poisson, ~ mined, "truncated_poisson"),
-               hnb = list(truncated_nbinom2, ~ mined, "truncated_nbinom2"))
+               hnb = list(truncated_nbinom2, ~ mined, "truncated_nbinom2"),
+               zinb1 = list(nbinom2, ~ 1, "nbinom2"), hp1 = list(truncated_poisson, ~ 1, "truncated_poisson"),
+               hnb1 = list(truncated_nbinom2, ~ 1, "truncated_nbinom2"))
 for (name in names(models)) {
   spec <- models[[name]]
   m <- glmmTMB(count ~ spp + mined + (1 | site), zi = spec[[2]], family = spec[[1]], data = d)

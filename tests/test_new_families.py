@@ -88,5 +88,5 @@ def test_simulate_from_the_priors_of_every_new_family():
 def test_a_predictor_may_be_named_like_another_familys_parameter():
     s = Spec(outcome="y", predictors=["phi"], priors={"phi": "normal(0, 1)"})
     assert s.priors["phi"] == "normal(0, 1)"
-    with pytest.raises(SpecError, match="family negbinomial and beta do"):
+    with pytest.raises(SpecError, match="families negbinomial, beta, zero_inflated_negbinomial and hurdle_negbinomial have it"):
         Spec(outcome="y", priors={"phi": "gamma(1, 1)"})

@@ -119,7 +119,8 @@ def lme4_code(program) -> str:
         levels = ", ".join(f'"{c}"' for c in d.order) if d.order else None
         lhs = f"factor({lhs}, levels = c({levels}), ordered = TRUE)" if levels else f"factor({lhs}, ordered = TRUE)"
     lines += _factor_lines(program)
-    lines.append(call.format(formula=f, log_formula=f"log({lhs}) ~ {rhs}", ordered_formula=f"{lhs} ~ {rhs}"))
+    lines.append(call.format(formula=f, log_formula=f"log({lhs}) ~ {rhs}", ordered_formula=f"{lhs} ~ {rhs}",
+                             zi_formula="~1"))
     lines.append("# priors: lme4 has none (maximum likelihood); stangen's are in `stangen render --as brms`")
     return "\n".join(lines) + "\n"
 

@@ -11,7 +11,7 @@ compares a family's name: the rest of stangen asks the family (tests/test_famili
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -134,6 +134,14 @@ class Family:
             return f"{self.glm_function}_{kind}(y{rows} | {self._given(rows)}X{rows}, {alpha}, beta{self._args(aux)})"
         mu = (f"X{rows} * beta" if alpha == "0" else f"{alpha} + X{rows} * beta") if pooled else alpha
         return f"{self.density}_{kind}(y{rows} | {self._params(mu, aux, self._given(rows))})"
+
+    def functions(self) -> list[str]:
+        """Stan functions the family's pieces call (the functions block), one line each."""
+        return []
+
+    def threading_problem(self) -> str | None:
+        """Why threads within a chain cannot slice this family's likelihood by rows (None: they can)."""
+        return None
 
     @property
     def outcome_argument(self) -> str:
@@ -452,6 +460,42 @@ class Poisson(Family):
     def log_density(self, y, eta, aux, trials):
         return stats.poisson.logpmf(y, np.exp(eta))
 
+    # -- as the counts of a zero-inflated or hurdle family (ZeroFamily) ---------------------------------
+    def stan_log_zero(self, mu: str, aux: Mapping[str, str]) -> str:
+        """log P(count = 0) at the linear predictor `mu` (a Stan expression), elementwise."""
+        return f"-exp({mu})"
+
+    def positive_rng_function(self) -> list[str]:
+        """The Stan function that draws a count given that it is positive (a hurdle's positive part)."""
+        return [
+            "// a Poisson count given that it is positive (a hurdle's positive part): by rejection where a 0 is",
+            "// unlikely, else by summing its probabilities from 1 up (a small mean: a few steps)",
+            "int positive_poisson_log_rng(real eta) {",
+            "  real lambda = exp(eta);",
+            "  if (lambda > 0.7) {",
+            "    int k = 0;",
+            "    while (k == 0) k = poisson_log_rng(eta);",
+            "    return k;",
+            "  }",
+            "  real u = uniform_rng(0, 1) * -expm1(-lambda);  // P(0 < count <= k) reaches u at the draw",
+            "  int k = 1;",
+            "  real p = lambda * exp(-lambda);",
+            "  real total = p;",
+            "  while (total < u && k < 1000) {",
+            "    k += 1;",
+            "    p *= lambda / k;",
+            "    total += p;",
+            "  }",
+            "  return k;",
+            "}",
+        ]
+
+    def draw_positive(self, eta, aux, rng) -> np.ndarray:
+        """Counts drawn given that they are positive (by the inverse of the distribution function)."""
+        mu = np.exp(np.clip(eta, -30, 20))
+        p0 = stats.poisson.pmf(0, mu)
+        return np.maximum(stats.poisson.ppf(rng.uniform(p0, 1.0), mu), 1).astype(int)
+
 
 def _positive_outcome(series, column, family, problem) -> dict[str, Any]:
     """The Stan data of an outcome that must be positive (lognormal, gamma)."""
@@ -490,6 +534,41 @@ class NegBinomial(Poisson):
     def log_density(self, y, eta, aux, trials):
         mu, phi = np.exp(eta), aux["phi"]
         return stats.nbinom.logpmf(y, phi, phi / (phi + mu))
+
+    def stan_log_zero(self, mu, aux):
+        phi = aux["phi"]
+        return f"-{phi} .* log1p_exp({mu} - log({phi}))"  # φ·log(φ/(φ + μ))
+
+    def positive_rng_function(self):
+        return [
+            "// a negative binomial count given that it is positive (a hurdle's positive part): by rejection where",
+            "// a 0 is unlikely, else by summing its probabilities from 1 up",
+            "int positive_neg_binomial_2_log_rng(real eta, real phi) {",
+            "  real log_p0 = -phi * log1p_exp(eta - log(phi));  // log P(count = 0)",
+            "  if (log_p0 < log(0.5)) {",
+            "    int k = 0;",
+            "    while (k == 0) k = neg_binomial_2_log_rng(eta, phi);",
+            "    return k;",
+            "  }",
+            "  real q = inv_logit(eta - log(phi));  // mu / (mu + phi)",
+            "  real u = uniform_rng(0, 1) * -expm1(log_p0);  // P(0 < count <= k) reaches u at the draw",
+            "  int k = 1;",
+            "  real p = exp(log_p0) * phi * q;",
+            "  real total = p;",
+            "  while (total < u && k < 1000000) {",
+            "    k += 1;",
+            "    p *= (k - 1 + phi) / k * q;",
+            "    total += p;",
+            "  }",
+            "  return k;",
+            "}",
+        ]
+
+    def draw_positive(self, eta, aux, rng):
+        mu, phi = np.exp(np.clip(eta, -30, 20)), aux["phi"]
+        p = phi / (phi + mu)
+        p0 = stats.nbinom.pmf(0, phi, p)
+        return np.maximum(stats.nbinom.ppf(rng.uniform(p0, 1.0), phi, p), 1).astype(int)
 
 
 @dataclass(frozen=True)
@@ -770,6 +849,226 @@ class Cumulative(Family):
 
 GAMMA_VAGUE = ("gamma", (0.01, 0.01))  # brms's default for shape and precision parameters
 
+
+def _rows_of(mu: str, rows: str, size: str, vector: bool) -> str:
+    """The linear predictor `mu` at the observations `rows` (an index array of `size`), as a vector."""
+    return f"{mu}[{rows}]" if vector else f"rep_vector({mu}, {size})"
+
+
+def _split_mu(alpha: str, pooled: bool, rows: str, size: str) -> str:
+    """The linear predictor (alpha + X * beta when pooled) at the observations `rows` (an index array of
+    `size`): alpha is the vector eta with levels, else the intercept (or "0")."""
+    vector = alpha == "eta"
+    if not pooled:
+        return _rows_of(alpha, rows, size, vector)
+    design = f"X[{rows}] * beta"
+    if alpha == "0":
+        return design
+    return f"{alpha}[{rows}] + {design}" if vector else f"{alpha} + {design}"
+
+
+def _plus(left: str, right: str) -> str:
+    """left + right, written left - rest when right is a negation."""
+    return f"{left} - {right[1:]}" if right.startswith("-") else f"{left} + {right}"
+
+
+def _zero_split_data(y: np.ndarray) -> dict[str, Any]:
+    """The rows where the outcome is 0 and where it is positive (1-based), data of the split likelihood."""
+    zero = np.flatnonzero(y == 0) + 1
+    positive = np.flatnonzero(y > 0) + 1
+    return {"N_zero": len(zero), "zero_rows": zero, "N_positive": len(positive), "positive_rows": positive}
+
+
+ZERO_SPLIT_LINES = [
+    "int<lower=0> N_zero;  // observations whose outcome is 0,",
+    "array[N_zero] int<lower=1, upper=N> zero_rows;  // their rows",
+    "int<lower=0> N_positive;  // observations whose outcome is positive,",
+    "array[N_positive] int<lower=1, upper=N> positive_rows;  // their rows",
+]
+
+
+@dataclass(frozen=True)
+class ZeroFamily(Family):
+    """A family that treats zeros apart from the rest: a zero-inflated count (a mixture of a point mass at 0
+    and the count distribution: P(0) = zi + (1 − zi)·P(count = 0), P(k) = (1 − zi)·P(count = k)) or a hurdle
+    (P(0) = hu, P(y) = (1 − hu)·p(y | y > 0)). `base` is the family of the counts (or of the positive part);
+    `zero` the name of the zero probability (zi or hu). The likelihood is split as data: the rows where the
+    outcome is 0 and the rows where it is positive, each vectorized, with no per-row branch in the model block.
+    glmmTMB's ziformula (with truncated_* families for hurdles), brms's zero_inflated_* and hurdle_*."""
+
+    base: Family | None = None
+    hurdle: bool = False
+
+    @property
+    def zero(self) -> AuxParameter:
+        return self.aux[-1]
+
+    def header(self, outcome, trials):
+        z = self.zero.name
+        if self.hurdle:
+            return (f"{outcome}[i] = 0 with probability {z}, else {outcome}[i] ~ {self.base.distribution.lower()}"
+                    f"({self._base_header_args()}) given {outcome}[i] > 0", self.base.header(outcome, trials)[1])
+        return (f"{outcome}[i] = 0 with probability {z}, else {outcome}[i] ~ {self.base.distribution.lower()}"
+                f"({self._base_header_args()})", self.base.header(outcome, trials)[1])
+
+    def _base_header_args(self) -> str:
+        return ", ".join([f"{self.base.mean_symbol}[i]"] + [a.name for a in self.base.aux])
+
+    def data_lines(self, outcome, trials):
+        kind = "counts" if self.base.discrete else "zero or positive"
+        first = (f"array[N] int<lower=0> y;  // outcome: {outcome} ({kind})" if self.base.discrete else
+                 f"vector<lower=0>[N] y;  // outcome: {outcome} ({kind})")
+        return [first] + ZERO_SPLIT_LINES
+
+    def outcome_data(self, series, column, trials, trials_column, problem, order=None):
+        y = _numbers(series, column, self.name, problem)
+        if y is None:
+            return {}
+        if self.base.discrete:
+            y = _counts(y, column, self.name, problem)
+        else:
+            bad = y < 0
+            if bad.any():
+                problem("outcome", f"family {self.name} needs outcome '{column}' to be 0 or positive; negative "
+                                   f"values at {rows_text(bad)}")
+        if not (y == 0).any():
+            problem("outcome", f"outcome '{column}' has no zeros: family {self.name} would estimate its "
+                               f"{self.zero.name} at 0; use family {self.base.name}")
+        return {"y": y} | _zero_split_data(np.asarray(y))
+
+    def outcome_scale(self, y):
+        positive = np.asarray(y)[np.asarray(y) > 0]
+        return self.base.outcome_scale(positive if len(positive) else np.ones(1))
+
+    # -- the program ----------------------------------------------------------------------------------
+    def _at(self, aux: Mapping[str, str] | None, rows: str) -> dict[str, str]:
+        """Each parameter's expression at the observations `rows` (a per-observation one indexed by them)."""
+        at = getattr(aux, "at", None)
+        return dict(at(rows)) if at is not None else self._aux(aux)
+
+    def likelihood(self, alpha, pooled, aux=None):
+        z = self.zero.name
+        on_zero, on_positive = self._at(aux, "zero_rows"), self._at(aux, "positive_rows")
+        zero_mu = _split_mu(alpha, pooled, "zero_rows", "N_zero")
+        positive_mu = _split_mu(alpha, pooled, "positive_rows", "N_positive")
+        kind = "lupmf" if self.base.discrete else "lupdf"
+        base_args = "".join(f", {on_positive[a.name]}" for a in self.base.aux)
+        positive = f"{self.base.density}_{kind}(y[positive_rows] | {positive_mu}{base_args})"
+        zp, zz = on_positive[z], on_zero[z]
+        keep = f"N_positive * log1m({zp})" if zp == z else f"sum(log1m({zp}))"
+        lines = ["{"]
+        if self.hurdle:
+            lines.append(f"  // hurdle: a 0 with probability {z}; a positive value from the {self.base.name} "
+                         "given it is positive")
+            lines.append(f"  target += {'N_zero * log(' + zz + ')' if zz == z else 'sum(log(' + zz + '))'};"
+                         "  // the rows whose outcome is 0")
+            if self.base.discrete:
+                lines.append(f"  vector[N_positive] mu = {positive_mu};")
+                positive = f"{self.base.density}_{kind}(y[positive_rows] | mu{base_args})"
+                truncation = f" - sum(log1m_exp({self.base.stan_log_zero('mu', on_positive)}))"
+            else:
+                truncation = ""
+            lines.append(f"  target += {keep} + {positive}{truncation};  // the positive rows")
+        else:
+            lines.append(f"  // zero-inflated: a 0 is a structural zero (probability {z}) or a {self.base.name} 0")
+            lines.append(f"  target += sum(log_sum_exp(log({zz}), {_plus(f'log1m({zz})', self.base.stan_log_zero(zero_mu, on_zero))}));"
+                         "  // the rows whose outcome is 0")
+            lines.append(f"  target += {keep} + {positive};  // the positive rows")
+        lines.append("}")
+        return "\n    ".join(lines)
+
+    def log_density_expr(self, alpha, pooled, aux=None, rows=""):
+        raise ValueError(f"family {self.name} has no one-expression likelihood (stangen bug: threads are refused)")
+
+    def predictive_draws(self, eta, aux=None):
+        at = self._at(aux, "i")
+        z = at[self.zero.name]
+        base_args = "".join(f", {at[a.name]}" for a in self.base.aux)
+        if self.hurdle:
+            draw = (f"positive_{self.base.density}_rng({eta}[i]{base_args})" if self.base.discrete else
+                    f"{self.base.density}_rng({eta}[i]{base_args})")
+        else:
+            draw = f"{self.base.density}_rng({eta}[i]{base_args})"
+        return f"for (i in 1:N) y_rep[i] = bernoulli_rng({z}) ? 0 : {draw};"
+
+    def pointwise_log_likelihood(self, eta, i, aux=None):
+        at = self._at(aux, i)
+        z = at[self.zero.name]
+        mu = f"{eta}[{i}]"
+        kind = "lpmf" if self.base.discrete else "lpdf"
+        base_args = "".join(f", {at[a.name]}" for a in self.base.aux)
+        positive = f"{self.base.density}_{kind}(y[{i}] | {mu}{base_args})"
+        if self.hurdle:
+            truncation = f" - log1m_exp({self.base.stan_log_zero(mu, at)})" if self.base.discrete else ""
+            return f"log_lik[{i}] = y[{i}] == 0 ? log({z}) : log1m({z}) + {positive}{truncation};"
+        zero = f"log_sum_exp(log({z}), {_plus(f'log1m({z})', self.base.stan_log_zero(mu, at))})"
+        return f"log_lik[{i}] = y[{i}] == 0 ? {zero} : log1m({z}) + {positive};"
+
+    def functions(self) -> list[str]:
+        return self.base.positive_rng_function() if self.hurdle and self.base.discrete else []
+
+    def threading_problem(self) -> str | None:
+        return (f"family {self.name} splits its likelihood into the rows whose outcome is 0 and the others, which "
+                "threads within a chain cannot slice yet; use threads_per_chain: 1")
+
+    # -- numpy hooks ----------------------------------------------------------------------------------
+    def _zero_probability(self, aux) -> np.ndarray:
+        return np.asarray(aux[self.zero.name], dtype=float)
+
+    def _log_zero(self, eta, aux) -> np.ndarray:
+        return self.base.log_density(np.zeros_like(eta), eta, aux, None)
+
+    def expected(self, eta, aux, trials):
+        keep = 1 - self._zero_probability(aux)
+        mean = self.base.expected(eta, aux, trials)
+        if self.hurdle and self.base.discrete:
+            return keep * mean / -np.expm1(self._log_zero(eta, aux))
+        return keep * mean
+
+    def log_density(self, y, eta, aux, trials):
+        y = np.asarray(y)
+        z = self._zero_probability(aux)
+        zero = y == 0
+        safe = np.where(zero, 1, y) if self.base.discrete else np.where(zero, 1.0, y)
+        positive = np.log1p(-z) + self.base.log_density(safe, eta, aux, trials)
+        if self.hurdle:
+            if self.base.discrete:
+                positive = positive - np.log(-np.expm1(self._log_zero(eta, aux)))
+            return np.where(zero, np.log(z), positive)
+        return np.where(zero, np.logaddexp(np.log(z), np.log1p(-z) + self._log_zero(eta, aux)), positive)
+
+    def draw(self, eta, aux, trials, errors, rng):
+        z = np.broadcast_to(self._zero_probability(aux), np.shape(eta))
+        if self.hurdle and self.base.discrete:
+            values = self.base.draw_positive(eta, aux, rng)
+        else:
+            values = self.base.draw(eta, aux, trials, errors, rng)
+        return np.where(rng.uniform(size=np.shape(eta)) < z, 0, values)
+
+    def placeholder(self, n, rng, order=None):
+        return (np.arange(n) % 3 == 0) * (1 + np.arange(n) % 4)
+
+    def working_response(self, y, trials, eta=None, cells=None):
+        """The base family's working response on the positive rows (zero rows weight 0: for a hurdle they say
+        nothing about the count's mean; for a zero-inflated family an approximation that leaves out which
+        zeros are structural)."""
+        y = np.asarray(y, dtype=float)
+        positive = y > 0
+        z, w, estimate = self.base.working_response(np.where(positive, y, 1.0), trials, eta, cells)
+        return z, np.where(positive, w, 0.0), estimate
+
+    def latent_residual_variance(self, fit, intercept_variance):
+        return None  # no latent-scale residual variance: ICC and pooling are not defined for a zero mixture
+
+
+def _zero(name: str, meaning: str) -> AuxParameter:
+    return AuxParameter(name, "real<lower=0, upper=1>", meaning, prior_class="probability",
+                        default_prior=("beta", (1.0, 1.0)))
+
+
+ZI = _zero("zi", "probability of a structural zero")
+HU = _zero("hu", "probability of a zero (the hurdle)")
+
 FAMILIES: dict[str, Family] = {f.name: f for f in (
     Gaussian("gaussian", "identity", lme4_call="lme4::lmer({formula}, data = d)",  brms="gaussian()",  aux=(SIGMA,), residual_structures=True, glm_function="normal_id_glm",
              density="normal", additive_errors=True, working_metric=True, cross_products=True),
@@ -800,6 +1099,23 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
                mean_symbol="μ", aux=(AuxParameter("phi", "real<lower=0>", "precision of the beta (variance "
                                                   "μ(1 − μ)/(1 + φ))", default_prior=GAMMA_VAGUE),)),
 )}
+_BY_NAME = {f.name: f for f in FAMILIES.values()}
+_ZERO_CALL = "glmmTMB::glmmTMB({formula}, ziformula = {zi_formula}, data = d, family = %s)"
+for _family in (
+    ZeroFamily("zero_inflated_poisson", "log", base=_BY_NAME["poisson"], aux=(ZI,),
+               lme4_call=_ZERO_CALL % "poisson", brms="zero_inflated_poisson()"),
+    ZeroFamily("zero_inflated_negbinomial", "log", base=_BY_NAME["negbinomial"], aux=(*_BY_NAME["negbinomial"].aux, ZI),
+               lme4_call=_ZERO_CALL % "glmmTMB::nbinom2", brms="zero_inflated_negbinomial()"),
+    ZeroFamily("hurdle_poisson", "log", base=_BY_NAME["poisson"], aux=(HU,), hurdle=True,
+               lme4_call=_ZERO_CALL % "glmmTMB::truncated_poisson", brms="hurdle_poisson()"),
+    ZeroFamily("hurdle_negbinomial", "log", base=_BY_NAME["negbinomial"], aux=(*_BY_NAME["negbinomial"].aux, HU),
+               hurdle=True, lme4_call=_ZERO_CALL % "glmmTMB::truncated_nbinom2", brms="hurdle_negbinomial()"),
+    ZeroFamily("hurdle_lognormal", "identity", base=_BY_NAME["lognormal"], aux=(*_BY_NAME["lognormal"].aux, HU),
+               hurdle=True, brms="hurdle_lognormal()"),
+):
+    FAMILIES[_family.name] = replace(_family, discrete=_family.base.discrete, distribution=_family.base.distribution,
+                                     mean_symbol=_family.base.mean_symbol, density=_family.base.density,
+                                     working_steps=_family.base.working_steps)
 DEFAULT = "gaussian"
 
 

@@ -17,6 +17,7 @@ FAMILIES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "exponential": (("rate",), ("rate",)),
     "gamma": (("shape", "rate"), ("shape", "rate")),
     "lkj": (("eta",), ("eta",)),
+    "beta": (("a", "b"), ("a", "b")),
 }
 
 # prior class → families allowed for it
@@ -24,6 +25,7 @@ CLASS_FAMILIES: dict[str, tuple[str, ...]] = {
     "coefficient": ("normal", "student_t", "cauchy"),
     "scale": ("normal", "student_t", "cauchy", "exponential", "gamma"),
     "correlation": ("lkj",),
+    "probability": ("beta",),  # a parameter between 0 and 1 (a zero-inflated family's zi, a hurdle's hu)
 }
 
 _PRIOR_RE = re.compile(r"^\s*([A-Za-z_]+)\s*\((.*)\)\s*$")
@@ -77,4 +79,5 @@ def parse_prior(text: object, prior_class: str) -> tuple[Prior | None, str | Non
 
 
 def _example(prior_class: str) -> str:
-    return {"coefficient": "normal(0, 2.5)", "scale": "exponential(1)", "correlation": "lkj(2)"}[prior_class]
+    return {"coefficient": "normal(0, 2.5)", "scale": "exponential(1)", "correlation": "lkj(2)",
+            "probability": "beta(1, 1)"}[prior_class]

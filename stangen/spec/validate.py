@@ -413,8 +413,11 @@ def _check_priors(c: _Checker, value, terms, levels, family) -> dict[str, str]:
     for key, text in value.items():
         key = str(key)
         if key in others:
-            c.add(f"priors.{key}", f"family {family} has no parameter '{key}' (family {' and '.join(others[key])} "
-                                   f"do); this family's: {', '.join(aux) or 'none'}")
+            owners = others[key]
+            whose = f"family {owners[0]} has it" if len(owners) == 1 else \
+                f"families {', '.join(owners[:-1])} and {owners[-1]} have it"
+            c.add(f"priors.{key}", f"family {family} has no parameter '{key}' ({whose}); this family's: "
+                                   f"{', '.join(aux) or 'none'}")
             continue
         if key not in allowed:
             c.add(f"priors.{key}", f"'{key}' is not a prior class or coefficient{suggest(key, allowed)} "

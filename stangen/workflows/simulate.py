@@ -233,6 +233,7 @@ PRIOR_DRAWS = {
     "cauchy": lambda rng, a, size: a["location"] + a["scale"] * rng.standard_cauchy(size),
     "exponential": lambda rng, a, size: rng.exponential(1 / a["rate"], size),
     "gamma": lambda rng, a, size: rng.gamma(a["shape"], 1 / a["rate"], size),
+    "beta": lambda rng, a, size: rng.beta(a["a"], a["b"], size),
 }
 
 
