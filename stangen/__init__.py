@@ -14,7 +14,7 @@ warnings.filterwarnings("ignore", message=r"\s*ArviZ is undergoing a major refac
 from .core.version import VERSION  # noqa: E402  (light: no third-party imports)
 
 __version__ = VERSION
-__all__ = ["BackendError", "DataError", "Fit", "Level", "Problem", "Spec", "SpecError", "StanProgram", "StangenError",
+__all__ = ["BackendError", "DataError", "Fit", "Level", "ParameterModel", "Problem", "Spec", "SpecError", "StanProgram", "StangenError",
            "__version__", "build", "fit"]
 
 # Every name is loaded when first asked for (PEP 562): `import stangen` itself loads nothing heavy, so the
@@ -22,7 +22,7 @@ __all__ = ["BackendError", "DataError", "Fit", "Level", "Problem", "Spec", "Spec
 _WHERE = {"StanProgram": "compiler.program", "build": "compiler.program",
           "BackendError": "core.errors", "DataError": "core.errors", "Problem": "core.errors",
           "SpecError": "core.errors", "StangenError": "core.errors",
-          "Level": "spec", "Spec": "spec", "fit": "fitting", "Fit": "fitting"}
+          "Level": "spec", "ParameterModel": "spec", "Spec": "spec", "fit": "fitting", "Fit": "fitting"}
 
 
 def __getattr__(name: str):

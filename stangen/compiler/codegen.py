@@ -14,7 +14,7 @@ from pathlib import Path
 import jinja2
 
 from ..core.names import comment_text
-from .model import LevelDescription, ModelDescription, PriorTarget, Term, VaryingCoefficient, prior_targets
+from .model import LevelDescription, ModelDescription, PriorTarget, SubModel, Term, VaryingCoefficient, prior_targets
 
 
 def _template_dir() -> Path:
@@ -76,6 +76,19 @@ def eta_terms(d: ModelDescription, rows: str = "") -> list[tuple[str, str]]:
             terms.append((expr, _group_block_note(lv, c)))
         elif block.columns == "ones":
             terms.append((block.value, "pooled intercept"))
+    return terms
+
+
+def submodel_terms(sub: SubModel) -> list[str]:
+    """A sub-model's linear predictor as a sum's terms: its intercept, its pooled coefficients through its
+    design matrix, its group effects gathered to the observations (times the slope's values)."""
+    terms = [sub.intercept_param]
+    if sub.terms:
+        terms.append(f"{sub.design_key} * {stack_coefficients(sub.terms)}")
+    for lv in sub.levels:
+        for c in lv.coefficients:
+            index = f"[{lv.index_key}]" if lv.kind == "intercept" else f"[{lv.index_key}, {c.column}]"
+            terms.append(f"{lv.u}{index}" + (f" .* {c.x}" if c.term is not None else ""))
     return terms
 
 
@@ -158,6 +171,7 @@ def environment() -> jinja2.Environment:
     env.filters["design_segments"] = design_segments
     env.filters["mean_note"] = mean_note
     env.filters["sliced_likelihood"] = sliced_likelihood
+    env.filters["submodel_terms"] = submodel_terms
     return env
 
 
@@ -226,4 +240,4 @@ def render(desc: ModelDescription) -> str:
     return template.render(d=desc, priors=prior_targets(desc), link=desc.family.stan_link, title=title,
                            equations=equations(desc),
                            has_generated=desc.intercept_centered or bool(desc.centered_aux) or bool(desc.levels)
-                           or bool(desc.generated))
+                           or bool(desc.generated) or bool(desc.submodels))

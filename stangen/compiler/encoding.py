@@ -9,7 +9,7 @@ from 1 over the data rows.
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -54,7 +54,8 @@ class DroppedRows:
 
 def categorical_columns(spec: Spec, df: pd.DataFrame) -> set[str]:
     """Variables used by the spec whose data are not numeric (strings, booleans, categories)."""
-    used = {v for t in spec.predictors for v in t.split(":")}
+    used = {v for t in [*spec.predictors, *(t for sub in spec.parameters.values() for t in sub.predictors)]
+            for v in t.split(":")}
     used |= {p for lv in spec.levels.values() for c in lv.coefficients for p in lv.predictors_of(c)}
     # a text column of mostly numbers is a typo, not a category: left out here, reported by prepare()
     return {v for v in used if v in df.columns and not is_numeric(df[v]) and not mostly_numbers(df[v])}
@@ -80,6 +81,7 @@ class Encoded:
     categories: dict[str, list[str]]
     missing: str = "error"
     dropped: "DroppedRows | None" = None
+    sub_designs: dict[str, np.ndarray] = field(default_factory=dict)  # a sub-model's design, by its parameter
 
     def spans(self, desc: ModelDescription) -> dict[str, range]:
         """Term name → its columns in the design matrix."""
@@ -90,8 +92,15 @@ class Encoded:
         return out
 
     def term_scales(self, desc: ModelDescription) -> dict[str, np.ndarray]:
-        """Term name → the sd of each of its design columns (default priors scale by them)."""
-        return {name: self.design[:, span].std(axis=0) for name, span in self.spans(desc).items()}
+        """Term (Term.columns_key) → the sd of each of its design columns (default priors scale by them)."""
+        out = {name: self.design[:, span].std(axis=0) for name, span in self.spans(desc).items()}
+        for sub in desc.submodels:
+            start = 0
+            for term in sub.terms:
+                width = len(self.columns[term.columns_key])
+                out[term.columns_key] = self.sub_designs[sub.stan][:, start:start + width].std(axis=0)
+                start += width
+        return out
 
 
 def encode(desc: ModelDescription, df: pd.DataFrame, *, missing: str = "error") -> Encoded:
@@ -103,18 +112,23 @@ def encode(desc: ModelDescription, df: pd.DataFrame, *, missing: str = "error") 
     # each check below runs on the columns that passed the screen, so every problem is found in one go
     y = _outcome(desc, df, c) if {desc.outcome, desc.trials or desc.outcome} <= usable else {}
     design, columns, slopes = design_columns(desc, df, c, usable)
+    sub_designs = {}
+    for sub in desc.submodels:
+        sub_designs[sub.stan], more_columns, more_slopes = design_columns(desc, df, c, usable, submodel=sub)
+        columns.update(more_columns)
+        slopes.update(more_slopes)
     levels = {lv.name: _level(lv, desc, df, c, usable) for lv in desc.levels
               if {desc.level(a).id_column for a in lv.ancestors} | {lv.id_column} <= usable}
     residual_data, sigma_labels = _residuals(desc, df, levels, usable, c)
     c.raise_if_any()
     outcome_categories = y.pop("categories", [])
     return Encoded(len(df), y, design, columns, slopes, levels, residual_data, sigma_labels, outcome_categories,
-                   _categories(desc, df), missing=missing, dropped=dropped)
+                   _categories(desc, df), missing=missing, dropped=dropped, sub_designs=sub_designs)
 
 
 def _categories(desc: ModelDescription, df: pd.DataFrame) -> dict[str, list[str]]:
     """Each categorical variable the model codes (level-1 and group-level), with its values, reference first."""
-    used = {v for t in desc.terms for v in t.variables}
+    used = {v for t in desc.terms + tuple(t for sub in desc.submodels for t in sub.terms) for v in t.variables}
     used |= {gp.column for lv in desc.levels for gp in lv.predictors if gp.categorical}
     return {var: _category_levels(desc, df, var, Collector(), "")[1] for var in sorted(used & desc.categorical)}
 
@@ -284,15 +298,19 @@ def _variable_columns(desc, df, var, full: bool, c, path, categories=None) -> tu
 
 
 def design_columns(desc: ModelDescription, df: pd.DataFrame, c: Collector, usable: set[str] | None = None,
-            categories: dict[str, list[str]] | None = None):
-    """The pooled design matrix. A categorical variable in a term gets treatment coding when the term without
-    it is already in the model (the intercept counts as the empty term), and a column for every level
-    otherwise — R's rule, so `x:g` without `x` gives each group its own slope, and without an intercept the
-    first factor gets every level."""
+            categories: dict[str, list[str]] | None = None, submodel=None):
+    """The pooled design matrix (of the model, or of a sub-model's terms). A categorical variable in a term gets
+    treatment coding when the term without it is already in the model (the intercept counts as the empty
+    term), and a column for every level otherwise — R's rule, so `x:g` without `x` gives each group its own
+    slope, and without an intercept the first factor gets every level. Columns and slopes are keyed by
+    Term.columns_key."""
     blocks, columns, slopes = [], {}, {}
-    present: set[frozenset] = {frozenset()} if desc.spans_intercept else set()
-    for i, term in enumerate(desc.terms):
-        path = f"predictors[{i}]"
+    spans_intercept = desc.spans_intercept if submodel is None else True  # a sub-model has its intercept
+    present: set[frozenset] = {frozenset()} if spans_intercept else set()
+    terms = desc.terms if submodel is None else submodel.terms
+    where = "predictors" if submodel is None else f"parameters.{submodel.stan}.predictors"
+    for i, term in enumerate(terms):
+        path = f"{where}[{i}]"
         if usable is not None and not set(term.variables) <= usable:
             continue  # a problem with one of its columns is reported already
         matrix, names = np.ones((len(df), 1)), [""]
@@ -310,9 +328,9 @@ def design_columns(desc: ModelDescription, df: pd.DataFrame, c: Collector, usabl
             c.add(path, f"predictor '{term.name}' is constant ({label_text(matrix[0, 0])}); "
                         "its coefficient cannot be estimated")
         blocks.append(matrix)
-        columns[term.name] = names
+        columns[term.columns_key] = names
         if not term.categorical:
-            slopes[term.name] = matrix[:, 0]
+            slopes[term.columns_key] = matrix[:, 0]
     design = np.column_stack(blocks) if blocks else np.zeros((len(df), 0))
     return design, columns, slopes
 

@@ -48,6 +48,13 @@ class Term:
     # the pooled coefficient is the mean of a centered level's slopes (it enters the likelihood through
     # that level's group coefficients, not through the design matrix X)
     absorbed: bool = False
+    owner: str = ""  # the family parameter whose sub-model the term is in ("" for the model's own)
+
+    @property
+    def columns_key(self) -> str:
+        """The key of its design columns' names (Encoded.columns, PreparedData.columns): the term's name, or
+        '<parameter>.<name>' in a sub-model."""
+        return f"{self.owner}.{self.name}" if self.owner else self.name
 
     @property
     def param(self) -> str:
@@ -159,6 +166,7 @@ class LevelDescription:
     # set to the groups' predicted coefficients m_<level> in the model block, so the linear predictor is the
     # series' mean. The spec calls it `integrated` too
     marginal: bool = False
+    owner: str = ""  # the family parameter whose sub-model the level's effects are in ("" for the model's own)
 
     @property
     def n_coef(self) -> int:
@@ -292,6 +300,68 @@ class DesignBlock:
 
 
 @dataclass(frozen=True)
+class SubModel:
+    """A linear predictor in place of one of the family's parameters (`parameters: {sigma: …}`): on the
+    parameter's link scale (log for a positive parameter, logit for a probability), an intercept (sampled at
+    the means of the sub-model's predictors), pooled coefficients of its own design matrix X_<parameter>, and
+    group effects at levels of the model (their own sds; noncentered). The program computes the parameter
+    for every observation; every Stan name of its pieces carries the parameter's name."""
+
+    aux: AuxParameter
+    intercept_prior: PriorChoice
+    terms: tuple[Term, ...]
+    levels: tuple[LevelDescription, ...]  # Stan names <parameter>_<level>; their groups are the model's level's
+
+    @property
+    def stan(self) -> str:
+        return self.aux.name
+
+    @property
+    def link(self) -> str:
+        return self.aux.link
+
+    @property
+    def intercept_centered(self) -> bool:
+        return bool(self.terms)
+
+    @property
+    def intercept_param(self) -> str:
+        return f"Intercept_{self.stan}_centered" if self.intercept_centered else f"Intercept_{self.stan}"
+
+    @property
+    def intercept_name(self) -> str:
+        """The reported intercept (where the sub-model's predictors are 0)."""
+        return f"Intercept_{self.stan}"
+
+    @property
+    def size_key(self) -> str:
+        return f"K_{self.stan}"
+
+    @property
+    def design_key(self) -> str:
+        return f"X_{self.stan}"
+
+    @property
+    def means_key(self) -> str:
+        return f"X_{self.stan}_means"
+
+    @property
+    def beta(self) -> str:
+        return f"beta_{self.stan}"
+
+    @property
+    def slope_terms(self) -> tuple[Term, ...]:
+        varying = {c.term.name for lv in self.levels for c in lv.coefficients if c.term is not None}
+        return tuple(t for t in self.terms if t.name in varying)
+
+    def inverse_link(self, expr: str) -> str:
+        return f"exp({expr})" if self.link == "log" else f"inv_logit({expr})"
+
+    def level_of(self, name: str) -> LevelDescription:
+        return next(lv for lv in self.levels if lv.name == name)
+
+
+@dataclass(frozen=True)
 class ModelDescription:
     name: str
     family: Family
@@ -316,6 +386,23 @@ class ModelDescription:
     # the likelihood summed by reduce_sum over slices of the rows, for threads within a chain (a second
     # program of the same model: sampler `threads_per_chain` > 1 on CmdStan; the slice size is data)
     threads: bool = False
+    # linear predictors in place of some of the family's parameters (`parameters:`), in the family's order
+    submodels: tuple[SubModel, ...] = ()
+
+    @property
+    def all_levels(self) -> tuple[LevelDescription, ...]:
+        """The model's levels, then each sub-model's (the program declares, samples and reports each the same
+        way; only the model's own enter its linear predictor)."""
+        return self.levels + tuple(lv for sub in self.submodels for lv in sub.levels)
+
+    def submodel(self, aux: AuxParameter) -> SubModel | None:
+        return next((s for s in self.submodels if s.aux.name == aux.name), None)
+
+    @property
+    def scalar_aux(self) -> tuple[AuxParameter, ...]:
+        """The family's parameters that are parameters of the program (one number each, or a vector), not
+        computed from a sub-model."""
+        return tuple(a for a in self.family.aux if self.submodel(a) is None)
 
     @property
     def pooled_terms(self) -> tuple[Term, ...]:
@@ -344,7 +431,8 @@ class ModelDescription:
         (group, group, …) cells, not the number of rows (benchmarks/RESULTS.md, "The gaussian likelihood from
         cross-products"). For a family whose log density is a quadratic in the linear predictor (gaussian),
         with independent errors of one sd, in a multilevel model; not with threads (those slice the rows)."""
-        return self.family.cross_products and self.residuals.is_default and bool(self.levels) and not self.threads
+        return self.family.cross_products and self.residuals.is_default and bool(self.levels) and not self.threads \
+            and not self.submodels
 
     @property
     def design_blocks(self) -> tuple[DesignBlock, ...]:
@@ -368,6 +456,16 @@ class ModelDescription:
     def levels_in_order(self) -> tuple[LevelDescription, ...]:
         """Levels with every parent before its children (a centered child's mean uses its parent's value)."""
         return tuple(sorted(self.levels, key=lambda lv: len(lv.ancestors)))
+
+    @property
+    def all_levels_in_order(self) -> tuple[LevelDescription, ...]:
+        """levels_in_order, then the sub-models' levels (top-level each)."""
+        return self.levels_in_order + self.all_levels[len(self.levels):]
+
+    @property
+    def all_slope_terms(self) -> tuple[Term, ...]:
+        """Terms whose values the program reads for varying slopes: the model's, then the sub-models'."""
+        return self.slope_terms + tuple(t for sub in self.submodels for t in sub.slope_terms)
 
     @property
     def slope_terms(self) -> tuple[Term, ...]:
@@ -400,10 +498,12 @@ class ModelDescription:
         """Auxiliary parameters sampled at the predictors' means (generated quantities derive them at 0)."""
         return tuple(a for a in self.family.aux if self.aux_stan(a) != a.name)
 
-    def aux_exprs(self, index: str | None = None) -> dict[str, str]:
+    def aux_exprs(self, index: str | None = None) -> "AuxExpressions":
         """Each auxiliary parameter's Stan expression in the model block and generated quantities: the
-        residual sd of every observation or of observation `index` (sd_of), a location's centered name."""
-        return {a.name: self.residuals.aux_expr(a, index) or self.aux_stan(a) for a in self.family.aux}
+        residual sd of every observation or of observation `index` (sd_of), a location's centered name, a
+        sub-model's vector of every observation (or its element `index`). `.at(rows)` gives them at the
+        observations of an index array (a likelihood split as data)."""
+        return AuxExpressions(self, index)
 
     @property
     def intercept_param(self) -> str:
@@ -416,6 +516,31 @@ class ModelDescription:
         """The Stan expression of the residual sd: of every observation (an N-vector with `residuals: sd_by`)
         or of observation `index`; plain `sigma` otherwise."""
         return self.residuals.sigma_expr if index is None else self.residuals.sd_of(index)
+
+
+class AuxExpressions(dict):
+    """ModelDescription.aux_exprs: parameter name → Stan expression, with `at(rows)` for the same at the
+    observations `rows` (an index array's name)."""
+
+    def __init__(self, desc: ModelDescription, index: str | None):
+        self._desc = desc
+        # the parameters with a value per observation from a sub-model (a GLM function may take only a number)
+        self.per_row = frozenset(a.name for a in desc.family.aux if desc.submodel(a) is not None)
+        super().__init__(self._exprs(index))
+
+    def _exprs(self, index: str | None) -> dict[str, str]:
+        d = self._desc
+        out = {}
+        for a in d.family.aux:
+            if d.submodel(a) is not None:
+                out[a.name] = a.name if index is None else f"{a.name}[{index}]"
+            else:
+                out[a.name] = d.residuals.aux_expr(a, index) or d.aux_stan(a)
+        return out
+
+    def at(self, rows: str) -> dict[str, str]:
+        """The expressions at the observations `rows`: a per-observation one indexed by them."""
+        return self._exprs(rows)
 
 
 # Optional generated quantities: posterior (or, with prior_only, prior) predictive draws of the outcome,
@@ -441,12 +566,56 @@ def generated_quantities(generated: str | Iterable[str] | None) -> tuple[str, ..
 _DEFAULTS = {"coefficient": "normal", "scale": "exponential", "correlation": "lkj"}
 
 
-def _prior(spec: Spec, keys: list[str], prior_class: str, default: str | None = None) -> PriorChoice:
+def _prior(spec: Spec, keys: list[str], prior_class: str, default: str | None = None,
+           priors: Mapping[str, str] | None = None, path: str = "priors") -> PriorChoice:
+    """The prior of the first of `keys` the spec's `priors:` (or a sub-model's `priors`, at `path`) gives,
+    else the default."""
+    given = spec.priors if priors is None else priors
     for key in keys:
-        if key in spec.priors:
-            prior, _ = parse_prior(spec.priors[key], prior_class)
-            return PriorChoice(prior.family, prior, f"priors.{key}")
+        if key in given:
+            prior, _ = parse_prior(given[key], prior_class)
+            return PriorChoice(prior.family, prior, f"{path}.{key}")
     return PriorChoice(default or _DEFAULTS[prior_class], None, "default")
+
+
+def _submodels(spec: Spec, family: Family, categorical: frozenset[str], names: NameRegistry,
+               level_names: NameRegistry, levels: list[LevelDescription]) -> tuple[SubModel, ...]:
+    """The sub-models of `parameters:`, in the family's order of its parameters: each term and level with
+    Stan names of its own (beta_<parameter>_<term>, sd_<parameter>_<level>, …); levels noncentered."""
+    out = []
+    for aux in family.aux:
+        sub = spec.parameters.get(aux.name)
+        if sub is None:
+            continue
+        path = f"parameters.{aux.name}.priors"
+        terms = []
+        for term in sub.predictors:
+            variables = tuple(term_variables(term))
+            terms.append(Term(name=term, variables=variables, categorical=any(v in categorical for v in variables),
+                              stan=names.claim(sanitize(f"{aux.name}_{term}")), owner=aux.name,
+                              prior=_prior(spec, [term, "coefficients"], "coefficient", priors=sub.priors, path=path)))
+        by_name = {t.name: t for t in terms}
+        sub_levels = []
+        for name, level in sub.levels.items():
+            main = next(lv for lv in levels if lv.name == name)
+            stan = level_names.claim(sanitize(f"{aux.name}_{main.stan}"))
+            coefficients = tuple(
+                VaryingCoefficient(coef, i, None if coef == INTERCEPT else by_name[coef], (),
+                                   x=None if coef == INTERCEPT else by_name[coef].values_key)
+                for i, coef in enumerate(level.coefficients, start=1))
+            n = len(coefficients)
+            kind: LevelKind = "intercept" if n == 1 and coefficients[0].name == INTERCEPT else (
+                "correlated" if level.correlated and n > 1 else "independent")
+            sub_levels.append(LevelDescription(
+                name=name, stan=stan, id_column=main.id_column, parent=None, ancestors=(), owner=aux.name,
+                unique_labels=main.unique_labels, coefficients=coefficients, predictors=(), kind=kind,
+                sd_prior=_prior(spec, [f"sd_{name}", "sd"], "scale", priors=sub.priors, path=path),
+                correlation_prior=_prior(spec, [f"correlation_{name}", "correlation"], "correlation",
+                                         priors=sub.priors, path=path) if kind == "correlated" else None))
+        out.append(SubModel(aux=aux, intercept_prior=_prior(spec, ["intercept"], "coefficient", priors=sub.priors,
+                                                            path=path),
+                            terms=tuple(terms), levels=tuple(sub_levels)))
+    return tuple(out)
 
 
 def describe(spec: Spec, categorical: set[str] | frozenset[str] = frozenset(),
@@ -554,15 +723,17 @@ def describe(spec: Spec, categorical: set[str] | frozenset[str] = frozenset(),
         problems.append(Problem("", "the model has no intercept, no predictors and no levels: nothing to estimate"))
     if problems:
         raise SpecError(problems)
+    submodels = _submodels(spec, family, categorical, names, level_names, levels)
     return ModelDescription(
         name=sanitize(spec.name or "model"), family=family, outcome=spec.outcome, trials=spec.trials,
         intercept=spec.intercept,
         intercept_prior=_prior(spec, ["intercept"], "coefficient") if spec.intercept else None,
         aux_priors=tuple((aux, _prior(spec, [aux.name], aux.prior_class, aux.default_prior[0] if aux.default_prior
-                                      else None)) for aux in family.aux),
+                                      else None)) for aux in family.aux if aux.name not in spec.parameters),
         terms=tuple(terms), levels=tuple(levels), categorical=categorical,
         reference=tuple(sorted(spec.reference.items())), generated=generated, columns=tuple(spec.columns.items()),
-        residuals=Residuals.from_spec(spec.residuals), order=tuple(spec.order) if spec.order else None)
+        residuals=Residuals.from_spec(spec.residuals), order=tuple(spec.order) if spec.order else None,
+        submodels=submodels)
 
 
 def _parents_first(levels: list[LevelDescription]) -> list[LevelDescription]:
@@ -688,6 +859,7 @@ class PriorTarget:
     effect: GroupEffect | None = None
     aux: AuxParameter | None = None
     vector: bool = False  # its numbers are vectors (one per element of the parameter)
+    submodel: SubModel | None = None  # a sub-model's intercept, coefficient, sd or correlation
 
     def data_name(self, arg: str) -> str:
         return f"prior_{self.key}_{arg}"
@@ -714,4 +886,16 @@ def prior_targets(desc: ModelDescription) -> list[PriorTarget]:
         if level.correlation_prior is not None:
             out.append(PriorTarget(f"L_{level.stan}", level.L, level.correlation_prior, "correlation",
                                    level=level))
+    for sub in desc.submodels:
+        out.append(PriorTarget(sub.intercept_name, sub.intercept_param, sub.intercept_prior, "intercept",
+                               submodel=sub))
+        for term in sub.terms:
+            out.append(PriorTarget(f"beta_{term.stan}", term.param, term.prior, "term", term=term,
+                                   vector=term.categorical, submodel=sub))
+        for level in sub.levels:
+            out.append(PriorTarget(f"sd_{level.stan}", level.sd, level.sd_prior, "sd", level=level,
+                                   vector=level.n_coef > 1, submodel=sub))
+            if level.correlation_prior is not None:
+                out.append(PriorTarget(f"L_{level.stan}", level.L, level.correlation_prior, "correlation",
+                                       level=level, submodel=sub))
     return out

@@ -65,6 +65,9 @@ class EncodedRows:
     group_values: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
     trials: np.ndarray | None = None
     sigma_group: np.ndarray | None = None  # 0-based index of each row's residual sd (residuals: sd_by)
+    # a sub-model's (`parameters:`) design on the data's scale, by its parameter (its slopes are in `slopes`,
+    # keyed by Term.columns_key)
+    sub_designs: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def encode_rows(program, frame: pd.DataFrame, *, new_groups: str = "error", need_trials: bool = True,
@@ -100,6 +103,10 @@ def encode_rows(program, frame: pd.DataFrame, *, new_groups: str = "error", need
     c.raise_if_any()
     design, columns, slopes = design_columns(desc, frame, c, categories=prepared.categories)
     rows = EncodedRows(len(frame), design, slopes)
+    for sub in desc.submodels:
+        rows.sub_designs[sub.stan], _, more = design_columns(desc, frame, c, categories=prepared.categories,
+                                                             submodel=sub)
+        rows.slopes.update(more)
     for lv in desc.levels:
         _encode_level(lv, desc, prepared, frame, rows, new_groups, c)
     if desc.trials and need_trials:
@@ -121,6 +128,10 @@ def _needed_columns(desc, need_trials: bool, need_sd_by: bool) -> dict[str, str]
     for i, term in enumerate(desc.terms):
         for var in term.variables:
             needed.setdefault(var, f"predictors[{i}]")
+    for sub in desc.submodels:
+        for i, term in enumerate(sub.terms):
+            for var in term.variables:
+                needed.setdefault(var, f"parameters.{sub.stan}.predictors[{i}]")
     for lv in desc.levels:
         needed.setdefault(lv.id_column, f"levels.{lv.name}.id")
     if desc.trials and need_trials:
@@ -205,14 +216,15 @@ class Coefficients:
     effects: dict[str, np.ndarray]  # a group effect's Stan name → its coefficients: (S, its predictor's columns)
 
 
-def linear_predictor(desc, rows: EncodedRows, coefficients: Coefficients) -> np.ndarray:
+def linear_predictor(desc, rows: EncodedRows, coefficients: Coefficients, submodel=None) -> np.ndarray:
     """The linear predictor of every row for each of the S coefficient sets: (S, rows). A group's varying
     coefficient is the population's plus its group-level predictors' effects (at the group's values) plus its
-    deviation."""
+    deviation. `submodel`: a sub-model's linear predictor (on its link scale) instead of the model's."""
     eta = np.zeros((len(coefficients.intercept), rows.n)) + coefficients.intercept[:, None]
-    if rows.design.shape[1]:
-        eta += coefficients.beta @ rows.design.T
-    for lv in desc.levels:
+    design = rows.design if submodel is None else rows.sub_designs[submodel.stan]
+    if design.shape[1]:
+        eta += coefficients.beta @ design.T
+    for lv in desc.levels if submodel is None else submodel.levels:
         values = coefficients.deviations[lv.name].copy()  # (S, groups, coefficients)
         for k, c in enumerate(lv.coefficients):
             for e in c.effects:
@@ -220,8 +232,13 @@ def linear_predictor(desc, rows: EncodedRows, coefficients: Coefficients) -> np.
                 values[:, :, k] += coefficients.effects[e.name] @ w.T
         index = rows.group[lv.name]
         for k, c in enumerate(lv.coefficients):
-            eta += values[:, index, k] * (1.0 if c.term is None else rows.slopes[c.term.name])
+            eta += values[:, index, k] * (1.0 if c.term is None else rows.slopes[c.term.columns_key])
     return eta
+
+
+def inverse_link(link: str, values: np.ndarray) -> np.ndarray:
+    """A sub-model's parameter from its linear predictor."""
+    return np.exp(values) if link == "log" else 1 / (1 + np.exp(-values))
 
 
 def training_rows(desc, prepared) -> EncodedRows:
@@ -229,7 +246,9 @@ def training_rows(desc, prepared) -> EncodedRows:
     data = prepared.stan_data
     design = np.asarray(data["X"], dtype=float) + np.asarray(data["X_means"], dtype=float) if "X" in data \
         else np.zeros((prepared.n, 0))
-    slopes = {t.name: np.asarray(data[t.values_key], dtype=float) for t in desc.slope_terms}
+    slopes = {t.columns_key: np.asarray(data[t.values_key], dtype=float) for t in desc.all_slope_terms}
     group = {lv.name: np.asarray(data[lv.index_key]) - 1 for lv in desc.levels}
+    sub_designs = {sub.stan: np.asarray(data[sub.design_key], dtype=float) + np.asarray(data[sub.means_key], dtype=float)
+                   if sub.terms else np.zeros((prepared.n, 0)) for sub in desc.submodels}
     return EncodedRows(prepared.n, design, slopes, group, {}, Encoding.of(desc, prepared).group_values,
-                       trials=data.get("trials"))
+                       trials=data.get("trials"), sub_designs=sub_designs)

@@ -54,6 +54,20 @@ def formula(desc: ModelDescription, code: bool = False) -> str:
     return text if code or d.family.is_default else f"{text}, family = {d.family}"
 
 
+def submodel_formula(d: ModelDescription, sub, code: bool = False) -> str:
+    """A sub-model's right-hand side as glmmTMB's ziformula/dispformula and brms's `zi ~ …` write it:
+    '~ mined', '~ Days + (1 | Subject)' ('~ 1' for an intercept alone)."""
+    q = _r_term if code else (lambda name: name)
+    parts = [q(t.name) for t in sub.terms]
+    for lv in sub.levels:
+        slopes = [q(c.name) for c in lv.coefficients if c.name != INTERCEPT]
+        terms = " + ".join(slopes) if slopes else "1"
+        if not any(c.name == INTERCEPT for c in lv.coefficients):
+            terms = "0 + " + terms
+        parts.append(f"({terms} {'||' if lv.kind == 'independent' else '|'} {_group(d, d.level(lv.name), code)})")
+    return "~ " + (" + ".join(parts) or "1")
+
+
 def _group(d: ModelDescription, lv, code: bool) -> str:
     """A level's grouping factor: its name (printout) or id column (code); a nested level whose labels repeat
     across parents as the interaction with its ancestors (batch:cask)."""
@@ -119,8 +133,18 @@ def lme4_code(program) -> str:
         levels = ", ".join(f'"{c}"' for c in d.order) if d.order else None
         lhs = f"factor({lhs}, levels = c({levels}), ordered = TRUE)" if levels else f"factor({lhs}, ordered = TRUE)"
     lines += _factor_lines(program)
-    lines.append(call.format(formula=f, log_formula=f"log({lhs}) ~ {rhs}", ordered_formula=f"{lhs} ~ {rhs}",
-                             zi_formula="~1"))
+    zero = next((sub for sub in d.submodels if sub.link == "logit"), None)
+    dispersion = next((sub for sub in d.submodels if sub.link == "log"), None)
+    call = call.format(formula=f, log_formula=f"log({lhs}) ~ {rhs}", ordered_formula=f"{lhs} ~ {rhs}",
+                       zi_formula=submodel_formula(d, zero, code=True) if zero else "~1")
+    if dispersion is not None:  # glmmTMB's dispformula (for sigma it models log sigma², brms's sigma log sigma)
+        call = call.replace("lme4::lmer(", "glmmTMB::glmmTMB(").replace("lme4::glmer.nb(", "glmmTMB::glmmTMB(")
+        call = call[:-1] + f", dispformula = {submodel_formula(d, dispersion, code=True)})"
+        if dispersion.levels:
+            lines.append("# glmmTMB 1.1.5 takes no group effects in dispformula: brms (`render --as brms`) does")
+        if dispersion.stan == "sigma":
+            lines.append("# glmmTMB's dispersion coefficients are on the log sigma² scale: halve them to compare")
+    lines.append(call)
     lines.append("# priors: lme4 has none (maximum likelihood); stangen's are in `stangen render --as brms`")
     return "\n".join(lines) + "\n"
 
@@ -140,6 +164,8 @@ def _brms_priors(program) -> list[str]:
             args_list = _per_element(used["args"])
         family = choice.family
         names = _brms_targets(target, d, prepared)
+        if target.submodel is not None:  # brms's distributional parameter
+            names = [f"{where}, dpar = {target.submodel.stan}" for where in names]
         if len(args_list) == 1 and len(names) > 1:
             args_list = args_list * len(names)
         for where, args in zip(names, args_list):
@@ -164,7 +190,7 @@ def _brms_targets(target, d, prepared) -> list[str]:
     if role == "intercept":
         return ["class = Intercept"]
     if role == "term":
-        columns = prepared.columns[target.term.name] if prepared is not None else [target.term.name]
+        columns = prepared.columns[target.term.columns_key] if prepared is not None else [target.term.name]
         return [f"class = b, coef = {_brms_coef(c)}" for c in columns]
     if role == "effect":
         c, pred = target.coefficient, target.effect.predictor
@@ -206,6 +232,7 @@ def brms_code(program) -> str:
         lines.append("# default priors are scaled to the data: give the spec data to print their numbers")
     prior_text = ",\n    ".join(priors)
     lines += _factor_lines(program)
-    lines.append(f"brms::brm(brms::bf({lhs} ~ {rhs}), data = d, family = {d.family.brms}" +
+    subs = "".join(f", {sub.stan} {submodel_formula(d, sub, code=True)}" for sub in d.submodels)
+    lines.append(f"brms::brm(brms::bf({lhs} ~ {rhs}{subs}), data = d, family = {d.family.brms}" +
                  (f",\n  prior = c(\n    {prior_text})" if priors else "") + ")")
     return "\n".join(lines) + "\n"

@@ -16,6 +16,8 @@ design column, and s_w the sd of a group-level predictor over groups:
 | sd of a varying intercept         | exponential(1 / s_y)                            |
 | sd of a varying slope of x        | exponential(s_x / s_y)                          |
 | correlation of varying effects    | lkj(2)                                          |
+| a sub-model's (`parameters:`) intercept | normal(log s_y for sigma, else 0; 2.5), on its link scale |
+| its coefficients, sds             | as above with s_y = 1 (on the link scale)       |
 
 A prior written in the spec is used exactly as written (no rescaling).
 """
@@ -42,17 +44,20 @@ def _safe(sd: np.ndarray) -> np.ndarray:
 
 
 def _slope_scale(encoded: "Encoded", term) -> float:
-    return 1.0 if term is None else float(_safe(np.std(encoded.slopes[term.name]))[0])
+    return 1.0 if term is None else float(_safe(np.std(encoded.slopes[term.columns_key]))[0])
 
 
 def _default_args(target: PriorTarget, desc: ModelDescription, encoded: "Encoded",
                   term_scales: dict[str, np.ndarray]) -> dict[str, np.ndarray | float]:
-    s_y, y_loc = desc.family.outcome_scale(np.asarray(encoded.outcome["y"], dtype=float))
+    y = np.asarray(encoded.outcome["y"], dtype=float)
+    s_y, y_loc = desc.family.outcome_scale(y)
+    if target.submodel is not None:  # on the sub-model's link scale: coefficients of scale 1
+        s_y, y_loc = 1.0, desc.family.sub_model_location(target.submodel.aux, y)
     role = target.role
     if role == "intercept":
         return {"location": y_loc, "scale": COEF_SCALE * s_y}
     if role == "term":
-        s_x = _safe(term_scales[target.term.name])
+        s_x = _safe(term_scales[target.term.columns_key])
         return {"location": np.zeros_like(s_x), "scale": COEF_SCALE * s_y / s_x}
     if role == "effect":
         s_k = _slope_scale(encoded, target.coefficient.term)
@@ -100,7 +105,7 @@ def prior_values(desc: ModelDescription, encoded: "Encoded") -> tuple[dict[str, 
 
 def _length(target: PriorTarget, desc: ModelDescription, encoded: "Encoded") -> int:
     if target.role == "term":
-        return len(encoded.columns[target.term.name])
+        return len(encoded.columns[target.term.columns_key])
     if target.role == "effect":
         return len(encoded.levels[target.level.name]["predictors"][target.effect.predictor.name][1])
     if target.role == "sd":

@@ -151,7 +151,9 @@ def build(spec: Spec | str | Path, data: pd.DataFrame | str | Path | None = None
 def threaded(description: ModelDescription) -> ModelDescription:
     """The description whose program sums its likelihood over slices of rows (reduce_sum), for threads
     within a chain; refused where the likelihood is not a sum over rows."""
-    problem = description.residuals.threading_problem() or description.family.threading_problem()
+    problem = description.residuals.threading_problem() or description.family.threading_problem() or (
+        "threads within a chain are not available yet for a model with sub-models (`parameters:`); use "
+        "threads_per_chain: 1" if description.submodels else None)
     if problem is not None:
         raise SpecError(Problem("sampler.threads_per_chain", problem))
     return dataclasses.replace(description, threads=True)

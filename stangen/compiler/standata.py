@@ -78,8 +78,20 @@ def write_stan_data(desc: ModelDescription, encoded: Encoded, *, prior_only: boo
                 data[term.size] = len(columns[term.name])
     for term in desc.slope_terms:
         data[term.values_key] = encoded.slopes[term.name]
+    for sub in desc.submodels:  # a sub-model's design centered (its intercept at the means), slope values
+        if sub.terms:
+            design = encoded.sub_designs[sub.stan]
+            means = design.mean(axis=0)
+            data[sub.size_key] = design.shape[1]
+            data[sub.design_key] = design - means
+            data[sub.means_key] = means
+            for term in sub.terms:
+                if term.categorical:
+                    data[term.size] = len(columns[term.columns_key])
+        for term in sub.slope_terms:
+            data[term.values_key] = encoded.slopes[term.columns_key]
     labels, group_columns = {}, {}
-    for level in desc.levels:
+    for level in desc.all_levels:
         info = encoded.levels[level.name]
         labels[level.name] = info["labels"]
         data[level.groups_key] = len(info["labels"])

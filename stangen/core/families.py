@@ -41,9 +41,18 @@ class AuxParameter:
     # sampler's parameter is <name>_centered, at the predictors' means, and <name> at 0 is derived from it
     moves_with_centering: bool = False
     brms_class: str = ""  # the same parameter's prior class in brms ("" = its name)
+    # the link of a sub-model for it (`parameters:`): "log" for a positive parameter, "logit" for a probability;
+    # "" where it cannot have one (nu, bounded below by 1; cutpoints)
+    link: str = ""
+    sub_model_title: str = "Dispersion model"  # the printout's block of its sub-model, as glmmTMB names it
+
+    @property
+    def sub_model(self) -> bool:
+        """A linear predictor can take this parameter's place (`parameters: {<name>: …}`)."""
+        return bool(self.link)
 
 
-SIGMA = AuxParameter("sigma", "real<lower=0>", "residual sd")
+SIGMA = AuxParameter("sigma", "real<lower=0>", "residual sd", link="log")
 # most passes of Fisher scoring for a family whose working response depends on the linear predictor (they
 # stop earlier once the group variances settle: 4-9 on the example specs)
 SCORING_STEPS = 25
@@ -84,6 +93,9 @@ class Family:
     # the likelihood can be written with the design's cross-products instead of a pass over the rows (a normal
     # density with an identity link: its log is a quadratic in the coefficients); see cross_product_likelihood
     cross_products: bool = False
+    # the GLM function takes its auxiliary parameter as a vector (one per observation: a sub-model's); Stan 2.35's
+    # neg_binomial_2_log_glm takes only a number
+    glm_vector_aux: bool = True
 
     def __str__(self) -> str:  # how a family is printed: its name, as the spec writes it
         return self.name
@@ -130,7 +142,8 @@ class Family:
         """The log density of y (unnormalized) as one expression: the likelihood's right side. `rows`
         ("[start:end]"): of a slice of the rows (reduce_sum), the per-observation data indexed by it."""
         kind = "lupmf" if self.discrete else "lupdf"
-        if pooled and self.glm_function:
+        per_row = getattr(aux, "per_row", frozenset())  # parameters with a value per observation (sub-models)
+        if pooled and self.glm_function and (self.glm_vector_aux or not per_row):
             return f"{self.glm_function}_{kind}(y{rows} | {self._given(rows)}X{rows}, {alpha}, beta{self._args(aux)})"
         mu = (f"X{rows} * beta" if alpha == "0" else f"{alpha} + X{rows} * beta") if pooled else alpha
         return f"{self.density}_{kind}(y{rows} | {self._params(mu, aux, self._given(rows))})"
@@ -173,6 +186,11 @@ class Family:
     def outcome_scale(self, y: np.ndarray) -> tuple[float, float]:
         """(s_y, the default intercept prior's location): the scale default priors are relative to."""
         return 1.0, 0.0
+
+    def sub_model_location(self, aux: AuxParameter, y: np.ndarray) -> float:
+        """Where the default prior of a sub-model's intercept is centered, on its link scale: log s_y for a
+        residual sd, else 0 (a shape or precision of 1, a probability of 1/2)."""
+        return float(np.log(self.outcome_scale(y)[0])) if aux is self.residual_sd else 0.0
 
     # -- numpy hooks ----------------------------------------------------------------------------------
     def working_response(self, y: np.ndarray, trials: np.ndarray | None, eta: np.ndarray | None = None,
@@ -992,7 +1010,7 @@ class ZeroFamily(Family):
         return f"for (i in 1:N) y_rep[i] = bernoulli_rng({z}) ? 0 : {draw};"
 
     def pointwise_log_likelihood(self, eta, i, aux=None):
-        at = self._at(aux, i)
+        at = self._aux(aux)  # (already at observation i)
         z = at[self.zero.name]
         mu = f"{eta}[{i}]"
         kind = "lpmf" if self.base.discrete else "lpdf"
@@ -1061,13 +1079,13 @@ class ZeroFamily(Family):
         return None  # no latent-scale residual variance: ICC and pooling are not defined for a zero mixture
 
 
-def _zero(name: str, meaning: str) -> AuxParameter:
+def _zero(name: str, meaning: str, title: str) -> AuxParameter:
     return AuxParameter(name, "real<lower=0, upper=1>", meaning, prior_class="probability",
-                        default_prior=("beta", (1.0, 1.0)))
+                        default_prior=("beta", (1.0, 1.0)), link="logit", sub_model_title=title)
 
 
-ZI = _zero("zi", "probability of a structural zero")
-HU = _zero("hu", "probability of a zero (the hurdle)")
+ZI = _zero("zi", "probability of a structural zero", "Zero-inflation model")
+HU = _zero("hu", "probability of a zero (the hurdle)", "Zero (hurdle) model")
 
 FAMILIES: dict[str, Family] = {f.name: f for f in (
     Gaussian("gaussian", "identity", lme4_call="lme4::lmer({formula}, data = d)",  brms="gaussian()",  aux=(SIGMA,), residual_structures=True, glm_function="normal_id_glm",
@@ -1078,18 +1096,18 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
              discrete=True, distribution="Binomial", mean_symbol="p"),
     Poisson("poisson", "log", lme4_call="lme4::glmer({formula}, data = d, family = poisson)",  brms="poisson()",  glm_function="poisson_log_glm", density="poisson_log", discrete=True,
             distribution="Poisson", mean_symbol="λ"),
-    NegBinomial("negbinomial", "log", lme4_call="lme4::glmer.nb({formula}, data = d)",  brms="negbinomial()",  glm_function="neg_binomial_2_log_glm", density="neg_binomial_2_log",
+    NegBinomial("negbinomial", "log", lme4_call="lme4::glmer.nb({formula}, data = d)",  brms="negbinomial()",  glm_function="neg_binomial_2_log_glm", glm_vector_aux=False, density="neg_binomial_2_log",
                 discrete=True, distribution="NegBinomial", mean_symbol="λ",
                 aux=(AuxParameter("phi", "real<lower=0>", "shape of the negative binomial (variance μ + μ²/φ)",
-                                  default_prior=GAMMA_VAGUE, brms_class="shape"),)),
+                                  default_prior=GAMMA_VAGUE, brms_class="shape", link="log"),)),
     Student("student", "identity", brms="student()",  density="student_t", arguments="{nu}, {mu}, {sigma}", distribution="Student-t",
             mean_symbol="μ", aux=(SIGMA, AuxParameter("nu", "real<lower=1>", "degrees of freedom",
                                                       default_prior=("gamma", (2.0, 0.1))))),
     Lognormal("lognormal", "identity", lme4_call="lme4::lmer({log_formula}, data = d)",  brms="lognormal()",  density="lognormal", distribution="Lognormal", mean_symbol="μ",
-              aux=(AuxParameter("sigma", "real<lower=0>", "residual sd on the log scale"),)),
-    GammaFamily("gamma", "log", lme4_call="lme4::glmer({formula}, data = d, family = Gamma(link = \"log\"))",  brms="Gamma(link = \"log\")",  density="gamma", arguments="{shape}, {shape} * exp(-({mu}))", distribution="Gamma",
+              aux=(AuxParameter("sigma", "real<lower=0>", "residual sd on the log scale", link="log"),)),
+    GammaFamily("gamma", "log", lme4_call="lme4::glmer({formula}, data = d, family = Gamma(link = \"log\"))",  brms="Gamma(link = \"log\")",  density="gamma", arguments="{shape}, {shape} .* exp(-({mu}))", distribution="Gamma",
                 mean_symbol="μ", aux=(AuxParameter("shape", "real<lower=0>", "shape of the gamma (variance μ²/shape)",
-                                                   default_prior=GAMMA_VAGUE),)),
+                                                   default_prior=GAMMA_VAGUE, link="log"),)),
     Cumulative("cumulative", "logit", lme4_call="ordinal::clmm({ordered_formula}, data = d)",  brms="cumulative(\"logit\")",  discrete=True, ordinal=True, distribution="OrderedLogistic",
                mean_symbol="η", mean_link="identity",
                aux=(AuxParameter("cutpoints", "ordered[K_cat - 1]", "cutpoints between adjacent categories, "
@@ -1097,7 +1115,7 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
                                  size="K_cat - 1", shown="cutpoint", moves_with_centering=True, brms_class="Intercept"),)),
     BetaFamily("beta", "logit", lme4_call="glmmTMB::glmmTMB({formula}, data = d, family = glmmTMB::beta_family())",  brms="Beta()",  density="beta_proportion", arguments="inv_logit({mu}), {phi}", distribution="Beta",
                mean_symbol="μ", aux=(AuxParameter("phi", "real<lower=0>", "precision of the beta (variance "
-                                                  "μ(1 − μ)/(1 + φ))", default_prior=GAMMA_VAGUE),)),
+                                                  "μ(1 − μ)/(1 + φ))", default_prior=GAMMA_VAGUE, link="log"),)),
 )}
 _BY_NAME = {f.name: f for f in FAMILIES.values()}
 _ZERO_CALL = "glmmTMB::glmmTMB({formula}, ziformula = {zi_formula}, data = d, family = %s)"

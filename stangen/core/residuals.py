@@ -122,6 +122,20 @@ def spec_variables(value: Mapping | None) -> list[str]:
     return [value["sd_by"]] if value and value.get("sd_by") else []
 
 
+def sub_model_problem(value: Mapping | None, parameter: str) -> str | None:
+    """Why a checked `residuals:` cannot go with a sub-model for `parameter` (None: it can): the residual sd
+    of correlated errors, or one per value of `sd_by`, is the residual structure's."""
+    if parameter != "sigma" or not value:
+        return None
+    if value.get("correlation"):
+        return (f"a sub-model for sigma together with `residuals: correlation: {value['correlation']}` is not "
+                "supported yet: the correlated errors' likelihood takes one residual sd; drop one of them")
+    if value.get("sd_by"):
+        return (f"`residuals: sd_by: {value['sd_by']}` already gives sigma one value per {value['sd_by']}; it is "
+                f"the sub-model `sigma: {{predictors: [{value['sd_by']}]}}`: give one of them")
+    return None
+
+
 # -- the parts -----------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)

@@ -45,8 +45,12 @@ def _sd(fit: "Fit", level, k: int) -> np.ndarray:
 
 
 def residual_variance(fit: "Fit") -> np.ndarray:
-    """The residual variance per draw, on the latent scale where the family has one (stangen/core/families.py)."""
+    """The residual variance per draw, on the latent scale where the family has one (stangen/core/families.py);
+    None with a sub-model for a family parameter (`parameters:`): the residual variance then differs between
+    observations, and an ICC is no longer one number (as performance::icc declines such models)."""
     d = fit.description
+    if d.submodels:
+        return None
     intercept_var = sum(_sd(fit, lv, 0) ** 2 for lv in d.levels if lv.coefficients[0].name == INTERCEPT)
     return d.family.latent_residual_variance(fit, intercept_var)
 

@@ -37,7 +37,7 @@ def naming(desc: ModelDescription, prepared: PreparedData) -> Naming:
         else:
             n.population.append((names[0], f"beta_{term.stan}"))
     many_levels = sum(lv.has_effects for lv in desc.levels) > 1
-    for lv in desc.levels:
+    for lv in desc.all_levels:
         coef_dim, group_dim = f"{lv.stan}_coef", lv.stan
         n.coords[coef_dim] = [c.name for c in lv.coefficients]
         n.coords[group_dim] = prepared.labels[lv.name]
@@ -79,7 +79,10 @@ def naming(desc: ModelDescription, prepared: PreparedData) -> Naming:
                                          f"corr_{lv.stan}[{a},{b}]"))
     res = desc.residuals
     for aux in desc.family.aux:
-        if res.per_value_of(aux):  # one value per value of a column (residuals: sd_by)
+        sub = desc.submodel(aux)
+        if sub is not None:
+            _submodel_names(n, sub, prepared)
+        elif res.per_value_of(aux):  # one value per value of a column (residuals: sd_by)
             n.coords[f"{aux.name}_by"] = list(prepared.sigma_labels)
             n.dims[aux.name] = [f"{aux.name}_by"]
             n.population += [(res.value_name(aux, label), f"{aux.name}[{k}]")
@@ -94,6 +97,36 @@ def naming(desc: ModelDescription, prepared: PreparedData) -> Naming:
             n.population.append((aux.name, aux.name))
     n.population += res.own_parameters()
     return n
+
+
+def submodel_name(sub, name: str) -> str:
+    """A sub-model's coefficient as summaries show it, brms's way: 'zi_Intercept', 'zi_minedno', 'sigma_Days';
+    its level's varying coefficient: 'zi_intercept' in 'sd(site: zi_intercept)'."""
+    return f"{sub.stan}_{name}"
+
+
+def _submodel_names(n: Naming, sub, prepared: PreparedData) -> None:
+    """A sub-model's population-level names: its intercept, coefficients, then its levels' sds and
+    correlations (the dims of its levels' variables are set with the model's levels)."""
+    n.population.append((submodel_name(sub, "Intercept"), sub.intercept_name))
+    for term in sub.terms:
+        names = prepared.columns[term.columns_key]
+        if term.categorical:
+            dim = f"{term.stan}_coef"
+            n.coords[dim] = names
+            n.dims[term.param] = [dim]
+            n.population += [(submodel_name(sub, name), f"{term.param}[{i}]") for i, name in enumerate(names)]
+        else:
+            n.population.append((submodel_name(sub, names[0]), term.param))
+    for lv in sub.levels:
+        for k, c in enumerate(lv.coefficients):
+            sel = lv.sd if lv.kind == "intercept" else f"{lv.sd}[{k}]"
+            n.population.append((f"sd({lv.name}: {submodel_name(sub, c.name)})", sel))
+        if lv.kind == "correlated":
+            for a in range(lv.n_coef):
+                for b in range(a + 1, lv.n_coef):
+                    n.population.append((f"cor({lv.name}: {submodel_name(sub, lv.coefficients[a].name)}, "
+                                         f"{submodel_name(sub, lv.coefficients[b].name)})", f"corr_{lv.stan}[{a},{b}]"))
 
 
 # optional generated quantities (model.GENERATED) → the InferenceData group that holds them, as `y`

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from ..compiler.new_rows import Coefficients, EncodedRows, encode_rows
+from ..compiler.new_rows import Coefficients, EncodedRows, encode_rows, inverse_link
 from ..compiler.new_rows import linear_predictor as shared_linear_predictor
 from ..core.errors import Problem, UserError
 
@@ -81,12 +81,25 @@ def _factor(corr: np.ndarray) -> np.ndarray:
         return vectors * np.sqrt(np.clip(values, 0, None))[:, None, :]
 
 
-def aux_draws(fit: "Fit", rows: EncodedRows) -> dict[str, np.ndarray]:
+def aux_draws(fit: "Fit", rows: EncodedRows, new_groups: str = "population",
+              rng: np.random.Generator | None = None) -> dict[str, np.ndarray]:
     """The family's own parameters per draw, shaped to broadcast against (draws, rows): sigma per row with
-    `residuals: sd_by`; a vector (cutpoints) as (draws, length)."""
+    `residuals: sd_by`, a sub-model's parameter per row (its new groups' effects as `new_groups` says); a
+    vector (cutpoints) as (draws, length)."""
     post, S = fit.posterior, fit.posterior.sizes["chain"] * fit.posterior.sizes["draw"]
+    d = fit.description
+    rng = rng if rng is not None else np.random.default_rng(0)
     out = {}
-    for aux in fit.description.family.aux:
+    for aux in d.family.aux:
+        sub = d.submodel(aux)
+        if sub is not None:
+            beta = np.concatenate([_flat(post[t.param].values).reshape(S, -1) for t in sub.terms], axis=1) \
+                if sub.terms else np.zeros((S, 0))
+            coefficients = Coefficients(
+                intercept=_flat(post[sub.intercept_name].values), beta=beta,
+                deviations={lv.name: _deviations(fit, lv, rows, new_groups, rng) for lv in sub.levels}, effects={})
+            out[aux.name] = inverse_link(sub.link, shared_linear_predictor(d, rows, coefficients, submodel=sub))
+            continue
         values = _flat(post[aux.name].values)
         if aux.size:
             out[aux.name] = values.reshape(S, -1)
@@ -120,7 +133,7 @@ def predict(fit: "Fit", newdata: pd.DataFrame, kind: str = "response", new_group
     if kind == "link":
         values = eta
     else:
-        aux = aux_draws(fit, rows)
+        aux = aux_draws(fit, rows, new_groups, rng)
         if kind == "mean":
             values = d.family.expected(eta, aux, rows.trials)
             if d.family.ordinal:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from ..compiler.peers import formula
+from ..compiler.peers import formula, submodel_formula
 from ..spec.validate import INTERCEPT
 from .diagnostics import diagnostics
 from .multilevel import design_effects
@@ -183,7 +183,7 @@ def varcorr(fit: "Fit") -> pd.DataFrame:
                 for b in range(a + 1, lv.n_coef):
                     rows.append({"group": lv.name, "name": names[a], "name2": names[b], "variance": None,
                                  "sd": None, "cor": float(corr[..., a, b].mean())})
-    if fit.description.family.residual_sd is not None:
+    if fit.description.family.residual_sd in fit.description.scalar_aux:  # (not with a sub-model for sigma)
         sigma = fit.posterior[fit.description.family.residual_sd.name].values
         by = fit.description.residuals.per_value_of(fit.description.family.residual_sd)
         if by is not None:  # residuals: sd_by — one row per value
@@ -218,7 +218,7 @@ def _auxiliary_text(fit: "Fit", digits: int = 3) -> list[str]:
     """The family's parameters other than a residual sd in their own block, as glmmTMB prints
     'Dispersion parameter for nbinom2 family': name, meaning, posterior mean and 95% interval."""
     family = fit.description.family
-    others = [a for a in family.aux if a is not family.residual_sd]
+    others = [a for a in fit.description.scalar_aux if a is not family.residual_sd]
     lines = []
     for aux in others:
         draws = fit.posterior[aux.name].values
@@ -260,7 +260,10 @@ def lme4_text(fit: "Fit", digits: int = 3) -> str:
     lines = [f"Bayesian multilevel model ({d.family}{'' if d.family.link == 'identity' else ', ' + d.family.link + ' link'})"
              f" fitted with Stan ({fit.info.get('backend', '?')}, NUTS: {chains} chains x {draws} draws"
              f"{', warmup ' + str(info['warmup']) if 'warmup' in info else ''})",
-             f"Formula: {lme4_formula(fit)}", "", "Random effects (posterior means):"]
+             f"Formula: {lme4_formula(fit)}"]
+    lines += [f"{sub.aux.sub_model_title.removesuffix(' model')}: {sub.stan} {submodel_formula(d, sub)}"
+              for sub in d.submodels]
+    lines += ["", "Random effects (posterior means):"]
     vc = varcorr(fit)
     rows = [("Groups", "Name", "Variance", "Std.Dev.", "Corr")]
     for lv in d.levels:
@@ -292,11 +295,37 @@ def lme4_text(fit: "Fit", digits: int = 3) -> str:
     lines += _auxiliary_text(fit, digits)
     lines += ["", "Fixed effects:"]
     fe = fixef(fit)
+    own = [name for name in fe.index if name not in submodel_parameters(fit)]
     rows = [("", "Estimate", "Est.Error", "l-95% CI", "u-95% CI")]
-    for name, row in fe.iterrows():
+    for name, row in fe.loc[own].iterrows():
         rows.append((_lme4_name(name), *(f"{v:.{digits}f}" for v in row.values)))
     lines += _columns(rows, left=1)
+    lines += _submodel_text(fit, digits)
     return "\n".join(lines) + "\n"
+
+
+def submodel_parameters(fit: "Fit", sub=None) -> dict[str, str]:
+    """The population-level parameters (display name → selector) of a sub-model (`parameters:`), or of all."""
+    subs = fit.description.submodels if sub is None else (sub,)
+    variables = {v for s in subs for v in [s.intercept_name, *(t.param for t in s.terms),
+                                           *(lv.sd for lv in s.levels), *(f"corr_{lv.stan}" for lv in s.levels)]}
+    return {name: sel for name, sel in fit.parameters().items() if sel.partition("[")[0] in variables}
+
+
+def _submodel_text(fit: "Fit", digits: int) -> list[str]:
+    """glmmTMB's blocks for the sub-models ('Zero-inflation model', 'Dispersion model'): each coefficient on
+    the link scale, then the sds (and correlations) of its group effects."""
+    lines = []
+    for sub in fit.description.submodels:
+        lines += ["", f"{sub.aux.sub_model_title} ({sub.stan}, the {sub.aux.meaning}; {sub.link} link; "
+                      "posterior means):"]
+        rows = [("", "Estimate", "Est.Error", "l-95% CI", "u-95% CI")]
+        for name, sel in submodel_parameters(fit, sub).items():
+            values = _interval(fit.draws_of(sel))
+            shown = name.removeprefix(f"{sub.stan}_") if name.startswith(f"{sub.stan}_") else name
+            rows.append((_lme4_name(shown), *(f"{v:.{digits}f}" for v in values.values())))
+        lines += _columns(rows, left=1)
+    return lines
 
 
 def _lme4_name(name) -> str:

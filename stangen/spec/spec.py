@@ -70,6 +70,34 @@ class Level:
         return tuple(self.varying[coefficient]) if isinstance(self.varying, Mapping) else ()
 
 
+SUB_LEVEL_KEYS = ("varying", "correlated", "parameterization")  # a sub-model's level: its groups are the model's
+
+
+@dataclass(frozen=True)
+class ParameterModel:
+    """A sub-model for one of the family's parameters (`parameters: {sigma: …}`, brms's distributional
+    parameters): a linear predictor on the parameter's link scale, with its own predictors and group effects
+    at levels of the model, in place of one number."""
+
+    predictors: Sequence[str] = ()
+    levels: Mapping[str, Level] = field(default_factory=dict)
+    priors: Mapping[str, str] = field(default_factory=dict)
+    correlated_with_main: bool = False
+
+    def to_dict(self) -> dict:
+        levels = {n: {k: v for k, v in (lv.to_dict() if isinstance(lv, Level) else dict(lv)).items()
+                      if k in SUB_LEVEL_KEYS} for n, lv in (self.levels or {}).items()}
+        return {"predictors": list(self.predictors), "levels": levels, "priors": dict(self.priors),
+                "correlated_with_main": self.correlated_with_main}
+
+
+def _parameters_dict(value) -> dict | None:
+    """`parameters:` as plain data: ParameterModel objects or mappings, as given."""
+    if not isinstance(value, Mapping):
+        return value
+    return {k: v.to_dict() if isinstance(v, ParameterModel) else v for k, v in value.items()}
+
+
 @dataclass(frozen=True)
 class Spec:
     """A multilevel model specification (spec format v1). See docs/spec-reference.md."""
@@ -90,6 +118,8 @@ class Spec:
     # the level-1 errors' structure: {correlation: ar1|car1, time, level, sd_by} (stangen/core/residuals.py)
     residuals: Mapping[str, str | None] | None = None
     order: Sequence[str | int | float] | None = None  # an ordinal outcome's categories, lowest first
+    # sub-models for the family's parameters: parameter → ParameterModel (a mapping of its keys is read too)
+    parameters: Mapping[str, ParameterModel] = field(default_factory=dict)
     # the lme4 formula the spec was written as (`formula:`), and its translation (stangen.spec.formula.LongForm:
     # the notes on what the data decided, the comments `stangen from-formula` writes)
     formula: str | None = field(default=None, compare=False, repr=False)
@@ -117,6 +147,15 @@ class Spec:
                         means=tuple(lv["means"]), unique_labels=lv["unique_labels"],
                         parameterization=lv["parameterization"])
             for name, lv in normalized["levels"].items()}))
+        set_(self, "parameters", FrozenDict({
+            name: ParameterModel(
+                predictors=tuple(sub["predictors"]), priors=FrozenDict(sub["priors"]),
+                correlated_with_main=sub["correlated_with_main"],
+                levels=FrozenDict({n: Level(id=lv["id"], within=lv["within"], correlated=lv["correlated"],
+                                            varying=FrozenDict({k: tuple(v) for k, v in lv["varying"].items()}),
+                                            parameterization=lv["parameterization"])
+                                   for n, lv in sub["levels"].items()}))
+            for name, sub in normalized["parameters"].items()}))
         set_(self, "_lines", None)
         set_(self, "_columns", FrozenDict(used_columns(normalized)))
 
@@ -140,8 +179,13 @@ class Spec:
         if problems:
             raise SpecError(problems, source=source, partial=normalized, base_dir=base_dir)
         levels = {n: Level(**{k: v for k, v in lv.items()}) for n, lv in normalized["levels"].items()}
-        kwargs = {k: v for k, v in normalized.items() if k != "levels"}
-        return cls(levels=levels, base_dir=base_dir, formula=formula, translation=translation, **kwargs)
+        parameters = {name: ParameterModel(
+            predictors=sub["predictors"], priors=sub["priors"], correlated_with_main=sub["correlated_with_main"],
+            levels={n: Level(**{k: v for k, v in lv.items() if k in SUB_LEVEL_KEYS}) for n, lv in sub["levels"].items()})
+            for name, sub in normalized["parameters"].items()}
+        kwargs = {k: v for k, v in normalized.items() if k not in ("levels", "parameters")}
+        return cls(levels=levels, parameters=parameters, base_dir=base_dir, formula=formula,
+                   translation=translation, **kwargs)
 
     @classmethod
     def from_yaml(cls, path: str | Path, data=None) -> "Spec":
@@ -172,6 +216,8 @@ class Spec:
             value = getattr(self, f.name)
             if f.name == "levels":
                 value = {n: lv.to_dict() if isinstance(lv, Level) else lv for n, lv in (value or {}).items()}
+            elif f.name == "parameters":
+                value = _parameters_dict(value)
             elif isinstance(value, Mapping):
                 value = dict(value)
             elif isinstance(value, tuple):
@@ -193,6 +239,14 @@ class Spec:
                                  ("varying", [INTERCEPT])):
                 if lv.get(key) == default:
                     del lv[key]
+        for sub in lean.get("parameters", {}).values():
+            for key, default in (("predictors", []), ("levels", {}), ("priors", {}), ("correlated_with_main", False)):
+                if sub.get(key) == default:
+                    del sub[key]
+            for lv in sub.get("levels", {}).values():
+                for key, default in (("correlated", True), ("parameterization", "auto"), ("varying", [INTERCEPT])):
+                    if lv.get(key) == default:
+                        del lv[key]
         # where the data are and what model: first, as a person writes a spec
         first = ("name", "data", "family", "outcome", "trials", "order")
         lean = {k: lean[k] for k in first if k in lean} | {k: v for k, v in lean.items() if k not in first}

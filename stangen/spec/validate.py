@@ -16,7 +16,7 @@ from .priors import parse_prior
 
 FAMILIES = tuple(_FAMILIES)
 TOP_KEYS = ("name", "data", "formula", "family", "outcome", "trials", "predictors", "categorical",
-            "reference", "intercept", "levels", "priors", "sampler", "missing", "residuals", "order")
+            "reference", "intercept", "levels", "priors", "sampler", "missing", "residuals", "order", "parameters")
 # rows with a missing value in a column the model uses: an error (default), or dropped (lme4's na.omit)
 MISSING_POLICIES = ("error", "drop")
 LEVEL_KEYS = ("id", "within", "varying", "correlated", "predictors", "means", "unique_labels", "parameterization")
@@ -144,15 +144,26 @@ def validate(raw: object, lines: Mapping[str, int] | None = None) -> tuple[dict,
     _check_nesting(c, spec["levels"])
     _check_level_forms(c, spec["levels"])
 
+    spec["priors"] = _check_priors(c, raw.get("priors"), terms, spec["levels"], known)
+    spec["parameters"] = _check_parameters(c, raw.get("parameters"), known, spec, outcome, trials)
+    for name in spec["parameters"]:
+        if name in spec["priors"]:
+            c.add(f"priors.{name}", f"{name} has a sub-model (parameters.{name}): it is no longer one number with a "
+                                    f"prior; give its coefficients' priors under parameters.{name}.priors")
+    for sub in spec["parameters"].values():  # a sub-model's predictors may be categorical, or referenced, too
+        used_vars.update(v for t in sub["predictors"] for v in term_variables(t))
     spec["categorical"] = c.string_list(raw.get("categorical"), "categorical")
     for i, var in enumerate(spec["categorical"]):
         if var not in used_vars:
             c.add(f"categorical[{i}]", f"'{var}' is not used by any predictor{suggest(var, used_vars)}")
     spec["reference"] = _check_reference(c, raw.get("reference"), used_vars)
-    spec["priors"] = _check_priors(c, raw.get("priors"), terms, spec["levels"], known)
     spec["sampler"] = _check_sampler(c, raw.get("sampler"))
     spec["residuals"] = residuals.check_spec(c, raw.get("residuals"), known, spec["levels"], outcome, suggest)
     used_vars.update(residuals.spec_variables(spec["residuals"]))
+    for name in spec["parameters"]:
+        problem = residuals.sub_model_problem(spec["residuals"], name)
+        if problem:
+            c.add(f"parameters.{name}", problem)
     _check_integrated(c, spec["levels"], spec["residuals"])
     missing = raw.get("missing", "error")
     spec["missing"] = missing if missing in MISSING_POLICIES else None  # None: unknown, so not applied
@@ -161,6 +172,78 @@ def validate(raw: object, lines: Mapping[str, int] | None = None) -> tuple[dict,
                          "(allowed: error — stop and name the rows; drop — leave out every row with a missing "
                          "value in a column the model uses, like lme4's na.omit)")
     return spec, c.problems
+
+
+# the keys of a `parameters:` entry (a sub-model for one of the family's parameters) and of its levels
+PARAMETER_KEYS = ("predictors", "levels", "priors", "correlated_with_main")
+PARAMETER_LEVEL_KEYS = ("varying", "correlated", "parameterization")
+PARAMETER_PARAMETERIZATIONS = ("auto", "noncentered")
+
+
+def _check_parameters(c: _Checker, value, family, spec: dict, outcome, trials) -> dict[str, dict]:
+    """`parameters:` → {parameter: {predictors, levels, priors, correlated_with_main}}: a linear predictor for
+    each of the family's parameters named (brms's distributional parameters, glmmTMB's ziformula and
+    dispformula). Its levels are levels of the model; its predictors are the data's columns, as the main
+    model's."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        c.add("parameters", f"must be a mapping of the family's parameter → its sub-model, got {value!r}")
+        return {}
+    modelable = {a.name: a for a in family.aux if a.sub_model} if family is not None else {}
+    out = {}
+    for name, raw in value.items():
+        name = str(name)
+        path = f"parameters.{name}"
+        if family is not None and name not in modelable:
+            others = [a.name for a in family.aux if not a.sub_model]
+            fixed = f"; {', '.join(others)} cannot have one" if others else ""
+            c.add(path, f"family {family} has no parameter '{name}' that a sub-model can predict{suggest(name, modelable)} "
+                        f"(its parameters: {', '.join(modelable) or 'none'}{fixed})")
+            continue
+        if raw is None:
+            raw = {}
+        if not isinstance(raw, Mapping):
+            c.add(path, f"must be a mapping ({', '.join(PARAMETER_KEYS)}), got {raw!r}")
+            continue
+        c.keys(raw, PARAMETER_KEYS, path)
+        terms = _check_terms(c, raw.get("predictors"), outcome, trials, f"{path}.predictors")
+        levels = {}
+        levels_raw = raw.get("levels") or {}
+        if not isinstance(levels_raw, Mapping):
+            c.add(f"{path}.levels", f"must be a mapping of level name → level settings, got {levels_raw!r}")
+            levels_raw = {}
+        for level_name, level_raw in levels_raw.items():
+            level_name = str(level_name)
+            where = f"{path}.levels.{level_name}"
+            if level_name not in spec["levels"]:
+                c.add(where, f"'{level_name}' is not a level of the model{suggest(level_name, spec['levels'])} "
+                             f"(levels: {', '.join(spec['levels']) or 'none'}): a sub-model's groups are the model's")
+                continue
+            if isinstance(level_raw, Mapping):
+                c.keys(level_raw, PARAMETER_LEVEL_KEYS, where)
+                for key in ("predictors", "means"):
+                    if key in level_raw:
+                        c.add(f"{where}.{key}", "group-level predictors in a sub-model are not supported yet")
+                level_raw = {k: v for k, v in level_raw.items() if k in PARAMETER_LEVEL_KEYS}
+            level = _check_level(c, level_name, level_raw, terms, outcome, prefix=f"{path}.")
+            if any(level["varying"].values()):
+                c.add(f"{where}.varying", "group-level predictors in a sub-model are not supported yet")
+            if level["parameterization"] not in PARAMETER_PARAMETERIZATIONS:
+                c.add(f"{where}.parameterization", f"a sub-model's level is sampled noncentered for now "
+                                                   f"(allowed: {', '.join(PARAMETER_PARAMETERIZATIONS)})")
+            level.update(id=spec["levels"][level_name]["id"], within=spec["levels"][level_name]["within"])
+            levels[level_name] = level
+        correlated = c.boolean(raw.get("correlated_with_main"), f"{path}.correlated_with_main", False)
+        if correlated:
+            c.add(f"{path}.correlated_with_main", "group effects correlated between the model and a sub-model are "
+                                                  "not supported yet; leave it false (the default)")
+        if not terms and not levels:
+            c.add(path, f"has neither predictors nor levels: without them {name} is one number, as it is without "
+                        "an entry (remove the entry, or give it `predictors:` or `levels:`)")
+        priors = _check_priors(c, raw.get("priors"), terms, levels, None, path=f"{path}.priors", own=False)
+        out[name] = {"predictors": terms, "levels": levels, "priors": priors, "correlated_with_main": correlated}
+    return out
 
 
 def _check_order(c: _Checker, value, family) -> list | None:
@@ -197,6 +280,10 @@ def used_columns(spec: Mapping) -> dict[str, str]:
             used.setdefault(var, f"predictors[{i}]")
     for column, path in residuals.spec_columns(spec.get("residuals")).items():
         used.setdefault(column, path)
+    for parameter, sub in (spec.get("parameters") or {}).items():
+        for i, term in enumerate(sub["predictors"]):
+            for var in term_variables(term):
+                used.setdefault(var, f"parameters.{parameter}.predictors[{i}]")
     for name, level in (spec.get("levels") or {}).items():
         used.setdefault(level["id"], f"levels.{name}.id")
         for coef, predictors in level["varying"].items():
@@ -207,12 +294,12 @@ def used_columns(spec: Mapping) -> dict[str, str]:
     return used
 
 
-def _check_terms(c: _Checker, value, outcome, trials) -> list[str]:
-    terms = c.string_list(value, "predictors")
+def _check_terms(c: _Checker, value, outcome, trials, where: str = "predictors") -> list[str]:
+    terms = c.string_list(value, where)
     out = []
     for i, term in enumerate(terms):
         variables = term_variables(term)
-        path = f"predictors[{i}]"
+        path = f"{where}[{i}]"
         if any(not v for v in variables):
             c.add(path, f"term {term!r} has an empty part; an interaction is written 'a:b'")
             continue
@@ -233,8 +320,8 @@ def _check_terms(c: _Checker, value, outcome, trials) -> list[str]:
     return out
 
 
-def _check_level(c: _Checker, name: str, raw, terms: list[str], outcome) -> dict:
-    path = f"levels.{name}"
+def _check_level(c: _Checker, name: str, raw, terms: list[str], outcome, prefix: str = "") -> dict:
+    path = f"{prefix}levels.{name}"
     level = {"id": name, "within": None, "varying": {INTERCEPT: []}, "correlated": True,
              "means": [], "unique_labels": False, "parameterization": "auto"}
     if raw is None:
@@ -391,21 +478,22 @@ def _check_reference(c: _Checker, value, used_vars) -> dict[str, str]:
     return out
 
 
-def _check_priors(c: _Checker, value, terms, levels, family) -> dict[str, str]:
+def _check_priors(c: _Checker, value, terms, levels, family, path: str = "priors", own: bool = True) -> dict[str, str]:
+    """`priors:` of the model (or, `own` False, of a sub-model at `path`: no family parameters there)."""
     if value is None:
         return {}
     if not isinstance(value, Mapping):
-        c.add("priors", f"must be a mapping of class or coefficient → prior, got {value!r}")
+        c.add(path, f"must be a mapping of class or coefficient → prior, got {value!r}")
         return {}
     group_preds = {p for lv in levels.values() for ps in lv["varying"].values() for p in ps}
     group_preds |= {f"mean_{m}" for lv in levels.values() for m in lv["means"]}
     per_level = {f"sd_{n}": "scale" for n in levels} | {f"correlation_{n}": "correlation" for n in levels}
     by_name = {t: "coefficient" for t in [*terms, *group_preds]}
     # the family's auxiliary parameters (with an unknown family, any family's: that problem is reported already)
-    aux = {a.name: a.prior_class for f in ([family] if family else _FAMILIES.values()) for a in f.aux}
+    aux = {a.name: a.prior_class for f in ([family] if family else _FAMILIES.values()) for a in f.aux} if own else {}
     allowed = PRIOR_CLASSES | aux | per_level | by_name
     others: dict[str, list[str]] = {}  # another family's parameter: not this family's, nor a predictor's name
-    for f in _FAMILIES.values():
+    for f in _FAMILIES.values() if own else ():
         for a in f.aux:
             if a.name not in allowed:
                 others.setdefault(a.name, []).append(f.name)
@@ -416,17 +504,17 @@ def _check_priors(c: _Checker, value, terms, levels, family) -> dict[str, str]:
             owners = others[key]
             whose = f"family {owners[0]} has it" if len(owners) == 1 else \
                 f"families {', '.join(owners[:-1])} and {owners[-1]} have it"
-            c.add(f"priors.{key}", f"family {family} has no parameter '{key}' ({whose}); this family's: "
+            c.add(f"{path}.{key}", f"family {family} has no parameter '{key}' ({whose}); this family's: "
                                    f"{', '.join(aux) or 'none'}")
             continue
         if key not in allowed:
-            c.add(f"priors.{key}", f"'{key}' is not a prior class or coefficient{suggest(key, allowed)} "
+            c.add(f"{path}.{key}", f"'{key}' is not a prior class or coefficient{suggest(key, allowed)} "
                                    f"(classes: {', '.join(PRIOR_CLASSES)}; also a predictor's name, sd_<level>, "
                                    f"correlation_<level>)")
             continue
         _, problem = parse_prior(text, allowed[key])
         if problem:
-            c.add(f"priors.{key}", problem)
+            c.add(f"{path}.{key}", problem)
         else:
             out[key] = text.strip()
     return out

@@ -126,11 +126,11 @@ def held_out_density(draws, job: FitJob) -> dict:
         y = np.asarray(y["y"])
     labels = job.payload["groups"]  # each held-out row's group of level `by`
     names, group = np.unique(labels, return_inverse=True)
-    aux = aux_draws(fit, rows)
     rng = np.random.default_rng(job.seed)
     per_draw = []
     for _ in range(job.payload["new_group_draws"]):
         eta = linear_predictor(fit, rows, "sample", rng)
+        aux = aux_draws(fit, rows, "sample", rng)  # (a sub-model's new groups: their effects drawn too)
         log_p = d.family.log_density(y[None, :], eta, aux, rows.trials)  # (draws, rows)
         per_draw.append(np.stack([log_p[:, group == g].sum(axis=1) for g in range(len(names))], axis=1))
     stacked = np.stack(per_draw)  # (new-group draws, posterior draws, groups)

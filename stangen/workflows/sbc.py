@@ -39,7 +39,7 @@ from ..compiler.standata import write_stan_data
 from ..core import files
 from ..core.errors import Problem, SpecError, StangenError, require_count
 from ..results.figures import plt, save
-from ..results.naming import naming
+from ..results.naming import naming, submodel_name
 from ..run.backends import SamplerSettings
 from ..run.manyfits import FitJob, job_seeds, run_fits
 from ..spec.priors import parse_prior
@@ -78,6 +78,23 @@ def truth_values(desc, prepared, truth: dict) -> dict[str, float]:
                     out[f"cor({lv.name}: {lv.coefficients[a].name}, {lv.coefficients[b].name})"] = matrix[a, b]
     res = desc.residuals
     for aux in desc.family.aux:
+        sub = desc.submodel(aux)
+        if sub is not None:  # its coefficients and sds under their summary names (results/naming.py)
+            own = truth["parameters"][sub.stan]
+            out[submodel_name(sub, "Intercept")] = own["Intercept"]
+            for term in sub.terms:
+                for col in prepared.columns[term.columns_key]:
+                    out[submodel_name(sub, col)] = own["coefficients"][col]
+            for lv in sub.levels:
+                for c in lv.coefficients:
+                    out[f"sd({lv.name}: {submodel_name(sub, c.name)})"] = own["sd"][lv.name][c.name]
+                if lv.kind == "correlated":
+                    matrix = np.asarray(own["cor"][lv.name])
+                    for a in range(lv.n_coef):
+                        for b in range(a + 1, lv.n_coef):
+                            out[f"cor({lv.name}: {submodel_name(sub, lv.coefficients[a].name)}, "
+                                f"{submodel_name(sub, lv.coefficients[b].name)})"] = matrix[a, b]
+            continue
         per_value = res.truth_names(truth, aux, prepared.sigma_labels)
         if per_value is not None:
             out.update(per_value)

@@ -10,6 +10,8 @@ True values (`--params PARAMS.yaml`), in the spec's terms:
     cor: {state: 0.3}                          # 2 coefficients: one number; more: a full matrix
     sigma: 0.2                                 # with `residuals: sd_by`: {a: 0.2, b: 0.4}, one per value
     phi: 0.6                                   # with `residuals: correlation`
+    parameters:                                # a sub-model's (`parameters:`), on its link scale
+      sigma: {Intercept: -1.5, coefficients: {x: 0.3}, sd: {school: 0.4}}
 
 Predictors and groups come from the data the spec names (or `data=`); otherwise they are simulated:
 each top-level level has `groups[level]` groups (default 20); a nested level has that many groups per
@@ -31,7 +33,7 @@ import pandas as pd
 
 from ..compiler.encoding import categorical_columns
 from ..compiler.model import describe
-from ..compiler.new_rows import Coefficients, linear_predictor, training_rows
+from ..compiler.new_rows import Coefficients, inverse_link, linear_predictor, training_rows
 from ..compiler.program import load_data, load_spec
 from ..compiler.standata import prepare
 from ..core.errors import Problem, SpecError
@@ -83,7 +85,8 @@ def _design_frame(spec: Spec, groups: dict[str, int], per_group: int, rng: np.ra
             rows.append({levels[name].id or name: f"{name[:1].upper()}{j + 1}" for name, j in cell})
     df = pd.DataFrame(rows) if rows and rows[0] else pd.DataFrame(index=range(per_group * DEFAULT_GROUPS))
     n = len(df)
-    variables = {v for t in spec.predictors for v in t.split(":")}
+    variables = {v for t in [*spec.predictors, *(t for sub in spec.parameters.values() for t in sub.predictors)]
+                 for v in t.split(":")}
     for var in sorted(variables):
         df[var] = rng.choice(["a", "b"], n) if var in spec.categorical else rng.normal(0, 1, n)
     for name, lv in levels.items():
@@ -151,7 +154,9 @@ def _placeholder_outcome(spec: Spec, frame: pd.DataFrame, rng) -> pd.DataFrame:
 def _complete(desc, prepared, params: dict) -> dict:
     """Fill in every true value; a missing one is an error naming it (no silent zeros)."""
     problems, truth = [], {}
-    known = {"Intercept", "coefficients", "effects", "sd", "cor", "phi"} | {a.name for a in desc.family.aux}
+    known = {"Intercept", "coefficients", "effects", "sd", "cor", "phi"} | {a.name for a in desc.scalar_aux}
+    if desc.submodels:
+        known.add("parameters")
     for key in params:
         if key not in known:
             problems.append(Problem(f"params.{key}", f"unknown key (allowed: {', '.join(sorted(known))})"))
@@ -202,8 +207,10 @@ def _complete(desc, prepared, params: dict) -> dict:
 
     def problem(path: str, message: str) -> None:
         problems.append(Problem(path, message))
-    truth.update(res.true_values(params, prepared.sigma_labels, [a.name for a in desc.family.aux], problem))
-    for aux in desc.family.aux:  # the family's other parameters, one number each (or a list: cutpoints)
+    truth.update(res.true_values(params, prepared.sigma_labels, [a.name for a in desc.scalar_aux], problem))
+    truth["parameters"] = {sub.stan: _submodel_truth(sub, prepared, (params.get("parameters") or {}).get(sub.stan),
+                                                     problems) for sub in desc.submodels}
+    for aux in desc.scalar_aux:  # the family's other parameters, one number each (or a list: cutpoints)
         if aux.name in truth:
             continue
         if aux.name not in params:
@@ -224,6 +231,58 @@ def _complete(desc, prepared, params: dict) -> dict:
     if problems:
         raise SpecError(problems, source="true values")
     return truth
+
+
+def _submodel_truth(sub, prepared, given, problems: list) -> dict:
+    """A sub-model's true values: Intercept, coefficients by design column, sd (and cor) per level."""
+    where = f"params.parameters.{sub.stan}"
+    if not isinstance(given, dict):
+        problems.append(Problem(where, f"missing: the true values of {sub.stan}'s sub-model (Intercept, "
+                                       "coefficients, sd), on its link scale"))
+        given = {}
+    out: dict = {"Intercept": float(given.get("Intercept", 0)), "coefficients": {}, "sd": {}, "cor": {}}
+    if "Intercept" not in given:
+        problems.append(Problem(f"{where}.Intercept", f"missing: the intercept of {sub.stan}'s sub-model"))
+    for term in sub.terms:
+        for col in prepared.columns[term.columns_key]:
+            value = (given.get("coefficients") or {}).get(col)
+            if value is None:
+                problems.append(Problem(f"{where}.coefficients.{col}", "missing: the coefficient of this column"))
+            out["coefficients"][col] = float(value or 0)
+    for lv in sub.levels:
+        sd = (given.get("sd") or {}).get(lv.name)
+        if lv.kind == "intercept" and isinstance(sd, (int, float)):
+            sd = {INTERCEPT: sd}
+        sd = sd or {}
+        for c in lv.coefficients:
+            if c.name not in sd:
+                problems.append(Problem(f"{where}.sd.{lv.name}.{c.name}", "missing: the sd of this varying coefficient"))
+        out["sd"][lv.name] = {c.name: float(sd.get(c.name, 1)) for c in lv.coefficients}
+        if lv.kind == "correlated":
+            cor = (given.get("cor") or {}).get(lv.name, 0.0)
+            out["cor"][lv.name] = [[1.0, float(cor)], [float(cor), 1.0]] if isinstance(cor, (int, float)) and \
+                lv.n_coef == 2 else np.asarray(cor, dtype=float).tolist()
+    return out
+
+
+def _submodel_prior_draw(sub, prepared, draw, rng) -> dict:
+    """A sub-model's true values drawn from its priors (its intercept's holds at its predictors' means)."""
+    out: dict = {"coefficients": {}, "sd": {}, "cor": {}}
+    intercept = float(draw(sub.intercept_name))
+    for term in sub.terms:
+        cols = prepared.columns[term.columns_key]
+        values = np.atleast_1d(draw(f"beta_{term.stan}", len(cols) if term.categorical else None))
+        out["coefficients"].update(dict(zip(cols, map(float, values))))
+    if sub.terms:
+        beta = np.array([out["coefficients"][c] for t in sub.terms for c in prepared.columns[t.columns_key]])
+        intercept -= float(np.dot(prepared.stan_data[sub.means_key], beta))
+    out["Intercept"] = intercept
+    for lv in sub.levels:
+        sds = np.atleast_1d(draw(f"sd_{lv.stan}", lv.n_coef if lv.n_coef > 1 else None))
+        out["sd"][lv.name] = {c.name: float(v) for c, v in zip(lv.coefficients, sds)}
+        if lv.kind == "correlated":
+            out["cor"][lv.name] = _lkj(lv.n_coef, float(prepared.priors[f"L_{lv.stan}"]["args"]["eta"]), rng).tolist()
+    return out
 
 
 # prior family (stangen/spec/priors.py) → a draw from it (their numbers are arrays, `size` as numpy's)
@@ -296,7 +355,8 @@ def prior_draw(desc, prepared, rng) -> dict:
     if desc.intercept:
         truth["Intercept"] -= shift
     res = desc.residuals
-    for aux in desc.family.aux:
+    truth["parameters"] = {sub.stan: _submodel_prior_draw(sub, prepared, draw, rng) for sub in desc.submodels}
+    for aux in desc.scalar_aux:
         if res.per_value_of(aux):
             truth[aux.name] = {label: float(draw(aux.name)) for label in prepared.sigma_labels}
         elif aux.size:  # a vector; an ordered one (cutpoints) sorted, and moved like the intercept
@@ -354,9 +414,27 @@ def draw_outcome(desc, prepared, truth, rng) -> np.ndarray:
                 cols = prepared.group_columns[(lv.name, e.predictor.name)]
                 effects[e.name] = np.array([[truth["effects"][lv.name][c.name][col] for col in cols]])
     coefficients = Coefficients(np.array([truth.get("Intercept", 0.0)]), beta[None, :], deviations, effects)
-    eta = linear_predictor(desc, training_rows(desc, prepared), coefficients)[0]
-    aux = {a.name: truth[a.name] for a in desc.family.aux}
-    y = desc.family.draw(eta, aux, data.get("trials"), lambda: desc.residuals.draw_errors(truth, data, prepared.sigma_labels, n, rng), rng)
+    rows = training_rows(desc, prepared)
+    eta = linear_predictor(desc, rows, coefficients)[0]
+    aux = {a.name: truth[a.name] for a in desc.scalar_aux}
+    for sub in desc.submodels:  # its parameter for every row, from its own linear predictor
+        own = truth["parameters"][sub.stan]
+        sub_beta = np.array([own["coefficients"][c] for t in sub.terms for c in prepared.columns[t.columns_key]])
+        sub_deviations = {}
+        for lv in sub.levels:
+            sd = np.array([own["sd"][lv.name][c.name] for c in lv.coefficients])
+            corr = np.asarray(own["cor"].get(lv.name, np.eye(lv.n_coef)))
+            sub_deviations[lv.name] = rng.multivariate_normal(np.zeros(lv.n_coef), np.diag(sd) @ corr @ np.diag(sd),
+                                                              size=data[lv.groups_key])[None]
+        values = linear_predictor(desc, rows, Coefficients(np.array([own["Intercept"]]), sub_beta[None, :],
+                                                           sub_deviations, {}), submodel=sub)[0]
+        aux[sub.stan] = inverse_link(sub.link, values)
+    residual_sd = desc.family.residual_sd
+    if residual_sd is not None and desc.submodel(residual_sd) is not None:  # each row's own residual sd
+        errors = lambda: rng.normal(0, 1, n) * aux[residual_sd.name]  # noqa: E731
+    else:
+        errors = lambda: desc.residuals.draw_errors(truth, data, prepared.sigma_labels, n, rng)  # noqa: E731
+    y = desc.family.draw(eta, aux, data.get("trials"), errors, rng)
     if prepared.outcome_categories:  # ordered categories: codes 1..K back to the data's labels
         labels = _category_values(prepared.outcome_categories, desc.order)
         return np.array([labels[k - 1] for k in y], dtype=object if isinstance(labels[0], str) else None)

@@ -74,7 +74,7 @@ model {
     // linear predictor, one expression (each `+=` would store another N-vector for the gradient)
     vector[N] eta = b_region[idx_region, 1]  // region intercepts (with the pooled coefficient)
         + b_region[idx_region, 2] .* x_vehicle_age_at_mean;  // region vehicle_age slopes (with the pooled coefficient)
-    target += gamma_lupdf(y | shape, shape * exp(-(eta)));
+    target += gamma_lupdf(y | shape, shape .* exp(-(eta)));
   }
 }
 generated quantities {
