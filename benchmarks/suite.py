@@ -148,14 +148,29 @@ def brms_frame(program) -> tuple[pd.DataFrame, str, str]:
         terms = " + ".join((["1"] if lv.coefficients[0].term is None else ["0"]) + slopes)
         bars.append(f"({terms} {'||' if lv.kind == 'independent' else '|'} g_{lv.stan})")
     rhs = " + ".join((fixed if d.spans_intercept else ["0", *fixed]) + bars) or "1"
+    for sub in d.submodels:  # brms's distributional parameters: `bf(y ~ …, zi ~ x + (1 | g))`
+        parts = []
+        for t in sub.terms:
+            for v in t.variables:
+                df[v] = raw[v].astype(str).to_numpy() if t.categorical else raw[v].to_numpy()
+            parts.append(t.name)
+        for lv in sub.levels:
+            main = d.level(lv.name)
+            df[f"g_{main.stan}"] = [program.data.labels[lv.name][j - 1] for j in np.asarray(data[f"idx_{main.stan}"])]
+            slopes = [c.name for c in lv.coefficients if c.term is not None]
+            terms = " + ".join((["1"] if lv.coefficients[0].term is None else ["0"]) + slopes)
+            parts.append(f"({terms} {'||' if lv.kind == 'independent' else '|'} g_{main.stan})")
+        rhs += f", {sub.stan} ~ {' + '.join(parts) or '1'}"
     res = d.residuals
-    if res is not None and res.sd_by:
+    if res.sd_by is not None:
         raise ValueError("residuals: sd_by is not mapped to brms here (brms models sigma log-linearly)")
-    if res is not None and res.correlation:
+    if res.series is not None:
         # brms's ar() takes the order within each group, not the gaps: on uneven times it is another model
         # (the speed peer, not an agreement peer); cov = TRUE is its exact residual-covariance form
-        df["time"] = raw[res.time].to_numpy()
-        rhs += f" + ar(time = time, gr = g_{d.level(res.level).stan}, p = 1, cov = TRUE)"
+        df["time"] = raw[res.series.time].to_numpy()
+        ar = f" + ar(time = time, gr = g_{d.level(res.series.level).stan}, p = 1, cov = TRUE)"
+        main, _, subs = rhs.partition(", ")
+        rhs = main + ar + (", " + subs if subs else "")
     return df, f"{lhs} ~ {rhs}", family
 
 

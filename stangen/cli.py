@@ -43,6 +43,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+# from-formula's one-sided formulas for the family's parameters (glmmTMB's ziformula and dispformula)
+SUB_MODEL_FLAGS = {"zi": "zi, the probability of a structural zero (glmmTMB's ziformula)",
+                   "hu": "hu, a hurdle family's probability of a zero",
+                   "sigma": "the residual sd, log link (glmmTMB's dispformula models log sigma²)",
+                   "phi": "phi, the negative binomial's shape or the beta's precision (log link)",
+                   "shape": "the gamma's shape (log link)"}
+
+
 def cmd_from_formula(args: argparse.Namespace) -> int:
     """An lme4 formula → a commented long-form spec (YAML), validated against the data."""
     from .core.frames import read_csv
@@ -54,6 +62,9 @@ def cmd_from_formula(args: argparse.Namespace) -> int:
     if args.output:  # the spec's `data:` is relative to the spec file
         data_key = os.path.relpath(Path(args.data).resolve(), Path(args.output).resolve().parent)
     keys = {"data": data_key, **({"family": args.family} if args.family else {})}
+    parameters = {name: getattr(args, name) for name in SUB_MODEL_FLAGS if getattr(args, name)}
+    if parameters:  # glmmTMB's ziformula / dispformula, brms's `zi ~ …`: sub-models (`parameters:`)
+        keys["parameters"] = parameters
     spec = Spec.from_formula(args.formula, frame, **keys)
     translation = spec.translation
     header = ["stangen spec written by `stangen from-formula` from the lme4 formula",
@@ -301,8 +312,10 @@ def cmd_effects(args: argparse.Namespace) -> int:
     fit = Fit.load(args.run_dir)
     if args.data:  # the training data, moved since the fit: checked to be the file it was fitted on
         fit.use_data(args.data)
-    out = Path(args.output) if args.output else Path(args.run_dir) / "plots" / f"effects_{args.predictor}.png"
-    path = fit.plot_effects(args.predictor, out, by=args.by, groups=args.groups, level=args.level)
+    stem = f"effects_{args.parameter}_{args.predictor}" if args.parameter else f"effects_{args.predictor}"
+    out = Path(args.output) if args.output else Path(args.run_dir) / "plots" / f"{stem}.png"
+    path = fit.plot_effects(args.predictor, out, by=args.by, groups=args.groups, level=args.level,
+                            parameter=args.parameter)
     print(f"wrote {path}")
     return 0
 
@@ -506,6 +519,8 @@ def parser() -> argparse.ArgumentParser:
                    help="CSV file: checks the columns and places predictors constant within a level's groups "
                         "at that level")
     p.add_argument("--family", help="the outcome's family (default gaussian; binomial for cbind(s, n - s))")
+    for name, meaning in SUB_MODEL_FLAGS.items():
+        p.add_argument(f"--{name}", metavar="FORMULA", help=f'a sub-model for {meaning}, e.g. "~ x + (1 | g)"')
     p.add_argument("-o", "--output", help="write the spec here instead of standard output")
     p.set_defaults(run=cmd_from_formula)
     p = sub.add_parser("render", help="print the Stan program of a spec")
@@ -582,6 +597,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--by", help="a categorical level-1 predictor: one line per category")
     p.add_argument("--groups", type=NON_NEGATIVE, default=0, help="also draw the fitted lines of this many sampled groups")
     p.add_argument("--level", help="the level whose groups --groups draws (default: where the slope varies)")
+    p.add_argument("--parameter", help="plot this family parameter (one with a sub-model, `parameters:`, e.g. "
+                                       "sigma or zi) instead of the expected outcome")
     p.add_argument("-o", "--output", help="PNG to write (default: RUN_DIR/plots/effects_PREDICTOR.png)")
     p.add_argument("--data", help="the training data's CSV, when it moved since the fit (checked against the run's "
                                   "record)")

@@ -13,6 +13,7 @@ import pytest
 import stangen
 from stangen import Level, ParameterModel, Spec, SpecError
 from stangen.cli import main
+from stangen.core.errors import UserError
 from stangen.compiler.program import build
 from stangen.results.predict import aux_draws
 from stangen.run.stanc import check
@@ -226,3 +227,36 @@ def test_sigma_with_its_own_predictor_and_group_effects_is_recovered():
     ratio = response.std(axis=0) / y_rep.std(axis=0)  # each row's spread is its own sigma's
     assert 0.85 < np.median(ratio) < 1.15
     assert np.corrcoef(response.std(axis=0), y_rep.std(axis=0))[0, 1] > 0.9
+
+
+# -- formulas, effects (no sampling) -------------------------------------------------------------------------
+
+def test_sub_models_from_one_sided_formulas(capsys):
+    """glmmTMB's ziformula / dispformula: `from-formula --zi "~ mined"`, and `zi: "~ mined"` in a spec."""
+    data = str(ROOT / "examples" / "data" / "salamanders.csv")
+    assert main(["from-formula", "count ~ spp + mined + (1 | site)", "--data", data, "--family",
+                 "zero_inflated_negbinomial", "--zi", "~ mined", "--phi", "~ cover + (1 | site)"]) == 0
+    out = capsys.readouterr().out
+    assert "parameters:\n  zi:\n    predictors: [mined]\n  phi:\n    predictors: [cover]\n    levels:\n      site: {}" in out
+    written = Spec.from_dict({"outcome": "Reaction", "predictors": ["Days"], "levels": {"Subject": {}},
+                              "parameters": {"sigma": "~ Days + (1 | Subject)"}})
+    assert written == Spec(outcome="Reaction", predictors=["Days"], levels={"Subject": Level()},
+                           parameters={"sigma": ParameterModel(predictors=["Days"], levels={"Subject": Level()})})
+    with pytest.raises(SpecError, match=r"parameters.sigma: a sub-model's formula is one-sided"):
+        Spec.from_dict({"outcome": "y", "parameters": {"sigma": "y ~ x"}})
+
+
+def test_effects_plot_a_sub_models_parameter(tmp_path):
+    from test_predict import fake_fit
+
+    from stangen.results.effects import effects_table
+    fit = fake_fit(SPECS / "sleepstudy_sigma.yaml")
+    table = effects_table(fit, "Days", parameter="sigma", points=5)
+    post = fit.posterior
+    expected = np.exp(post["Intercept_sigma"].values[..., None] + post["beta_sigma_Days"].values[..., None]
+                      * table["Days"].to_numpy()).reshape(-1, 5).mean(axis=0)
+    assert np.allclose(table["mean"], expected)
+    assert fit.plot_effects("Days", tmp_path / "sigma.png", parameter="sigma").is_file()
+    with pytest.raises(UserError, match="--parameter: 'phi' has no sub-model in this model "
+                                                r"\(parameters with one: sigma\)"):
+        effects_table(fit, "Days", parameter="phi")

@@ -82,13 +82,13 @@ def eta_terms(d: ModelDescription, rows: str = "") -> list[tuple[str, str]]:
 def submodel_terms(sub: SubModel) -> list[str]:
     """A sub-model's linear predictor as a sum's terms: its intercept, its pooled coefficients through its
     design matrix, its group effects gathered to the observations (times the slope's values)."""
-    terms = [sub.intercept_param]
+    terms = [] if sub.intercept_level else [sub.intercept_param]  # (else it is in that level's groups' values)
     if sub.terms:
         terms.append(f"{sub.design_key} * {stack_coefficients(sub.terms)}")
     for lv in sub.levels:
         for c in lv.coefficients:
             index = f"[{lv.index_key}]" if lv.kind == "intercept" else f"[{lv.index_key}, {c.column}]"
-            terms.append(f"{lv.u}{index}" + (f" .* {c.x}" if c.term is not None else ""))
+            terms.append(f"{lv.value}{index}" + (f" .* {c.x}" if c.term is not None else ""))
     return terms
 
 

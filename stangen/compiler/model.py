@@ -304,13 +304,17 @@ class SubModel:
     """A linear predictor in place of one of the family's parameters (`parameters: {sigma: …}`): on the
     parameter's link scale (log for a positive parameter, logit for a probability), an intercept (sampled at
     the means of the sub-model's predictors), pooled coefficients of its own design matrix X_<parameter>, and
-    group effects at levels of the model (their own sds; noncentered). The program computes the parameter
-    for every observation; every Stan name of its pieces carries the parameter's name."""
+    group effects at levels of the model (their own sds; an intercept-only level centered where its groups
+    are data-rich, else noncentered). The program computes the parameter for every observation; every Stan
+    name of its pieces carries the parameter's name."""
 
     aux: AuxParameter
     intercept_prior: PriorChoice
     terms: tuple[Term, ...]
     levels: tuple[LevelDescription, ...]  # Stan names <parameter>_<level>; their groups are the model's level's
+    # the centered level whose groups' values are drawn around the sub-model's intercept (it then enters the
+    # linear predictor through them, as a model's centered level takes the pooled intercept); None: none is
+    intercept_level: str | None = None
 
     @property
     def stan(self) -> str:
@@ -579,9 +583,13 @@ def _prior(spec: Spec, keys: list[str], prior_class: str, default: str | None = 
 
 
 def _submodels(spec: Spec, family: Family, categorical: frozenset[str], names: NameRegistry,
-               level_names: NameRegistry, levels: list[LevelDescription]) -> tuple[SubModel, ...]:
+               level_names: NameRegistry, levels: list[LevelDescription],
+               centered: Iterable[tuple[str, str]] = ()) -> tuple[SubModel, ...]:
     """The sub-models of `parameters:`, in the family's order of its parameters: each term and level with
-    Stan names of its own (beta_<parameter>_<term>, sd_<parameter>_<level>, …); levels noncentered."""
+    Stan names of its own (beta_<parameter>_<term>, sd_<parameter>_<level>, …). `centered`: the (parameter,
+    level) pairs sampled centered (intercept-only levels; stangen.compiler.parameterization decides `auto`);
+    the first of a sub-model's takes its intercept as its groups' mean. The others are noncentered."""
+    centered = set(centered)
     out = []
     for aux in family.aux:
         sub = spec.parameters.get(aux.name)
@@ -607,6 +615,7 @@ def _submodels(spec: Spec, family: Family, categorical: frozenset[str], names: N
             kind: LevelKind = "intercept" if n == 1 and coefficients[0].name == INTERCEPT else (
                 "correlated" if level.correlated and n > 1 else "independent")
             sub_levels.append(LevelDescription(
+                centered=kind == "intercept" and (aux.name, name) in centered,
                 name=name, stan=stan, id_column=main.id_column, parent=None, ancestors=(), owner=aux.name,
                 unique_labels=main.unique_labels, coefficients=coefficients, predictors=(), kind=kind,
                 sd_prior=_prior(spec, [f"sd_{name}", "sd"], "scale", priors=sub.priors, path=path),
@@ -614,7 +623,8 @@ def _submodels(spec: Spec, family: Family, categorical: frozenset[str], names: N
                                          priors=sub.priors, path=path) if kind == "correlated" else None))
         out.append(SubModel(aux=aux, intercept_prior=_prior(spec, ["intercept"], "coefficient", priors=sub.priors,
                                                             path=path),
-                            terms=tuple(terms), levels=tuple(sub_levels)))
+                            terms=tuple(terms), levels=tuple(sub_levels),
+                            intercept_level=next((lv.name for lv in sub_levels if lv.centered), None)))
     return tuple(out)
 
 
@@ -623,7 +633,8 @@ def describe(spec: Spec, categorical: set[str] | frozenset[str] = frozenset(),
              parameterization: Mapping[str, str] | None = None,
              pooled_order: Iterable[str] | None = None,
              nested: Mapping[str, str] | None = None,
-             partial: Mapping[str, int] | None = None) -> ModelDescription:
+             partial: Mapping[str, int] | None = None,
+             sub_centered: Iterable[tuple[str, str]] = ()) -> ModelDescription:
     """Build the model description. `categorical`: columns the data showed to be non-numeric.
     `generated`: optional generated quantities, a subset of GENERATED ('y_rep', 'log_lik').
     `parameterization`: level → 'centered' | 'noncentered' | 'mixed' | 'integrated' for levels whose spec says `auto` (decided from
@@ -633,7 +644,8 @@ def describe(spec: Spec, categorical: set[str] | frozenset[str] = frozenset(),
     `partial`: level → how many of its first coefficients are centered, for levels whose parameterization is
     'partial' (decided from the data; a partial level missing there centers its first coefficient).
     `nested`: level → the level its groups lie within in the data, for levels the spec crosses (the same
-    model, sampled as nested: see stangen.compiler.parameterization.implied_nesting)."""
+    model, sampled as nested: see stangen.compiler.parameterization.implied_nesting).
+    `sub_centered`: the (parameter, level) pairs of sub-models sampled centered (see _submodels)."""
     generated = generated_quantities(generated)
     family = get_family(spec.family)
     categorical = frozenset(categorical) | frozenset(spec.categorical)
@@ -723,7 +735,7 @@ def describe(spec: Spec, categorical: set[str] | frozenset[str] = frozenset(),
         problems.append(Problem("", "the model has no intercept, no predictors and no levels: nothing to estimate"))
     if problems:
         raise SpecError(problems)
-    submodels = _submodels(spec, family, categorical, names, level_names, levels)
+    submodels = _submodels(spec, family, categorical, names, level_names, levels, sub_centered)
     return ModelDescription(
         name=sanitize(spec.name or "model"), family=family, outcome=spec.outcome, trials=spec.trials,
         intercept=spec.intercept,

@@ -695,6 +695,34 @@ def _center_under_integrated(desc: ModelDescription, choices: dict[str, Choice])
     return choices
 
 
+# a sub-model's level: there is no working fit of the sub-model, so its groups' information ratio is taken
+# with a typical sd of group effects on a log or logit scale
+SUB_MODEL_TAU = 0.5
+
+
+def sub_model_centering(desc: ModelDescription, data: dict | None, spec) -> list[tuple[str, str]]:
+    """The (parameter, level) pairs of sub-models (`parameters:`) to sample centered: intercept-only levels
+    under `auto` whose median group is data-rich, n_j · I · τ² > 1 with I the family's information per
+    observation about the sub-model's linear predictor (Family.sub_model_information) and τ = SUB_MODEL_TAU.
+    (sigma ~ (1 | g) with 25 rows per group: 25 · 2 · 0.25 = 12.5, centered; with 3 rows, noncentered.)"""
+    if data is None:
+        return []
+    y = np.asarray(data["y"], dtype=float)
+    out = []
+    for sub in desc.submodels:
+        information = desc.family.sub_model_information(sub.aux, y)
+        for lv in sub.levels:
+            setting = spec.parameters[sub.stan].levels[lv.name].parameterization
+            if lv.kind == "intercept" and setting == "centered":
+                out.append((sub.stan, lv.name))
+            if lv.kind != "intercept" or setting != "auto":
+                continue
+            sizes = np.bincount(np.asarray(data[lv.index_key]) - 1, minlength=int(data[lv.groups_key]))
+            if float(np.median(sizes)) * information * SUB_MODEL_TAU ** 2 > 1:
+                out.append((sub.stan, lv.name))
+    return out
+
+
 def describe_options(choices) -> dict:
     """What `model.describe` needs of the choices: parameterization, pooled_order, nested."""
     return {"parameterization": {c.level: c.parameterization for c in choices},

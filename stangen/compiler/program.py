@@ -18,7 +18,7 @@ from ..spec.validate import MISSING_POLICIES, used_columns
 from . import codegen
 from .encoding import categorical_columns, column_problems, encode
 from .model import ModelDescription, describe
-from .parameterization import Choice, decide, describe_options
+from .parameterization import Choice, decide, describe_options, sub_model_centering
 from .standata import PreparedData, write_stan_data
 from .start import StartingPoint, starting_point
 
@@ -135,8 +135,10 @@ def build(spec: Spec | str | Path, data: pd.DataFrame | str | Path | None = None
         design = write_stan_data(description, encoded, priors=False).stan_data if encoded is not None else None
         decision = decide(description, design, spec.levels)
         choices = tuple(decision.choices.values())
-        if any(c.parameterization != "noncentered" or c.nested_in for c in choices):
-            description = describe(spec, categorical, generated=generated, **describe_options(choices))
+        sub_centered = sub_model_centering(description, design, spec)
+        if any(c.parameterization != "noncentered" or c.nested_in for c in choices) or sub_centered:
+            description = describe(spec, categorical, generated=generated, **describe_options(choices),
+                                   sub_centered=sub_centered)
     if threads > 1:
         description = threaded(description)
     splits = {c.level: c.centered_groups for c in choices if c.centered_groups is not None}

@@ -178,12 +178,14 @@ class Fit:
         return data if isinstance(data, pd.DataFrame) else read_csv(data)
 
     def plot_effects(self, predictor: str, path: str | Path | None = None, by: str | None = None, groups: int = 0,
-                     level: str | None = None, data: pd.DataFrame | None = None) -> Path:
+                     level: str | None = None, data: pd.DataFrame | None = None, parameter: str | None = None) -> Path:
         """The expected outcome against a numeric level-1 predictor, the others at their reference values, with
         50%/95% bands; `by`: a line per category; `groups`: the fitted lines of that many sampled groups of
-        `level` (stangen.results.effects). Written to `path` (default: effects_<predictor>.png here)."""
-        return effects.plot_effects(self, predictor, path or f"effects_{predictor}.png", by=by, groups=groups, level=level,
-                            data=data)
+        `level`; `parameter`: a family parameter with a sub-model (`parameters:`, e.g. 'sigma') in place of the
+        expected outcome (stangen.results.effects). Written to `path` (default: effects_<predictor>.png here)."""
+        default = f"effects_{predictor}.png" if parameter is None else f"effects_{parameter}_{predictor}.png"
+        return effects.plot_effects(self, predictor, path or default, by=by, groups=groups, level=level,
+                                    data=data, parameter=parameter)
 
     def lme4(self) -> str:
         """The fit printed like lme4's summary()."""

@@ -30,20 +30,30 @@ POINTS = 50
 POPULATION = "(population)"  # the group label of the population line
 
 
+def _all_terms(d):
+    """The model's terms, then its sub-models' (`parameters:`)."""
+    return d.terms + tuple(t for sub in d.submodels for t in sub.terms)
+
+
 def numeric_predictors(fit: "Fit") -> list[str]:
-    """Level-1 variables that are numbers (the ones an effects plot can run along)."""
+    """Level-1 variables that are numbers (the ones an effects plot can run along), of the model and its
+    sub-models."""
     d = fit.description
     seen = []
-    for t in d.terms:
+    for t in _all_terms(d):
         for v in t.variables:
             if v not in d.categorical and v not in seen:
                 seen.append(v)
     return seen
 
 
-def _check(fit: "Fit", predictor: str, by: str | None, level: str | None) -> None:
+def _check(fit: "Fit", predictor: str, by: str | None, level: str | None, parameter: str | None = None) -> None:
     d = fit.description
     problems = []
+    modelled = [sub.stan for sub in d.submodels]
+    if parameter is not None and parameter not in modelled:
+        problems.append(Problem("--parameter", f"'{parameter}' has no sub-model in this model (parameters with one: "
+                                               f"{', '.join(modelled) or 'none'})"))
     numeric = numeric_predictors(fit)
     if predictor not in numeric:
         problems.append(Problem("--predictor", f"'{predictor}' is not a numeric level-1 predictor of this model "
@@ -62,7 +72,7 @@ def _reference_row(fit: "Fit", frame: pd.DataFrame) -> dict:
     """Every used level-1 variable at its reference: the training mean, or the reference category."""
     d, categories = fit.description, fit.program.data.categories
     row = {}
-    for t in d.terms:
+    for t in _all_terms(d):
         for v in t.variables:
             row[v] = categories[v][0] if v in d.categorical else float(frame[v].astype(float).mean())
     if d.trials:
@@ -80,9 +90,10 @@ def _default_level(fit: "Fit", predictor: str) -> str | None:
     return d.levels[0].name if d.levels else None
 
 
-def _expected(fit: "Fit", grid: pd.DataFrame) -> np.ndarray:
-    """The expected outcome of each grid row per draw, with new groups at 0 and their group-level predictors
-    at their means over the fitted groups (the reference category for a categorical one)."""
+def _expected(fit: "Fit", grid: pd.DataFrame, parameter: str | None = None) -> np.ndarray:
+    """The expected outcome of each grid row per draw (or the family parameter `parameter`, from its
+    sub-model), with new groups at 0 and their group-level predictors at their means over the fitted groups
+    (the reference category for a categorical one)."""
     d = fit.description
     grid = grid.copy()
     for lv in d.levels:
@@ -96,16 +107,20 @@ def _expected(fit: "Fit", grid: pd.DataFrame) -> np.ndarray:
             values = rows.group_values[(lv.name, gp.name)]
             if len(values) > known:
                 values[known:] = 0.0 if gp.categorical else values[:known].mean(axis=0)
+    if parameter is not None:
+        return aux_draws(fit, rows)[parameter]
     eta = linear_predictor(fit, rows, "population", np.random.default_rng(0))
     return fit.description.family.expected(eta, aux_draws(fit, rows), rows.trials)
 
 
 def effects_table(fit: "Fit", predictor: str, by: str | None = None, groups: int = 0, level: str | None = None,
-                  points: int = POINTS, seed: int = 1, data: pd.DataFrame | None = None) -> pd.DataFrame:
+                  points: int = POINTS, seed: int = 1, data: pd.DataFrame | None = None,
+                  parameter: str | None = None) -> pd.DataFrame:
     """The lines of the effects plot: columns line ('population', a category of `by`, or a group label),
     kind ('population' or 'group'), the predictor's value, and the expected outcome's mean and 2.5/25/75/97.5%
-    quantiles (group lines: the mean only)."""
-    _check(fit, predictor, by, level)
+    quantiles (group lines: the mean only). `parameter`: a family parameter with a sub-model (`parameters:`,
+    e.g. 'sigma') in place of the expected outcome."""
+    _check(fit, predictor, by, level, parameter)
     frame = fit.training_data(data)
     d = fit.description
     values = np.linspace(frame[predictor].min(), frame[predictor].max(), points)
@@ -115,17 +130,17 @@ def effects_table(fit: "Fit", predictor: str, by: str | None = None, groups: int
     out = []
     for label, fixed in lines:
         grid = pd.DataFrame([reference | ids | fixed] * points).assign(**{predictor: values})
-        draws = _expected(fit, grid)
+        draws = _expected(fit, grid, parameter)
         q = np.quantile(draws, [0.025, 0.25, 0.75, 0.975], axis=0)
         out.append(pd.DataFrame({"line": label, "kind": "population", predictor: values, "mean": draws.mean(axis=0),
                                  "q2.5%": q[0], "q25%": q[1], "q75%": q[2], "q97.5%": q[3]}))
     level = level or _default_level(fit, predictor)
     if groups and level is not None:
-        out.append(_group_lines(fit, frame, predictor, level, groups, values, reference, seed))
+        out.append(_group_lines(fit, frame, predictor, level, groups, values, reference, seed, parameter))
     return pd.concat(out, ignore_index=True)
 
 
-def _group_lines(fit, frame, predictor, level, groups, values, reference, seed) -> pd.DataFrame:
+def _group_lines(fit, frame, predictor, level, groups, values, reference, seed, parameter=None) -> pd.DataFrame:
     d = fit.description
     lv = d.level(level)
     keys = group_keys(lv, d, frame)
@@ -139,18 +154,19 @@ def _group_lines(fit, frame, predictor, level, groups, values, reference, seed) 
                for other in d.levels}
         grid = pd.DataFrame([reference | ids] * len(values)).assign(**{predictor: values})
         out.append(pd.DataFrame({"line": labels[j], "kind": "group", predictor: values,
-                                 "mean": _expected(fit, grid).mean(axis=0)}))
+                                 "mean": _expected(fit, grid, parameter).mean(axis=0)}))
     return pd.concat(out, ignore_index=True)
 
 
 def plot_effects(fit: "Fit", predictor: str, path: str | Path, by: str | None = None, groups: int = 0,
-                 level: str | None = None, data: pd.DataFrame | None = None) -> Path:
-    """The effects plot as a PNG (see effects_table); the training data as points behind the lines."""
-    table = effects_table(fit, predictor, by=by, groups=groups, level=level, data=data)
+                 level: str | None = None, data: pd.DataFrame | None = None, parameter: str | None = None) -> Path:
+    """The effects plot as a PNG (see effects_table); the training data as points behind the lines (not for a
+    sub-model's parameter, which no data point shows)."""
+    table = effects_table(fit, predictor, by=by, groups=groups, level=level, data=data, parameter=parameter)
     d = fit.description
     frame = fit.training_data(data)
     fig, ax = plt.subplots(figsize=(8, 5), layout="constrained")
-    if d.outcome in frame and len(frame) <= 20000:
+    if d.outcome in frame and len(frame) <= 20000 and parameter is None:
         y = frame[d.outcome].astype(float) / (frame[d.trials] if d.trials else 1) if not d.family.ordinal else \
             frame[d.outcome].map({c: k + 1 for k, c in enumerate(fit.program.data.outcome_categories)})
         ax.scatter(frame[predictor], y, s=6, color="0.6", alpha=0.35, linewidths=0, label="data")
@@ -167,9 +183,13 @@ def plot_effects(fit: "Fit", predictor: str, path: str | Path, by: str | None = 
         ax.plot(part[predictor], part["mean"], color=color, lw=2, label=f"{name} (50% and 95% bands)")
     ylabel = f"expected {d.outcome}" + (f" per trial ({d.trials})" if d.trials else "") + \
         (" (category number)" if d.family.ordinal else "")
+    shown = d.outcome
+    if parameter is not None:
+        aux = next(a for a in d.family.aux if a.name == parameter)
+        ylabel, shown = f"{parameter}, the {aux.meaning}", parameter
     ax.set_xlabel(predictor)
     ax.set_ylabel(ylabel)
-    ax.set_title(f"{title(fit)}: {d.outcome} against {predictor}, other predictors at their reference values",
+    ax.set_title(f"{title(fit)}: {shown} against {predictor}, other predictors at their reference values",
                  fontsize=11, loc="left")
     ax.legend(fontsize=8, loc="best")
     return save(fig, path)

@@ -227,7 +227,8 @@ def equations(desc: ModelDescription, columns: dict[str, list[str]] | None = Non
     if family.additive_errors:
         eps = Sym("ε", ix.obs)
         level1.equations.append(Equation((y, " = ", *linear, " + ", eps)))
-        sigma = Sym("σ", desc.residuals.sigma_subscript(ix.obs))
+        modelled = family.residual_sd is not None and desc.submodel(family.residual_sd) is not None
+        sigma = Sym("σ", ix.obs if modelled else desc.residuals.sigma_subscript(ix.obs))  # (per row: a sub-model)
         process = desc.residuals.error_process()
         if process is not None:  # the error process, as nlme writes it
             level, label, t = process
@@ -285,6 +286,9 @@ def equations(desc: ModelDescription, columns: dict[str, list[str]] | None = Non
             group.equations.append(_distribution(ix, lv, coefs))
         sections.append(group)
 
+    for sub in desc.submodels:  # each sub-model's own equations: link(parameter_i) = δ0 + δ1·x_i + its deviations
+        sections.append(_submodel_section(desc, sub, ix, columns, where))
+
     where.append(f"y: {desc.outcome}" + (f" (successes out of {desc.trials} trials)" if desc.trials else ""))
     where.append(_index_meaning(desc, ix))
     where += gamma_meaning
@@ -292,7 +296,8 @@ def equations(desc: ModelDescription, columns: dict[str, list[str]] | None = Non
         where.append(desc.residuals.where_sigma())
     elif desc.family.additive_errors:
         where.append("σ: sigma, the residual sd")
-    where += [f"{a.name}: the {a.meaning}" for a in desc.family.aux if not desc.family.additive_errors]
+    where += [f"{a.name}: the {a.meaning}" + (" (its sub-model below)" if desc.submodel(a) else "")
+              for a in desc.family.aux if not desc.family.additive_errors]
     where += desc.residuals.where_own()
     for lv in [lv for tree in ix.trees for lv in tree]:
         dev = ix.deviation[lv.name]
@@ -304,6 +309,34 @@ def equations(desc: ModelDescription, columns: dict[str, list[str]] | None = Non
         else:
             where.append(f"{dev}: deviations of the {lv.name} groups, independent; τ_{lv.name},p: sd({lv.name}: …)")
     return ModelEquations(sections, where, list(dict.fromkeys(notes)))
+
+
+def _submodel_section(desc: ModelDescription, sub, ix: _Indices, columns, where: list[str]) -> Section:
+    """A sub-model (`parameters:`) at the observations: link(θ_i) = δ0 + δ1·x_i + … + its group deviations
+    (w at each of its levels, independent of the model's own), each level's deviations normal."""
+    symbol = {"sigma": "σ", "phi": "φ", "shape": "k"}.get(sub.stan, sub.stan)
+    section = Section(f"Sub-model for {sub.stan} ({sub.link} link; each observation i its own {sub.stan})")
+    rhs: list[Piece] = [Sym("δ", "0")]
+    q = 1
+    for term in sub.terms:
+        for col in (columns or {}).get(term.columns_key, [term.name]):
+            rhs += [" + ", Sym("δ", str(q)), "·", Sym(_shown(col), ix.obs, name=True)]
+            where.append(f"δ{q}: coefficient of {col} in {sub.stan}'s sub-model")
+            q += 1
+    for lv in sub.levels:
+        for k, c in enumerate(lv.coefficients):
+            w = Sym("w", f"{k}{ix.group_sub[lv.name]}")
+            rhs += [" + ", w] if c.term is None else [" + ", w, "·", Sym(_shown(c.term.name), ix.obs, name=True)]
+    section.equations.append(Equation((f"{sub.link}(", Sym(symbol, ix.obs), ") = ", *rhs)))
+    for lv in sub.levels:
+        ws = ", ".join(f"w{k}{ix.group_sub[lv.name]}" for k in range(lv.n_coef))
+        spread = f"N(0, τ²_{sub.stan},{lv.name})" if lv.kind == "intercept" else \
+            f"N(0, Σ_{sub.stan},{lv.name})" if lv.kind == "correlated" else "independent normals"
+        section.equations.append(Equation((f"({ws}) ~ " if lv.n_coef > 1 else f"{ws} ~ ", spread)))
+        where.append(f"w: deviations of the {lv.name} groups in {sub.stan}'s sub-model, independent of the model's "
+                     f"own; sd({lv.name}: {sub.stan}_…)")
+    where.append(f"δ0: {sub.stan}'s intercept ({sub.stan}_Intercept)")
+    return section
 
 
 def _deviation(ix: _Indices, lv: LevelDescription, p: int) -> Sym:

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from ..compiler.model import prior_targets
+from .naming import submodel_name
 from . import checks, multilevel, tables
 from . import equations as _equations
 
@@ -119,6 +120,16 @@ def prior_rows(fit: "Fit") -> Table:
 
 
 def _prior_names(target, desc, data) -> list[str]:
+    sub = target.submodel
+    if sub is not None:  # a sub-model's: named as its summary rows (zi_Intercept, zi_minedno, sd(site: zi_intercept))
+        if target.role == "intercept":
+            return [submodel_name(sub, "Intercept") + (" (at its predictors' means)" if sub.intercept_centered else "")]
+        if target.role == "term":
+            cols = data.columns.get(target.term.columns_key, [target.term.name])
+            return [submodel_name(sub, c) for c in cols]
+        if target.role == "sd":
+            return [f"sd({target.level.name}: {submodel_name(sub, c.name)})" for c in target.level.coefficients]
+        return [f"cor({target.level.name}: {', '.join(submodel_name(sub, c.name) for c in target.level.coefficients)})"]
     role = target.role
     if role == "intercept":
         return ["Intercept" + (" (at the predictors' means)" if target.param.endswith("_centered") else "")]

@@ -288,6 +288,10 @@ def lme4_text(fit: "Fit", digits: int = 3) -> str:
         line = "Sampled: " + ", ".join(c.label + (
             " (auto, undecided)" if c.undecided else " (auto)" if c.how == "auto" else "") for c in choices)
         adapt_delta = ((fit.info or {}).get("settings") or {}).get("adapt_delta")
+        subs = [f"{sub.stan}'s {lv.name} {'centered' if lv.centered else 'noncentered'}"
+                for sub in d.submodels for lv in sub.levels]
+        if subs:  # a sub-model's levels (centered where the median group is data-rich)
+            line += ", " + ", ".join(subs)
         if any(c.undecided or c.few_groups for c in choices) and adapt_delta is not None:
             line += f"; adapt_delta {adapt_delta:g}"
         lines.append(line)

@@ -633,6 +633,42 @@ def _lean_level(level: dict) -> dict:
 LONG_FORM_KEYS = ("outcome", "trials", "predictors", "levels", "intercept")
 
 
+def sub_model_formulas(raw: Mapping) -> dict:
+    """A raw spec whose `parameters:` entries may be one-sided formulas (`zi: "~ mined"`, `sigma: "~ Days +
+    (1 | Subject)"`, as glmmTMB's ziformula/dispformula and brms's `sigma ~ …`) with each such entry in long
+    form (predictors, levels); the other entries as they are. Problems are reported at the entry."""
+    parameters = raw.get("parameters")
+    if not isinstance(parameters, Mapping) or not any(isinstance(v, str) for v in parameters.values()):
+        return dict(raw)
+    out, problems = {}, []
+    for name, value in parameters.items():
+        if not isinstance(value, str):
+            out[name] = value
+            continue
+        path = f"parameters.{name}"
+        rhs = value.strip()
+        if not rhs.startswith("~"):
+            problems.append(Problem(path, f"a sub-model's formula is one-sided, e.g. '~ x + (1 | g)', got {value!r}"))
+            continue
+        try:
+            parsed, found = read(f"sub_model_outcome__ {rhs}")
+            long_form = to_long_form(parsed, None, None, found)
+        except FormulaError as err:
+            problems += [Problem(path, p.message) for p in err.problems]
+            continue
+        keys = long_form.keys
+        if keys.get("intercept") is False:
+            problems.append(Problem(path, "a sub-model always has its intercept: leave out 0 / -1"))
+        entry = {"predictors": keys.get("predictors", [])}
+        if keys.get("levels"):
+            entry["levels"] = {level: {k: v for k, v in lv.items() if k in ("varying", "correlated")}
+                               for level, lv in keys["levels"].items()}
+        out[name] = entry
+    if problems:
+        raise FormulaError(problems)
+    return {**raw, "parameters": out}
+
+
 def expand(raw: Mapping, frame=None, lines: Mapping[str, int] | None = None) -> tuple[dict, LongForm]:
     """A raw spec with `formula:` → the same spec in long form. Problems are reported at `formula`."""
     line = (lines or {}).get("formula")

@@ -14,7 +14,7 @@ from ..core.errors import Problem, SpecError
 from ..core.families import DEFAULT as DEFAULT_FAMILY
 from ..core.families import get_family
 from ..core.frames import read_csv
-from .formula import expand
+from .formula import expand, sub_model_formulas
 from .validate import INTERCEPT, used_columns, validate
 from .yaml_io import dump_yaml, read_yaml
 
@@ -169,6 +169,11 @@ class Spec:
         """`data` (a DataFrame or CSV path; default the spec's `data:`) is read only for a `formula:` spec:
         the data decide which predictors are group-level (stangen/spec/formula.py)."""
         formula, translation = None, None
+        if isinstance(raw, Mapping) and "parameters" in raw:  # a sub-model given as a formula: `zi: "~ mined"`
+            try:
+                raw = sub_model_formulas(raw)
+            except SpecError as err:
+                raise SpecError(err.problems, source=source, base_dir=base_dir) from None
         if isinstance(raw, Mapping) and "formula" in raw:
             raw, formula, translation = _from_formula(raw, data, base_dir, lines, source)
         normalized, problems = validate(raw, lines)

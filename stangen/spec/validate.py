@@ -177,7 +177,7 @@ def validate(raw: object, lines: Mapping[str, int] | None = None) -> tuple[dict,
 # the keys of a `parameters:` entry (a sub-model for one of the family's parameters) and of its levels
 PARAMETER_KEYS = ("predictors", "levels", "priors", "correlated_with_main")
 PARAMETER_LEVEL_KEYS = ("varying", "correlated", "parameterization")
-PARAMETER_PARAMETERIZATIONS = ("auto", "noncentered")
+PARAMETER_PARAMETERIZATIONS = ("auto", "centered", "noncentered")
 
 
 def _check_parameters(c: _Checker, value, family, spec: dict, outcome, trials) -> dict[str, dict]:
@@ -230,8 +230,11 @@ def _check_parameters(c: _Checker, value, family, spec: dict, outcome, trials) -
             if any(level["varying"].values()):
                 c.add(f"{where}.varying", "group-level predictors in a sub-model are not supported yet")
             if level["parameterization"] not in PARAMETER_PARAMETERIZATIONS:
-                c.add(f"{where}.parameterization", f"a sub-model's level is sampled noncentered for now "
+                c.add(f"{where}.parameterization", f"a sub-model's level is sampled centered or noncentered "
                                                    f"(allowed: {', '.join(PARAMETER_PARAMETERIZATIONS)})")
+            elif level["parameterization"] == "centered" and list(level["varying"]) != [INTERCEPT]:
+                c.add(f"{where}.parameterization", "centered is available for a sub-model's level that varies only "
+                                                   "its intercept, for now; use noncentered or auto here")
             level.update(id=spec["levels"][level_name]["id"], within=spec["levels"][level_name]["within"])
             levels[level_name] = level
         correlated = c.boolean(raw.get("correlated_with_main"), f"{path}.correlated_with_main", False)
