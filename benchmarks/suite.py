@@ -290,7 +290,8 @@ def main() -> None:
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     print("\n".join(lines), flush=True)
     for name in names:
-        path = SYNTHETIC_SPEC if name == "crossed70k" else ROOT / "specs" / f"{name}.yaml"
+        path = SYNTHETIC_SPEC if name == "crossed70k" else Path(name) if name.endswith(".yaml") else \
+            ROOT / "specs" / f"{name}.yaml"  # a name in specs/, or a spec file
         base = Spec.from_yaml(path)
         auto = build(base)
         auto_choice = {c.level: c.parameterization for c in auto.parameterization}

@@ -260,3 +260,22 @@ def test_effects_plot_a_sub_models_parameter(tmp_path):
     with pytest.raises(UserError, match="--parameter: 'phi' has no sub-model in this model "
                                                 r"\(parameters with one: sigma\)"):
         effects_table(fit, "Days", parameter="phi")
+
+
+def test_a_sigma_sub_models_level_is_centered_where_its_groups_are_data_rich():
+    """`auto` centers a sub-model's intercept-only level of the residual sd when the working spread of log σ
+    between groups makes the median group data-rich (n_j · 2 · τ̂² > 1): not when sigma does not vary by group."""
+    from stangen.compiler.parameterization import residual_sd_spread
+    rng = np.random.default_rng(1)
+    groups = np.repeat(np.arange(40), 25)
+    for tau, low, high in ((0.0, 0.0, 0.2), (0.4, 0.3, 0.5), (0.8, 0.65, 0.95)):
+        resid = rng.normal(0, 1, len(groups)) * np.exp(rng.normal(0, tau, 40))[groups]
+        assert low <= residual_sd_spread(resid, groups) < high, tau
+    rich = simulate(sigma_spec(), SIGMA_TRUTH, data=False, groups={"g": 40}, per_group=25, seed=6)
+    assert build(sigma_spec(), rich.data).description.submodels[0].levels[0].centered
+    flat = {**SIGMA_TRUTH, "parameters": {"sigma": {**SIGMA_TRUTH["parameters"]["sigma"], "sd": {"g": 0.01}}}}
+    sim = simulate(sigma_spec(), flat, data=False, groups={"g": 40}, per_group=25, seed=6)
+    assert not build(sigma_spec(), sim.data).description.submodels[0].levels[0].centered
+    assert build(sigma_spec(parameterization="centered"), sim.data).description.submodels[0].levels[0].centered
+    program = build(sigma_spec(), rich.data)
+    assert "b_sigma_g ~ normal(Intercept_sigma_centered, sd_sigma_g);" in program.code

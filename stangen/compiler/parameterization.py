@@ -232,6 +232,7 @@ class WorkingFit:
     pooled_variance: np.ndarray
     weight: float  # Σ w, the working observations' total weight
     pooled: np.ndarray  # ... and their estimates (where stangen/compiler/start.py starts the chains)
+    working_residual: np.ndarray | None = None  # each row's working response less its fitted linear predictor
 
 
 def estimate(desc: ModelDescription, data: dict) -> tuple[dict[str, np.ndarray], dict[str, float]]:
@@ -246,13 +247,15 @@ def working_fit(desc: ModelDescription, data: dict) -> WorkingFit:
     working response depends on the linear predictor, a few passes of Fisher scoring, each at the linear
     predictor the previous pass fitted (pooled part and group effects: penalized quasi-likelihood)."""
     cells = _cells(desc, data)
-    fit, eta = _working_pass(desc, data, *_working_response(desc, data, None, cells))
+    z, w, estimate_sigma = _working_response(desc, data, None, cells)
+    fit, eta = _working_pass(desc, data, z, w, estimate_sigma)
     for _ in range(desc.family.working_steps - 1):
         before = fit
-        fit, eta = _working_pass(desc, data, *_working_response(desc, data, eta, cells), start=before.tau)
+        z, w, estimate_sigma = _working_response(desc, data, eta, cells)
+        fit, eta = _working_pass(desc, data, z, w, estimate_sigma, start=before.tau)
         if all(np.allclose(fit.tau[lv], before.tau[lv], rtol=SCORING_TOLERANCE, atol=0) for lv in fit.tau):
             break
-    return fit
+    return replace(fit, working_residual=np.asarray(z, dtype=float) - eta)
 
 
 def _working_pass(desc: ModelDescription, data: dict, z: np.ndarray, w: np.ndarray, estimate_sigma: bool,
@@ -695,30 +698,51 @@ def _center_under_integrated(desc: ModelDescription, choices: dict[str, Choice])
     return choices
 
 
-# a sub-model's level: there is no working fit of the sub-model, so its groups' information ratio is taken
-# with a typical sd of group effects on a log or logit scale
-SUB_MODEL_TAU = 0.5
+# the variance of log(χ²₁), the sampling variance of one row's log squared residual about its log σ²
+LOG_CHI2_VARIANCE = np.pi ** 2 / 2
+# the Fisher information of one normal observation about log σ
+LOG_SIGMA_INFORMATION = 2.0
 
 
-def sub_model_centering(desc: ModelDescription, data: dict | None, spec) -> list[tuple[str, str]]:
-    """The (parameter, level) pairs of sub-models (`parameters:`) to sample centered: intercept-only levels
-    under `auto` whose median group is data-rich, n_j · I · τ² > 1 with I the family's information per
-    observation about the sub-model's linear predictor (Family.sub_model_information) and τ = SUB_MODEL_TAU.
-    (sigma ~ (1 | g) with 25 rows per group: 25 · 2 · 0.25 = 12.5, centered; with 3 rows, noncentered.)"""
+def residual_sd_spread(resid: np.ndarray, groups: np.ndarray) -> float:
+    """A working estimate of the sd of log σ between the groups (a sub-model `sigma ~ (1 | g)`) from the
+    working fit's residuals: the moments of the groups' mean log squared residual, less the sampling variance
+    of such a mean (var log χ²₁ = π²/2 per row), halved from log σ² to log σ. 0 when the spread is within
+    what sampling alone gives."""
+    count = np.bincount(groups)
+    if len(resid) < 4:
+        return 0.0
+    logs = np.log(np.maximum(resid ** 2, 1e-300))
+    present = count > 0
+    means = (np.bincount(groups, logs) / np.maximum(count, 1))[present]
+    between = float(np.var(means, ddof=1)) if len(means) > 1 else 0.0
+    noise = float(np.mean(LOG_CHI2_VARIANCE / count[present]))
+    return float(np.sqrt(max(between - noise, 0.0))) / 2
+
+
+def sub_model_centering(desc: ModelDescription, data: dict | None, spec,
+                        working: WorkingFit | None = None) -> list[tuple[str, str]]:
+    """The (parameter, level) pairs of sub-models (`parameters:`) to sample centered: those the spec sets
+    centered, and under `auto` an intercept-only level of a residual sd's sub-model whose median group is
+    data-rich, n_j · I · τ̂² > 1, with I = 2 (LOG_SIGMA_INFORMATION) and τ̂ a working estimate of
+    the spread of log σ between the groups (residual_sd_spread of the `working` fit's residuals). Other
+    sub-models' levels have no working estimate yet: noncentered. (SBC of benchmarks/specs/sbc_sigma.yaml, whose prior puts many sds near 0: a
+    fixed guess of τ centered those too and gave divergences in half the fits; see benchmarks/RESULTS.md.)"""
     if data is None:
         return []
-    y = np.asarray(data["y"], dtype=float)
     out = []
     for sub in desc.submodels:
-        information = desc.family.sub_model_information(sub.aux, y)
         for lv in sub.levels:
             setting = spec.parameters[sub.stan].levels[lv.name].parameterization
             if lv.kind == "intercept" and setting == "centered":
                 out.append((sub.stan, lv.name))
-            if lv.kind != "intercept" or setting != "auto":
+            if lv.kind != "intercept" or setting != "auto" or sub.aux is not desc.family.residual_sd or \
+                    working is None or working.working_residual is None:
                 continue
-            sizes = np.bincount(np.asarray(data[lv.index_key]) - 1, minlength=int(data[lv.groups_key]))
-            if float(np.median(sizes)) * information * SUB_MODEL_TAU ** 2 > 1:
+            groups = np.asarray(data[lv.index_key]) - 1
+            sizes = np.bincount(groups, minlength=int(data[lv.groups_key]))
+            tau = residual_sd_spread(working.working_residual, groups)
+            if float(np.median(sizes)) * LOG_SIGMA_INFORMATION * tau ** 2 > 1:
                 out.append((sub.stan, lv.name))
     return out
 

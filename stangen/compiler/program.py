@@ -135,7 +135,7 @@ def build(spec: Spec | str | Path, data: pd.DataFrame | str | Path | None = None
         design = write_stan_data(description, encoded, priors=False).stan_data if encoded is not None else None
         decision = decide(description, design, spec.levels)
         choices = tuple(decision.choices.values())
-        sub_centered = sub_model_centering(description, design, spec)
+        sub_centered = sub_model_centering(description, design, spec, decision.working)
         if any(c.parameterization != "noncentered" or c.nested_in for c in choices) or sub_centered:
             description = describe(spec, categorical, generated=generated, **describe_options(choices),
                                    sub_centered=sub_centered)

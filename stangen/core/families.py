@@ -187,17 +187,6 @@ class Family:
         """(s_y, the default intercept prior's location): the scale default priors are relative to."""
         return 1.0, 0.0
 
-    def sub_model_information(self, aux: AuxParameter, y: np.ndarray) -> float:
-        """About how much one observation tells of a sub-model's linear predictor for `aux` (its Fisher
-        information, roughly): 2 for log sigma of a normal, p(1 − p) for the logit of a zero probability with a
-        share p of zeros, and a cautious 0.25 for the log of a shape or precision."""
-        if aux is self.residual_sd:
-            return 2.0
-        if aux.link == "logit":
-            p = float(np.mean(np.asarray(y) == 0))
-            return p * (1 - p)
-        return 0.25
-
     def sub_model_location(self, aux: AuxParameter, y: np.ndarray) -> float:
         """Where the default prior of a sub-model's intercept is centered, on its link scale: log s_y for a
         residual sd, else 0 (a shape or precision of 1, a probability of 1/2)."""

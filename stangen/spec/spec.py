@@ -257,12 +257,18 @@ class Spec:
         lean = {k: lean[k] for k in first if k in lean} | {k: v for k, v in lean.items() if k not in first}
         return dump_yaml(lean)
 
-    def with_parameterization(self, choice: str, levels: Sequence[str] | None = None) -> "Spec":
-        """The same spec with `parameterization: choice` on the given levels (default: all)."""
+    def with_parameterization(self, choice: str, levels: Sequence[str] | None = None,
+                              sub_models: bool = False) -> "Spec":
+        """The same spec with `parameterization: choice` on the given levels (default: all); `sub_models`: on
+        the sub-models' levels whose setting is `auto` as well."""
         raw = self.to_dict()
         for name, level in raw["levels"].items():
             if levels is None or name in levels:
                 level["parameterization"] = choice
+        for sub in raw["parameters"].values() if sub_models else ():
+            for level in sub["levels"].values():
+                if level.get("parameterization", "auto") == "auto":
+                    level["parameterization"] = choice
         return Spec.from_dict(raw, base_dir=self.base_dir)
 
     @property

@@ -13,7 +13,7 @@ Two decisions make the check exact:
 - the priors' numbers are fixed once, from the design (and the data's outcome when it has one), and used both
   to simulate and in every fit — the default priors are scaled to the data, and a prior that followed each
   simulated outcome would not be the prior the truth was drawn from;
-- every fit runs the same program, compiled once: levels whose spec says `auto` are sampled noncentered
+- every fit runs the same program, compiled once: levels whose spec says `auto` (a sub-model's too) are sampled noncentered
   (prior draws range from data-poor to data-rich; the centered form's funnel at small sds would make the
   ranks non-uniform through the sampler, not the model), levels set to centered stay centered.
 
@@ -266,7 +266,7 @@ def sbc(spec, sims: int = 200, *, data=None, groups: dict[str, int] | None = Non
     # one program serves them all; the centered form's funnel at small sds (the common case under an
     # exponential prior) would show up as non-uniform ranks that are the sampler's, not the model's
     auto = [name for name, lv in spec.levels.items() if lv.parameterization == "auto"]
-    fitted_spec = spec.with_parameterization("noncentered", auto) if auto else spec
+    fitted_spec = spec.with_parameterization("noncentered", auto, sub_models=True)  # (sub-models' levels too)
     seeds = job_seeds(seed, 2 * sims)
     sim_seeds, fit_seeds = seeds[:sims], seeds[sims:]
     program, jobs, failures = None, [], []
