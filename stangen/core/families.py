@@ -148,9 +148,9 @@ class Family:
         mu = (f"X{rows} * beta" if alpha == "0" else f"{alpha} + X{rows} * beta") if pooled else alpha
         return f"{self.density}_{kind}(y{rows} | {self._params(mu, aux, self._given(rows))})"
 
-    def functions(self) -> list[str]:
-        """Stan functions the family's pieces call (the functions block), one line each."""
-        return []
+    def functions(self) -> tuple[str, ...]:
+        """The Stan functions the family's pieces call: macros of templates/families.stan.j2, by name."""
+        return ()
 
     def threading_problem(self) -> str | None:
         """Why threads within a chain cannot slice this family's likelihood by rows (None: they can)."""
@@ -483,30 +483,10 @@ class Poisson(Family):
         """log P(count = 0) at the linear predictor `mu` (a Stan expression), elementwise."""
         return f"-exp({mu})"
 
-    def positive_rng_function(self) -> list[str]:
-        """The Stan function that draws a count given that it is positive (a hurdle's positive part)."""
-        return [
-            "// a Poisson count given that it is positive (a hurdle's positive part): by rejection where a 0 is",
-            "// unlikely, else by summing its probabilities from 1 up (a small mean: a few steps)",
-            "int positive_poisson_log_rng(real eta) {",
-            "  real lambda = exp(eta);",
-            "  if (lambda > 0.7) {",
-            "    int k = 0;",
-            "    while (k == 0) k = poisson_log_rng(eta);",
-            "    return k;",
-            "  }",
-            "  real u = uniform_rng(0, 1) * -expm1(-lambda);  // P(0 < count <= k) reaches u at the draw",
-            "  int k = 1;",
-            "  real p = lambda * exp(-lambda);",
-            "  real total = p;",
-            "  while (total < u && k < 1000) {",
-            "    k += 1;",
-            "    p *= lambda / k;",
-            "    total += p;",
-            "  }",
-            "  return k;",
-            "}",
-        ]
+    def positive_rng_function(self) -> str:
+        """The Stan function (a macro of templates/families.stan.j2) that draws a count given that it is
+        positive (a hurdle's positive part), called as <its name>(eta, <the family's parameters>)."""
+        return "positive_poisson_log_rng"
 
     def draw_positive(self, eta, aux, rng) -> np.ndarray:
         """Counts drawn given that they are positive (by the inverse of the distribution function)."""
@@ -558,29 +538,7 @@ class NegBinomial(Poisson):
         return f"-{phi} .* log1p_exp({mu} - log({phi}))"  # φ·log(φ/(φ + μ))
 
     def positive_rng_function(self):
-        return [
-            "// a negative binomial count given that it is positive (a hurdle's positive part): by rejection where",
-            "// a 0 is unlikely, else by summing its probabilities from 1 up",
-            "int positive_neg_binomial_2_log_rng(real eta, real phi) {",
-            "  real log_p0 = -phi * log1p_exp(eta - log(phi));  // log P(count = 0)",
-            "  if (log_p0 < log(0.5)) {",
-            "    int k = 0;",
-            "    while (k == 0) k = neg_binomial_2_log_rng(eta, phi);",
-            "    return k;",
-            "  }",
-            "  real q = inv_logit(eta - log(phi));  // mu / (mu + phi)",
-            "  real u = uniform_rng(0, 1) * -expm1(log_p0);  // P(0 < count <= k) reaches u at the draw",
-            "  int k = 1;",
-            "  real p = exp(log_p0) * phi * q;",
-            "  real total = p;",
-            "  while (total < u && k < 1000000) {",
-            "    k += 1;",
-            "    p *= (k - 1 + phi) / k * q;",
-            "    total += p;",
-            "  }",
-            "  return k;",
-            "}",
-        ]
+        return "positive_neg_binomial_2_log_rng"
 
     def draw_positive(self, eta, aux, rng):
         mu, phi = np.exp(np.clip(eta, -30, 20)), aux["phi"]
@@ -1003,7 +961,7 @@ class ZeroFamily(Family):
         z = at[self.zero.name]
         base_args = "".join(f", {at[a.name]}" for a in self.base.aux)
         if self.hurdle:
-            draw = (f"positive_{self.base.density}_rng({eta}[i]{base_args})" if self.base.discrete else
+            draw = (f"{self.base.positive_rng_function()}({eta}[i]{base_args})" if self.base.discrete else
                     f"{self.base.density}_rng({eta}[i]{base_args})")
         else:
             draw = f"{self.base.density}_rng({eta}[i]{base_args})"
@@ -1022,8 +980,8 @@ class ZeroFamily(Family):
         zero = f"log_sum_exp(log({z}), {_plus(f'log1m({z})', self.base.stan_log_zero(mu, at))})"
         return f"log_lik[{i}] = y[{i}] == 0 ? {zero} : log1m({z}) + {positive};"
 
-    def functions(self) -> list[str]:
-        return self.base.positive_rng_function() if self.hurdle and self.base.discrete else []
+    def functions(self):
+        return (self.base.positive_rng_function(),) if self.hurdle and self.base.discrete else ()
 
     def threading_problem(self) -> str | None:
         return (f"family {self.name} splits its likelihood into the rows whose outcome is 0 and the others, which "
