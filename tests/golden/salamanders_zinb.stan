@@ -3,7 +3,8 @@
 // (and specs that differ only in their name share it).
 //   zero_inflated_negbinomial model of count (log link)
 //   count[i] = 0 with probability zi, else count[i] ~ negbinomial(λ[i], phi)
-//   log(lambda[i]) = Intercept + beta_spp * spp[i] + beta_mined * mined[i] + u_site[site[i]]
+//   log(lambda[i]) = Intercept + beta_spp * spp[i] + r_site[site[i]]
+//   r_site[j] = gamma_site_intercept_mined * mined[j] + u_site[j]
 //   u_site[j] ~ normal(0, sd_site),  j = 1..J_site (site groups)
 //     (site: noncentered: u_site = sds * standardized z_site)
 data {
@@ -13,10 +14,9 @@ data {
   array[N_zero] int<lower=1, upper=N> zero_rows;  // their rows
   int<lower=0> N_positive;  // observations whose outcome is positive,
   array[N_positive] int<lower=1, upper=N> positive_rows;  // their rows
-  // level-1 predictors with pooled coefficients: spp, mined
+  // level-1 predictors with pooled coefficients: spp
   int<lower=1> K;  // columns of the design matrix
   int<lower=1> K_spp;  // columns of spp (treatment-coded)
-  int<lower=1> K_mined;  // columns of mined (treatment-coded)
   matrix[N, K] X;  // design matrix, columns centered
   vector[K] X_means;  // the column means taken out of X
   // zi's sub-model: predictors mined
@@ -27,13 +27,16 @@ data {
   // level 'site': groups given by column 'site'
   int<lower=1> J_site;  // number of site groups
   array[N] int<lower=1, upper=J_site> idx_site;  // site group of each observation
+  int<lower=1> K_W_site_mined;  // columns of mined (treatment-coded)
+  matrix[J_site, K_W_site_mined] W_site_mined;  // mined per site, centered
+  vector[K_W_site_mined] W_site_mined_center;
   // numbers of the priors (from the spec, or defaults scaled to the data)
   real prior_Intercept_location;
   real prior_Intercept_scale;
   vector[K_spp] prior_beta_spp_location;
   vector[K_spp] prior_beta_spp_scale;
-  vector[K_mined] prior_beta_mined_location;
-  vector[K_mined] prior_beta_mined_scale;
+  vector[K_W_site_mined] prior_gamma_site_intercept_mined_location;
+  vector[K_W_site_mined] prior_gamma_site_intercept_mined_scale;
   real prior_phi_shape;
   real prior_phi_rate;
   real prior_sd_site_rate;
@@ -46,7 +49,7 @@ data {
 parameters {
   real Intercept_centered;  // population intercept, at the means of the predictors
   vector[K_spp] beta_spp;  // coefficient of spp
-  vector[K_mined] beta_mined;  // coefficient of mined
+  vector[K_W_site_mined] gamma_site_intercept_mined;  // effect of mined on the site intercept
   real<lower=0> phi;  // shape of the negative binomial (variance μ + μ²/φ)
   // zi: the probability of a structural zero of each observation, from a linear predictor on the logit scale
   real Intercept_zi_centered;  // zi's intercept (logit scale), at the means of its predictors
@@ -59,17 +62,19 @@ model {
   // priors
   Intercept_centered ~ normal(prior_Intercept_location, prior_Intercept_scale);
   beta_spp ~ normal(prior_beta_spp_location, prior_beta_spp_scale);
-  beta_mined ~ normal(prior_beta_mined_location, prior_beta_mined_scale);
+  gamma_site_intercept_mined ~ normal(prior_gamma_site_intercept_mined_location, prior_gamma_site_intercept_mined_scale);
   phi ~ gamma(prior_phi_shape, prior_phi_rate);
   sd_site ~ exponential(prior_sd_site_rate);
   Intercept_zi_centered ~ normal(prior_Intercept_zi_location, prior_Intercept_zi_scale);
   beta_zi_mined ~ normal(prior_beta_zi_mined_location, prior_beta_zi_mined_scale);
   z_site ~ std_normal();  // site effects, standardized
   vector[J_site] u_site = sd_site * z_site;  // site: deviations from the predicted intercepts
+  vector[J_site] r_site = u_site;  // ... plus the effects of group-level predictors
+  r_site += W_site_mined * gamma_site_intercept_mined;
   if (!prior_only) {
-    vector[K] beta = append_row(beta_spp, beta_mined);  // pooled coefficients, in the columns' order
+    vector[K] beta = beta_spp;  // pooled coefficients, in the columns' order
     // linear predictor without X * beta, one expression (each `+=` would store another N-vector for the gradient)
-    vector[N] eta = u_site[idx_site]  // site intercepts
+    vector[N] eta = r_site[idx_site]  // site intercepts
         + Intercept_centered;  // pooled intercept
     // zi: the probability of a structural zero of each observation (logit link)
     vector[N] zi = inv_logit(Intercept_zi_centered + X_zi * beta_zi_mined);
@@ -82,7 +87,7 @@ model {
 }
 generated quantities {
   // intercept where all predictors are 0 (the sampler used centered predictors)
-  real Intercept = Intercept_centered - dot_product(X_means, append_row(beta_spp, beta_mined));
+  real Intercept = Intercept_centered - dot_product(X_means, beta_spp) - dot_product(W_site_mined_center, gamma_site_intercept_mined);
   // zi's intercept where its predictors are 0 (the sampler used them centered)
   real Intercept_zi = Intercept_zi_centered - dot_product(X_zi_means, beta_zi_mined);
   // deviation of each site group from its predicted intercept

@@ -3,7 +3,8 @@
 // (and specs that differ only in their name share it).
 //   zero_inflated_poisson model of count (log link)
 //   count[i] = 0 with probability zi, else count[i] ~ poisson(λ[i])
-//   log(lambda[i]) = Intercept + beta_spp * spp[i] + beta_mined * mined[i] + u_site[site[i]]
+//   log(lambda[i]) = Intercept + beta_spp * spp[i] + r_site[site[i]]
+//   r_site[j] = gamma_site_intercept_mined * mined[j] + u_site[j]
 //   u_site[j] ~ normal(0, sd_site),  j = 1..J_site (site groups)
 //     (site: mixed: data-rich groups' intercepts b_site are parameters (centered), data-poor groups' are sd * standardized z_site (noncentered); which is which is data)
 data {
@@ -13,10 +14,9 @@ data {
   array[N_zero] int<lower=1, upper=N> zero_rows;  // their rows
   int<lower=0> N_positive;  // observations whose outcome is positive,
   array[N_positive] int<lower=1, upper=N> positive_rows;  // their rows
-  // level-1 predictors with pooled coefficients: spp, mined
+  // level-1 predictors with pooled coefficients: spp
   int<lower=1> K;  // columns of the design matrix
   int<lower=1> K_spp;  // columns of spp (treatment-coded)
-  int<lower=1> K_mined;  // columns of mined (treatment-coded)
   matrix[N, K] X;  // design matrix, columns centered
   vector[K] X_means;  // the column means taken out of X
   // level 'site': groups given by column 'site'
@@ -27,13 +27,16 @@ data {
   int<lower=0, upper=J_site> J_site_centered;
   array[J_site_centered] int<lower=1, upper=J_site> centered_site;
   array[J_site - J_site_centered] int<lower=1, upper=J_site> noncentered_site;
+  int<lower=1> K_W_site_mined;  // columns of mined (treatment-coded)
+  matrix[J_site, K_W_site_mined] W_site_mined;  // mined per site, centered
+  vector[K_W_site_mined] W_site_mined_center;
   // numbers of the priors (from the spec, or defaults scaled to the data)
   real prior_Intercept_location;
   real prior_Intercept_scale;
   vector[K_spp] prior_beta_spp_location;
   vector[K_spp] prior_beta_spp_scale;
-  vector[K_mined] prior_beta_mined_location;
-  vector[K_mined] prior_beta_mined_scale;
+  vector[K_W_site_mined] prior_gamma_site_intercept_mined_location;
+  vector[K_W_site_mined] prior_gamma_site_intercept_mined_scale;
   real prior_zi_a;
   real prior_zi_b;
   real prior_sd_site_rate;
@@ -42,7 +45,7 @@ data {
 parameters {
   real Intercept_centered;  // population intercept, at the means of the predictors
   vector[K_spp] beta_spp;  // coefficient of spp
-  vector[K_mined] beta_mined;  // coefficient of mined
+  vector[K_W_site_mined] gamma_site_intercept_mined;  // effect of mined on the site intercept
   real<lower=0, upper=1> zi;  // probability of a structural zero
   // site: the intercept varies by group
   real<lower=0> sd_site;  // sd of the site intercepts
@@ -53,17 +56,17 @@ model {
   // priors
   Intercept_centered ~ normal(prior_Intercept_location, prior_Intercept_scale);
   beta_spp ~ normal(prior_beta_spp_location, prior_beta_spp_scale);
-  beta_mined ~ normal(prior_beta_mined_location, prior_beta_mined_scale);
+  gamma_site_intercept_mined ~ normal(prior_gamma_site_intercept_mined_location, prior_gamma_site_intercept_mined_scale);
   zi ~ beta(prior_zi_a, prior_zi_b);
   sd_site ~ exponential(prior_sd_site_rate);
-  vector[J_site] m_site = rep_vector(Intercept_centered, J_site);  // site: the predicted intercept of each group (with the pooled coefficient)
+  vector[J_site] m_site = rep_vector(Intercept_centered, J_site) + W_site_mined * gamma_site_intercept_mined;  // site: the predicted intercept of each group (with the pooled coefficient)
   vector[J_site] b_site;  // site: each group's intercept, from its centered or noncentered parameter
   b_site[centered_site] = b_site_centered;
   b_site[noncentered_site] = m_site[noncentered_site] + sd_site * z_site_noncentered;
   b_site_centered ~ normal(m_site[centered_site], sd_site);  // data-rich site intercepts, centered
   z_site_noncentered ~ std_normal();  // data-poor site intercepts, standardized
   if (!prior_only) {
-    vector[K] beta = append_row(beta_spp, beta_mined);  // pooled coefficients, in the columns' order
+    vector[K] beta = beta_spp;  // pooled coefficients, in the columns' order
     // linear predictor without X * beta, one expression (each `+=` would store another N-vector for the gradient)
     vector[N] eta = b_site[idx_site];  // site intercepts (with the pooled coefficient)
     {
@@ -75,12 +78,12 @@ model {
 }
 generated quantities {
   // intercept where all predictors are 0 (the sampler used centered predictors)
-  real Intercept = Intercept_centered - dot_product(X_means, append_row(beta_spp, beta_mined));
+  real Intercept = Intercept_centered - dot_product(X_means, beta_spp) - dot_product(W_site_mined_center, gamma_site_intercept_mined);
   // deviation of each site group from its predicted intercept
   vector[J_site] u_site;
   {
     // group values computed exactly as in the model block
-    vector[J_site] m_site = rep_vector(Intercept_centered, J_site);  // site: the predicted intercept of each group (with the pooled coefficient)
+    vector[J_site] m_site = rep_vector(Intercept_centered, J_site) + W_site_mined * gamma_site_intercept_mined;  // site: the predicted intercept of each group (with the pooled coefficient)
     vector[J_site] b_site;  // site: each group's intercept, from its centered or noncentered parameter
     b_site[centered_site] = b_site_centered;
     b_site[noncentered_site] = m_site[noncentered_site] + sd_site * z_site_noncentered;
