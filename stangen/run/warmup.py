@@ -36,6 +36,7 @@ LARGE_DATA = 10_000  # rows
 def covered(desc: ModelDescription) -> bool:
     """Every parameter of the program has a variance here (see the module docstring)."""
     return (desc.family.working_metric and desc.residuals.is_default and bool(desc.levels)
+            and not desc.submodels  # (a sub-model's parameters have no working variance here)
             and all(lv.kind == "intercept" and not lv.has_effects for lv in desc.levels))
 
 
