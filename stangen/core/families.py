@@ -826,17 +826,12 @@ class Cumulative(Family):
 GAMMA_VAGUE = ("gamma", (0.01, 0.01))  # brms's default for shape and precision parameters
 
 
-def _rows_of(mu: str, rows: str, size: str, vector: bool) -> str:
-    """The linear predictor `mu` at the observations `rows` (an index array of `size`), as a vector."""
-    return f"{mu}[{rows}]" if vector else f"rep_vector({mu}, {size})"
-
-
 def _split_mu(alpha: str, pooled: bool, rows: str, size: str) -> str:
     """The linear predictor (alpha + X * beta when pooled) at the observations `rows` (an index array of
-    `size`): alpha is the vector eta with levels, else the intercept (or "0")."""
+    `size`), as a vector: alpha is the vector eta with levels, else the intercept (or "0")."""
     vector = alpha == "eta"
     if not pooled:
-        return _rows_of(alpha, rows, size, vector)
+        return f"{alpha}[{rows}]" if vector else f"rep_vector({alpha}, {size})"
     design = f"X[{rows}] * beta"
     if alpha == "0":
         return design
@@ -880,15 +875,10 @@ class ZeroFamily(Family):
         return self.aux[-1]
 
     def header(self, outcome, trials):
-        z = self.zero.name
-        if self.hurdle:
-            return (f"{outcome}[i] = 0 with probability {z}, else {outcome}[i] ~ {self.base.distribution.lower()}"
-                    f"({self._base_header_args()}) given {outcome}[i] > 0", self.base.header(outcome, trials)[1])
-        return (f"{outcome}[i] = 0 with probability {z}, else {outcome}[i] ~ {self.base.distribution.lower()}"
-                f"({self._base_header_args()})", self.base.header(outcome, trials)[1])
-
-    def _base_header_args(self) -> str:
-        return ", ".join([f"{self.base.mean_symbol}[i]"] + [a.name for a in self.base.aux])
+        args = ", ".join([f"{self.base.mean_symbol}[i]"] + [a.name for a in self.base.aux])
+        given = f" given {outcome}[i] > 0" if self.hurdle else ""
+        return (f"{outcome}[i] = 0 with probability {self.zero.name}, else {outcome}[i] ~ "
+                f"{self.base.distribution.lower()}({args}){given}", self.base.header(outcome, trials)[1])
 
     def data_lines(self, outcome, trials):
         kind = "counts" if self.base.discrete else "zero or positive"
