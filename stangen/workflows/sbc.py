@@ -69,13 +69,7 @@ def truth_values(desc, prepared, truth: dict) -> dict[str, float]:
                     shown = col if c.term is None else f"{c.term.name}:{col}"
                     out[shown + (f" ({lv.name})" if many else "")] = truth["effects"][lv.name][c.name][col]
     for lv in desc.levels:
-        for c in lv.coefficients:
-            out[f"sd({lv.name}: {c.name})"] = truth["sd"][lv.name][c.name]
-        if lv.kind == "correlated":
-            matrix = np.asarray(truth["cor"][lv.name])
-            for a in range(lv.n_coef):
-                for b in range(a + 1, lv.n_coef):
-                    out[f"cor({lv.name}: {lv.coefficients[a].name}, {lv.coefficients[b].name})"] = matrix[a, b]
+        out.update(_level_truth_names(lv, truth, lambda name: name))
     res = desc.residuals
     for aux in desc.family.aux:
         sub = desc.submodel(aux)
@@ -86,14 +80,7 @@ def truth_values(desc, prepared, truth: dict) -> dict[str, float]:
                 for col in prepared.columns[term.columns_key]:
                     out[submodel_name(sub, col)] = own["coefficients"][col]
             for lv in sub.levels:
-                for c in lv.coefficients:
-                    out[f"sd({lv.name}: {submodel_name(sub, c.name)})"] = own["sd"][lv.name][c.name]
-                if lv.kind == "correlated":
-                    matrix = np.asarray(own["cor"][lv.name])
-                    for a in range(lv.n_coef):
-                        for b in range(a + 1, lv.n_coef):
-                            out[f"cor({lv.name}: {submodel_name(sub, lv.coefficients[a].name)}, "
-                                f"{submodel_name(sub, lv.coefficients[b].name)})"] = matrix[a, b]
+                out.update(_level_truth_names(lv, own, lambda name, sub=sub: submodel_name(sub, name)))
             continue
         per_value = res.truth_names(truth, aux, prepared.sigma_labels)
         if per_value is not None:
@@ -105,6 +92,19 @@ def truth_values(desc, prepared, truth: dict) -> dict[str, float]:
             out[aux.name] = truth[aux.name]
     out.update(res.own_truth_names(truth))
     return {k: float(v) for k, v in out.items()}
+
+
+def _level_truth_names(lv, truth: dict, shown) -> dict[str, float]:
+    """A level's true sds and correlations under their summary names; `shown` names a coefficient
+    (a sub-model's: zi_intercept)."""
+    out = {f"sd({lv.name}: {shown(c.name)})": truth["sd"][lv.name][c.name] for c in lv.coefficients}
+    if lv.kind == "correlated":
+        matrix = np.asarray(truth["cor"][lv.name])
+        for a in range(lv.n_coef):
+            for b in range(a + 1, lv.n_coef):
+                out[f"cor({lv.name}: {shown(lv.coefficients[a].name)}, {shown(lv.coefficients[b].name)})"] = \
+                    matrix[a, b]
+    return out
 
 
 # -- on the worker: ranks of one fit --------------------------------------------------------------

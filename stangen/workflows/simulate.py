@@ -181,28 +181,7 @@ def _complete(desc, prepared, params: dict) -> dict:
                     if value is None:
                         problems.append(Problem(f"params.effects.{lv.name}.{c.name}.{col}", "missing"))
                     truth["effects"].setdefault(lv.name, {}).setdefault(c.name, {})[col] = float(value or 0)
-        sd = (params.get("sd") or {}).get(lv.name)
-        if lv.kind == "intercept" and isinstance(sd, (int, float)):
-            sd = {INTERCEPT: sd}
-        sd = sd or {}
-        for c in lv.coefficients:
-            if c.name not in sd:
-                problems.append(Problem(f"params.sd.{lv.name}.{c.name}", "missing: the sd of this varying coefficient"))
-        truth["sd"][lv.name] = {c.name: float(sd.get(c.name, 1)) for c in lv.coefficients}
-        cor = (params.get("cor") or {}).get(lv.name)
-        k = lv.n_coef
-        if lv.kind == "correlated":
-            if cor is None:
-                problems.append(Problem(f"params.cor.{lv.name}", "missing: the correlation of the varying effects"))
-                cor = np.eye(k)
-            elif isinstance(cor, (int, float)):
-                cor = [[1.0, cor], [cor, 1.0]] if k == 2 else None
-            matrix = np.asarray(cor, dtype=float) if cor is not None else None
-            if matrix is None or matrix.shape != (k, k) or np.any(np.linalg.eigvalsh(matrix) <= 0):
-                problems.append(Problem(f"params.cor.{lv.name}", f"must be a {k}x{k} positive definite correlation "
-                                                                 "matrix (or one number for two coefficients)"))
-                matrix = np.eye(k)
-            truth["cor"][lv.name] = matrix.tolist()
+        _level_truth(lv, params, truth, "params", problems)
     res = desc.residuals
 
     def problem(path: str, message: str) -> None:
@@ -233,6 +212,34 @@ def _complete(desc, prepared, params: dict) -> dict:
     return truth
 
 
+def _level_truth(lv, given: dict, truth: dict, where: str, problems: list) -> None:
+    """A level's true sds (one number for an intercept-only level) and correlation (one number for two
+    coefficients) from `given`'s sd and cor, into truth["sd"] and truth["cor"]; missing or malformed ones are
+    problems at `where`.sd.<level>… and `where`.cor.<level>."""
+    sd = (given.get("sd") or {}).get(lv.name)
+    if lv.kind == "intercept" and isinstance(sd, (int, float)):
+        sd = {INTERCEPT: sd}
+    sd = sd or {}
+    for c in lv.coefficients:
+        if c.name not in sd:
+            problems.append(Problem(f"{where}.sd.{lv.name}.{c.name}", "missing: the sd of this varying coefficient"))
+    truth["sd"][lv.name] = {c.name: float(sd.get(c.name, 1)) for c in lv.coefficients}
+    cor = (given.get("cor") or {}).get(lv.name)
+    k = lv.n_coef
+    if lv.kind == "correlated":
+        if cor is None:
+            problems.append(Problem(f"{where}.cor.{lv.name}", "missing: the correlation of the varying effects"))
+            cor = np.eye(k)
+        elif isinstance(cor, (int, float)):
+            cor = [[1.0, cor], [cor, 1.0]] if k == 2 else None
+        matrix = np.asarray(cor, dtype=float) if cor is not None else None
+        if matrix is None or matrix.shape != (k, k) or np.any(np.linalg.eigvalsh(matrix) <= 0):
+            problems.append(Problem(f"{where}.cor.{lv.name}", f"must be a {k}x{k} positive definite correlation "
+                                                              "matrix (or one number for two coefficients)"))
+            matrix = np.eye(k)
+        truth["cor"][lv.name] = matrix.tolist()
+
+
 def _submodel_truth(sub, prepared, given, problems: list) -> dict:
     """A sub-model's true values: Intercept, coefficients by design column, sd (and cor) per level."""
     where = f"params.parameters.{sub.stan}"
@@ -250,18 +257,7 @@ def _submodel_truth(sub, prepared, given, problems: list) -> dict:
                 problems.append(Problem(f"{where}.coefficients.{col}", "missing: the coefficient of this column"))
             out["coefficients"][col] = float(value or 0)
     for lv in sub.levels:
-        sd = (given.get("sd") or {}).get(lv.name)
-        if lv.kind == "intercept" and isinstance(sd, (int, float)):
-            sd = {INTERCEPT: sd}
-        sd = sd or {}
-        for c in lv.coefficients:
-            if c.name not in sd:
-                problems.append(Problem(f"{where}.sd.{lv.name}.{c.name}", "missing: the sd of this varying coefficient"))
-        out["sd"][lv.name] = {c.name: float(sd.get(c.name, 1)) for c in lv.coefficients}
-        if lv.kind == "correlated":
-            cor = (given.get("cor") or {}).get(lv.name, 0.0)
-            out["cor"][lv.name] = [[1.0, float(cor)], [float(cor), 1.0]] if isinstance(cor, (int, float)) and \
-                lv.n_coef == 2 else np.asarray(cor, dtype=float).tolist()
+        _level_truth(lv, given, out, where, problems)
     return out
 
 
@@ -405,10 +401,7 @@ def draw_outcome(desc, prepared, truth, rng) -> np.ndarray:
     beta = np.array([truth["coefficients"][c] for t in desc.terms for c in prepared.columns[t.name]])
     deviations, effects = {}, {}
     for lv in desc.levels:  # each level's deviations drawn in level order (the order of the random numbers)
-        sd = np.array([truth["sd"][lv.name][c.name] for c in lv.coefficients])
-        corr = np.asarray(truth["cor"].get(lv.name, np.eye(lv.n_coef)))
-        deviations[lv.name] = rng.multivariate_normal(np.zeros(lv.n_coef), np.diag(sd) @ corr @ np.diag(sd),
-                                                      size=data[lv.groups_key])[None]
+        deviations[lv.name] = _draw_deviations(lv, truth, data, rng)
         for c in lv.coefficients:
             for e in c.effects:
                 cols = prepared.group_columns[(lv.name, e.predictor.name)]
@@ -420,12 +413,7 @@ def draw_outcome(desc, prepared, truth, rng) -> np.ndarray:
     for sub in desc.submodels:  # its parameter for every row, from its own linear predictor
         own = truth["parameters"][sub.stan]
         sub_beta = np.array([own["coefficients"][c] for t in sub.terms for c in prepared.columns[t.columns_key]])
-        sub_deviations = {}
-        for lv in sub.levels:
-            sd = np.array([own["sd"][lv.name][c.name] for c in lv.coefficients])
-            corr = np.asarray(own["cor"].get(lv.name, np.eye(lv.n_coef)))
-            sub_deviations[lv.name] = rng.multivariate_normal(np.zeros(lv.n_coef), np.diag(sd) @ corr @ np.diag(sd),
-                                                              size=data[lv.groups_key])[None]
+        sub_deviations = {lv.name: _draw_deviations(lv, own, data, rng) for lv in sub.levels}
         values = linear_predictor(desc, rows, Coefficients(np.array([own["Intercept"]]), sub_beta[None, :],
                                                            sub_deviations, {}), submodel=sub)[0]
         aux[sub.stan] = inverse_link(sub.link, values)
@@ -439,6 +427,14 @@ def draw_outcome(desc, prepared, truth, rng) -> np.ndarray:
         labels = _category_values(prepared.outcome_categories, desc.order)
         return np.array([labels[k - 1] for k in y], dtype=object if isinstance(labels[0], str) else None)
     return y
+
+
+def _draw_deviations(lv, truth: dict, data, rng) -> np.ndarray:
+    """Each group's deviations at a level, (1, groups, coefficients), normal with the truth's sds and cor."""
+    sd = np.array([truth["sd"][lv.name][c.name] for c in lv.coefficients])
+    corr = np.asarray(truth["cor"].get(lv.name, np.eye(lv.n_coef)))
+    return rng.multivariate_normal(np.zeros(lv.n_coef), np.diag(sd) @ corr @ np.diag(sd),
+                                   size=data[lv.groups_key])[None]
 
 
 def _category_values(categories: list[str], order: tuple | None) -> list:
