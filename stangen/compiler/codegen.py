@@ -6,6 +6,7 @@ because the program text is the compile cache's key.
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -213,7 +214,40 @@ def equations(d: ModelDescription) -> list[str]:
             slopes = ", ".join(c.term.name for c in lv.coefficients if c.term is not None)
             how += f"; sampled with {slopes} centered at the mean{'s' if ',' in slopes else ''}"
         rest.append(f"  ({lv.name}: {how})")
-    return [first, f"{lhs} = {' + '.join(parts) or '0'}", *rest]
+    return [_per_observation(first, d), f"{lhs} = {' + '.join(parts) or '0'}", *rest, *_submodel_equations(d)]
+
+
+def _per_observation(line: str, d: ModelDescription) -> str:
+    """The outcome's distribution with each parameter that has a sub-model as a value per observation."""
+    for sub in d.submodels:
+        line = re.sub(rf"\b{re.escape(sub.aux.name)}\b(?!\[)", f"{sub.aux.name}[i]", line)
+    return line
+
+
+def _submodel_equations(d: ModelDescription) -> list[str]:
+    """Each sub-model's linear predictor and its levels' effects, in the program's names."""
+    out = []
+    for sub in d.submodels:
+        name = sub.aux.name
+        parts = [] if sub.intercept_level else [f"Intercept_{name}"]
+        parts += [f"beta_{t.stan} * {t.name}[i]" for t in sub.terms]
+        levels = []
+        for lv in sub.levels:
+            for c in lv.coefficients:
+                index = f"u_{lv.stan}[{lv.name}[i]]" if lv.kind == "intercept" else f"u_{lv.stan}[{lv.name}[i], {c.column}]"
+                if lv.centered:  # (its groups' values include the sub-model's intercept)
+                    index = f"b_{lv.stan}[{lv.name}[i]]"
+                parts.append(index if c.term is None else f"{index} * {c.term.name}[i]")
+            dist = {"intercept": f"normal(0, sd_{lv.stan})",
+                    "independent": f"normal(0, sd_{lv.stan}) independently",
+                    "correlated": f"multi_normal(0, diag(sd_{lv.stan}) * corr_{lv.stan} * diag(sd_{lv.stan}))"}[lv.kind]
+            if lv.centered:
+                levels.append(f"b_{lv.stan}[j] ~ normal(Intercept_{name}, sd_{lv.stan}),  j = 1..{lv.groups_key} "
+                              f"({lv.name} groups; centered)")
+            else:
+                levels.append(f"u_{lv.stan}[j] ~ {dist},  j = 1..{lv.groups_key} ({lv.name} groups; noncentered)")
+        out += [f"{sub.aux.link}({name}[i]) = {' + '.join(parts)}  ({sub.aux.meaning}: its sub-model)", *levels]
+    return out
 
 
 def with_comment_text(value):

@@ -2,11 +2,12 @@
 // Sizes, data and prior numbers are data, so this program serves any data set of the same structure
 // (and specs that differ only in their name share it).
 //   hurdle_negbinomial model of count (log link)
-//   count[i] = 0 with probability hu, else count[i] ~ negbinomial(λ[i], phi) given count[i] > 0
+//   count[i] = 0 with probability hu[i], else count[i] ~ negbinomial(λ[i], phi) given count[i] > 0
 //   log(lambda[i]) = Intercept + beta_spp * spp[i] + r_site[site[i]]
 //   r_site[j] = gamma_site_intercept_mined * mined[j] + u_site[j]
 //   u_site[j] ~ normal(0, sd_site),  j = 1..J_site (site groups)
 //     (site: noncentered: u_site = sds * standardized z_site)
+//   logit(hu[i]) = Intercept_hu + beta_hu_mined * mined[i]  (probability of a zero (the hurdle): its sub-model)
 functions {
   // a negative binomial count given that it is positive (a hurdle's positive part): by rejection where
   // a 0 is unlikely, else by summing its probabilities from 1 up

@@ -2,11 +2,12 @@
 // Sizes, data and prior numbers are data, so this program serves any data set of the same structure
 // (and specs that differ only in their name share it).
 //   zero_inflated_negbinomial model of count (log link)
-//   count[i] = 0 with probability zi, else count[i] ~ negbinomial(λ[i], phi)
+//   count[i] = 0 with probability zi[i], else count[i] ~ negbinomial(λ[i], phi)
 //   log(lambda[i]) = Intercept + beta_spp * spp[i] + r_site[site[i]]
 //   r_site[j] = gamma_site_intercept_mined * mined[j] + u_site[j]
 //   u_site[j] ~ normal(0, sd_site),  j = 1..J_site (site groups)
 //     (site: noncentered: u_site = sds * standardized z_site)
+//   logit(zi[i]) = Intercept_zi + beta_zi_mined * mined[i]  (probability of a structural zero: its sub-model)
 data {
   int<lower=1> N;  // observations
   array[N] int<lower=0> y;  // outcome: count (counts)

@@ -2,10 +2,11 @@
 // Sizes, data and prior numbers are data, so this program serves any data set of the same structure
 // (and specs that differ only in their name share it).
 //   gaussian model of Reaction
-//   Reaction[i] ~ normal(mu[i], sigma)
+//   Reaction[i] ~ normal(mu[i], sigma[i])
 //   mu[i] = Intercept + beta_Days * Days[i] + u_Subject[Subject[i], 1] + u_Subject[Subject[i], 2] * Days[i]
 //   u_Subject[j] ~ multi_normal(0, diag(sd_Subject) * corr_Subject * diag(sd_Subject)),  j = 1..J_Subject (Subject groups)
-//     (Subject: partial: intercept b_Subject_centered are parameters (centered), Days standardized z_Subject_noncentered given them (noncentered); sampled with Days centered at the mean)
+//     (Subject: centered: each group's coefficients b_Subject are parameters; sampled with Days centered at the mean)
+//   log(sigma[i]) = Intercept_sigma + beta_sigma_Days * Days[i]  (residual sd: its sub-model)
 data {
   int<lower=1> N;  // observations
   vector[N] y;  // outcome: Reaction
@@ -48,8 +49,7 @@ parameters {
   // Subject: intercept, Days vary by group, correlated
   vector<lower=0>[2] sd_Subject_at_mean;  // sds of intercept, Days at the means of the slope predictors
   cholesky_factor_corr[2] L_Subject_at_mean;  // their correlation at the means of the slope predictors (Cholesky factor)
-  matrix[J_Subject, 1] b_Subject_centered;  // each Subject group's intercept (centered: data-rich)
-  matrix[1, J_Subject] z_Subject_noncentered;  // its Days, standardized given those (noncentered: data-poor)
+  matrix[J_Subject, 2] b_Subject;  // each Subject group's coefficients (centered parameterization)
 }
 model {
   // priors
@@ -62,16 +62,10 @@ model {
   matrix[J_Subject, 2] m_Subject = rep_matrix(0, J_Subject, 2);  // Subject: the predicted coefficients of each group
   m_Subject[:, 1] = rep_vector(Intercept_centered, J_Subject);  // intercept (with the pooled coefficient)
   m_Subject[:, 2] = rep_vector(beta_Days, J_Subject);  // Days slope (with the pooled coefficient)
-  // Subject (partial): each group's intercept as sampled (centered); its Days from the
-  // standardized effects given those (noncentered), through S, the Cholesky factor of the coefficients' covariance
-  matrix[2, 2] S_Subject = diag_pre_multiply(sd_Subject_at_mean, L_Subject_at_mean);
-  matrix[1, J_Subject] z_Subject_centered = mdivide_left_tri_low(S_Subject[1:1, 1:1], (b_Subject_centered - m_Subject[:, 1:1])');  // the centered ones, standardized
-  matrix[J_Subject, 2] b_Subject = append_col(b_Subject_centered, m_Subject[:, 2:2] + (S_Subject[2:2, 1:1] * z_Subject_centered + S_Subject[2:2, 2:2] * z_Subject_noncentered)');
-  // rows of b_Subject[:, 1:1] ~ multi_normal(their predictions, their block of the covariance): standardized, plus the
-  // log-determinant of the block's Cholesky factor once per group; the other coefficients' standardized effects
-  to_vector(z_Subject_centered) ~ std_normal();
-  target += -J_Subject * sum(log(diagonal(S_Subject[1:1, 1:1])));
-  to_vector(z_Subject_noncentered) ~ std_normal();
+  // rows of b_Subject ~ multi_normal(rows of m_Subject, diag(sd) * L * L' * diag(sd)), written with that Cholesky factor:
+  // standardize, then add the log-determinant of the factor once per group
+  to_vector(mdivide_left_tri_low(diag_pre_multiply(sd_Subject_at_mean, L_Subject_at_mean), (b_Subject - m_Subject)')) ~ std_normal();
+  target += -J_Subject * (sum(log(sd_Subject_at_mean)) + sum(log(diagonal(L_Subject_at_mean))));
   if (!prior_only) {
     // linear predictor, one expression (each `+=` would store another N-vector for the gradient)
     vector[N] eta = b_Subject[idx_Subject, 1]  // Subject intercepts (with the pooled coefficient)
@@ -101,11 +95,6 @@ generated quantities {
     matrix[J_Subject, 2] m_Subject = rep_matrix(0, J_Subject, 2);  // Subject: the predicted coefficients of each group
     m_Subject[:, 1] = rep_vector(Intercept_centered, J_Subject);  // intercept (with the pooled coefficient)
     m_Subject[:, 2] = rep_vector(beta_Days, J_Subject);  // Days slope (with the pooled coefficient)
-    // Subject (partial): each group's intercept as sampled (centered); its Days from the
-    // standardized effects given those (noncentered), through S, the Cholesky factor of the coefficients' covariance
-    matrix[2, 2] S_Subject = diag_pre_multiply(sd_Subject_at_mean, L_Subject_at_mean);
-    matrix[1, J_Subject] z_Subject_centered = mdivide_left_tri_low(S_Subject[1:1, 1:1], (b_Subject_centered - m_Subject[:, 1:1])');  // the centered ones, standardized
-    matrix[J_Subject, 2] b_Subject = append_col(b_Subject_centered, m_Subject[:, 2:2] + (S_Subject[2:2, 1:1] * z_Subject_centered + S_Subject[2:2, 2:2] * z_Subject_noncentered)');
     u_Subject = (b_Subject - m_Subject) * T_Subject;  // intercepts at 0
   }
 }
