@@ -77,6 +77,8 @@ def eta_terms(d: ModelDescription, rows: str = "") -> list[tuple[str, str]]:
             terms.append((expr, _group_block_note(lv, c)))
         elif block.columns == "ones":
             terms.append((block.value, "pooled intercept"))
+    if d.offset is not None:
+        terms.append((f"offsets{rows}", f"offset: {d.offset} (coefficient 1)"))
     return terms
 
 
@@ -144,6 +146,8 @@ def sliced_likelihood(d: ModelDescription) -> tuple[SliceArgument, ...]:
         rows += [SliceArgument(c.x, "vector", rows=True) for c in used if c.term is not None]
         shared.append(SliceArgument(lv.value, "vector" if lv.kind == "intercept" else "matrix"))
     rows += [SliceArgument(name, "array[] int", rows=True) for name in d.residuals.slice_rows()]
+    if d.offset is not None:
+        rows.append(SliceArgument("offsets", "vector", rows=True))
     if d.intercept and not d.intercept_absorbed:
         shared.append(SliceArgument(d.intercept_param, "real"))
     if d.pooled_terms:
@@ -182,6 +186,7 @@ def equations(d: ModelDescription) -> list[str]:
     first = d.residuals.header_line(d.outcome, first)  # the errors' structure, in nlme's terms
     parts = ["Intercept"] if d.intercept else []
     parts += [f"beta_{t.stan} * {t.name}[i]" for t in d.terms]
+    parts += [f"{d.offset}[i] (offset)"] if d.offset is not None else []
     rest = []
     for lv in d.levels:
         group = f"{lv.name}[i]"

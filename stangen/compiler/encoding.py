@@ -111,6 +111,8 @@ def encode(desc: ModelDescription, df: pd.DataFrame, *, missing: str = "error") 
                                          c=c, whole_groups=_group_level_columns(desc))
     # each check below runs on the columns that passed the screen, so every problem is found in one go
     y = _outcome(desc, df, c) if {desc.outcome, desc.trials or desc.outcome} <= usable else {}
+    if desc.offset is not None and desc.offset in usable:
+        y.update(offset_data(df[desc.offset], desc.offset, c))
     design, columns, slopes = design_columns(desc, df, c, usable)
     sub_designs = {}
     for sub in desc.submodels:
@@ -252,6 +254,20 @@ def _outcome(desc: ModelDescription, df: pd.DataFrame, c: Collector) -> dict[str
     """The outcome (and trials) as Stan data, checked by the family (stangen/core/families.py)."""
     return desc.family.outcome_data(df[desc.outcome], desc.outcome, df[desc.trials] if desc.trials else None,
                                     desc.trials, c.add, order=desc.order)
+
+
+def offset_data(series: pd.Series, column: str, c: Collector) -> dict[str, np.ndarray]:
+    """The offset column as Stan data (`offsets`): numbers, finite."""
+    if not is_numeric(series):
+        c.add("offset", f"offset '{column}' must be numeric (it is added to the linear predictor), got text such "
+                        f"as {series.iloc[0]!r}")
+        return {}
+    values = series.to_numpy(dtype=float)
+    if not np.isfinite(values).all():
+        c.add("offset", f"offset '{column}' has infinite values at {rows_text(~np.isfinite(values))} (log of 0? "
+                        "a row with no exposure has no information: leave it out)")
+        return {}
+    return {"offsets": values}
 
 
 def _residuals(desc: ModelDescription, df: pd.DataFrame, levels: dict, usable: set[str], c: Collector

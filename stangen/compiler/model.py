@@ -392,6 +392,14 @@ class ModelDescription:
     threads: bool = False
     # linear predictors in place of some of the family's parameters (`parameters:`), in the family's order
     submodels: tuple[SubModel, ...] = ()
+    # a column added to the linear predictor with coefficient 1 (`offset:`, lme4's offset()), else None
+    offset: str | None = None
+
+    @property
+    def has_eta(self) -> bool:
+        """The program builds the linear predictor as a vector (group effects or an offset to add), rather
+        than passing the pooled intercept to the likelihood as it is."""
+        return bool(self.levels) or self.offset is not None
 
     @property
     def all_levels(self) -> tuple[LevelDescription, ...]:
@@ -436,7 +444,7 @@ class ModelDescription:
         cross-products"). For a family whose log density is a quadratic in the linear predictor (gaussian),
         with independent errors of one sd, in a multilevel model; not with threads (those slice the rows)."""
         return self.family.cross_products and self.residuals.is_default and bool(self.levels) and not self.threads \
-            and not self.submodels
+            and not self.submodels and self.offset is None
 
     @property
     def design_blocks(self) -> tuple[DesignBlock, ...]:
@@ -745,7 +753,7 @@ def describe(spec: Spec, categorical: set[str] | frozenset[str] = frozenset(),
         terms=tuple(terms), levels=tuple(levels), categorical=categorical,
         reference=tuple(sorted(spec.reference.items())), generated=generated, columns=tuple(spec.columns.items()),
         residuals=Residuals.from_spec(spec.residuals), order=tuple(spec.order) if spec.order else None,
-        submodels=submodels)
+        submodels=submodels, offset=spec.offset)
 
 
 def _parents_first(levels: list[LevelDescription]) -> list[LevelDescription]:

@@ -64,6 +64,7 @@ class EncodedRows:
     # (level, group-level predictor) → values of the known groups, then the new ones: (groups, columns)
     group_values: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
     trials: np.ndarray | None = None
+    offsets: np.ndarray | None = None  # each row's offset (`offset:`), added to the model's linear predictor
     sigma_group: np.ndarray | None = None  # 0-based index of each row's residual sd (residuals: sd_by)
     # a sub-model's (`parameters:`) design on the data's scale, by its parameter (its slopes are in `slopes`,
     # keyed by Term.columns_key)
@@ -71,10 +72,11 @@ class EncodedRows:
 
 
 def encode_rows(program, frame: pd.DataFrame, *, new_groups: str = "error", need_trials: bool = True,
-                need_sd_by: bool = True) -> EncodedRows:
+                need_sd_by: bool = True, need_offset: bool = True) -> EncodedRows:
     """Encode `frame` (no outcome needed) for the fitted `program`. `new_groups`: 'error' (every unseen group
     is reported), 'sample' or 'population' (unseen groups are allowed; they need their group-level
-    predictors). Raises DataError naming every problem."""
+    predictors). `need_offset`: False takes the offset as 0 (a plot per unit of exposure). Raises DataError
+    naming every problem."""
     if new_groups not in NEW_GROUPS:
         raise UserError(Problem("new_groups", f"unknown choice {new_groups!r} (allowed: {', '.join(NEW_GROUPS)})"))
     desc, prepared = program.description, Encoding.of(program.description, program.data)
@@ -84,7 +86,7 @@ def encode_rows(program, frame: pd.DataFrame, *, new_groups: str = "error", need
                                        "stangen): fit it again to predict from it"))
     c = Collector()
     frame = frame.reset_index(drop=True)
-    needed = _needed_columns(desc, need_trials, need_sd_by)
+    needed = _needed_columns(desc, need_trials, need_sd_by, need_offset)
     for column, path in needed.items():
         if column not in frame.columns:
             c.add(path, f"column '{column}' is not in the new data (columns: {', '.join(map(str, frame.columns))})")
@@ -115,15 +117,21 @@ def encode_rows(program, frame: pd.DataFrame, *, new_groups: str = "error", need
         if bad.any():
             c.add("trials", f"trials column '{desc.trials}' must hold non-negative integers; bad at {rows_text(bad)}")
         rows.trials = np.round(trials).astype(int)
+    if desc.offset is not None and need_offset:
+        rows.offsets = frame[desc.offset].to_numpy(dtype=float)
+        if not np.isfinite(rows.offsets).all():
+            c.add("offset", f"offset '{desc.offset}' has infinite values in the new data at "
+                            f"{rows_text(~np.isfinite(rows.offsets))}")
     if need_sd_by:
         rows.sigma_group = desc.residuals.new_row_sd_index(frame, prepared.sigma_labels, c, rows_text)
     c.raise_if_any()
     return rows
 
 
-def _needed_columns(desc, need_trials: bool, need_sd_by: bool) -> dict[str, str]:
+def _needed_columns(desc, need_trials: bool, need_sd_by: bool, need_offset: bool = True) -> dict[str, str]:
     """The columns new rows must have → the spec path naming each: predictors and level ids always;
-    group-level predictors only for new groups (checked there); trials and sd_by when the prediction uses them."""
+    group-level predictors only for new groups (checked there); trials, sd_by and the offset when the
+    prediction uses them."""
     needed: dict[str, str] = {}
     for i, term in enumerate(desc.terms):
         for var in term.variables:
@@ -136,6 +144,8 @@ def _needed_columns(desc, need_trials: bool, need_sd_by: bool) -> dict[str, str]
         needed.setdefault(lv.id_column, f"levels.{lv.name}.id")
     if desc.trials and need_trials:
         needed.setdefault(desc.trials, "trials")
+    if desc.offset is not None and need_offset:
+        needed.setdefault(desc.offset, "offset")
     if need_sd_by:
         for column, path in desc.residuals.new_row_columns().items():
             needed.setdefault(column, path)
@@ -233,6 +243,8 @@ def linear_predictor(desc, rows: EncodedRows, coefficients: Coefficients, submod
         index = rows.group[lv.name]
         for k, c in enumerate(lv.coefficients):
             eta += values[:, index, k] * (1.0 if c.term is None else rows.slopes[c.term.columns_key])
+    if submodel is None and rows.offsets is not None:
+        eta += rows.offsets
     return eta
 
 
@@ -251,4 +263,4 @@ def training_rows(desc, prepared) -> EncodedRows:
     sub_designs = {sub.stan: np.asarray(data[sub.design_key], dtype=float) + np.asarray(data[sub.means_key], dtype=float)
                    if sub.terms else np.zeros((prepared.n, 0)) for sub in desc.submodels}
     return EncodedRows(prepared.n, design, slopes, group, {}, Encoding.of(desc, prepared).group_values,
-                       trials=data.get("trials"), sub_designs=sub_designs)
+                       trials=data.get("trials"), sub_designs=sub_designs, offsets=data.get("offsets"))

@@ -175,7 +175,12 @@ def _working_response(desc: ModelDescription, data: dict, eta: np.ndarray | None
     residuals within `cells` (_cells)."""
     y = np.asarray(data["y"], dtype=float)
     trials = np.asarray(data["trials"], dtype=float) if "trials" in data else None
-    return desc.family.working_response(y, trials, eta, cells)
+    if "offsets" not in data:
+        return desc.family.working_response(y, trials, eta, cells)
+    # the working model is of the linear predictor without the offset (its coefficient is fixed at 1)
+    offsets = np.asarray(data["offsets"], dtype=float)
+    z, w, estimate_sigma = desc.family.working_response(y, trials, None if eta is None else eta + offsets, cells)
+    return z - offsets, w, estimate_sigma
 
 
 def _cells(desc: ModelDescription, data: dict) -> np.ndarray | None:

@@ -39,6 +39,8 @@ def formula(desc: ModelDescription, code: bool = False) -> str:
                 if code and e.predictor.is_mean:
                     name = f"ave({q(e.predictor.column)}, {_group(d, lv, code)})"
                 fixed.append(name if c.term is None else f"{q(c.term.name)}:{name}")
+    if d.offset is not None:
+        fixed.append(f"offset({q(d.offset)})")
     if d.spans_intercept and len(fixed) > 1:
         fixed = fixed[1:]
     bars = []

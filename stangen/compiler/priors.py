@@ -55,6 +55,8 @@ def _default_args(target: PriorTarget, desc: ModelDescription, encoded: "Encoded
         s_y, y_loc = 1.0, desc.family.sub_model_location(target.submodel.aux, y)
     role = target.role
     if role == "intercept":
+        if target.submodel is None and "offsets" in encoded.outcome:  # the offset carries part of the location
+            y_loc -= float(np.mean(encoded.outcome["offsets"]))
         return {"location": y_loc, "scale": COEF_SCALE * s_y}
     if role == "term":
         s_x = _safe(term_scales[target.term.columns_key])

@@ -100,7 +100,7 @@ def _expected(fit: "Fit", grid: pd.DataFrame, parameter: str | None = None) -> n
         for gp in lv.predictors:  # placeholders: new groups' values are set below
             if gp.column not in grid:
                 grid[gp.column] = fit.program.data.categories[gp.column][0] if gp.categorical else 0.0
-    rows = encode_rows(fit.program, grid, new_groups="population", need_sd_by=False)
+    rows = encode_rows(fit.program, grid, new_groups="population", need_sd_by=False, need_offset=False)
     for lv in d.levels:
         known = len(fit.program.data.labels[lv.name])
         for gp in lv.predictors:
@@ -182,6 +182,7 @@ def plot_effects(fit: "Fit", predictor: str, path: str | Path, by: str | None = 
         ax.fill_between(part[predictor], part["q25%"], part["q75%"], color=color, alpha=0.22, lw=0)
         ax.plot(part[predictor], part["mean"], color=color, lw=2, label=f"{name} (50% and 95% bands)")
     ylabel = f"expected {d.outcome}" + (f" per trial ({d.trials})" if d.trials else "") + \
+        (f" at offset 0 ({d.offset} = 0: per unit of exposure for a log exposure)" if d.offset else "") + \
         (" (category number)" if d.family.ordinal else "")
     shown = d.outcome
     if parameter is not None:

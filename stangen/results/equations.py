@@ -218,6 +218,8 @@ def equations(desc: ModelDescription, columns: dict[str, list[str]] | None = Non
         linear.append(beta[c.p])
         if c.label != "intercept":
             linear += ["·", Sym(_shown(c.label), ix.obs, name=True)]
+    if desc.offset is not None:  # coefficient 1: no β of its own
+        linear += [" + " if linear else "", Sym(_shown(desc.offset), ix.obs, name=True)]
     if not linear:
         linear = ["0"]
 
@@ -290,6 +292,8 @@ def equations(desc: ModelDescription, columns: dict[str, list[str]] | None = Non
         sections.append(_submodel_section(desc, sub, ix, columns, where))
 
     where.append(f"y: {desc.outcome}" + (f" (successes out of {desc.trials} trials)" if desc.trials else ""))
+    if desc.offset is not None:
+        where.append(f"{desc.offset}: the offset, added to the linear predictor with coefficient 1")
     where.append(_index_meaning(desc, ix))
     where += gamma_meaning
     if desc.family.additive_errors and desc.residuals.where_sigma():

@@ -261,6 +261,7 @@ def lme4_text(fit: "Fit", digits: int = 3) -> str:
              f" fitted with Stan ({fit.info.get('backend', '?')}, NUTS: {chains} chains x {draws} draws"
              f"{', warmup ' + str(info['warmup']) if 'warmup' in info else ''})",
              f"Formula: {lme4_formula(fit)}"]
+    lines += [f"Offset: {d.offset} (added to the linear predictor, coefficient 1)"] if d.offset else []
     lines += [f"{sub.aux.sub_model_title.removesuffix(' model')}: {sub.stan} {submodel_formula(d, sub)}"
               for sub in d.submodels]
     lines += ["", "Random effects (posterior means):"]

@@ -34,8 +34,8 @@ MEAN_CALL = "ave"                                  # ave(x, g): the group mean o
 TRANSFORM_ADVICE = ("transformations are not done inside a spec: add a column with the transformed values "
                     "to the data and use its name")
 UNSUPPORTED_CALLS = {
-    "offset": "offsets are not supported: a spec has no fixed-coefficient term (for exposure in a count model, "
-              "log(exposure) as a predictor column estimates its coefficient instead of fixing it at 1)",
+    "offset": "an offset names one column: offset(log_exposure), with log_exposure = log(exposure) added to the "
+              "data (a spec's `offset:`)",
     "poly": "write the powers as columns of the data (x2 = x², x3 = x³) and list them as predictors",
     "s": "smooth terms (mgcv/brms s(), t2(), te(), gp()) are not supported; a spline basis written as data "
          "columns can be used as predictors",
@@ -86,6 +86,7 @@ class ParsedFormula:
     intercept: bool
     terms: tuple[tuple[Component, ...], ...]  # population terms, each a tuple of its variables
     bars: tuple[Bar, ...]
+    offset: str | None = None                # offset(x): the column added with coefficient 1
 
     def term_sets(self) -> tuple:
         """The model as sets, for comparing two formulas: equal for `x*w` and `x + w + x:w`, for `(x || g)`
@@ -98,7 +99,7 @@ class ParsedFormula:
             (grouping, frozenset(frozenset(c.split(":")) for b in bars for c in b.coefficients),
              any(b.correlated and len(b.coefficients) > 1 for b in bars))
             for grouping, bars in blocks.items())
-        return self.outcome, self.trials, self.intercept, population, groups
+        return self.outcome, self.trials, self.intercept, population, groups, self.offset
 
 
 @dataclass(frozen=True)
@@ -212,10 +213,14 @@ def read(text: str) -> tuple[ParsedFormula, list[Problem]]:
         raise FormulaError(_problem("the formula has too many terms to read; write it as a long-form spec")) from None
     problems: list[Problem] = []
     outcome, trials = _response(getattr(model, "response", None), problems)
-    intercept, terms = False, []
+    intercept, terms, offsets = False, [], []
     for term in model.common_terms:
         if type(term).__name__ == "Intercept":
             intercept = True
+            continue
+        if len(term.components) == 1 and _is_offset(term.components[0]):
+            column = _offset_column(term.components[0], problems)
+            offsets += [column] if column else []
             continue
         components = tuple(_component(c, problems) for c in term.components)
         if None in components:
@@ -250,7 +255,27 @@ def read(text: str) -> tuple[ParsedFormula, list[Problem]]:
                     continue
                 slopes.append(":".join(p.column for p in parts))
             bars.append(Bar(written, has_intercept, tuple(slopes), grouping, i not in uncorrelated))
-    return ParsedFormula(text.strip(), outcome, trials, intercept, tuple(terms), tuple(bars)), problems
+    if len(offsets) > 1:
+        problems.append(_problem(f"offsets {', '.join(f'offset({o})' for o in offsets)}: a model takes one offset "
+                                 "column; add their sum to the data as a column and write offset() of it"))
+    return (ParsedFormula(text.strip(), outcome, trials, intercept, tuple(terms), tuple(bars),
+                          offsets[0] if offsets else None), problems)
+
+
+def _is_offset(comp) -> bool:
+    call = getattr(comp, "call", None)
+    return type(comp).__name__ != "Variable" and call is not None and call.callee == "offset"
+
+
+def _offset_column(comp, problems: list[Problem]) -> str | None:
+    """The column of offset(column); offset of anything else is a problem, named here (None)."""
+    args = list(comp.call.args)
+    if len(args) == 1 and type(args[0]).__name__ == "LazyVariable" and not comp.call.kwargs:
+        return args[0].name
+    inner = comp.name[comp.name.index("(") + 1:-1] if "(" in comp.name else comp.name
+    problems.append(_problem(f"'{comp.name}': an offset names one column: add {inner} to the data as a column "
+                             f"(e.g. log_exposure = log(exposure)) and write offset(log_exposure)"))
+    return None
 
 
 def _as_model(resolved):
@@ -432,6 +457,9 @@ def to_long_form(parsed: ParsedFormula, frame=None, family: str | None = None,
                                      f"family {family} takes no trials"))
         keys["family"] = family or takers[0]
         comments["trials"] = f"{written}: successes of trials"
+    if parsed.offset:
+        keys["offset"] = parsed.offset
+        comments["offset"] = f"offset({parsed.offset}): added to the linear predictor with coefficient 1"
 
     if frame is not None:
         _check_columns(parsed, frame, problems)
@@ -606,7 +634,7 @@ def _constant_within(parsed: ParsedFormula, frame, groupings: dict[str, tuple], 
 
 def _check_columns(parsed: ParsedFormula, frame, problems: list[Problem]) -> None:
     columns = list(frame.columns)
-    named = [parsed.outcome, parsed.trials] + [c.column for t in parsed.terms for c in t] + \
+    named = [parsed.outcome, parsed.trials, parsed.offset] + [c.column for t in parsed.terms for c in t] + \
             [c.mean_by for t in parsed.terms for c in t] + [g for b in parsed.bars for g in b.grouping] + \
             [v for b in parsed.bars for s in b.slopes for v in s.split(":")]
     for name in dict.fromkeys(n for n in named if n):
@@ -630,7 +658,7 @@ def _lean_level(level: dict) -> dict:
 
 
 # -- into a spec ---------------------------------------------------------------------------------------------
-LONG_FORM_KEYS = ("outcome", "trials", "predictors", "levels", "intercept")
+LONG_FORM_KEYS = ("outcome", "trials", "offset", "predictors", "levels", "intercept")
 
 
 def sub_model_formulas(raw: Mapping) -> dict:

@@ -107,6 +107,7 @@ class Spec:
     levels: Mapping[str, Level] = field(default_factory=dict)
     family: str = DEFAULT_FAMILY
     trials: str | None = None
+    offset: str | None = None  # a column added to the linear predictor with coefficient 1 (lme4's offset())
     categorical: Sequence[str] = ()
     reference: Mapping[str, str] = field(default_factory=dict)
     intercept: bool | None = None  # None: the family's default (true; false for an ordinal family)
@@ -137,7 +138,7 @@ class Spec:
             set_(self, key, tuple(normalized[key]))
         for key in ("reference", "priors", "sampler"):
             set_(self, key, FrozenDict(normalized[key]))
-        for key in ("family", "outcome", "trials", "intercept", "name", "data", "missing"):
+        for key in ("family", "outcome", "trials", "offset", "intercept", "name", "data", "missing"):
             set_(self, key, normalized[key])
         set_(self, "residuals", FrozenDict(normalized["residuals"]) if normalized["residuals"] else None)
         set_(self, "order", tuple(normalized["order"]) if normalized["order"] else None)
@@ -253,7 +254,7 @@ class Spec:
                     if lv.get(key) == default:
                         del lv[key]
         # where the data are and what model: first, as a person writes a spec
-        first = ("name", "data", "family", "outcome", "trials", "order")
+        first = ("name", "data", "family", "outcome", "trials", "offset", "order")
         lean = {k: lean[k] for k in first if k in lean} | {k: v for k, v in lean.items() if k not in first}
         return dump_yaml(lean)
 
@@ -290,6 +291,8 @@ class Spec:
         parts = [f"{self.family} model of {self.outcome}"]
         if self.trials:
             parts[0] += f" (trials: {self.trials})"
+        if self.offset:
+            parts[0] += f" (offset: {self.offset})"
         n = len(self.predictors)
         parts.append(f"{n or 'no'} level-1 predictor{'s' if n != 1 else ''}")
         for name, lv in self.levels.items():
@@ -311,7 +314,7 @@ def resolve_data_path(value: str, base_dir: Path | None) -> Path:
 
 
 # the spec keys a formula writes: a problem there is the formula's
-FORMULA_KEYS = ("outcome", "trials", "predictors", "levels", "intercept", "categorical", "reference")
+FORMULA_KEYS = ("outcome", "trials", "offset", "predictors", "levels", "intercept", "categorical", "reference")
 
 
 def _from_formula(raw: Mapping, data, base_dir: Path | None, lines, source) -> tuple[dict, str, Any]:

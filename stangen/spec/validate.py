@@ -5,6 +5,8 @@ The normalized form has every default filled in and the canonical shape of each 
 """
 from __future__ import annotations
 
+import re
+
 import math
 from collections.abc import Mapping
 
@@ -16,7 +18,8 @@ from .priors import parse_prior
 
 FAMILIES = tuple(_FAMILIES)
 TOP_KEYS = ("name", "data", "formula", "family", "outcome", "trials", "predictors", "categorical",
-            "reference", "intercept", "levels", "priors", "sampler", "missing", "residuals", "order", "parameters")
+            "reference", "intercept", "levels", "priors", "sampler", "missing", "residuals", "order", "parameters",
+            "offset")
 # rows with a missing value in a column the model uses: an error (default), or dropped (lme4's na.omit)
 MISSING_POLICIES = ("error", "drop")
 LEVEL_KEYS = ("id", "within", "varying", "correlated", "predictors", "means", "unique_labels", "parameterization")
@@ -119,6 +122,7 @@ def validate(raw: object, lines: Mapping[str, int] | None = None) -> tuple[dict,
         c.add("trials", f"only family {' or '.join(takers)} takes `trials:` (this spec's family is {family})")
 
     terms = spec["predictors"] = _check_terms(c, raw.get("predictors"), outcome, trials)
+    spec["offset"] = _check_offset(c, raw.get("offset"), outcome, trials)
     spec["intercept"] = c.boolean(raw.get("intercept"), "intercept", True)
     spec["order"] = _check_order(c, raw.get("order"), known)
     if known is not None and known.ordinal:
@@ -271,11 +275,26 @@ def _check_order(c: _Checker, value, family) -> list | None:
     return list(value)
 
 
+def _check_offset(c: _Checker, value, outcome, trials) -> str | None:
+    """`offset: column`: a numeric column added to the linear predictor with coefficient 1 (lme4's offset();
+    e.g. log exposure for a count per unit of exposure)."""
+    if isinstance(value, str) and re.fullmatch(r"\s*(offset\s*\()?\s*\w+\s*\(.*\)\s*\)?\s*", value):
+        c.add("offset", f"{value!r} is an expression; `offset:` names a column: add the transformed values to "
+                        "the data as a column (e.g. log_exposure = log(exposure)) and name it here")
+        return None
+    column = c.string(value, "offset")
+    if column is not None and column in (outcome, trials):
+        c.add("offset", f"'{column}' is the {'outcome' if column == outcome else 'trials column'}; an offset is "
+                        "another column, added to the linear predictor with coefficient 1")
+        return None
+    return column
+
+
 def used_columns(spec: Mapping) -> dict[str, str]:
     """The data columns a (normalized) spec uses → the spec path that names each first. Works on a spec
     with problems too: what validation could not read is None or left out there, and so not listed."""
     used: dict[str, str] = {}
-    for key in ("outcome", "trials"):
+    for key in ("outcome", "trials", "offset"):
         if spec.get(key):
             used.setdefault(spec[key], key)
     for i, term in enumerate(spec.get("predictors") or ()):

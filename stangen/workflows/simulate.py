@@ -17,7 +17,8 @@ Predictors and groups come from the data the spec names (or `data=`); otherwise 
 each top-level level has `groups[level]` groups (default 20); a nested level has that many groups per
 parent group; crossed top-level levels are fully crossed; each cell of the lowest grouping gets
 `per_group` rows (default 10). Numeric level-1 predictors ~ normal(0, 1); categorical ones take levels
-a', 'b' with equal probability; group-level predictors ~ normal(0, 1) per group; binomial trials = 10.
+a', 'b' with equal probability; group-level predictors ~ normal(0, 1) per group; binomial trials = 10;
+an `offset:` column is the log of an exposure of 1 to 5 units (equally likely).
 With `residuals:`, a series' time is 0, 1, 2, … over its rows, and `sd_by` takes 'a', 'b' with equal
 probability; the errors are drawn series by series in time order (stangen/core/residuals.py).
 """
@@ -101,6 +102,8 @@ def _design_frame(spec: Spec, groups: dict[str, int], per_group: int, rng: np.ra
                 df[pred] = df[column].map(values)
     if get_family(spec.family).takes_trials:
         df[spec.trials] = DEFAULT_TRIALS
+    if spec.offset:  # the log of an exposure of 1 to 5 units
+        df[spec.offset] = np.log(rng.integers(1, 6, n).astype(float))
     Residuals.from_spec(spec.residuals).simulated_columns(df, lambda level: levels[level].id or level, rng)
     df[spec.outcome] = np.zeros(n, dtype=int if get_family(spec.family).discrete else float)
     return df
