@@ -113,6 +113,8 @@ def encode(desc: ModelDescription, df: pd.DataFrame, *, missing: str = "error") 
     y = _outcome(desc, df, c) if {desc.outcome, desc.trials or desc.outcome} <= usable else {}
     if desc.offset is not None and desc.offset in usable:
         y.update(offset_data(df[desc.offset], desc.offset, c))
+    if desc.weights is not None and desc.weights in usable:
+        y.update(weights_data(df[desc.weights], desc.weights, c))
     design, columns, slopes = design_columns(desc, df, c, usable)
     sub_designs = {}
     for sub in desc.submodels:
@@ -268,6 +270,24 @@ def offset_data(series: pd.Series, column: str, c: Collector) -> dict[str, np.nd
                         "a row with no exposure has no information: leave it out)")
         return {}
     return {"offsets": values}
+
+
+def weights_data(series: pd.Series, column: str, c: Collector) -> dict[str, np.ndarray]:
+    """The likelihood weights as Stan data (`weights`): numbers, finite, not negative, not all 0."""
+    if not is_numeric(series):
+        c.add("weights", f"weights '{column}' must be numeric, got text such as {series.iloc[0]!r}")
+        return {}
+    values = series.to_numpy(dtype=float)
+    if not np.isfinite(values).all():
+        c.add("weights", f"weights '{column}' has infinite values at {rows_text(~np.isfinite(values))}")
+        return {}
+    if (values < 0).any():
+        c.add("weights", f"weights '{column}' are negative at {rows_text(values < 0)}; a weight is 0 or more")
+        return {}
+    if not values.any():
+        c.add("weights", f"weights '{column}' are all 0: no row would count")
+        return {}
+    return {"weights": values}
 
 
 def _residuals(desc: ModelDescription, df: pd.DataFrame, levels: dict, usable: set[str], c: Collector

@@ -394,6 +394,8 @@ class ModelDescription:
     submodels: tuple[SubModel, ...] = ()
     # a column added to the linear predictor with coefficient 1 (`offset:`, lme4's offset()), else None
     offset: str | None = None
+    # likelihood weights (`weights:`): each row's log density times its weight, else None
+    weights: str | None = None
 
     @property
     def has_eta(self) -> bool:
@@ -444,7 +446,7 @@ class ModelDescription:
         cross-products"). For a family whose log density is a quadratic in the linear predictor (gaussian),
         with independent errors of one sd, in a multilevel model; not with threads (those slice the rows)."""
         return self.family.cross_products and self.residuals.is_default and bool(self.levels) and not self.threads \
-            and not self.submodels and self.offset is None
+            and not self.submodels and self.offset is None and self.weights is None
 
     @property
     def design_blocks(self) -> tuple[DesignBlock, ...]:
@@ -753,7 +755,7 @@ def describe(spec: Spec, categorical: set[str] | frozenset[str] = frozenset(),
         terms=tuple(terms), levels=tuple(levels), categorical=categorical,
         reference=tuple(sorted(spec.reference.items())), generated=generated, columns=tuple(spec.columns.items()),
         residuals=Residuals.from_spec(spec.residuals), order=tuple(spec.order) if spec.order else None,
-        submodels=submodels, offset=spec.offset)
+        submodels=submodels, offset=spec.offset, weights=spec.weights)
 
 
 def _parents_first(levels: list[LevelDescription]) -> list[LevelDescription]:

@@ -175,11 +175,12 @@ def _working_response(desc: ModelDescription, data: dict, eta: np.ndarray | None
     residuals within `cells` (_cells)."""
     y = np.asarray(data["y"], dtype=float)
     trials = np.asarray(data["trials"], dtype=float) if "trials" in data else None
-    if "offsets" not in data:
-        return desc.family.working_response(y, trials, eta, cells)
-    # the working model is of the linear predictor without the offset (its coefficient is fixed at 1)
-    offsets = np.asarray(data["offsets"], dtype=float)
+    # the working model is of the linear predictor without the offset (its coefficient is fixed at 1), each
+    # row's precision times its likelihood weight
+    offsets = np.asarray(data["offsets"], dtype=float) if "offsets" in data else 0.0
     z, w, estimate_sigma = desc.family.working_response(y, trials, None if eta is None else eta + offsets, cells)
+    if "weights" in data:
+        w = w * np.asarray(data["weights"], dtype=float)
     return z - offsets, w, estimate_sigma
 
 

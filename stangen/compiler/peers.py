@@ -146,6 +146,12 @@ def lme4_code(program) -> str:
             lines.append("# glmmTMB 1.1.5 takes no group effects in dispformula: brms (`render --as brms`) does")
         if dispersion.stan == "sigma":
             lines.append("# glmmTMB's dispersion coefficients are on the log sigma² scale: halve them to compare")
+    if d.weights is not None:
+        call = call[:-1] + f", weights = {_r_term(d.weights)})"
+        lines.append(f"# stangen's weights multiply each row's log density, as glmer's prior weights and brms's "
+                     "weights() do" if not d.family.additive_errors else
+                     f"# stangen's weights multiply each row's log density (brms's weights()); lmer's are precision "
+                     f"weights (residual variance sigma²/w): the same model only when {d.weights} averages 1")
     lines.append(call)
     lines.append("# priors: lme4 has none (maximum likelihood); stangen's are in `stangen render --as brms`")
     return "\n".join(lines) + "\n"
@@ -227,8 +233,10 @@ def brms_code(program) -> str:
     lines += _notes(program)
     f = formula(d, code=True)
     lhs, _, rhs = f.partition(" ~ ")
-    if d.family.takes_trials:
-        lhs = f"{d.outcome} | trials({d.trials})"
+    additions = ([f"trials({_r_term(d.trials)})"] if d.family.takes_trials else []) + \
+        ([f"weights({_r_term(d.weights)})"] if d.weights else [])
+    if additions:
+        lhs = f"{_r_term(d.outcome)} | {' + '.join(additions)}"
     priors = _brms_priors(program)
     if program.data is None:
         lines.append("# default priors are scaled to the data: give the spec data to print their numbers")

@@ -155,7 +155,9 @@ def threaded(description: ModelDescription) -> ModelDescription:
     within a chain; refused where the likelihood is not a sum over rows."""
     problem = description.residuals.threading_problem() or description.family.threading_problem() or (
         "threads within a chain are not available yet for a model with sub-models (`parameters:`); use "
-        "threads_per_chain: 1" if description.submodels else None)
+        "threads_per_chain: 1" if description.submodels else
+        "threads within a chain are not available yet with `weights:`; use threads_per_chain: 1"
+        if description.weights else None)
     if problem is not None:
         raise SpecError(Problem("sampler.threads_per_chain", problem))
     return dataclasses.replace(description, threads=True)

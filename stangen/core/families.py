@@ -167,9 +167,37 @@ class Family:
         return f"y_rep = {draw};" if self.discrete else f"y_rep = to_vector({draw});"
 
     def pointwise_log_likelihood(self, eta: str, i: str, aux: Mapping[str, str] | None = None) -> str:
+        return f"log_lik[{i}] = {self.log_density_at(eta, i, aux)};"
+
+    def log_density_at(self, eta: str, i: str, aux: Mapping[str, str] | None = None) -> str:
+        """The log density of observation `i` given the linear predictor vector `eta` (`aux`: at `i`)."""
         kind = "lpmf" if self.discrete else "lpdf"
         given = f"trials[{i}], " if self.takes_trials else ""
-        return f"log_lik[{i}] = {self.density}_{kind}(y[{i}] | {self._params(f'{eta}[{i}]', aux, given)});"
+        return f"{self.density}_{kind}(y[{i}] | {self._params(f'{eta}[{i}]', aux, given)})"
+
+    # -- likelihood weights (`weights:`) ------------------------------------------------------------
+    def weighted_log_density(self, mu: str, aux: Mapping[str, str] | None = None) -> str | None:
+        """Σ weights[i] · log density of y[i] given the linear predictor vector `mu`, vectorized (constants
+        dropped, as the unweighted likelihood's lupdf/lupmf drops them), or None: the family's is then summed row
+        by row with log_density_at (Stan's vectorized densities return only their sum)."""
+        return None
+
+    def weighted_likelihood(self, alpha: str, pooled: bool, aux: Mapping[str, str] | None,
+                            aux_at: Mapping[str, str] | None) -> str:
+        """`target += …` of all observations, each row's log density times its weight. `alpha`: the rest of the
+        linear predictor, the vector "eta" or a number; `aux_at`: the auxiliary parameters at observation i."""
+        lines = []
+        if pooled or alpha != "eta":
+            rest = ("X * beta" if alpha == "0" else f"{alpha} + X * beta") if pooled else f"rep_vector({alpha}, N)"
+            lines.append(f"vector[N] mu = {rest};  // the linear predictor")
+        mu = "mu" if lines else alpha
+        vectorized = self.weighted_log_density(mu, aux)
+        if vectorized is not None:
+            lines.append(f"target += {vectorized};  // each row's log density times its weight")
+        else:  # (Stan's vectorized densities return only their sum)
+            lines += ["for (i in 1:N) {  // each row's log density times its weight, row by row",
+                      f"  target += weights[i] * ({self.log_density_at(mu, 'i', aux_at)});", "}"]
+        return "\n    ".join(lines)
 
     def header(self, outcome: str, trials: str | None) -> tuple[str, str]:
         """The program's equations: (the outcome's distribution, the left side of the linear predictor)."""
@@ -266,6 +294,14 @@ class Gaussian(Family):
     def header(self, outcome, trials):
         return f"{outcome}[i] ~ normal(mu[i], sigma)", "mu[i]"
 
+    def weighted_log_density(self, mu, aux=None):
+        if self.density != "normal":  # (Student and Lognormal build on this class)
+            return None
+        sigma = self._aux(aux)["sigma"]
+        if sigma == "sigma" and "sigma" not in getattr(aux, "per_row", ()):  # one residual sd
+            return f"-sum(weights) * log(sigma) - 0.5 * dot_product(weights, square(y - {mu})) / square(sigma)"
+        return f"-dot_product(weights, log({sigma}) + 0.5 * square((y - {mu}) ./ {sigma}))"
+
     def cross_product_likelihood(self, rss: str, aux: Mapping[str, str] | None = None) -> str:
         """`target += …` of all N observations from their residual sum of squares `rss` (a Stan expression):
         normal_lupdf(y | mu, sigma) summed over the rows, as the GLM function has it."""
@@ -347,6 +383,9 @@ class Bernoulli(Family):
     def header(self, outcome, trials):
         return f"{outcome}[i] ~ bernoulli(p[i])", "logit(p[i])"
 
+    def weighted_log_density(self, mu, aux=None):
+        return f"dot_product(weights, to_vector(y) .* {mu} - log1p_exp({mu}))"
+
     def data_lines(self, outcome, trials):
         return [f"array[N] int<lower=0, upper=1> y;  // outcome: {outcome} (0/1)"]
 
@@ -392,6 +431,9 @@ def _counts(y, column, family, problem) -> np.ndarray:
 class Binomial(Family):
     def header(self, outcome, trials):
         return f"{outcome}[i] ~ binomial({trials}[i], p[i])", "logit(p[i])"
+
+    def weighted_log_density(self, mu, aux=None):
+        return f"dot_product(weights, to_vector(y) .* {mu} - to_vector(trials) .* log1p_exp({mu}))"
 
     def data_lines(self, outcome, trials):
         return [f"array[N] int<lower=0> trials;  // trials: {trials}", f"array[N] int<lower=0> y;  // successes: {outcome}"]
@@ -440,6 +482,11 @@ class Binomial(Family):
 class Poisson(Family):
     def header(self, outcome, trials):
         return f"{outcome}[i] ~ poisson(lambda[i])", "log(lambda[i])"
+
+    def weighted_log_density(self, mu, aux=None):
+        if self.density != "poisson_log":  # (the negative binomial builds on this class)
+            return None
+        return f"dot_product(weights, to_vector(y) .* {mu} - exp({mu}))"
 
     def outcome_data(self, series, column, trials, trials_column, problem, order=None):
         y = _numbers(series, column, self.name, problem)
@@ -728,8 +775,8 @@ class Cumulative(Family):
         cuts = self._aux(aux)["cutpoints"]
         return f"for (i in 1:N) y_rep[i] = ordered_logistic_rng({eta}[i], {cuts});  // (Stan's rng takes one at a time)"
 
-    def pointwise_log_likelihood(self, eta, i, aux=None):
-        return f"log_lik[{i}] = ordered_logistic_lpmf(y[{i}] | {eta}[{i}], {self._aux(aux)['cutpoints']});"
+    def log_density_at(self, eta, i, aux=None):
+        return f"ordered_logistic_lpmf(y[{i}] | {eta}[{i}], {self._aux(aux)['cutpoints']})"
 
     def outcome_data(self, series, column, trials, trials_column, problem, order=None):
 
@@ -957,7 +1004,7 @@ class ZeroFamily(Family):
             draw = f"{self.base.density}_rng({eta}[i]{base_args})"
         return f"for (i in 1:N) y_rep[i] = bernoulli_rng({z}) ? 0 : {draw};"
 
-    def pointwise_log_likelihood(self, eta, i, aux=None):
+    def log_density_at(self, eta, i, aux=None):
         at = self._aux(aux)  # (already at observation i)
         z = at[self.zero.name]
         mu = f"{eta}[{i}]"
@@ -966,9 +1013,9 @@ class ZeroFamily(Family):
         positive = f"{self.base.density}_{kind}(y[{i}] | {mu}{base_args})"
         if self.hurdle:
             truncation = f" - log1m_exp({self.base.stan_log_zero(mu, at)})" if self.base.discrete else ""
-            return f"log_lik[{i}] = y[{i}] == 0 ? log({z}) : log1m({z}) + {positive}{truncation};"
+            return f"y[{i}] == 0 ? log({z}) : log1m({z}) + {positive}{truncation}"
         zero = f"log_sum_exp(log({z}), {_plus(f'log1m({z})', self.base.stan_log_zero(mu, at))})"
-        return f"log_lik[{i}] = y[{i}] == 0 ? {zero} : log1m({z}) + {positive};"
+        return f"y[{i}] == 0 ? {zero} : log1m({z}) + {positive}"
 
     def functions(self):
         return (self.base.positive_rng_function(),) if self.hurdle and self.base.discrete else ()

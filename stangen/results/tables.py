@@ -262,6 +262,10 @@ def lme4_text(fit: "Fit", digits: int = 3) -> str:
              f"{', warmup ' + str(info['warmup']) if 'warmup' in info else ''})",
              f"Formula: {lme4_formula(fit)}"]
     lines += [f"Offset: {d.offset} (added to the linear predictor, coefficient 1)"] if d.offset else []
+    if d.weights:
+        weights = np.asarray(fit.program.data.stan_data["weights"], dtype=float)
+        lines.append(f"Weights: {d.weights} (likelihood weights: each row's log density times its weight; "
+                     f"sum {weights.sum():g} over {len(weights)} rows)")
     lines += [f"{sub.aux.sub_model_title.removesuffix(' model')}: {sub.stan} {submodel_formula(d, sub)}"
               for sub in d.submodels]
     lines += ["", "Random effects (posterior means):"]

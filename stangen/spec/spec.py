@@ -108,6 +108,7 @@ class Spec:
     family: str = DEFAULT_FAMILY
     trials: str | None = None
     offset: str | None = None  # a column added to the linear predictor with coefficient 1 (lme4's offset())
+    weights: str | None = None  # likelihood weights: each row's log density times its weight (brms's weights())
     categorical: Sequence[str] = ()
     reference: Mapping[str, str] = field(default_factory=dict)
     intercept: bool | None = None  # None: the family's default (true; false for an ordinal family)
@@ -138,7 +139,7 @@ class Spec:
             set_(self, key, tuple(normalized[key]))
         for key in ("reference", "priors", "sampler"):
             set_(self, key, FrozenDict(normalized[key]))
-        for key in ("family", "outcome", "trials", "offset", "intercept", "name", "data", "missing"):
+        for key in ("family", "outcome", "trials", "offset", "weights", "intercept", "name", "data", "missing"):
             set_(self, key, normalized[key])
         set_(self, "residuals", FrozenDict(normalized["residuals"]) if normalized["residuals"] else None)
         set_(self, "order", tuple(normalized["order"]) if normalized["order"] else None)
@@ -254,7 +255,7 @@ class Spec:
                     if lv.get(key) == default:
                         del lv[key]
         # where the data are and what model: first, as a person writes a spec
-        first = ("name", "data", "family", "outcome", "trials", "offset", "order")
+        first = ("name", "data", "family", "outcome", "trials", "offset", "weights", "order")
         lean = {k: lean[k] for k in first if k in lean} | {k: v for k, v in lean.items() if k not in first}
         return dump_yaml(lean)
 
@@ -293,6 +294,8 @@ class Spec:
             parts[0] += f" (trials: {self.trials})"
         if self.offset:
             parts[0] += f" (offset: {self.offset})"
+        if self.weights:
+            parts[0] += f" (weights: {self.weights})"
         n = len(self.predictors)
         parts.append(f"{n or 'no'} level-1 predictor{'s' if n != 1 else ''}")
         for name, lv in self.levels.items():

@@ -19,7 +19,7 @@ from .priors import parse_prior
 FAMILIES = tuple(_FAMILIES)
 TOP_KEYS = ("name", "data", "formula", "family", "outcome", "trials", "predictors", "categorical",
             "reference", "intercept", "levels", "priors", "sampler", "missing", "residuals", "order", "parameters",
-            "offset")
+            "offset", "weights")
 # rows with a missing value in a column the model uses: an error (default), or dropped (lme4's na.omit)
 MISSING_POLICIES = ("error", "drop")
 LEVEL_KEYS = ("id", "within", "varying", "correlated", "predictors", "means", "unique_labels", "parameterization")
@@ -122,7 +122,10 @@ def validate(raw: object, lines: Mapping[str, int] | None = None) -> tuple[dict,
         c.add("trials", f"only family {' or '.join(takers)} takes `trials:` (this spec's family is {family})")
 
     terms = spec["predictors"] = _check_terms(c, raw.get("predictors"), outcome, trials)
-    spec["offset"] = _check_offset(c, raw.get("offset"), outcome, trials)
+    spec["offset"] = _check_row_column(c, raw.get("offset"), "offset", outcome, trials,
+                                       "an offset is another column, added to the linear predictor with coefficient 1")
+    spec["weights"] = _check_row_column(c, raw.get("weights"), "weights", outcome, trials,
+                                        "weights are another column, each row's log density times its weight")
     spec["intercept"] = c.boolean(raw.get("intercept"), "intercept", True)
     spec["order"] = _check_order(c, raw.get("order"), known)
     if known is not None and known.ordinal:
@@ -169,6 +172,9 @@ def validate(raw: object, lines: Mapping[str, int] | None = None) -> tuple[dict,
         if problem:
             c.add(f"parameters.{name}", problem)
     _check_integrated(c, spec["levels"], spec["residuals"])
+    if spec["weights"] and (spec["residuals"] or {}).get("correlation"):
+        c.add("weights", "likelihood weights with correlated errors (`residuals: correlation`) are not supported: "
+                         "a weight scales one row's log density, and a row's density there depends on the row before")
     missing = raw.get("missing", "error")
     spec["missing"] = missing if missing in MISSING_POLICIES else None  # None: unknown, so not applied
     if spec["missing"] is None:
@@ -275,17 +281,16 @@ def _check_order(c: _Checker, value, family) -> list | None:
     return list(value)
 
 
-def _check_offset(c: _Checker, value, outcome, trials) -> str | None:
-    """`offset: column`: a numeric column added to the linear predictor with coefficient 1 (lme4's offset();
-    e.g. log exposure for a count per unit of exposure)."""
-    if isinstance(value, str) and re.fullmatch(r"\s*(offset\s*\()?\s*\w+\s*\(.*\)\s*\)?\s*", value):
-        c.add("offset", f"{value!r} is an expression; `offset:` names a column: add the transformed values to "
-                        "the data as a column (e.g. log_exposure = log(exposure)) and name it here")
+def _check_row_column(c: _Checker, value, key: str, outcome, trials, meaning: str) -> str | None:
+    """`offset:` or `weights:`: a column with a number per row (lme4's offset(), brms's weights()): its name,
+    not an expression."""
+    if isinstance(value, str) and re.fullmatch(r"\s*(\w+\s*\()?\s*\w+\s*\(.*\)\s*\)?\s*", value):
+        c.add(key, f"{value!r} is an expression; `{key}:` names a column: add the transformed values to the data "
+                   "as a column (e.g. log_exposure = log(exposure)) and name it here")
         return None
-    column = c.string(value, "offset")
+    column = c.string(value, key)
     if column is not None and column in (outcome, trials):
-        c.add("offset", f"'{column}' is the {'outcome' if column == outcome else 'trials column'}; an offset is "
-                        "another column, added to the linear predictor with coefficient 1")
+        c.add(key, f"'{column}' is the {'outcome' if column == outcome else 'trials column'}; {meaning}")
         return None
     return column
 
@@ -294,7 +299,7 @@ def used_columns(spec: Mapping) -> dict[str, str]:
     """The data columns a (normalized) spec uses → the spec path that names each first. Works on a spec
     with problems too: what validation could not read is None or left out there, and so not listed."""
     used: dict[str, str] = {}
-    for key in ("outcome", "trials", "offset"):
+    for key in ("outcome", "trials", "offset", "weights"):
         if spec.get(key):
             used.setdefault(spec[key], key)
     for i, term in enumerate(spec.get("predictors") or ()):

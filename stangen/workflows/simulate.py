@@ -18,7 +18,7 @@ each top-level level has `groups[level]` groups (default 20); a nested level has
 parent group; crossed top-level levels are fully crossed; each cell of the lowest grouping gets
 `per_group` rows (default 10). Numeric level-1 predictors ~ normal(0, 1); categorical ones take levels
 a', 'b' with equal probability; group-level predictors ~ normal(0, 1) per group; binomial trials = 10;
-an `offset:` column is the log of an exposure of 1 to 5 units (equally likely).
+an `offset:` column is the log of an exposure of 1 to 5 units (equally likely); `weights:` are 1.
 With `residuals:`, a series' time is 0, 1, 2, … over its rows, and `sd_by` takes 'a', 'b' with equal
 probability; the errors are drawn series by series in time order (stangen/core/residuals.py).
 """
@@ -104,6 +104,8 @@ def _design_frame(spec: Spec, groups: dict[str, int], per_group: int, rng: np.ra
         df[spec.trials] = DEFAULT_TRIALS
     if spec.offset:  # the log of an exposure of 1 to 5 units
         df[spec.offset] = np.log(rng.integers(1, 6, n).astype(float))
+    if spec.weights:  # (likelihood weights do not change how the outcome is drawn)
+        df[spec.weights] = 1.0
     Residuals.from_spec(spec.residuals).simulated_columns(df, lambda level: levels[level].id or level, rng)
     df[spec.outcome] = np.zeros(n, dtype=int if get_family(spec.family).discrete else float)
     return df
