@@ -148,7 +148,7 @@ def lme4_code(program) -> str:
             lines.append("# glmmTMB's dispersion coefficients are on the log sigma² scale: halve them to compare")
     if d.weights is not None:
         call = call[:-1] + f", weights = {_r_term(d.weights)})"
-        lines.append(f"# stangen's weights multiply each row's log density, as glmer's prior weights and brms's "
+        lines.append("# stangen's weights multiply each row's log density, as glmer's prior weights and brms's "
                      "weights() do" if not d.family.additive_errors else
                      f"# stangen's weights multiply each row's log density (brms's weights()); lmer's are precision "
                      f"weights (residual variance sigma²/w): the same model only when {d.weights} averages 1")
