@@ -115,6 +115,8 @@ def encode(desc: ModelDescription, df: pd.DataFrame, *, missing: str = "error") 
         y.update(offset_data(df[desc.offset], desc.offset, c))
     if desc.weights is not None and desc.weights in usable:
         y.update(weights_data(df[desc.weights], desc.weights, c))
+    if desc.censoring is not None and desc.censoring.column in usable:
+        y.update(desc.censoring.stan_data(df, y.get("y"), desc.family.discrete, c))
     design, columns, slopes = design_columns(desc, df, c, usable)
     sub_designs = {}
     for sub in desc.submodels:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable, Literal, Mapping
 
+from ..core.censoring import Censoring
 from ..core.errors import Problem, SpecError
 from ..core.families import AuxParameter, Family, get_family
 from ..core.names import NameRegistry, sanitize
@@ -396,6 +397,8 @@ class ModelDescription:
     offset: str | None = None
     # likelihood weights (`weights:`): each row's log density times its weight, else None
     weights: str | None = None
+    # censored outcomes (`censoring:`, stangen/core/censoring.py), else None
+    censoring: Censoring | None = None
 
     @property
     def has_eta(self) -> bool:
@@ -446,7 +449,7 @@ class ModelDescription:
         cross-products"). For a family whose log density is a quadratic in the linear predictor (gaussian),
         with independent errors of one sd, in a multilevel model; not with threads (those slice the rows)."""
         return self.family.cross_products and self.residuals.is_default and bool(self.levels) and not self.threads \
-            and not self.submodels and self.offset is None and self.weights is None
+            and not self.submodels and self.offset is None and self.weights is None and self.censoring is None
 
     @property
     def design_blocks(self) -> tuple[DesignBlock, ...]:
@@ -755,7 +758,8 @@ def describe(spec: Spec, categorical: set[str] | frozenset[str] = frozenset(),
         terms=tuple(terms), levels=tuple(levels), categorical=categorical,
         reference=tuple(sorted(spec.reference.items())), generated=generated, columns=tuple(spec.columns.items()),
         residuals=Residuals.from_spec(spec.residuals), order=tuple(spec.order) if spec.order else None,
-        submodels=submodels, offset=spec.offset, weights=spec.weights)
+        submodels=submodels, offset=spec.offset, weights=spec.weights,
+        censoring=Censoring.from_spec(spec.censoring))
 
 
 def _parents_first(levels: list[LevelDescription]) -> list[LevelDescription]:

@@ -146,6 +146,9 @@ def lme4_code(program) -> str:
             lines.append("# glmmTMB 1.1.5 takes no group effects in dispformula: brms (`render --as brms`) does")
         if dispersion.stan == "sigma":
             lines.append("# glmmTMB's dispersion coefficients are on the log sigma² scale: halve them to compare")
+    if d.censoring is not None:
+        lines.append(f"# lme4 and glmmTMB cannot fit a censored outcome: this call takes {d.outcome}'s censored "
+                     f"values ({d.censoring.column}) as observed; brms can (`stangen render --as brms`)")
     if d.weights is not None:
         call = call[:-1] + f", weights = {_r_term(d.weights)})"
         lines.append("# stangen's weights multiply each row's log density, as glmer's prior weights and brms's "
@@ -234,7 +237,10 @@ def brms_code(program) -> str:
     f = formula(d, code=True)
     lhs, _, rhs = f.partition(" ~ ")
     additions = ([f"trials({_r_term(d.trials)})"] if d.family.takes_trials else []) + \
-        ([f"weights({_r_term(d.weights)})"] if d.weights else [])
+        ([f"weights({_r_term(d.weights)})"] if d.weights else []) + \
+        ([d.censoring.brms_addition(_r_term)] if d.censoring else [])
+    if d.censoring:
+        lines.append(f"# brms codes {d.censoring.column} as none/left/right/interval or 0/-1/1/2, as stangen does")
     if additions:
         lhs = f"{_r_term(d.outcome)} | {' + '.join(additions)}"
     priors = _brms_priors(program)

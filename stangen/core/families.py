@@ -96,6 +96,10 @@ class Family:
     # the GLM function takes its auxiliary parameter as a vector (one per observation: a sub-model's); Stan 2.35's
     # neg_binomial_2_log_glm takes only a number
     glm_vector_aux: bool = True
+    # the distribution whose log CDFs a censored outcome uses ("normal", "poisson"; "" = censoring is not
+    # defined), and its parameters as a format with {mu} and the auxiliary parameters ("" = the density's)
+    cdf: str = ""
+    cdf_arguments: str = ""
 
     def __str__(self) -> str:  # how a family is printed: its name, as the spec writes it
         return self.name
@@ -128,6 +132,17 @@ class Family:
         if self.arguments:
             return self.arguments.format(mu=mu, **self._aux(aux))
         return f"{given}{mu}{self._args(aux)}"
+
+    def density_params(self, mu: str, aux: Mapping[str, str] | None) -> str:
+        """The density's parameters after `y |` for the linear predictor `mu` (families with trials take no
+        censoring or truncation, the only callers)."""
+        return self._params(mu, aux, "")
+
+    def cdf_params(self, mu: str, aux: Mapping[str, str] | None) -> str:
+        """The parameters of the family's CDF (Family.cdf) for the linear predictor `mu`."""
+        if self.cdf_arguments:
+            return self.cdf_arguments.format(mu=mu, **self._aux(aux))
+        return self._params(mu, aux, "")
 
     def _given(self, rows: str = "") -> str:
         return f"trials{rows}, " if self.takes_trials else ""
@@ -186,11 +201,7 @@ class Family:
                             aux_at: Mapping[str, str] | None) -> str:
         """`target += …` of all observations, each row's log density times its weight. `alpha`: the rest of the
         linear predictor, the vector "eta" or a number; `aux_at`: the auxiliary parameters at observation i."""
-        lines = []
-        if pooled or alpha != "eta":
-            rest = ("X * beta" if alpha == "0" else f"{alpha} + X * beta") if pooled else f"rep_vector({alpha}, N)"
-            lines.append(f"vector[N] mu = {rest};  // the linear predictor")
-        mu = "mu" if lines else alpha
+        lines, mu = linear_predictor_vector(alpha, pooled)
         vectorized = self.weighted_log_density(mu, aux)
         if vectorized is not None:
             lines.append(f"target += {vectorized};  // each row's log density times its weight")
@@ -885,6 +896,15 @@ def _split_mu(alpha: str, pooled: bool, rows: str, size: str) -> str:
     return f"{alpha}[{rows}] + {design}" if vector else f"{alpha} + {design}"
 
 
+def linear_predictor_vector(alpha: str, pooled: bool) -> tuple[list[str], str]:
+    """(the lines declaring it, its name): the whole linear predictor as one vector, for a likelihood that
+    indexes it by rows. `alpha`: the vector "eta", or a number (the intercept, or 0); `pooled`: plus X * beta."""
+    if not pooled and alpha == "eta":
+        return [], alpha
+    rest = ("X * beta" if alpha == "0" else f"{alpha} + X * beta") if pooled else f"rep_vector({alpha}, N)"
+    return [f"vector[N] mu = {rest};  // the linear predictor"], "mu"
+
+
 def _plus(left: str, right: str) -> str:
     """left + right, written left - rest when right is a negation."""
     return f"{left} - {right[1:]}" if right.startswith("-") else f"{left} + {right}"
@@ -1083,24 +1103,24 @@ ZI = _zero("zi", "probability of a structural zero", "Zero-inflation model")
 HU = _zero("hu", "probability of a zero (the hurdle)", "Zero (hurdle) model")
 
 FAMILIES: dict[str, Family] = {f.name: f for f in (
-    Gaussian("gaussian", "identity", lme4_call="lme4::lmer({formula}, data = d)",  brms="gaussian()",  aux=(SIGMA,), residual_structures=True, glm_function="normal_id_glm",
+    Gaussian("gaussian", "identity", cdf="normal", lme4_call="lme4::lmer({formula}, data = d)",  brms="gaussian()",  aux=(SIGMA,), residual_structures=True, glm_function="normal_id_glm",
              density="normal", additive_errors=True, working_metric=True, cross_products=True),
     Bernoulli("bernoulli", "logit", lme4_call="lme4::glmer({formula}, data = d, family = binomial)",  brms="bernoulli()",  glm_function="bernoulli_logit_glm", density="bernoulli_logit", discrete=True,
               distribution="Bernoulli", mean_symbol="p"),
     Binomial("binomial", "logit", lme4_call="lme4::glmer({formula}, data = d, family = binomial)",  brms="binomial()",  takes_trials=True, glm_function="binomial_logit_glm", density="binomial_logit",
              discrete=True, distribution="Binomial", mean_symbol="p"),
-    Poisson("poisson", "log", lme4_call="lme4::glmer({formula}, data = d, family = poisson)",  brms="poisson()",  glm_function="poisson_log_glm", density="poisson_log", discrete=True,
+    Poisson("poisson", "log", cdf="poisson", cdf_arguments="exp({mu})", lme4_call="lme4::glmer({formula}, data = d, family = poisson)",  brms="poisson()",  glm_function="poisson_log_glm", density="poisson_log", discrete=True,
             distribution="Poisson", mean_symbol="λ"),
-    NegBinomial("negbinomial", "log", lme4_call="lme4::glmer.nb({formula}, data = d)",  brms="negbinomial()",  glm_function="neg_binomial_2_log_glm", glm_vector_aux=False, density="neg_binomial_2_log",
+    NegBinomial("negbinomial", "log", cdf="neg_binomial_2", cdf_arguments="exp({mu}), {phi}", lme4_call="lme4::glmer.nb({formula}, data = d)",  brms="negbinomial()",  glm_function="neg_binomial_2_log_glm", glm_vector_aux=False, density="neg_binomial_2_log",
                 discrete=True, distribution="NegBinomial", mean_symbol="λ",
                 aux=(AuxParameter("phi", "real<lower=0>", "shape of the negative binomial (variance μ + μ²/φ)",
                                   default_prior=GAMMA_VAGUE, brms_class="shape", link="log"),)),
-    Student("student", "identity", brms="student()",  density="student_t", arguments="{nu}, {mu}, {sigma}", distribution="Student-t",
+    Student("student", "identity", cdf="student_t", brms="student()",  density="student_t", arguments="{nu}, {mu}, {sigma}", distribution="Student-t",
             mean_symbol="μ", aux=(SIGMA, AuxParameter("nu", "real<lower=1>", "degrees of freedom",
                                                       default_prior=("gamma", (2.0, 0.1))))),
-    Lognormal("lognormal", "identity", lme4_call="lme4::lmer({log_formula}, data = d)",  brms="lognormal()",  density="lognormal", distribution="Lognormal", mean_symbol="μ",
+    Lognormal("lognormal", "identity", cdf="lognormal", lme4_call="lme4::lmer({log_formula}, data = d)",  brms="lognormal()",  density="lognormal", distribution="Lognormal", mean_symbol="μ",
               aux=(AuxParameter("sigma", "real<lower=0>", "residual sd on the log scale", link="log"),)),
-    GammaFamily("gamma", "log", lme4_call="lme4::glmer({formula}, data = d, family = Gamma(link = \"log\"))",  brms="Gamma(link = \"log\")",  density="gamma", arguments="{shape}, {shape} .* exp(-({mu}))", distribution="Gamma",
+    GammaFamily("gamma", "log", cdf="gamma", lme4_call="lme4::glmer({formula}, data = d, family = Gamma(link = \"log\"))",  brms="Gamma(link = \"log\")",  density="gamma", arguments="{shape}, {shape} .* exp(-({mu}))", distribution="Gamma",
                 mean_symbol="μ", aux=(AuxParameter("shape", "real<lower=0>", "shape of the gamma (variance μ²/shape)",
                                                    default_prior=GAMMA_VAGUE, link="log"),)),
     Cumulative("cumulative", "logit", lme4_call="ordinal::clmm({ordered_formula}, data = d)",  brms="cumulative(\"logit\")",  discrete=True, ordinal=True, distribution="OrderedLogistic",
@@ -1108,7 +1128,7 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
                aux=(AuxParameter("cutpoints", "ordered[K_cat - 1]", "cutpoints between adjacent categories, "
                                  "P(y <= k) = inv_logit(cutpoint k - η)", prior_class="coefficient", default_prior=("student_t", (3.0, 0.0, 2.5)),
                                  size="K_cat - 1", shown="cutpoint", moves_with_centering=True, brms_class="Intercept"),)),
-    BetaFamily("beta", "logit", lme4_call="glmmTMB::glmmTMB({formula}, data = d, family = glmmTMB::beta_family())",  brms="Beta()",  density="beta_proportion", arguments="inv_logit({mu}), {phi}", distribution="Beta",
+    BetaFamily("beta", "logit", cdf="beta_proportion", lme4_call="glmmTMB::glmmTMB({formula}, data = d, family = glmmTMB::beta_family())",  brms="Beta()",  density="beta_proportion", arguments="inv_logit({mu}), {phi}", distribution="Beta",
                mean_symbol="μ", aux=(AuxParameter("phi", "real<lower=0>", "precision of the beta (variance "
                                                   "μ(1 − μ)/(1 + φ))", default_prior=GAMMA_VAGUE, link="log"),)),
 )}

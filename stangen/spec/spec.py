@@ -109,6 +109,8 @@ class Spec:
     trials: str | None = None
     offset: str | None = None  # a column added to the linear predictor with coefficient 1 (lme4's offset())
     weights: str | None = None  # likelihood weights: each row's log density times its weight (brms's weights())
+    # censored outcomes: {column: each row's kind (none|left|right|interval), upper} (stangen/core/censoring.py)
+    censoring: Mapping[str, str | None] | None = None
     categorical: Sequence[str] = ()
     reference: Mapping[str, str] = field(default_factory=dict)
     intercept: bool | None = None  # None: the family's default (true; false for an ordinal family)
@@ -142,6 +144,7 @@ class Spec:
         for key in ("family", "outcome", "trials", "offset", "weights", "intercept", "name", "data", "missing"):
             set_(self, key, normalized[key])
         set_(self, "residuals", FrozenDict(normalized["residuals"]) if normalized["residuals"] else None)
+        set_(self, "censoring", FrozenDict(normalized["censoring"]) if normalized["censoring"] else None)
         set_(self, "order", tuple(normalized["order"]) if normalized["order"] else None)
         set_(self, "levels", FrozenDict({
             name: Level(id=lv["id"], within=lv["within"], correlated=lv["correlated"],
@@ -237,8 +240,9 @@ class Spec:
         ordinal = get_family(self.family).ordinal  # cutpoints take the intercept's place: it is always false
         defaults = {"family": DEFAULT_FAMILY, "intercept": not ordinal, "missing": "error"}
         lean = {k: v for k, v in data.items() if v not in (None, [], {}) and defaults.get(k, object()) != v}
-        if "residuals" in lean:
-            lean["residuals"] = {k: v for k, v in lean["residuals"].items() if v is not None}
+        for key in ("residuals", "censoring"):
+            if key in lean:
+                lean[key] = {k: v for k, v in lean[key].items() if v is not None}
         for name, lv in lean.get("levels", {}).items():
             if lv.get("id") == name:
                 del lv["id"]

@@ -18,7 +18,8 @@ each top-level level has `groups[level]` groups (default 20); a nested level has
 parent group; crossed top-level levels are fully crossed; each cell of the lowest grouping gets
 `per_group` rows (default 10). Numeric level-1 predictors ~ normal(0, 1); categorical ones take levels
 a', 'b' with equal probability; group-level predictors ~ normal(0, 1) per group; binomial trials = 10;
-an `offset:` column is the log of an exposure of 1 to 5 units (equally likely); `weights:` are 1.
+an `offset:` column is the log of an exposure of 1 to 5 units (equally likely); `weights:` are 1; the
+outcome is drawn uncensored (the `censoring:` column is 'none', with data too: censor the values yourself).
 With `residuals:`, a series' time is 0, 1, 2, … over its rows, and `sd_by` takes 'a', 'b' with equal
 probability; the errors are drawn series by series in time order (stangen/core/residuals.py).
 """
@@ -134,6 +135,8 @@ def simulation_design(spec: Spec, data, groups: dict[str, int] | None, per_group
     frame = None if data is False else load_data(spec, data)
     has_outcome = frame is not None and spec.outcome in frame
     frame = _design_frame(spec, groups or {}, per_group, rng) if frame is None else frame.copy()
+    if spec.censoring:  # the outcome is drawn uncensored: every row observed
+        frame[spec.censoring["column"]] = "none"
     # simulation reads X and its means whole: the noncentered description keeps every term in X (how the
     # levels are sampled does not change the model)
     desc = describe(spec.with_parameterization("noncentered"), categorical_columns(spec, frame))
