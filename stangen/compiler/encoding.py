@@ -117,6 +117,9 @@ def encode(desc: ModelDescription, df: pd.DataFrame, *, missing: str = "error") 
         y.update(weights_data(df[desc.weights], desc.weights, c))
     if desc.censoring is not None and desc.censoring.column in usable:
         y.update(desc.censoring.stan_data(df, y.get("y"), desc.family.discrete, c))
+    if desc.truncation is not None and all(b in usable for b in (desc.truncation.lower, desc.truncation.upper)
+                                           if isinstance(b, str)):
+        y.update(desc.truncation.stan_data(df, y.get("y"), desc.family.discrete, c))
     design, columns, slopes = design_columns(desc, df, c, usable)
     sub_designs = {}
     for sub in desc.submodels:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Iterable, Literal, Mapping
 
 from ..core.censoring import Censoring
+from ..core.truncation import Truncation
 from ..core.errors import Problem, SpecError
 from ..core.families import AuxParameter, Family, get_family
 from ..core.names import NameRegistry, sanitize
@@ -399,6 +400,8 @@ class ModelDescription:
     weights: str | None = None
     # censored outcomes (`censoring:`, stangen/core/censoring.py), else None
     censoring: Censoring | None = None
+    # a truncated outcome (`truncation:`, stangen/core/truncation.py), else None
+    truncation: Truncation | None = None
 
     @property
     def has_eta(self) -> bool:
@@ -449,7 +452,8 @@ class ModelDescription:
         cross-products"). For a family whose log density is a quadratic in the linear predictor (gaussian),
         with independent errors of one sd, in a multilevel model; not with threads (those slice the rows)."""
         return self.family.cross_products and self.residuals.is_default and bool(self.levels) and not self.threads \
-            and not self.submodels and self.offset is None and self.weights is None and self.censoring is None
+            and not self.submodels and self.offset is None and self.weights is None and self.censoring is None \
+            and self.truncation is None
 
     @property
     def design_blocks(self) -> tuple[DesignBlock, ...]:
@@ -759,7 +763,7 @@ def describe(spec: Spec, categorical: set[str] | frozenset[str] = frozenset(),
         reference=tuple(sorted(spec.reference.items())), generated=generated, columns=tuple(spec.columns.items()),
         residuals=Residuals.from_spec(spec.residuals), order=tuple(spec.order) if spec.order else None,
         submodels=submodels, offset=spec.offset, weights=spec.weights,
-        censoring=Censoring.from_spec(spec.censoring))
+        censoring=Censoring.from_spec(spec.censoring), truncation=Truncation.from_spec(spec.truncation))
 
 
 def _parents_first(levels: list[LevelDescription]) -> list[LevelDescription]:

@@ -149,6 +149,10 @@ def lme4_code(program) -> str:
     if d.censoring is not None:
         lines.append(f"# lme4 and glmmTMB cannot fit a censored outcome: this call takes {d.outcome}'s censored "
                      f"values ({d.censoring.column}) as observed; brms can (`stangen render --as brms`)")
+    if d.truncation is not None:
+        lines.append(f"# lme4 cannot fit a truncated outcome ({d.outcome} in {d.truncation.text()}): this call ignores "
+                     "the truncation; glmmTMB's truncated_poisson/truncated_nbinom2 are zero-truncated counts, brms's "
+                     "trunc() any range (`stangen render --as brms`)")
     if d.weights is not None:
         call = call[:-1] + f", weights = {_r_term(d.weights)})"
         lines.append("# stangen's weights multiply each row's log density, as glmer's prior weights and brms's "
@@ -238,7 +242,8 @@ def brms_code(program) -> str:
     lhs, _, rhs = f.partition(" ~ ")
     additions = ([f"trials({_r_term(d.trials)})"] if d.family.takes_trials else []) + \
         ([f"weights({_r_term(d.weights)})"] if d.weights else []) + \
-        ([d.censoring.brms_addition(_r_term)] if d.censoring else [])
+        ([d.censoring.brms_addition(_r_term)] if d.censoring else []) + \
+        ([d.truncation.brms_addition(_r_term)] if d.truncation else [])
     if d.censoring:
         lines.append(f"# brms codes {d.censoring.column} as none/left/right/interval or 0/-1/1/2, as stangen does")
     if additions:

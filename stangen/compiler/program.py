@@ -156,8 +156,8 @@ def threaded(description: ModelDescription) -> ModelDescription:
     problem = description.residuals.threading_problem() or description.family.threading_problem() or (
         "threads within a chain are not available yet for a model with sub-models (`parameters:`); use "
         "threads_per_chain: 1" if description.submodels else
-        "threads within a chain are not available yet with `weights:` or `censoring:`; use threads_per_chain: 1"
-        if description.weights or description.censoring else None)
+        "threads within a chain are not available yet with `weights:`, `censoring:` or `truncation:`; use "
+        "threads_per_chain: 1" if description.weights or description.censoring or description.truncation else None)
     if problem is not None:
         raise SpecError(Problem("sampler.threads_per_chain", problem))
     return dataclasses.replace(description, threads=True)

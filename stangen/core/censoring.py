@@ -140,11 +140,20 @@ class Censoring:
         lines, mu = linear_predictor_vector(alpha, pooled)
         lines += [f"target += {family.density}_{kind}(y[obs_rows] | "
                  f"{family.density_params(f'{mu}[obs_rows]', aux_at('obs_rows'))});  // observed rows",
-                 f"target += {family.cdf}_lcdf(y[left_rows] | "
-                 f"{family.cdf_params(f'{mu}[left_rows]', aux_at('left_rows'))});  // left-censored: at most y"]
-        at_least = "y_right_below" if family.discrete else "y[right_rows]"
-        lines.append(f"target += {family.cdf}_lccdf({at_least} | "
-                     f"{family.cdf_params(f'{mu}[right_rows]', aux_at('right_rows'))});  // right-censored: at least y")
+        ]
+        if family.cdf_vectorized:
+            at_least = "y_right_below" if family.discrete else "y[right_rows]"
+            lines += [f"target += {family.cdf}_lcdf(y[left_rows] | "
+                      f"{family.cdf_params(f'{mu}[left_rows]', aux_at('left_rows'))});  // left-censored: at most y",
+                      f"target += {family.cdf}_lccdf({at_least} | "
+                      f"{family.cdf_params(f'{mu}[right_rows]', aux_at('right_rows'))});  // right-censored: at least y"]
+        else:  # row by row (see Family.cdf_vectorized)
+            left, right = "left_rows[k]", "right_rows[k]"
+            below = " - 1" if family.discrete else ""
+            lines += [f"for (k in 1:N_left) target += {family.cdf}_lcdf(y[{left}] | "
+                      f"{family.cdf_params(f'{mu}[{left}]', aux_at(left))});  // left-censored: at most y",
+                      f"for (k in 1:N_right) target += {family.cdf}_lccdf(y[{right}]{below} | "
+                      f"{family.cdf_params(f'{mu}[{right}]', aux_at(right))});  // right-censored: at least y"]
         at_k = aux_at("interval_rows[k]")
         params = family.cdf_params(f"{mu}[interval_rows[k]]", at_k)
         lines += ["for (k in 1:N_interval) {  // interval-censored: above y, at most the upper bound",
@@ -153,9 +162,10 @@ class Censoring:
                   "}"]
         return "\n    ".join(lines)
 
-    def transformed_data(self, discrete: bool) -> list[str]:
-        """A count right-censored at y is at least y: P(Y > y − 1), the complementary CDF at y − 1."""
-        if not discrete:
+    def transformed_data(self, family: Family) -> list[str]:
+        """A count right-censored at y is at least y: P(Y > y − 1), the complementary CDF at y − 1 (for the
+        vectorized call; row by row it is written y - 1)."""
+        if not family.discrete or not family.cdf_vectorized:
             return []
         return ["array[N_right] int y_right_below;  // right-censored counts: at least y, so above y - 1",
                 "for (k in 1:N_right) y_right_below[k] = y[right_rows[k]] - 1;"]

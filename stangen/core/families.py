@@ -100,6 +100,9 @@ class Family:
     # defined), and its parameters as a format with {mu} and the auxiliary parameters ("" = the density's)
     cdf: str = ""
     cdf_arguments: str = ""
+    # the CDFs take vectors: False where Stan 2.35's vectorized ones crash the sampler (poisson_lcdf and
+    # poisson_lccdf with a vector of rates: signal 11, measured), so censoring and truncation sum row by row
+    cdf_vectorized: bool = True
 
     def __str__(self) -> str:  # how a family is printed: its name, as the spec writes it
         return self.name
@@ -1109,7 +1112,7 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
               distribution="Bernoulli", mean_symbol="p"),
     Binomial("binomial", "logit", lme4_call="lme4::glmer({formula}, data = d, family = binomial)",  brms="binomial()",  takes_trials=True, glm_function="binomial_logit_glm", density="binomial_logit",
              discrete=True, distribution="Binomial", mean_symbol="p"),
-    Poisson("poisson", "log", cdf="poisson", cdf_arguments="exp({mu})", lme4_call="lme4::glmer({formula}, data = d, family = poisson)",  brms="poisson()",  glm_function="poisson_log_glm", density="poisson_log", discrete=True,
+    Poisson("poisson", "log", cdf="poisson", cdf_arguments="exp({mu})", cdf_vectorized=False, lme4_call="lme4::glmer({formula}, data = d, family = poisson)",  brms="poisson()",  glm_function="poisson_log_glm", density="poisson_log", discrete=True,
             distribution="Poisson", mean_symbol="λ"),
     NegBinomial("negbinomial", "log", cdf="neg_binomial_2", cdf_arguments="exp({mu}), {phi}", lme4_call="lme4::glmer.nb({formula}, data = d)",  brms="negbinomial()",  glm_function="neg_binomial_2_log_glm", glm_vector_aux=False, density="neg_binomial_2_log",
                 discrete=True, distribution="NegBinomial", mean_symbol="λ",

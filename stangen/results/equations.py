@@ -296,6 +296,8 @@ def equations(desc: ModelDescription, columns: dict[str, list[str]] | None = Non
         where.append(f"{desc.offset}: the offset, added to the linear predictor with coefficient 1")
     if desc.censoring is not None:
         where.append(desc.censoring.where_line("y"))
+    if desc.truncation is not None:
+        where.append(desc.truncation.where_line("y"))
     where.append(_index_meaning(desc, ix))
     where += gamma_meaning
     if desc.family.additive_errors and desc.residuals.where_sigma():

@@ -264,6 +264,8 @@ def lme4_text(fit: "Fit", digits: int = 3) -> str:
     lines += [f"Offset: {d.offset} (added to the linear predictor, coefficient 1)"] if d.offset else []
     if d.censoring:
         lines.append(f"{d.censoring.counts(fit.program.data.stan_data)} rows ('{d.censoring.column}')")
+    if d.truncation:
+        lines.append(f"Truncated: {d.outcome} in {d.truncation.text()} (each density over the range's probability)")
     if d.weights:
         weights = np.asarray(fit.program.data.stan_data["weights"], dtype=float)
         lines.append(f"Weights: {d.weights} (likelihood weights: each row's log density times its weight; "

@@ -111,6 +111,8 @@ class Spec:
     weights: str | None = None  # likelihood weights: each row's log density times its weight (brms's weights())
     # censored outcomes: {column: each row's kind (none|left|right|interval), upper} (stangen/core/censoring.py)
     censoring: Mapping[str, str | None] | None = None
+    # truncated outcomes: {lower, upper}, each a number or a column (stangen/core/truncation.py)
+    truncation: Mapping[str, float | str | None] | None = None
     categorical: Sequence[str] = ()
     reference: Mapping[str, str] = field(default_factory=dict)
     intercept: bool | None = None  # None: the family's default (true; false for an ordinal family)
@@ -145,6 +147,7 @@ class Spec:
             set_(self, key, normalized[key])
         set_(self, "residuals", FrozenDict(normalized["residuals"]) if normalized["residuals"] else None)
         set_(self, "censoring", FrozenDict(normalized["censoring"]) if normalized["censoring"] else None)
+        set_(self, "truncation", FrozenDict(normalized["truncation"]) if normalized["truncation"] else None)
         set_(self, "order", tuple(normalized["order"]) if normalized["order"] else None)
         set_(self, "levels", FrozenDict({
             name: Level(id=lv["id"], within=lv["within"], correlated=lv["correlated"],
@@ -240,7 +243,7 @@ class Spec:
         ordinal = get_family(self.family).ordinal  # cutpoints take the intercept's place: it is always false
         defaults = {"family": DEFAULT_FAMILY, "intercept": not ordinal, "missing": "error"}
         lean = {k: v for k, v in data.items() if v not in (None, [], {}) and defaults.get(k, object()) != v}
-        for key in ("residuals", "censoring"):
+        for key in ("residuals", "censoring", "truncation"):
             if key in lean:
                 lean[key] = {k: v for k, v in lean[key].items() if v is not None}
         for name, lv in lean.get("levels", {}).items():

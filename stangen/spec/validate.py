@@ -10,7 +10,7 @@ import re
 import math
 from collections.abc import Mapping
 
-from ..core import censoring, residuals
+from ..core import censoring, residuals, truncation
 from ..core.errors import Problem, suggest
 from ..core.families import DEFAULT as DEFAULT_FAMILY
 from ..core.families import FAMILIES as _FAMILIES
@@ -19,7 +19,7 @@ from .priors import parse_prior
 FAMILIES = tuple(_FAMILIES)
 TOP_KEYS = ("name", "data", "formula", "family", "outcome", "trials", "predictors", "categorical",
             "reference", "intercept", "levels", "priors", "sampler", "missing", "residuals", "order", "parameters",
-            "offset", "weights", "censoring")
+            "offset", "weights", "censoring", "truncation")
 # rows with a missing value in a column the model uses: an error (default), or dropped (lme4's na.omit)
 MISSING_POLICIES = ("error", "drop")
 LEVEL_KEYS = ("id", "within", "varying", "correlated", "predictors", "means", "unique_labels", "parameterization")
@@ -173,6 +173,11 @@ def validate(raw: object, lines: Mapping[str, int] | None = None) -> tuple[dict,
             c.add(f"parameters.{name}", problem)
     _check_integrated(c, spec["levels"], spec["residuals"])
     spec["censoring"] = censoring.check_spec(c, raw.get("censoring"), known, outcome)
+    spec["truncation"] = truncation.check_spec(c, raw.get("truncation"), known, outcome)
+    for key, what in (("censoring", "`censoring:`"), ("weights", "`weights:`"),
+                      ("residuals", "correlated errors (`residuals: correlation`)")):
+        if spec["truncation"] and spec[key] and (key != "residuals" or spec[key].get("correlation")):
+            c.add("truncation", f"truncation together with {what} is not supported yet")
     for key, what in (("residuals", "correlated errors (`residuals: correlation`)"), ("weights", "`weights:`"),
                       ("parameters", "sub-models (`parameters:`)")):
         if spec["censoring"] and spec[key] and (key != "residuals" or spec[key].get("correlation")):
@@ -313,6 +318,8 @@ def used_columns(spec: Mapping) -> dict[str, str]:
     for column, path in residuals.spec_columns(spec.get("residuals")).items():
         used.setdefault(column, path)
     for column, path in censoring.spec_columns(spec.get("censoring")).items():
+        used.setdefault(column, path)
+    for column, path in truncation.spec_columns(spec.get("truncation")).items():
         used.setdefault(column, path)
     for parameter, sub in (spec.get("parameters") or {}).items():
         for i, term in enumerate(sub["predictors"]):

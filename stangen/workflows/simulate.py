@@ -41,6 +41,7 @@ from ..compiler.standata import prepare
 from ..core.errors import Problem, SpecError
 from ..core.families import get_family
 from ..core.residuals import Residuals
+from ..core.truncation import Truncation
 from ..spec import Spec
 from ..spec.validate import INTERCEPT
 from ..spec.yaml_io import read_yaml
@@ -156,6 +157,9 @@ def _placeholder_outcome(spec: Spec, frame: pd.DataFrame, rng) -> pd.DataFrame:
     frame[spec.outcome] = family.placeholder(n, rng, order=spec.order)
     if family.takes_trials:
         frame[spec.outcome] = np.minimum(frame[spec.outcome], frame[spec.trials])
+    if spec.truncation:  # inside the range, as a truncated outcome is
+        inside = Truncation.from_spec(spec.truncation).into_range(frame[spec.outcome], frame)
+        frame[spec.outcome] = np.ceil(inside).astype(int) if family.discrete else inside
     return frame
 
 
@@ -431,6 +435,8 @@ def draw_outcome(desc, prepared, truth, rng) -> np.ndarray:
     else:
         errors = lambda: desc.residuals.draw_errors(truth, data, prepared.sigma_labels, n, rng)  # noqa: E731
     y = desc.family.draw(eta, aux, data.get("trials"), errors, rng)
+    if desc.truncation is not None:  # only values inside the range were ever recorded
+        y = desc.truncation.redraw(y, data, lambda: desc.family.draw(eta, aux, data.get("trials"), errors, rng))
     if prepared.outcome_categories:  # ordered categories: codes 1..K back to the data's labels
         labels = _category_values(prepared.outcome_categories, desc.order)
         return np.array([labels[k - 1] for k in y], dtype=object if isinstance(labels[0], str) else None)
