@@ -16,6 +16,7 @@ from pathlib import Path
 
 from .core import files
 from .core.errors import Problem, SpecError, StangenError
+from .core.version import VERSION
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -507,6 +508,7 @@ POSITIVE, NON_NEGATIVE = _count(1), _count(0)
 
 def parser() -> argparse.ArgumentParser:
     top = _Parser(prog="stangen", description="Multilevel model specs → Stan programs → fits.")
+    top.add_argument("--version", action="version", version=f"stangen {VERSION}")
     sub = top.add_subparsers(dest="command", required=True, parser_class=_Parser)
     p = sub.add_parser("validate", help="check a spec (and its data); print a one-line description")
     p.add_argument("spec")

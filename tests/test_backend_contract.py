@@ -13,6 +13,7 @@ find.)
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -283,8 +284,9 @@ def test_progress_on_tty(backend, compiled) -> None:
     err = b"".join(chunks).decode(errors="replace")
     assert proc.returncode == 0, err
     assert "done (3, 15000, 2, 3)" in out
-    assert "chain 1: " in err and "chain 3: waiting" in err  # parallel_chains=2
-    assert "(warmup)" in err or "(sampling)" in err  # an update while running
+    # a tqdm bar per chain: "chain 3: <bar> 0/30000 waiting" (parallel_chains=2), the phase in the bar's last slot
+    assert "chain 1: " in err and re.search(r"chain 3: [^\r\n]*0/30000 waiting", err)
+    assert re.search(r"/30000 (warmup|sampling)", err)  # an update while running
     assert "30000/30000 done" in err
     assert "Gradient evaluation" not in err and "Iteration:" not in err  # Stan's own chatter stays out
 

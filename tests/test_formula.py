@@ -230,6 +230,29 @@ def test_from_formula_to_standard_output_with_a_family(capsys):
     assert "# (iq_verb || school): intercept and iq_verb slope, uncorrelated" in text
 
 
+CONTRACEPTION = "use01 ~ age + age2 + urban01 + factor(livch) + (1 + urban01 | district)"
+
+
+def test_factor_of_a_column_that_looks_numeric_makes_it_categorical(tmp_path, capsys):
+    """The Bangladesh contraception formula (scripts/export_contraception.R): livch holds 0, 1, 2 and '3+',
+    text that is mostly numbers; factor(livch) says it is categorical, as lme4 reads it."""
+    data = ROOT / "examples" / "data" / "contraception.csv"
+    out = tmp_path / "contraception.yaml"
+    assert main(["from-formula", CONTRACEPTION, "--data", str(data), "--family", "bernoulli", "-o", str(out)]) == 0
+    spec = Spec.from_yaml(out)
+    assert "livch" in spec.categorical and spec.family == "bernoulli"
+    assert main(["validate", str(out)]) == 0
+    program = build(spec)
+    assert program.data.categories["livch"] == ["0", "1", "2", "3+"]
+    assert Spec.from_dict(spec.to_dict(), base_dir=spec.base_dir) == spec
+    assert Spec.from_yaml(out) == spec  # the written YAML reads back as the same spec
+    back = formula(program.description, code=True)
+    assert parse(back).term_sets() == parse(CONTRACEPTION).term_sets()
+    assert 'd$livch <- relevel(factor(d$livch), ref = "0")' in lme4_code(program)
+    # as.factor() is factor(); a column of plain text is categorical with or without it
+    assert Spec.from_formula(CONTRACEPTION.replace("factor(", "as.factor("), pd.read_csv(data)).categorical == ("livch",)
+
+
 SLEEP = str(ROOT / "examples" / "data" / "sleepstudy.csv")
 
 

@@ -58,7 +58,9 @@ def fake_fit(spec_file, seed: int = 0) -> Fit:
             post[aux.name] = 1 + np.abs(normal(len(prepared.sigma_labels)))
         else:
             post[aux.name] = 2 + np.abs(normal())
-    return Fit(program, az.from_dict(posterior=post), {})
+    stats = {"lp": normal(), "diverging": np.zeros(shape, dtype=bool), "tree_depth": np.full(shape, 3),
+             "energy": normal()}  # (made up too: enough for the convergence checks to run)
+    return Fit(program, az.from_dict(posterior=post, sample_stats=stats), {})
 
 
 def with_new_groups(spec_file) -> tuple[pd.DataFrame, dict[str, str]]:

@@ -96,6 +96,20 @@ def test_simulated_values_stay_inside_the_range():
     assert sim.data.y.between(1, 4).all() and set(sim.data.y) == {1, 2, 3, 4}
 
 
+def test_new_outcomes_are_drawn_inside_the_range(tmp_path):
+    from test_predict import fake_fit
+    frame().to_csv(tmp_path / "counts.csv", index=False)
+    (tmp_path / "counts.yaml").write_text("data: counts.csv\nfamily: poisson\noutcome: y\npredictors: [x]\n"
+                                          "truncation: {lower: 1, upper: cap}\nlevels: {g: {}}\n")
+    fit = fake_fit(tmp_path / "counts.yaml")
+    new = frame().head(8).assign(cap=[2, 3, 4, 5, 6, 7, 8, 9])
+    draws = np.asarray(fit.predict(new, kind="response", draws=True, seed=1)).reshape(-1, 8)
+    assert (draws >= 1).all() and (draws <= new.cap.to_numpy()).all() and (draws[:, 0] == 2).any()
+    with pytest.raises(UserError) as err:  # the per-row bound is a column new rows need
+        fit.predict(new.drop(columns="cap"), kind="response")
+    assert any(p.path == "truncation.upper" for p in err.value.problems)
+
+
 # -- recovery (sampled) ----------------------------------------------------------------------------------
 
 @pytest.mark.sampling

@@ -65,6 +65,7 @@ class EncodedRows:
     group_values: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
     trials: np.ndarray | None = None
     offsets: np.ndarray | None = None  # each row's offset (`offset:`), added to the model's linear predictor
+    bounds: dict[str, np.ndarray] = field(default_factory=dict)  # truncation_lower/upper of each row (`truncation:`)
     sigma_group: np.ndarray | None = None  # 0-based index of each row's residual sd (residuals: sd_by)
     # a sub-model's (`parameters:`) design on the data's scale, by its parameter (its slopes are in `slopes`,
     # keyed by Term.columns_key)
@@ -72,11 +73,11 @@ class EncodedRows:
 
 
 def encode_rows(program, frame: pd.DataFrame, *, new_groups: str = "error", need_trials: bool = True,
-                need_sd_by: bool = True, need_offset: bool = True) -> EncodedRows:
+                need_sd_by: bool = True, need_offset: bool = True, need_bounds: bool = False) -> EncodedRows:
     """Encode `frame` (no outcome needed) for the fitted `program`. `new_groups`: 'error' (every unseen group
     is reported), 'sample' or 'population' (unseen groups are allowed; they need their group-level
-    predictors). `need_offset`: False takes the offset as 0 (a plot per unit of exposure). Raises DataError
-    naming every problem."""
+    predictors). `need_offset`: False takes the offset as 0 (a plot per unit of exposure); `need_bounds`: the
+    truncation bounds of each row (new outcomes drawn inside them). Raises DataError naming every problem."""
     if new_groups not in NEW_GROUPS:
         raise UserError(Problem("new_groups", f"unknown choice {new_groups!r} (allowed: {', '.join(NEW_GROUPS)})"))
     desc, prepared = program.description, Encoding.of(program.description, program.data)
@@ -87,6 +88,9 @@ def encode_rows(program, frame: pd.DataFrame, *, new_groups: str = "error", need
     c = Collector()
     frame = frame.reset_index(drop=True)
     needed = _needed_columns(desc, need_trials, need_sd_by, need_offset)
+    if desc.truncation is not None and need_bounds:
+        for column, path in desc.truncation.columns().items():
+            needed.setdefault(column, path)
     for column, path in needed.items():
         if column not in frame.columns:
             c.add(path, f"column '{column}' is not in the new data (columns: {', '.join(map(str, frame.columns))})")
@@ -122,6 +126,8 @@ def encode_rows(program, frame: pd.DataFrame, *, new_groups: str = "error", need
         if not np.isfinite(rows.offsets).all():
             c.add("offset", f"offset '{desc.offset}' has infinite values in the new data at "
                             f"{rows_text(~np.isfinite(rows.offsets))}")
+    if desc.truncation is not None and need_bounds:
+        rows.bounds = {f"truncation_{k}": desc.truncation.values(frame, k) for k in desc.truncation.bounds}
     if need_sd_by:
         rows.sigma_group = desc.residuals.new_row_sd_index(frame, prepared.sigma_labels, c, rows_text)
     c.raise_if_any()

@@ -1,6 +1,8 @@
 """The compile step users call: Spec (+ data) → StanProgram (program text, Stan data, names to map results back)."""
 from __future__ import annotations
 
+import html
+
 import dataclasses
 import json
 from dataclasses import dataclass
@@ -39,6 +41,18 @@ class StanProgram:
         if self.data is None:
             raise ValueError("this program was rendered without data")
         return self.data.stan_data
+
+    def __repr__(self) -> str:
+        rows = f", {self.data.n} rows" if self.data is not None else ", no data"
+        return f"<stangen StanProgram: {self.spec.describe()}{rows}; {len(self.code.splitlines())} lines of Stan>"
+
+    def _repr_html_(self) -> str:
+        """In a notebook: the model in one line, each level's parameterization, and the program (folded)."""
+        sampled = "".join(f"<li>{html.escape(c.level)}: {html.escape(c.label)}</li>" for c in self.parameterization)
+        return (f"<div><p><b>{html.escape(self.spec.describe())}</b></p>"
+                + (f"<ul>{sampled}</ul>" if sampled else "")
+                + f"<details><summary>Stan program ({len(self.code.splitlines())} lines)</summary>"
+                f'<pre style="font-size:90%">{html.escape(self.code)}</pre></details></div>')
 
 
 def load_spec(spec: Spec | str | Path, data: pd.DataFrame | str | Path | None = None,

@@ -80,6 +80,10 @@ class Truncation:
     def bounds(self) -> tuple[str, ...]:
         return tuple(k for k in SPEC_KEYS if getattr(self, k) is not None)
 
+    def columns(self) -> dict[str, str]:
+        """The bound columns → their spec paths (a bound given as a number has none)."""
+        return spec_columns({k: getattr(self, k) for k in SPEC_KEYS})
+
     def text(self) -> str:
         """'[1, ∞)', '[0, 100]', '(-∞, limit]' (a column's name for a per-row bound)."""
         lo = "-∞" if self.lower is None else (f"{self.lower:g}" if isinstance(self.lower, float) else self.lower)

@@ -6,6 +6,7 @@
 """
 from __future__ import annotations
 
+import tempfile
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,9 @@ from ..compiler.program import StanProgram, build
 from ..core.errors import Problem, SpecError, UserError
 from ..core.files import file_sha256
 from ..core.frames import read_csv
-from ..results import checks, effects, tables
+from ..core.version import VERSION
+from ..results import checks, display, effects, tables
+from ..results.report import write_report
 from ..results.naming import naming, to_inference_data
 from ..results.predict import predict
 from ..results.sections import TABLES
@@ -198,6 +201,21 @@ class Fit:
     def verdict(self) -> str:
         return self.convergence().one_line()
 
+    # -- how a fit shows itself (stangen.results.display) ---------------------------------------------
+    def __repr__(self) -> str:
+        return display.one_line(self)
+
+    def _repr_html_(self) -> str:
+        """In a notebook: the verdict with its advice, the lme4-style summary, the population table."""
+        return display.fit_html(self)
+
+    def report(self, out: str | Path | None = None) -> Path:
+        """Write the report (report.html, report.md, plots/) into `out` (default: a new folder in the system's
+        temporary folder) and return report.html's path; `stangen fit` and `save` write it into the run."""
+        folder = Path(out) if out is not None else Path(tempfile.mkdtemp(prefix="stangen-report-"))
+        html_path, _ = write_report(self, folder)
+        return html_path
+
     # -- run directories ----------------------------------------------------------------------
     def save(self, out: str | Path, force: bool = False) -> Path:
         """Write a run directory (stangen.fitting.rundir): the whole folder atomically, so a previous run at
@@ -294,7 +312,8 @@ def fit(spec: Spec | StanProgram | str | Path, data: pd.DataFrame | str | Path |
         cluster = f"Dask scheduler {scheduler}" if scheduler else f"local Dask cluster, {workers} workers"
     else:
         draws = chosen.sample(compiled, program.stan_data, sampler)
-    info = {"backend": draws.backend, "stan_version": draws.stan_version, "compiled_now": compiled.compiled_now,
+    info = {"stangen_version": VERSION, "backend": draws.backend, "stan_version": draws.stan_version,
+            "compiled_now": compiled.compiled_now,
             "compile_seconds": compiled.compile_seconds, "sample_seconds": draws.sample_seconds,
             "header_seconds": compiled.header_seconds,
             "settings": {k: v for k, v in asdict(sampler).items() if k not in ("inv_metric", "inits")},

@@ -127,7 +127,7 @@ def predict(fit: "Fit", newdata: pd.DataFrame, kind: str = "response", new_group
     d = fit.description
     rng = np.random.default_rng(seed)
     rows = encode_rows(fit.program, newdata, new_groups=new_groups, need_trials=kind != "link",
-                       need_sd_by=kind == "response")
+                       need_sd_by=kind == "response", need_bounds=kind == "response")
     eta = linear_predictor(fit, rows, new_groups, rng)
     probabilities = None
     if kind == "link":
@@ -157,12 +157,16 @@ def predict(fit: "Fit", newdata: pd.DataFrame, kind: str = "response", new_group
 
 
 def _response(fit: "Fit", eta: np.ndarray, aux: dict[str, np.ndarray], rows: EncodedRows, rng) -> np.ndarray:
-    """New outcomes, draw by draw (an ordinal outcome as its category number 1..K)."""
-    family = fit.description.family
+    """New outcomes, draw by draw (an ordinal outcome as its category number 1..K; a truncated outcome inside
+    its range, an uncensored one)."""
+    family, truncation = fit.description.family, fit.description.truncation
     out = np.empty(eta.shape)
     for s in range(eta.shape[0]):
         # draw s of each: a number, a per-row sigma (sd_by) or a vector (cutpoints)
         aux_s = {name: value[s] if value.shape[1] > 1 else value[s, 0] for name, value in aux.items()}
         sigma = aux_s.get("sigma")
-        out[s] = family.draw(eta[s], aux_s, rows.trials, lambda sd=sigma: rng.normal(0, 1, eta.shape[1]) * sd, rng)
+
+        def draw(s=s, aux_s=aux_s, sigma=sigma):
+            return family.draw(eta[s], aux_s, rows.trials, lambda: rng.normal(0, 1, eta.shape[1]) * sigma, rng)
+        out[s] = draw() if truncation is None else truncation.redraw(draw(), rows.bounds, draw)
     return out

@@ -29,10 +29,13 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from tqdm import tqdm
+
 import numpy as np
 
 from ..core.errors import Problem, UserError, require_count
 from .backends import SamplerSettings, get_backend
+from .backends.chains import display_mode, terminal_columns
 
 INLINE = "inline"
 
@@ -168,6 +171,10 @@ def run_fits(code: str, jobs: Iterable[FitJob], summarize: Callable[[Any, FitJob
     get_backend(backend).compile(code)  # once, here, before any task (workers sharing the cache only load it)
     results = dict(done)
     total, start = len(jobs), time.perf_counter()
+    # a terminal or a notebook: one tqdm bar, redrawn; a log: a line every tenth of the batch
+    bar = None
+    if progress and todo and display_mode() == "live":
+        bar = tqdm(total=total, initial=len(done), desc=label, file=sys.stderr, ncols=terminal_columns())
 
     def record(result: FitResult) -> None:
         result.batch = batch
@@ -179,12 +186,13 @@ def run_fits(code: str, jobs: Iterable[FitJob], summarize: Callable[[Any, FitJob
                 handle.write(result.to_json() + "\n")
         if progress:
             failed = sum(not r.ok for r in results.values())
-            text = f"{label}: {len(results)}/{total} done" + (f", {failed} failed" if failed else "") + \
-                f" ({time.perf_counter() - start:.0f} s)"
-            if sys.stderr.isatty():  # one line, rewritten
-                print(f"\r{text}", end="", file=sys.stderr, flush=True)
-            elif len(results) == total or len(results) % max(total // 10, 1) == 0:  # a log: every tenth
-                print(text, file=sys.stderr, flush=True)
+            if bar is not None:
+                bar.update(1)
+                if failed:
+                    bar.set_postfix_str(f"{failed} failed")
+            elif len(results) == total or len(results) % max(total // 10, 1) == 0:
+                print(f"{label}: {len(results)}/{total} done" + (f", {failed} failed" if failed else "") +
+                      f" ({time.perf_counter() - start:.0f} s)", file=sys.stderr, flush=True)
 
     try:
         if scheduler == INLINE:
@@ -193,8 +201,8 @@ def run_fits(code: str, jobs: Iterable[FitJob], summarize: Callable[[Any, FitJob
         elif todo:
             _on_dask(code, todo, summarize, settings, backend, scheduler, workers, record)
     finally:
-        if progress and todo and sys.stderr.isatty():
-            print(file=sys.stderr)
+        if bar is not None:
+            bar.close()
     return [results[job.index] for job in jobs if job.index in results]
 
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from ..core.errors import Problem, SpecError, suggest
 from ..core.families import FAMILIES
-from ..core.frames import is_numeric
+from ..core.frames import is_numeric, mostly_numbers
 from ..core.names import printable
 from .validate import INTERCEPT
 
@@ -480,7 +480,7 @@ def to_long_form(parsed: ParsedFormula, frame=None, family: str | None = None,
         text = _term_text(term)
         for comp in term:
             if comp.categorical and comp.column not in categorical and (
-                    frame is None or _numeric_column(frame, comp.column)):
+                    frame is None or _reads_as_numbers(frame, comp.column)):
                 categorical.append(comp.column)
             if comp.reference is not None:
                 reference[comp.column] = comp.reference
@@ -645,6 +645,12 @@ def _check_columns(parsed: ParsedFormula, frame, problems: list[Problem]) -> Non
 
 def _numeric_column(frame, column: str) -> bool:
     return column in frame.columns and is_numeric(frame[column])
+
+
+def _reads_as_numbers(frame, column: str) -> bool:
+    """Numbers, or text that is mostly numbers (livch: 0, 1, 2, 3+): factor() of it must say `categorical:`,
+    else the data's check reads it as a numeric column with typos. Plain text is categorical anyway."""
+    return column in frame.columns and (is_numeric(frame[column]) or mostly_numbers(frame[column]))
 
 
 def _lean_level(level: dict) -> dict:

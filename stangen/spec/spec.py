@@ -5,6 +5,8 @@ the same validator, so both give the same object for the same model.
 """
 from __future__ import annotations
 
+import html
+
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -293,6 +295,11 @@ class Spec:
     @property
     def data_path(self) -> Path | None:
         return None if self.data is None else resolve_data_path(self.data, self.base_dir)
+
+    def _repr_html_(self) -> str:
+        """In a notebook: the model in one line, then the spec as YAML (folded)."""
+        return (f"<div><p><b>{html.escape(self.describe())}</b></p><details><summary>spec (YAML)</summary>"
+                f"<pre>{html.escape(self.to_yaml())}</pre></details></div>")
 
     def describe(self) -> str:
         """One line: family, outcome, predictors and levels, e.g. for `stangen validate`."""

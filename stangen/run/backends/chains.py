@@ -3,12 +3,15 @@ a failed chain into advice. One piece each, shared by the embedded and the CmdSt
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import signal
 import sys
 import threading
 import time
 from typing import Any, Iterator, Protocol
+
+from tqdm import tqdm
 
 from .base import SamplerSettings, backend_error
 
@@ -43,44 +46,93 @@ def stderr_is_tty() -> bool:
         return False
 
 
+def in_notebook() -> bool:
+    """Running in a Jupyter kernel (IPython's ZMQ shell), where stderr is shown under the cell."""
+    ipython = sys.modules.get("IPython")
+    shell = getattr(ipython, "get_ipython", lambda: None)() if ipython is not None else None
+    return type(shell).__name__ == "ZMQInteractiveShell"
+
+
+def display_mode() -> str:
+    """Where progress goes: 'live' (a terminal or a notebook: tqdm bars redrawn in place) or 'log' (a file, a
+    pipe, CI: a plain line every LOG_SECONDS)."""
+    return "live" if stderr_is_tty() or in_notebook() else "log"
+
+
+LOG_SECONDS = 10.0  # a progress line in a log at most this often
+
+
+def terminal_size(default: tuple[int, int] = (100, 50)) -> tuple[int, int]:
+    """stderr's (columns, rows), each `default`'s where it has none (a notebook; a pseudo-terminal that reports
+    0 x 0, where tqdm would hide every bar)."""
+    try:
+        size = os.get_terminal_size(sys.stderr.fileno())
+        return size.columns or default[0], size.lines or default[1]
+    except (AttributeError, OSError, ValueError):
+        return default
+
+
+def terminal_columns() -> int:
+    return terminal_size()[0]
+
+
 class Progress:
-    """Per-chain progress lines on stderr (a TTY only), redrawn in place."""
+    """Per-chain progress on stderr: in a terminal or a notebook a tqdm bar per chain (tqdm handles widths,
+    refresh rates and notebooks; it is installed with cmdstanpy anyway), in a log one line every LOG_SECONDS.
+    Off when not `enabled` (quiet). What Stan says goes to stan.log either way."""
 
     def __init__(self, chains: list[RunningChain], total: int, enabled: bool):
         self.chains, self.total, self.enabled = chains, total, enabled
-        self._drawn = False
-        self._last = 0.0
+        self.mode = display_mode()
+        self._bars: list[Any] = []
+        self._last = time.monotonic()
+
+    def _text(self, c: RunningChain) -> tuple[int, str]:
+        iteration, total, phase = c.position()
+        if c.state in ("waiting", "failed"):
+            return 0, c.state
+        if c.state == "done":
+            return self.total, "done"
+        if not total:
+            return 0, "starting"
+        return iteration, "warmup" if phase.lower().startswith("warm") else "sampling"
 
     def update(self, force: bool = False) -> None:
         if not self.enabled:
             return
-        now = time.monotonic()
-        if not force and now - self._last < 0.25:
-            return
-        self._last = now
-        lines = []
-        for c in self.chains:
-            iteration, total, phase = c.position()
-            if c.state == "waiting":
-                text = "waiting"
-            elif c.state == "failed":
-                text = "failed"
-            elif c.state == "done":
-                text = f"{self.total}/{self.total} done"
-            elif total:
-                text = f"{iteration}/{total} ({'warmup' if phase.lower().startswith('warm') else 'sampling'})"
-            else:
-                text = "starting"
-            lines.append(f"chain {c.index + 1}: {text}")
-        out = sys.stderr
         try:
-            if self._drawn:
-                out.write(f"\x1b[{len(lines)}F")
-            out.write("".join(f"\x1b[2K{line}\n" for line in lines))
-            out.flush()
-            self._drawn = True
+            if self.mode == "live":
+                self._draw()
+            elif force or time.monotonic() - self._last >= LOG_SECONDS:
+                self._last = time.monotonic()
+                states = [self._text(c) for c in self.chains]
+                if force and all(c.state == "done" for c in self.chains):
+                    return  # (the fit's own lines say it finished)
+                print("; ".join(f"chain {c.index + 1}: {n}/{self.total} {what}" for c, (n, what)
+                                in zip(self.chains, states)), file=sys.stderr, flush=True)
         except (OSError, ValueError):
             self.enabled = False
+
+    def _draw(self) -> None:
+        if not self._bars:
+            # (tqdm.std's text bars: a notebook shows them in the cell's output too, without ipywidgets)
+            self._bars = [tqdm(total=self.total, desc=f"chain {c.index + 1}", position=k, leave=True,
+                               file=sys.stderr, mininterval=0.25, ncols=terminal_size()[0],
+                               nrows=max(terminal_size()[1], len(self.chains) + 1),
+                               unit="starting", bar_format="{desc}: {bar} {n_fmt}/{total_fmt} {unit}")
+                          for k, c in enumerate(self.chains)]
+        for bar, c in zip(self._bars, self.chains):
+            n, what = self._text(c)
+            if n != bar.n or bar.unit != what:  # (the unit slot shows the phase: warmup, sampling, done)
+                bar.n, bar.unit = n, what
+                bar.refresh()
+        if all(c.state in ("done", "failed") for c in self.chains):
+            self.close()
+
+    def close(self) -> None:
+        for bar in self._bars:
+            bar.close()
+        self._bars = []
 
 
 def _raise_sigterm(signum: int, frame: Any) -> None:

@@ -37,7 +37,7 @@ from ._data import prepare_data
 from ._draws import assemble_variables
 from ._stanc import tail
 from .base import CompiledModel, Draws, SamplerSettings, backend_error, console_messages, elapsed_seconds
-from .chains import PROGRESS, Progress, chain_failure, die_with_parent, exit_on_sigterm, stderr_is_tty
+from .chains import PROGRESS, Progress, chain_failure, die_with_parent, exit_on_sigterm, display_mode
 
 __all__ = ["CmdStanBackend", "CmdStanMissing", "find_cmdstan", "locate_cmdstan"]
 
@@ -261,7 +261,7 @@ class CmdStanBackend:
     def _build(self, program: str, entry: Path, exe_file: Path, quiet: bool, start: float) -> dict:
         info = _make.prepare(entry, program, exe_file, Path(self.cmdstan_path) / "bin" / f"stanc{EXE_SUFFIX}",
                              self.name)
-        if not quiet and stderr_is_tty():
+        if not quiet and display_mode() == "live":  # (a terminal or a notebook)
             print("Compiling the Stan program with CmdStan (cached afterwards) ...", file=sys.stderr, flush=True)
         threads = uses_threads(program)
         # STAN_THREADS: a reduce_sum program runs its slices on num_threads threads (without it, one)
@@ -339,7 +339,7 @@ class CmdStanBackend:
 
     def _run(self, chains: list[_Chain], exe: str, data_file: Path, settings: SamplerSettings, threads: int,
              record: dict) -> None:
-        progress = Progress(chains, settings.warmup + settings.draws, enabled=not settings.quiet and stderr_is_tty())
+        progress = Progress(chains, settings.warmup + settings.draws, enabled=not settings.quiet)
         pending, running = list(chains), []
         failed: _Chain | None = None
         try:
@@ -371,6 +371,7 @@ class CmdStanBackend:
                     break
             progress.update(force=True)
         finally:
+            progress.close()
             for c in chains:
                 _stop(c.process)
         if failed is not None:

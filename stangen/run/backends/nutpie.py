@@ -40,7 +40,7 @@ import numpy as np
 from . import _make, cache
 from ._data import prepare_data
 from .base import CompiledModel, Draws, SamplerSettings, backend_error
-from .chains import Progress, chain_failure, exit_on_sigterm, indent, stderr_is_tty
+from .chains import Progress, chain_failure, exit_on_sigterm, indent, display_mode
 from .pch import DISABLE_ENV, HeaderUse, ensure_header, header_key
 
 __all__ = ["NutpieBackend", "locate_bridgestan"]
@@ -177,7 +177,7 @@ class NutpieBackend:
 
     def _build(self, program: str, entry: Path, library: Path, quiet: bool, start: float) -> dict:
         info = _make.prepare(entry, program, library, _stanc(Path(self.bridgestan_path)), self.name)
-        if not quiet and stderr_is_tty():
+        if not quiet and display_mode() == "live":  # (a terminal or a notebook)
             print("Compiling the Stan program with BridgeStan (cached afterwards) ...", file=sys.stderr, flush=True)
         # nutpie runs its chains as threads of one process: the library must be built thread-safe
         make_args = ["STAN_THREADS=true", "STANCFLAGS=--include-paths=."]
@@ -293,7 +293,7 @@ def _run(with_data, settings: SamplerSettings, record: dict):
     nuts.target_accept = float(settings.adapt_delta)
     cores = settings.effective_parallel_chains()
     chains = [_ChainState(k) for k in range(settings.first_chain - 1, settings.first_chain - 1 + settings.chains)]
-    display = Progress(chains, settings.warmup + settings.draws, enabled=not settings.quiet and stderr_is_tty())
+    display = Progress(chains, settings.warmup + settings.draws, enabled=not settings.quiet)
 
     def update(formatted: str) -> None:  # called from nutpie's threads
         for chain, text in zip(chains, formatted.split(";")):

@@ -55,7 +55,7 @@ from ._data import prepare_data
 from ._draws import assemble_variables
 from ._stanc import stanc_info, tail
 from .base import CompiledModel, Draws, SamplerSettings, backend_error, check_threads, console_messages
-from .chains import Progress, chain_failure, die_with_parent, exit_on_sigterm, stderr_is_tty
+from .chains import Progress, chain_failure, die_with_parent, exit_on_sigterm, display_mode
 from .pch import precompiled_header
 
 __all__ = ["PyStanBackend", "prepare_data"]
@@ -381,7 +381,7 @@ class PyStanBackend:
                 "'apt-get install g++' or 'conda install gxx_linux-64') or point $CXX/$CC at it.",
                 {"what": "find C++ compiler", "backend": self.name, "program_path": str(program_path)},
             )
-        if not quiet and stderr_is_tty():
+        if not quiet and display_mode() == "live":  # (a terminal or a notebook)
             once = "" if any((cache.cache_root() / self.name / self._tag).glob("pch-*/built.ok")) else \
                 "; this machine's first compile also precompiles Stan's headers, once"
             print(f"Compiling the Stan program (cached afterwards{once}) ...", file=sys.stderr, flush=True)
@@ -555,7 +555,7 @@ class PyStanBackend:
                 listener.listen(8)
                 listener.setblocking(False)
                 chains.append(_Chain(i, path, listener))
-            progress = Progress(chains, total, enabled=not settings.quiet and stderr_is_tty())
+            progress = Progress(chains, total, enabled=not settings.quiet)
             pending = list(chains)
             running: list[_Chain] = []
             while pending or running:
@@ -603,6 +603,7 @@ class PyStanBackend:
                 progress.update()
             progress.update(force=True)
         finally:
+            progress.close()
             for c in chains:
                 _stop_process(c.process)
                 for conn in c.conns:
