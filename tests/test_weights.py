@@ -112,22 +112,26 @@ def _repeated(data: pd.DataFrame, w: np.ndarray) -> pd.DataFrame:
     return data.loc[data.index.repeat(w)].reset_index(drop=True)
 
 
+def _weighted_and_repeated(spec_file, data: pd.DataFrame, w: np.ndarray, priors: dict, form: str):
+    """The spec fitted with weights w, and without them on the rows repeated w times: priors written out (the
+    default priors are scaled to the rows as given), each level sampled the same way (`form`)."""
+    base = Spec.from_yaml(spec_file)
+    fits = []
+    for weights, rows in (("w", data.assign(w=w)), (None, _repeated(data, w))):
+        spec = Spec.from_dict({**base.to_dict(), "weights": weights, "priors": priors}, base_dir=base.base_dir)
+        fits.append(stangen.fit(spec.with_parameterization(form), rows, quiet=True, backend="pystan", draws=2000))
+        assert fits[-1].convergence().ok, fits[-1].convergence().text()
+    return fits
+
+
 @pytest.mark.sampling
-def test_integer_weights_are_repeated_rows_poisson_with_an_offset(tmp_path):
-    """Owls' Poisson model (vectorized weighted likelihood, with its offset): priors written out, since the
-    default priors are scaled to the rows as given."""
+def test_integer_weights_are_repeated_rows_poisson_with_an_offset():
+    """Owls' Poisson model (the vectorized weighted likelihood, with its offset)."""
     data = pd.read_csv(OWLS)
     w = np.random.default_rng(5).integers(1, 4, len(data))
-    priors = {"intercept": "normal(0, 2)", "coefficients": "normal(0, 2)", "sd": "exponential(1)"}
-    base = Spec.from_yaml(SPECS / "owls.yaml")
-    weighted = stangen.fit(Spec.from_dict({**base.to_dict(), "weights": "w", "priors": priors},
-                                          base_dir=base.base_dir).with_parameterization("centered"),
-                           data.assign(w=w), quiet=True, backend="pystan", draws=2000)
-    repeated = stangen.fit(Spec.from_dict({**base.to_dict(), "priors": priors}, base_dir=base.base_dir)
-                           .with_parameterization("centered"), _repeated(data, w), quiet=True, backend="pystan",
-                           draws=2000)
-    for fit in (weighted, repeated):
-        assert fit.convergence().ok, fit.convergence().text()
+    weighted, repeated = _weighted_and_repeated(
+        SPECS / "owls.yaml", data, w, {"intercept": "normal(0, 2)", "coefficients": "normal(0, 2)",
+                                       "sd": "exponential(1)"}, "centered")
     _same_posterior(weighted, repeated)
     assert "Weights: w (likelihood weights" in weighted.lme4()
 
@@ -137,15 +141,7 @@ def test_integer_weights_are_repeated_rows_gaussian():
     """sleepstudy (the vectorized weighted normal density, one sigma)."""
     data = pd.read_csv(SLEEPSTUDY)
     w = np.random.default_rng(2).integers(1, 3, len(data))
-    priors = {"intercept": "normal(250, 100)", "coefficients": "normal(0, 50)", "sd": "exponential(0.02)",
-              "sigma": "exponential(0.02)"}
-    base = Spec.from_yaml(SPECS / "sleepstudy.yaml")
-    weighted = stangen.fit(Spec.from_dict({**base.to_dict(), "weights": "w", "priors": priors},
-                                          base_dir=base.base_dir).with_parameterization("partial"),
-                           data.assign(w=w), quiet=True, backend="pystan", draws=2000)
-    repeated = stangen.fit(Spec.from_dict({**base.to_dict(), "priors": priors}, base_dir=base.base_dir)
-                           .with_parameterization("partial"), _repeated(data, w), quiet=True, backend="pystan",
-                           draws=2000)
-    for fit in (weighted, repeated):
-        assert fit.convergence().ok, fit.convergence().text()
+    weighted, repeated = _weighted_and_repeated(
+        SPECS / "sleepstudy.yaml", data, w, {"intercept": "normal(250, 100)", "coefficients": "normal(0, 50)",
+                                             "sd": "exponential(0.02)", "sigma": "exponential(0.02)"}, "partial")
     _same_posterior(weighted, repeated)

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .families import FAMILIES, Family, linear_predictor_vector
+from .families import Family, cdf_problem, linear_predictor_vector
 from .frames import Collector, label_text, rows_text
 
 SPEC_KEYS = ("column", "upper")
@@ -46,9 +46,9 @@ def check_spec(c, value, family: Family | None, outcome) -> dict | None:
     for key in SPEC_KEYS:
         if out[key] is not None and out[key] == outcome:
             c.add(f"censoring.{key}", f"'{outcome}' is the outcome; censoring.{key} names another column")
-    if family is not None and not family.cdf:
-        takers = [f.name for f in FAMILIES.values() if f.cdf]
-        c.add("censoring", f"censoring is not defined for family {family} (it is for {', '.join(takers)})")
+    problem = cdf_problem(family, "censoring")
+    if problem:
+        c.add("censoring", problem)
     return out
 
 

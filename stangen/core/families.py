@@ -899,6 +899,15 @@ def _split_mu(alpha: str, pooled: bool, rows: str, size: str) -> str:
     return f"{alpha}[{rows}] + {design}" if vector else f"{alpha} + {design}"
 
 
+def cdf_problem(family: Family | None, what: str) -> str | None:
+    """Why `what` (censoring, truncation: each needs the family's CDF) is not defined for `family` (None: it is,
+    or the family is unknown)."""
+    if family is None or family.cdf:
+        return None
+    takers = [f.name for f in FAMILIES.values() if f.cdf]
+    return f"{what} is not defined for family {family} (it is for {', '.join(takers)})"
+
+
 def linear_predictor_vector(alpha: str, pooled: bool) -> tuple[list[str], str]:
     """(the lines declaring it, its name): the whole linear predictor as one vector, for a likelihood that
     indexes it by rows. `alpha`: the vector "eta", or a number (the intercept, or 0); `pooled`: plus X * beta."""

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .families import FAMILIES, Family, linear_predictor_vector
+from .families import Family, cdf_problem, linear_predictor_vector
 from .frames import Collector, rows_text
 
 SPEC_KEYS = ("lower", "upper")
@@ -56,9 +56,9 @@ def check_spec(c, value, family: Family | None, outcome) -> dict | None:
     for key in SPEC_KEYS:
         if out[key] == outcome:
             c.add(f"truncation.{key}", f"'{outcome}' is the outcome; a bound is a number or another column")
-    if family is not None and not family.cdf:
-        takers = [f.name for f in FAMILIES.values() if f.cdf]
-        c.add("truncation", f"truncation is not defined for family {family} (it is for {', '.join(takers)})")
+    problem = cdf_problem(family, "truncation")
+    if problem:
+        c.add("truncation", problem)
     return out
 
 
