@@ -260,10 +260,20 @@ def inverse_link(link: str, values: np.ndarray) -> np.ndarray:
 
 
 def training_rows(desc, prepared) -> EncodedRows:
-    """The training rows as EncodedRows, from their Stan data (the design back on the data's scale)."""
+    """The training rows as EncodedRows, from their Stan data (the design back on the data's scale, a column per
+    term in the terms' order: X's, and a slope's values for a term whose coefficient a centered level took)."""
     data = prepared.stan_data
-    design = np.asarray(data["X"], dtype=float) + np.asarray(data["X_means"], dtype=float) if "X" in data \
+    pooled = np.asarray(data["X"], dtype=float) + np.asarray(data["X_means"], dtype=float) if "X" in data \
         else np.zeros((prepared.n, 0))
+    parts, at = [], 0
+    for term in desc.terms:
+        if term.absorbed:  # (numeric: a varying slope's values)
+            parts.append(np.asarray(data[term.values_key], dtype=float)[:, None])
+        else:
+            width = len(prepared.columns[term.columns_key])
+            parts.append(pooled[:, at:at + width])
+            at += width
+    design = np.hstack(parts) if parts else np.zeros((prepared.n, 0))
     slopes = {t.columns_key: np.asarray(data[t.values_key], dtype=float) for t in desc.all_slope_terms}
     group = {lv.name: np.asarray(data[lv.index_key]) - 1 for lv in desc.levels}
     sub_designs = {sub.stan: np.asarray(data[sub.design_key], dtype=float) + np.asarray(data[sub.means_key], dtype=float)

@@ -21,19 +21,33 @@ effective obs per series (with AR errors, `residuals: correlation`) — the info
     consecutive pairs, ρ_k = φ^gap_k. With unit gaps this is (n − (n − 2)φ)/(1 + φ) ≈ n(1 − φ)/(1 + φ), the
     lecture's formula; uneven gaps are used as they are. Reported as the mean over series, and summed
     (effective N within series).
+R2 marginal / R2 conditional (Nakagawa & Schielzeth 2013; Johnson 2014 for varying slopes; Nakagawa, Johnson
+    & Schielzeth 2017 for the latent scale), per draw: σ²_f / (σ²_f + σ²_levels + σ²_ε) and
+    (σ²_f + σ²_levels) / (…), with σ²_f the variance over the rows of the fixed part of the linear predictor
+    (intercept, coefficients, group-level predictors' effects; the offset left out), σ²_levels each level's
+    mean over the rows of z_i' Σ z_i (its coefficients' covariance at the row's slope values: τ² for an
+    intercept) and σ²_ε the residual variance above (latent where the family has one), as performance::
+    r2_nakagawa computes them; not with a sub-model for a family parameter (the residual variance then differs
+    between rows).
+Bayes R2 (Gelman, Goodrich, Gabry & Vehtari 2019, as brms's bayes_R2), per draw: var(ŷ) / (var(ŷ) + var(y − ŷ))
+    over the rows, ŷ each row's expected outcome given its groups.
 R2(level: coefficient) — proportional reduction of a varying coefficient's variance by the group-level
     predictors (Raudenbush & Bryk; Snijders & Bosker's level-2 R²): 1 - tau²(with) / tau²(without), from a fit
     of the same spec without the level's group-level predictors (`without_group_predictors`).
 """
 from __future__ import annotations
 
+from dataclasses import replace
+from types import SimpleNamespace
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
+from ..compiler.new_rows import training_rows
 from ..spec import Level, Spec
 from ..spec.validate import INTERCEPT
+from .draws import aux_draws, flat_draws, linear_predictor
 
 if TYPE_CHECKING:
     from ..fitting import Fit
@@ -113,6 +127,48 @@ def design_effects(fit: "Fit") -> dict[str, np.ndarray]:
     return out
 
 
+R2_BUDGET = 20_000_000  # draws × rows held at once: on larger data the R²s come from evenly thinned draws
+
+
+def r_squared(fit: "Fit") -> dict[str, np.ndarray]:
+    """Nakagawa's marginal and conditional R² and the Bayesian R², per draw (see the module docstring); on large
+    data from every k-th draw of each chain (R2_BUDGET), which their intervals do not need more of."""
+    d, prepared = fit.description, fit.program.data
+    draws = fit.posterior.sizes["chain"] * fit.posterior.sizes["draw"]
+    step = int(np.ceil(draws * prepared.n / R2_BUDGET))
+    if step > 1:  # the same fit, fewer draws: what the functions below read of it
+        fit = SimpleNamespace(posterior=fit.posterior.isel(draw=slice(None, None, step)), description=d,
+                              program=fit.program)
+    rows = training_rows(d, prepared)
+    out = {}
+    residual = residual_variance(fit)
+    if residual is not None:
+        fixed = linear_predictor(fit, replace(rows, offsets=None), "population", None, group_effects=False)
+        var_f = fixed.var(axis=1)
+        var_levels = sum(_level_variance(fit, lv, rows) for lv in d.levels) if d.levels else 0.0
+        total = var_f + var_levels + residual
+        out["R2 marginal"], out["R2 conditional"] = var_f / total, (var_f + var_levels) / total
+    expected = d.family.expected(linear_predictor(fit, rows, "population", None), aux_draws(fit, rows), rows.trials)
+    y = np.asarray(prepared.stan_data["y"], dtype=float)  # (an ordinal outcome: its category numbers 1..K)
+    var_fit, var_res = expected.var(axis=1), (y[None, :] - expected).var(axis=1)
+    out["Bayes R2"] = var_fit / (var_fit + var_res)
+    return out
+
+
+def _level_variance(fit: "Fit", level, rows) -> np.ndarray:
+    """A level's variance in the linear predictor, per draw: the mean over the rows of z_i' Σ z_i, z_i the row's
+    values of the level's coefficients (1 for the intercept), Σ their covariance (Johnson 2014)."""
+    post = fit.posterior
+    q = level.n_coef
+    sd = flat_draws(post[f"sd_{level.stan}"].values).reshape(-1, q)
+    corr = flat_draws(post[f"corr_{level.stan}"].values).reshape(-1, q, q) if level.kind == "correlated" \
+        else np.broadcast_to(np.eye(q), (len(sd), q, q))
+    cov = corr * sd[:, :, None] * sd[:, None, :]
+    z = np.column_stack([np.ones(rows.n) if c.term is None else rows.slopes[c.term.columns_key]
+                         for c in level.coefficients])  # (rows, q)
+    return np.einsum("ni,sij,nj->s", z, cov, z) / rows.n
+
+
 def _table(draws: dict[str, np.ndarray]) -> pd.DataFrame:
     """Mean and 95% interval of each quantity over the draws where it is defined (student's variance is not for
     ν ≤ 2); `undefined` is the share of draws where it is not."""
@@ -128,9 +184,9 @@ def _table(draws: dict[str, np.ndarray]) -> pd.DataFrame:
 
 
 def quantities(fit: "Fit") -> pd.DataFrame:
-    """ICC of each level, pooling factor of each varying coefficient, design effects and effective N:
+    """ICC of each level, pooling factor of each varying coefficient, design effects and effective N, R²:
     mean and 95% interval."""
-    return _table(icc(fit) | pooling(fit) | design_effects(fit))
+    return _table(icc(fit) | pooling(fit) | design_effects(fit) | r_squared(fit))
 
 
 def without_group_predictors(spec: Spec) -> Spec:

@@ -19,7 +19,7 @@ import pandas as pd
 from ..compiler.peers import formula, submodel_formula
 from ..spec.validate import INTERCEPT
 from .diagnostics import diagnostics
-from .multilevel import design_effects
+from .multilevel import r_squared, design_effects
 
 if TYPE_CHECKING:
     from ..fitting import Fit
@@ -211,7 +211,20 @@ def _design_effect_lines(fit: "Fit", n: int) -> list[str]:
             parts.append(f"{lv.name} {deff.mean():.2f} [{lo:.2f}, {hi:.2f}] "
                          f"(effective N {np.nanmean(eff_n):.0f} of {n})")
     lines = [f"Design effect: {'; '.join(parts)}"] if parts else []
-    return lines + fit.description.residuals.effective_observation_lines(draws, fit.program.stan_data, n)
+    return lines + fit.description.residuals.effective_observation_lines(draws, fit.program.stan_data, n) + \
+        _r_squared_lines(fit)
+
+
+def _r_squared_lines(fit: "Fit") -> list[str]:
+    """'R2: marginal 0.36 [0.30, 0.41], conditional 0.45 [0.41, 0.50] (Nakagawa); Bayes R2 0.47 [0.45, 0.49]'."""
+    draws = r_squared(fit)
+
+    def shown(name: str) -> str:
+        lo, hi = np.quantile(draws[name], [0.025, 0.975])
+        return f"{draws[name].mean():.2f} [{lo:.2f}, {hi:.2f}]"
+    parts = ([f"marginal {shown('R2 marginal')}, conditional {shown('R2 conditional')} (Nakagawa)"]
+             if "R2 marginal" in draws else []) + [f"Bayes R2 {shown('Bayes R2')}"]
+    return [f"R2: {'; '.join(parts)}"]
 
 
 def _auxiliary_text(fit: "Fit", digits: int = 3) -> list[str]:

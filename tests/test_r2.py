@@ -1,0 +1,70 @@
+"""R² of a multilevel fit (issue 29, first slice): Nakagawa's marginal and conditional R² per draw, agreeing with
+performance::r2_nakagawa (tests/reference/r2.json, scripts/reference_r2.R; R is never called here), and the
+Bayesian R² (Gelman et al. 2019), each checked against a brute-force computation over the draws."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import stangen
+from stangen import Level, Spec
+from stangen.results.multilevel import quantities, r_squared
+
+from conftest import ROOT, SPECS
+from test_predict import fake_fit
+
+REFERENCE = json.loads((ROOT / "tests" / "reference" / "r2.json").read_text())
+
+
+def test_r2_is_the_variance_shares_computed_over_the_draws():
+    """sleepstudy's correlated intercept and Days slope (Johnson's z' Σ z), with made-up draws."""
+    fit = fake_fit(SPECS / "sleepstudy.yaml")
+    r2 = r_squared(fit)
+    post = fit.posterior
+    data = pd.read_csv(ROOT / "examples" / "data" / "sleepstudy.csv")
+    days, y = data["Days"].to_numpy(float), data["Reaction"].to_numpy(float)
+    intercept, beta = post["Intercept"].values.reshape(-1), post["beta_Days"].values.reshape(-1)
+    sd, corr = post["sd_Subject"].values.reshape(-1, 2), post["corr_Subject"].values.reshape(-1, 2, 2)
+    sigma = post["sigma"].values.reshape(-1)
+    u = post["u_Subject"].values.reshape(len(sigma), -1, 2)
+    subject = fit.program.stan_data["idx_Subject"] - 1
+    for s in range(len(sigma)):
+        var_f = np.var(intercept[s] + beta[s] * days)
+        cov = corr[s] * np.outer(sd[s], sd[s])
+        z = np.column_stack([np.ones_like(days), days])
+        var_u = np.mean(np.einsum("ni,ij,nj->n", z, cov, z))
+        total = var_f + var_u + sigma[s] ** 2
+        assert r2["R2 marginal"][s] == pytest.approx(var_f / total, rel=1e-10)
+        assert r2["R2 conditional"][s] == pytest.approx((var_f + var_u) / total, rel=1e-10)
+        fitted = intercept[s] + beta[s] * days + u[s, subject, 0] + u[s, subject, 1] * days
+        bayes = np.var(fitted) / (np.var(fitted) + np.var(y - fitted))
+        assert r2["Bayes R2"][s] == pytest.approx(bayes, rel=1e-10)
+    assert {"R2 marginal", "R2 conditional", "Bayes R2"} <= set(quantities(fit).index)
+    assert "R2: marginal " in fit.lme4() and "(Nakagawa); Bayes R2 " in fit.lme4()
+
+
+def test_large_data_thin_the_draws(monkeypatch):
+    import stangen.results.multilevel as multilevel
+    fit = fake_fit(SPECS / "sleepstudy.yaml")
+    monkeypatch.setattr(multilevel, "R2_BUDGET", 180 * 4)  # 10 draws of 180 rows: every 3rd draw of each chain
+    assert len(r_squared(fit)["Bayes R2"]) == 2 * 2
+
+
+@pytest.mark.sampling
+@pytest.mark.parametrize("name", ["exam", "cbpp"])
+def test_nakagawa_r2_agrees_with_performance(name):
+    if name == "exam":
+        spec = Spec(outcome="normexam", predictors=["standLRT", "intake"], levels={"school": Level()},
+                    data=str(ROOT / "examples" / "data" / "exam.csv"))
+    else:
+        spec = SPECS / "cbpp.yaml"
+    fit = stangen.fit(spec, quiet=True, backend="pystan")
+    assert fit.convergence().ok, fit.convergence().text()
+    r2 = r_squared(fit)
+    for kind in ("marginal", "conditional"):
+        draws, reference = r2[f"R2 {kind}"], REFERENCE[name][kind]
+        lo, hi = np.quantile(draws, [0.025, 0.975])
+        assert lo < reference < hi or abs(draws.mean() - reference) < 0.02, (kind, reference, lo, hi)
