@@ -1,4 +1,4 @@
-"""The `stangen` command: validate | render | from-formula | fit | check | report | compare | pooling |
+"""The `stangen` command: validate | render | from-formula | fit | check | hypothesis | report | compare | pooling |
 simulate | predict | effects | sbc | kfold | plan | install-cmdstan.
 
 Exit codes: 0 ok; 1 user error (spec or data); 2 sampling or convergence failure; 3 internal error.
@@ -209,6 +209,14 @@ def cmd_check(args: argparse.Namespace) -> int:
     report = Fit.load(args.run_dir).convergence()
     print(report.text())
     return 2 if args.strict and not report.ok else 0
+
+
+def cmd_hypothesis(args: argparse.Namespace) -> int:
+    from .fitting import Fit
+
+    table = Fit.load(args.run_dir).hypothesis(args.hypothesis, prob=args.prob)
+    print(table.to_string(float_format=lambda v: f"{v:.3f}"))
+    return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -641,6 +649,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir")
     p.add_argument("--strict", action="store_true", help="exit 2 when a check fails")
     p.set_defaults(run=cmd_check)
+    p = sub.add_parser("hypothesis", help="brms's hypothesis(): 'Days > 5', 'a - b > 0' over a run's "
+                                          "population-level parameters")
+    p.add_argument("run_dir")
+    p.add_argument("hypothesis", help="left (>, <, >=, <=, =) right; several separated by ';'; a name with "
+                                      "spaces or ':' in backticks")
+    p.add_argument("--prob", type=float, default=0.95, help="the interval's probability (default 0.95)")
+    p.set_defaults(run=cmd_hypothesis)
     p = sub.add_parser("report", help="write report.html (self-contained) and report.md of a run directory")
     p.add_argument("run_dir")
     p.add_argument("--data", help="the training data's CSV, when it moved since the fit (checked against the run's "

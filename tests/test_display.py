@@ -56,6 +56,19 @@ def test_run_json_records_the_version(tmp_path):
     assert json.loads((tmp_path / "run" / "run.json").read_text())["info"]["stangen_version"] == VERSION
 
 
+@pytest.mark.sampling
+def test_hypotheses_on_a_run(tmp_path, capsys):
+    run = str(tmp_path / "run")
+    assert main(["fit", str(SPECS / "sleepstudy.yaml"), "--out", run, "--quiet", "--draws", "200",
+                 "--warmup", "200"]) == 0
+    capsys.readouterr()
+    assert main(["hypothesis", run, "Days > 5; `sd(Subject: Days)` > 3"]) == 0
+    out = capsys.readouterr().out
+    assert "post_prob" in out and "Days > 5" in out and "1.000" in out  # Days is about 10.5 (sd 1.7)
+    assert main(["hypothesis", run, "Dayz > 5"]) == 1
+    assert "did you mean 'Days'" in capsys.readouterr().err
+
+
 def _fit_on_a_terminal(tmp_path, *flags) -> str:
     """`stangen fit` with its stderr on a pseudo-terminal: what a user at a terminal sees."""
     import os

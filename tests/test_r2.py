@@ -68,3 +68,34 @@ def test_nakagawa_r2_agrees_with_performance(name):
         draws, reference = r2[f"R2 {kind}"], REFERENCE[name][kind]
         lo, hi = np.quantile(draws, [0.025, 0.975])
         assert lo < reference < hi or abs(draws.mean() - reference) < 0.02, (kind, reference, lo, hi)
+
+
+# -- hypotheses (brms's hypothesis()) ------------------------------------------------------------------------
+
+def test_hypotheses_are_computed_from_the_draws():
+    fit = fake_fit(SPECS / "sleepstudy.yaml")
+    table = fit.hypothesis("Days > 0.05; Intercept - 2 * Days < 0; `sd(Subject: Days)` = 0.1")
+    days = fit.posterior["beta_Days"].values.reshape(-1)
+    intercept = fit.posterior["Intercept"].values.reshape(-1)
+    sd = fit.posterior["sd_Subject"].values.reshape(-1, 2)[:, 1]
+    first, second, third = table.itertuples()
+    assert first.estimate == pytest.approx((days - 0.05).mean(), abs=1e-12)
+    assert first.post_prob == pytest.approx((days > 0.05).mean())
+    p = (intercept - 2 * days < 0).mean()
+    assert second.post_prob == pytest.approx(p) and second.evid_ratio == pytest.approx(p / (1 - p))
+    assert third.estimate == pytest.approx((sd - 0.1).mean()) and np.isnan(third.evid_ratio)
+    assert list(table.index) == ["Days > 0.05", "Intercept - 2 * Days < 0", "`sd(Subject: Days)` = 0.1"]
+
+
+@pytest.mark.parametrize("text, says", [
+    ("Dayz > 5", "no parameter 'Dayz'; did you mean 'Days'?"),
+    ("Days", "write one comparison"),
+    ("Days ** 2 > 5", "only +, -, *, /"),
+    ("sd(Subject: Days) > 1", "backticks"),
+])
+def test_a_hypothesis_stangen_cannot_read_is_named(text, says):
+    from stangen.core.errors import UserError
+    fit = fake_fit(SPECS / "sleepstudy.yaml")
+    with pytest.raises(UserError) as err:
+        fit.hypothesis(text)
+    assert any(says in p.message for p in err.value.problems), err.value.problems

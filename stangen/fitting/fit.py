@@ -22,7 +22,7 @@ from ..core.errors import Problem, SpecError, UserError
 from ..core.files import file_sha256
 from ..core.frames import read_csv
 from ..core.version import VERSION
-from ..results import checks, display, effects, tables
+from ..results import checks, display, effects, hypotheses, tables
 from ..results.report import write_report
 from ..results.naming import naming, to_inference_data
 from ..results.predict import predict
@@ -189,6 +189,12 @@ class Fit:
         default = f"effects_{predictor}.png" if parameter is None else f"effects_{parameter}_{predictor}.png"
         return effects.plot_effects(self, predictor, path or default, by=by, groups=groups, level=level,
                                     data=data, parameter=parameter)
+
+    def hypothesis(self, text: str, prob: float = 0.95) -> pd.DataFrame:
+        """brms's hypothesis(): 'Days > 5', 'a - b > 0', '`sd(g: x)` = 1' (several separated by ';') over the
+        population-level parameters' names: estimate of left − right, its interval, the posterior probability
+        and evidence ratio of a one-sided hypothesis (stangen.results.hypotheses)."""
+        return hypotheses.hypothesis(self, text, prob)
 
     def lme4(self) -> str:
         """The fit printed like lme4's summary()."""
