@@ -1,4 +1,4 @@
-"""The `stangen` command: validate | render | from-formula | fit | check | hypothesis | report | compare | pooling |
+"""The `stangen` command: validate | render | from-formula | fit | check | hypothesis | slopes | report | compare | pooling |
 simulate | predict | effects | sbc | kfold | plan | install-cmdstan.
 
 Exit codes: 0 ok; 1 user error (spec or data); 2 sampling or convergence failure; 3 internal error.
@@ -216,6 +216,19 @@ def cmd_hypothesis(args: argparse.Namespace) -> int:
 
     table = Fit.load(args.run_dir).hypothesis(args.hypothesis, prob=args.prob)
     print(table.to_string(float_format=lambda v: f"{v:.3f}"))
+    return 0
+
+
+def cmd_slopes(args: argparse.Namespace) -> int:
+    from .fitting import Fit
+
+    fit = Fit.load(args.run_dir)
+    if args.data:
+        fit.use_data(args.data)
+    table = fit.slopes(args.predictor, by=args.by)
+    print(f"Average slope of E[{fit.description.outcome}] in {args.predictor}, over the data's rows "
+          "(each with its groups' effects):")
+    print(table.to_string(float_format=lambda v: f"{v:.4g}"))
     return 0
 
 
@@ -656,6 +669,13 @@ def parser() -> argparse.ArgumentParser:
                                       "spaces or ':' in backticks")
     p.add_argument("--prob", type=float, default=0.95, help="the interval's probability (default 0.95)")
     p.set_defaults(run=cmd_hypothesis)
+    p = sub.add_parser("slopes", help="average slope of the expected outcome in a predictor (marginaleffects' "
+                                      "avg_slopes)")
+    p.add_argument("run_dir")
+    p.add_argument("--predictor", required=True, help="a numeric level-1 predictor")
+    p.add_argument("--by", help="a categorical level-1 predictor: one slope per category")
+    p.add_argument("--data", help="the training data's CSV, when it moved since the fit")
+    p.set_defaults(run=cmd_slopes)
     p = sub.add_parser("report", help="write report.html (self-contained) and report.md of a run directory")
     p.add_argument("run_dir")
     p.add_argument("--data", help="the training data's CSV, when it moved since the fit (checked against the run's "

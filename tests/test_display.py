@@ -67,6 +67,10 @@ def test_hypotheses_on_a_run(tmp_path, capsys):
     assert "post_prob" in out and "Days > 5" in out and "1.000" in out  # Days is about 10.5 (sd 1.7)
     assert main(["hypothesis", run, "Dayz > 5"]) == 1
     assert "did you mean 'Days'" in capsys.readouterr().err
+    # a gaussian identity model's average slope is its Days coefficient plus the groups' mean slope deviation
+    assert main(["slopes", run, "--predictor", "Days"]) == 0
+    out = capsys.readouterr().out
+    assert "Average slope of E[Reaction] in Days" in out and "Days " in out
 
 
 def _fit_on_a_terminal(tmp_path, *flags) -> str:

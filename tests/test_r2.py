@@ -99,3 +99,37 @@ def test_a_hypothesis_stangen_cannot_read_is_named(text, says):
     with pytest.raises(UserError) as err:
         fit.hypothesis(text)
     assert any(says in p.message for p in err.value.problems), err.value.problems
+
+
+# -- average slopes (marginaleffects' avg_slopes) -----------------------------------------------------------
+
+def test_an_average_slope_on_a_logit_model_is_the_brute_force_one(tmp_path):
+    rng = np.random.default_rng(3)
+    n = 120
+    data = pd.DataFrame({"y": rng.integers(0, 2, n), "x": rng.normal(2, 1.5, n), "g": rng.choice(list("abcdef"), n),
+                         "f": rng.choice(["lo", "hi"], n)})
+    data.to_csv(tmp_path / "d.csv", index=False)
+    (tmp_path / "logit.yaml").write_text("data: d.csv\nfamily: bernoulli\noutcome: y\npredictors: [x, f]\n"
+                                         "levels: {g: {}}\n")
+    fit = fake_fit(tmp_path / "logit.yaml")
+    table = fit.slopes("x")
+    by_f = fit.slopes("x", by="f")
+    post = fit.posterior
+    intercept, beta_x = post["Intercept"].values.reshape(-1), post["beta_x"].values.reshape(-1)
+    beta_f = post["beta_f"].values.reshape(len(intercept), -1)[:, 0]
+    u = post["u_g"].values.reshape(len(intercept), -1)
+    labels = fit.program.data.labels["g"]
+    g = data["g"].map({label: k for k, label in enumerate(labels)}).to_numpy()
+    hi = (data["f"] == fit.program.data.categories["f"][1]).to_numpy()  # the non-reference category
+    h = 1e-4 * np.ptp(data["x"])
+    eta = intercept[:, None] + beta_x[:, None] * data["x"].to_numpy()[None, :] + beta_f[:, None] * hi[None, :] + u[:, g]
+    p0, p1 = 1 / (1 + np.exp(-eta)), 1 / (1 + np.exp(-(eta + beta_x[:, None] * h)))
+    slope = ((p1 - p0) / h).mean(axis=1)
+    assert table.loc["x", "estimate"] == pytest.approx(slope.mean(), abs=1e-10)
+    for label in ("hi", "lo"):
+        rows = (data["f"] == label).to_numpy()
+        assert by_f.loc[label, "estimate"] == pytest.approx(((p1 - p0) / h)[:, rows].mean(axis=1).mean(), abs=1e-10)
+    from stangen.core.errors import UserError
+    with pytest.raises(UserError) as err:
+        fit.slopes("f")
+    assert err.value.problems[0].path == "--predictor"

@@ -190,6 +190,12 @@ class Fit:
         return effects.plot_effects(self, predictor, path or default, by=by, groups=groups, level=level,
                                     data=data, parameter=parameter)
 
+    def slopes(self, predictor: str, by: str | None = None, eps: float | None = None,
+               data: pd.DataFrame | str | Path | None = None) -> pd.DataFrame:
+        """marginaleffects' avg_slopes: the average over the data's rows of d E[y] / d predictor, per draw
+        (by the categories of `by`): estimate, est_error and 95% interval (stangen.results.effects)."""
+        return effects.average_slopes(self, predictor, by=by, eps=eps, data=data)
+
     def hypothesis(self, text: str, prob: float = 0.95) -> pd.DataFrame:
         """brms's hypothesis(): 'Days > 5', 'a - b > 0', '`sd(g: x)` = 1' (several separated by ';') over the
         population-level parameters' names: estimate of left − right, its interval, the posterior probability

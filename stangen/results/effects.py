@@ -140,6 +140,35 @@ def effects_table(fit: "Fit", predictor: str, by: str | None = None, groups: int
     return pd.concat(out, ignore_index=True)
 
 
+def average_slopes(fit: "Fit", predictor: str, by: str | None = None, eps: float | None = None,
+                   data: pd.DataFrame | None = None, draws: bool = False):
+    """marginaleffects' avg_slopes: per draw, the mean over the data's rows (of each category of `by`) of the
+    derivative of the expected outcome with respect to `predictor`, by a forward finite difference of size
+    `eps` (default 1e-4 times the predictor's range, as marginaleffects), each row with its groups' effects.
+    A table (by, estimate, est_error, 2.5% and 97.5% quantiles), or with `draws` the (draws, categories) array."""
+    _check(fit, predictor, by, None)
+    frame = fit.training_data(data).reset_index(drop=True)
+    x = pd.to_numeric(frame[predictor]).to_numpy(dtype=float)
+    step = eps if eps is not None else 1e-4 * float(np.ptp(x) or 1.0)
+    d = fit.description
+
+    def expected(rows_frame: pd.DataFrame) -> np.ndarray:
+        rows = encode_rows(fit.program, rows_frame, new_groups="population", need_sd_by=False)
+        eta = linear_predictor(fit, rows, "population", None)
+        return d.family.expected(eta, aux_draws(fit, rows), rows.trials)
+
+    change = (expected(frame.assign(**{predictor: x + step})) - expected(frame)) / step  # (draws, rows)
+    groups = [(predictor, np.ones(len(frame), dtype=bool))] if by is None else \
+        [(label, (frame[by].map(str) == label).to_numpy()) for label in sorted(frame[by].map(str).unique())]
+    values = np.column_stack([change[:, rows].mean(axis=1) for _, rows in groups])
+    if draws:
+        return values
+    lo, hi = np.quantile(values, [0.025, 0.975], axis=0)
+    return pd.DataFrame({"estimate": values.mean(axis=0), "est_error": values.std(axis=0, ddof=1),
+                         "q2.5%": lo, "q97.5%": hi},
+                        index=pd.Index([label for label, _ in groups], name=by or "slope of"))
+
+
 def _group_lines(fit, frame, predictor, level, groups, values, reference, seed, parameter=None) -> pd.DataFrame:
     d = fit.description
     lv = d.level(level)
