@@ -1,4 +1,4 @@
-"""The `stangen` command: validate | render | from-formula | fit | check | hypothesis | slopes | report | compare | pooling |
+"""The `stangen` command: validate | render | from-formula | fit | check | hypothesis | means | slopes | report | compare | pooling |
 simulate | predict | effects | sbc | kfold | plan | install-cmdstan.
 
 Exit codes: 0 ok; 1 user error (spec or data); 2 sampling or convergence failure; 3 internal error.
@@ -216,6 +216,40 @@ def cmd_hypothesis(args: argparse.Namespace) -> int:
 
     table = Fit.load(args.run_dir).hypothesis(args.hypothesis, prob=args.prob)
     print(table.to_string(float_format=lambda v: f"{v:.3f}"))
+    return 0
+
+
+def cmd_means(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from .fitting import Fit
+
+    at = {}
+    for part in filter(None, (args.at or "").split(",")):
+        name, sep, value = part.partition("=")
+        try:
+            at[name.strip()] = float(value)
+        except ValueError:
+            raise SpecError(Problem("--at", f"{part!r}: write name=number, several separated by commas "
+                                            "(e.g. --at x=1,z=0.5)")) from None
+    fit = Fit.load(args.run_dir)
+    if args.data:
+        fit.use_data(args.data)
+    means, contrasts = fit.means(args.by, at=at, contrast=args.contrast, scale=args.scale, weights=args.weights)
+    d = fit.description
+    what = f"E[{d.outcome}]" + (" per trial" if d.trials else "") if args.scale == "response" else "the linear predictor"
+    print(f"Marginal means of {what} by {args.by}: population level (group effects 0), other factors averaged "
+          f"({args.weights} weights), numeric predictors at their means" + (f" or {args.at}" if at else "") +
+          (f"; offset {d.offset} = 0" if d.offset else ""))
+    print(means.to_string(float_format=lambda v: f"{v:.4g}"))
+    if contrasts is not None:
+        print(f"\nContrasts ({args.contrast}):")
+        print(contrasts.to_string(float_format=lambda v: f"{v:.4g}"))
+    if args.output:
+        table = means.reset_index().assign(kind="mean")
+        if contrasts is not None:
+            table = pd.concat([table, contrasts.reset_index().assign(kind="contrast")], ignore_index=True)
+        files.write_text(Path(args.output), table.to_csv(index=False))
     return 0
 
 
@@ -669,6 +703,17 @@ def parser() -> argparse.ArgumentParser:
                                       "spaces or ':' in backticks")
     p.add_argument("--prob", type=float, default=0.95, help="the interval's probability (default 0.95)")
     p.set_defaults(run=cmd_hypothesis)
+    p = sub.add_parser("means", help="estimated marginal means per category and their contrasts (emmeans)")
+    p.add_argument("run_dir")
+    p.add_argument("--by", required=True, help="a categorical level-1 predictor")
+    p.add_argument("--at", help="numeric predictors' values instead of their means: x=1,z=0.5")
+    p.add_argument("--contrast", choices=("pairwise", "revpairwise", "trt.vs.ctrl"))
+    p.add_argument("--scale", choices=("response", "link"), default="response")
+    p.add_argument("--weights", choices=("equal", "proportional"), default="equal",
+                   help="how the other factors' combinations are averaged (emmeans' default: equal)")
+    p.add_argument("--data", help="the training data's CSV, when it moved since the fit")
+    p.add_argument("-o", "--output", help="also write the tables as CSV here")
+    p.set_defaults(run=cmd_means)
     p = sub.add_parser("slopes", help="average slope of the expected outcome in a predictor (marginaleffects' "
                                       "avg_slopes)")
     p.add_argument("run_dir")

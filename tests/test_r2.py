@@ -133,3 +133,68 @@ def test_an_average_slope_on_a_logit_model_is_the_brute_force_one(tmp_path):
     with pytest.raises(UserError) as err:
         fit.slopes("f")
     assert err.value.problems[0].path == "--predictor"
+
+
+# -- marginal means and contrasts (emmeans) ------------------------------------------------------------------
+
+EMMEANS = json.loads((ROOT / "tests" / "reference" / "emmeans.json").read_text())
+
+
+def test_marginal_means_average_the_grid_with_equal_or_proportional_weights(tmp_path):
+    """A logit model with two factors: each mean is the average over the other factor's categories of the
+    population-level probability, computed by hand from the draws."""
+    rng = np.random.default_rng(4)
+    n = 150
+    data = pd.DataFrame({"y": rng.integers(0, 2, n), "x": rng.normal(1, 1, n), "g": rng.choice(list("abcde"), n),
+                         "f": rng.choice(["a", "b", "c"], n), "h": rng.choice(["u", "v"], n, p=[0.8, 0.2])})
+    data.to_csv(tmp_path / "d.csv", index=False)
+    (tmp_path / "m.yaml").write_text("data: d.csv\nfamily: bernoulli\noutcome: y\npredictors: [x, f, h]\n"
+                                     "levels: {g: {}}\n")
+    fit = fake_fit(tmp_path / "m.yaml")
+    post = fit.posterior
+    S = post.sizes["chain"] * post.sizes["draw"]
+    b0, bx = post["Intercept"].values.reshape(-1), post["beta_x"].values.reshape(-1)
+    bf, bh = post["beta_f"].values.reshape(S, -1), post["beta_h"].values.reshape(S, -1)
+    xbar = data["x"].mean()
+
+    def p(f_index, h_index):
+        eta = b0 + bx * xbar + (bf[:, f_index - 1] if f_index else 0) + (bh[:, h_index - 1] if h_index else 0)
+        return 1 / (1 + np.exp(-eta))
+    equal = [(p(k, 0) + p(k, 1)) / 2 for k in range(3)]
+    share_v = (data["h"] == "v").mean()
+    proportional = [(1 - share_v) * p(k, 0) + share_v * p(k, 1) for k in range(3)]
+    means, contrasts = fit.means("f", contrast="pairwise")
+    assert np.allclose(means["estimate"], [e.mean() for e in equal], atol=1e-12)
+    assert np.allclose(fit.means("f", weights="proportional")[0]["estimate"], [e.mean() for e in proportional],
+                       atol=1e-12)
+    assert list(contrasts.index) == ["a - b", "a - c", "b - c"]
+    assert contrasts.loc["a - c", "P(>0)"] == pytest.approx((equal[0] > equal[2]).mean())
+    link, _ = fit.means("f", scale="link", at={"x": 0.0})
+    assert link.loc["b", "estimate"] == pytest.approx((b0 + bf[:, 0] + bh[:, 0] / 2).mean(), abs=1e-12)
+    from stangen.core.errors import UserError
+    with pytest.raises(UserError) as err:
+        fit.means("x", contrast="all", at={"f": 1})
+    assert {p.path for p in err.value.problems} == {"--by", "--contrast", "--at"}
+
+
+@pytest.mark.sampling
+def test_marginal_means_agree_with_emmeans(tmp_path, capsys):
+    from stangen.cli import main
+    exam = stangen.fit(Spec(outcome="normexam", predictors=["standLRT", "intake"], levels={"school": Level()},
+                            data=str(ROOT / "examples" / "data" / "exam.csv")), quiet=True, backend="pystan")
+    means, contrasts = exam.means("intake", contrast="pairwise")
+    for table, reference in ((means, EMMEANS["exam"]["means"]), (contrasts, EMMEANS["exam"]["contrasts"])):
+        for name, ref in reference.items():
+            row = table.loc[name]
+            assert abs(row["estimate"] - ref["estimate"]) < 0.5 * row["est_error"], (name, row, ref)
+    cbpp = stangen.fit(SPECS / "cbpp.yaml", quiet=True, backend="pystan")
+    means, _ = cbpp.means("period")
+    for name, ref in EMMEANS["cbpp"]["means"].items():  # probabilities per animal
+        row = means.loc[name]
+        assert abs(row["estimate"] - ref["estimate"]) < 0.5 * row["est_error"], (name, row, ref)
+    run = tmp_path / "cbpp"
+    cbpp.save(run)
+    assert main(["means", str(run), "--by", "period", "--contrast", "trt.vs.ctrl", "-o", str(tmp_path / "m.csv")]) == 0
+    out = capsys.readouterr().out
+    assert "Marginal means of E[incidence] per trial by period: population level" in out and "2 - 1" in out
+    assert len(pd.read_csv(tmp_path / "m.csv")) == 4 + 3

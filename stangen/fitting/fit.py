@@ -190,6 +190,14 @@ class Fit:
         return effects.plot_effects(self, predictor, path or default, by=by, groups=groups, level=level,
                                     data=data, parameter=parameter)
 
+    def means(self, by: str, at: dict[str, float] | None = None, contrast: str | None = None,
+              scale: str = "response", weights: str = "equal", data: pd.DataFrame | str | Path | None = None):
+        """emmeans' estimated marginal means of the expected outcome per category of `by` (population level:
+        group effects 0), and with `contrast` ('pairwise', 'revpairwise', 'trt.vs.ctrl') their differences:
+        (means, contrasts), tables of estimate, est_error, 95% interval (contrasts: and P(> 0)); see
+        stangen.results.effects.marginal_means."""
+        return effects.marginal_means(self, by, at=at, contrast=contrast, scale=scale, weights=weights, data=data)
+
     def slopes(self, predictor: str, by: str | None = None, eps: float | None = None,
                data: pd.DataFrame | str | Path | None = None) -> pd.DataFrame:
         """marginaleffects' avg_slopes: the average over the data's rows of d E[y] / d predictor, per draw

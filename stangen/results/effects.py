@@ -11,6 +11,7 @@ and its group-level predictors at their means over the fitted groups (categorica
 """
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,6 +20,7 @@ import pandas as pd
 
 from ..compiler.encoding import group_keys
 from ..compiler.new_rows import encode_rows
+from ..core.frames import label_text
 from ..core.errors import Problem, UserError
 from .figures import plt, save, title
 from .predict import aux_draws, linear_predictor
@@ -90,10 +92,10 @@ def _default_level(fit: "Fit", predictor: str) -> str | None:
     return d.levels[0].name if d.levels else None
 
 
-def _expected(fit: "Fit", grid: pd.DataFrame, parameter: str | None = None) -> np.ndarray:
+def _expected(fit: "Fit", grid: pd.DataFrame, parameter: str | None = None, link: bool = False) -> np.ndarray:
     """The expected outcome of each grid row per draw (or the family parameter `parameter`, from its
-    sub-model), with new groups at 0 and their group-level predictors at their means over the fitted groups
-    (the reference category for a categorical one)."""
+    sub-model; `link`: the linear predictor), with new groups at 0 and their group-level predictors at their
+    means over the fitted groups (the reference category for a categorical one)."""
     d = fit.description
     grid = grid.copy()
     for lv in d.levels:
@@ -110,7 +112,72 @@ def _expected(fit: "Fit", grid: pd.DataFrame, parameter: str | None = None) -> n
     if parameter is not None:
         return aux_draws(fit, rows)[parameter]
     eta = linear_predictor(fit, rows, "population", np.random.default_rng(0))
-    return fit.description.family.expected(eta, aux_draws(fit, rows), rows.trials)
+    return eta if link else fit.description.family.expected(eta, aux_draws(fit, rows), rows.trials)
+
+
+CONTRASTS = ("pairwise", "revpairwise", "trt.vs.ctrl")
+WEIGHTS = ("equal", "proportional")
+
+
+def marginal_means(fit: "Fit", by: str, at: dict[str, float] | None = None, contrast: str | None = None,
+                   scale: str = "response", weights: str = "equal", data: pd.DataFrame | None = None):
+    """emmeans' estimated marginal means of the expected outcome for each category of `by`, per draw: over the
+    reference grid of the model's other categorical level-1 predictors (averaged with equal weights, or with
+    `weights='proportional'` as often as the data have each combination), numeric predictors at their means
+    (or `at`), population level (every group effect 0, as emmeans with re.form = NA; group-level predictors at
+    their means), a binomial outcome per trial. `scale`: 'response' or 'link'. Returns (means, contrasts):
+    tables of estimate, est_error, 95% interval, and for contrasts P(> 0); contrasts None without `contrast`."""
+    d = fit.description
+    categorical = sorted({v for t in d.terms for v in t.variables} & d.categorical)
+    numeric = [v for v in numeric_predictors(fit) if v in {w for t in d.terms for w in t.variables}]
+    problems = []
+    if by not in categorical:
+        problems.append(Problem("--by", f"'{by}' is not a categorical level-1 predictor of this model "
+                                        f"(categorical ones: {', '.join(categorical) or 'none'})"))
+    for name in at or {}:
+        if name not in numeric:
+            problems.append(Problem("--at", f"'{name}' is not a numeric level-1 predictor (numeric ones: "
+                                            f"{', '.join(numeric) or 'none'})"))
+    for value, allowed, path in ((contrast, CONTRASTS, "--contrast"), (scale, ("response", "link"), "--scale"),
+                                 (weights, WEIGHTS, "--weights")):
+        if value is not None and value not in allowed:
+            problems.append(Problem(path, f"unknown choice {value!r} (allowed: {', '.join(allowed)})"))
+    if problems:
+        raise UserError(problems)
+    frame = fit.training_data(data)
+    categories = fit.program.data.categories
+    others = [v for v in categorical if v != by]
+    combos = list(itertools.product(*(categories[v] for v in others)))
+    if weights == "proportional" and others:
+        keys = frame[others].map(label_text).apply(tuple, axis=1).value_counts()
+        share = np.array([keys.get(tuple(combo), 0) for combo in combos], dtype=float)
+        share /= share.sum()
+    else:
+        share = np.full(len(combos), 1.0 / len(combos))
+    base = _reference_row(fit, frame) | dict(at or {}) | {lv.id_column: POPULATION for lv in d.levels}
+    columns = []
+    for label in categories[by]:
+        grid = pd.DataFrame([base | {by: label} | dict(zip(others, combo)) for combo in combos])
+        columns.append(_expected(fit, grid, link=scale == "link") @ share)
+    draws = np.column_stack(columns)  # (draws, categories of by)
+    means = _summary(draws, pd.Index(categories[by], name=by))
+    if contrast is None:
+        return means, None
+    k = len(categories[by])
+    pairs = ([(i, j) for i in range(k) for j in range(i + 1, k)] if contrast == "pairwise" else
+             [(j, i) for i in range(k) for j in range(i + 1, k)] if contrast == "revpairwise" else
+             [(j, 0) for j in range(1, k)])
+    names = [f"{categories[by][i]} - {categories[by][j]}" for i, j in pairs]
+    differences = np.column_stack([draws[:, i] - draws[:, j] for i, j in pairs])
+    contrasts = _summary(differences, pd.Index(names, name="contrast"))
+    contrasts["P(>0)"] = (differences > 0).mean(axis=0)
+    return means, contrasts
+
+
+def _summary(draws: np.ndarray, index: pd.Index) -> pd.DataFrame:
+    lo, hi = np.quantile(draws, [0.025, 0.975], axis=0)
+    return pd.DataFrame({"estimate": draws.mean(axis=0), "est_error": draws.std(axis=0, ddof=1),
+                         "q2.5%": lo, "q97.5%": hi}, index=index)
 
 
 def effects_table(fit: "Fit", predictor: str, by: str | None = None, groups: int = 0, level: str | None = None,
