@@ -200,10 +200,7 @@ def equations(d: ModelDescription) -> list[str]:
                 effects = " + ".join(f"{e.name} * {e.predictor.name}[j]" for e in c.effects)
                 rest.append(f"{lhs_b} = {effects} + {u}")
         nest = f", within {lv.parent}" if lv.parent else ""
-        dist = {"intercept": f"normal(0, sd_{lv.stan})",
-                "independent": f"normal(0, sd_{lv.stan}) independently",
-                "correlated": f"multi_normal(0, diag(sd_{lv.stan}) * corr_{lv.stan} * diag(sd_{lv.stan}))"}[lv.kind]
-        rest.append(f"u_{lv.stan}[j] ~ {dist},  j = 1..{lv.groups_key} ({lv.name} groups{nest})")
+        rest.append(f"u_{lv.stan}[j] ~ {_deviation_distribution(lv)},  j = 1..{lv.groups_key} ({lv.name} groups{nest})")
         how = ("integrated out of the likelihood, each {3} series jointly normal; b_{0} drawn in generated "
                "quantities given the data" if lv.marginal else
                "mixed: data-rich groups' intercepts b_{0} are parameters (centered), data-poor groups' are "
@@ -229,6 +226,13 @@ def _per_observation(line: str, d: ModelDescription) -> str:
     return line
 
 
+def _deviation_distribution(lv: LevelDescription) -> str:
+    """The header's distribution of a level's deviations u."""
+    return {"intercept": f"normal(0, sd_{lv.stan})",
+            "independent": f"normal(0, sd_{lv.stan}) independently",
+            "correlated": f"multi_normal(0, diag(sd_{lv.stan}) * corr_{lv.stan} * diag(sd_{lv.stan}))"}[lv.kind]
+
+
 def _submodel_equations(d: ModelDescription) -> list[str]:
     """Each sub-model's linear predictor and its levels' effects, in the program's names."""
     out = []
@@ -243,14 +247,13 @@ def _submodel_equations(d: ModelDescription) -> list[str]:
                 if lv.centered:  # (its groups' values include the sub-model's intercept)
                     index = f"b_{lv.stan}[{lv.name}[i]]"
                 parts.append(index if c.term is None else f"{index} * {c.term.name}[i]")
-            dist = {"intercept": f"normal(0, sd_{lv.stan})",
-                    "independent": f"normal(0, sd_{lv.stan}) independently",
-                    "correlated": f"multi_normal(0, diag(sd_{lv.stan}) * corr_{lv.stan} * diag(sd_{lv.stan}))"}[lv.kind]
-            if lv.centered:
-                levels.append(f"b_{lv.stan}[j] ~ normal(Intercept_{name}, sd_{lv.stan}),  j = 1..{lv.groups_key} "
+            if lv.centered:  # around the sub-model's intercept when this level took it, else around 0
+                mean = f"Intercept_{name}" if lv.name == sub.intercept_level else "0"
+                levels.append(f"b_{lv.stan}[j] ~ normal({mean}, sd_{lv.stan}),  j = 1..{lv.groups_key} "
                               f"({lv.name} groups; centered)")
             else:
-                levels.append(f"u_{lv.stan}[j] ~ {dist},  j = 1..{lv.groups_key} ({lv.name} groups; noncentered)")
+                levels.append(f"u_{lv.stan}[j] ~ {_deviation_distribution(lv)},  j = 1..{lv.groups_key} "
+                              f"({lv.name} groups; noncentered)")
         out += [f"{sub.aux.link}({name}[i]) = {' + '.join(parts)}  ({sub.aux.meaning}: its sub-model)", *levels]
     return out
 

@@ -263,28 +263,30 @@ def _outcome(desc: ModelDescription, df: pd.DataFrame, c: Collector) -> dict[str
                                     desc.trials, c.add, order=desc.order)
 
 
-def offset_data(series: pd.Series, column: str, c: Collector) -> dict[str, np.ndarray]:
-    """The offset column as Stan data (`offsets`): numbers, finite."""
+def _finite_numbers(series: pd.Series, path: str, what: str, c: Collector, *, why: str = "",
+                    infinite_hint: str = "") -> np.ndarray | None:
+    """A per-row column's values, or None with the problem recorded: numbers, all finite."""
     if not is_numeric(series):
-        c.add("offset", f"offset '{column}' must be numeric (it is added to the linear predictor), got text such "
-                        f"as {series.iloc[0]!r}")
-        return {}
+        c.add(path, f"{what} must be numeric{why}, got text such as {series.iloc[0]!r}")
+        return None
     values = series.to_numpy(dtype=float)
     if not np.isfinite(values).all():
-        c.add("offset", f"offset '{column}' has infinite values at {rows_text(~np.isfinite(values))} (log of 0? "
-                        "a row with no exposure has no information: leave it out)")
-        return {}
-    return {"offsets": values}
+        c.add(path, f"{what} has infinite values at {rows_text(~np.isfinite(values))}{infinite_hint}")
+        return None
+    return values
+
+
+def offset_data(series: pd.Series, column: str, c: Collector) -> dict[str, np.ndarray]:
+    """The offset column as Stan data (`offsets`): numbers, finite."""
+    values = _finite_numbers(series, "offset", f"offset '{column}'", c, why=" (it is added to the linear predictor)",
+                             infinite_hint=" (log of 0? a row with no exposure has no information: leave it out)")
+    return {} if values is None else {"offsets": values}
 
 
 def weights_data(series: pd.Series, column: str, c: Collector) -> dict[str, np.ndarray]:
     """The likelihood weights as Stan data (`weights`): numbers, finite, not negative, not all 0."""
-    if not is_numeric(series):
-        c.add("weights", f"weights '{column}' must be numeric, got text such as {series.iloc[0]!r}")
-        return {}
-    values = series.to_numpy(dtype=float)
-    if not np.isfinite(values).all():
-        c.add("weights", f"weights '{column}' has infinite values at {rows_text(~np.isfinite(values))}")
+    values = _finite_numbers(series, "weights", f"weights '{column}'", c)
+    if values is None:
         return {}
     if (values < 0).any():
         c.add("weights", f"weights '{column}' are negative at {rows_text(values < 0)}; a weight is 0 or more")

@@ -73,7 +73,7 @@ class Censoring:
         bounds; checked, naming rows."""
         path = "censoring.column"
         text = df[self.column].map(label_text).str.strip().str.lower()
-        codes = text.map(lambda v: KINDS.get(v, CODES.get(v.removesuffix(".0") if v.endswith(".0") else v)))
+        codes = text.map(lambda v: KINDS.get(v, CODES.get(v.removesuffix(".0"))))
         unknown = codes.isna().to_numpy()
         if unknown.any():
             examples = ", ".join(repr(v) for v in pd.unique(df[self.column][unknown])[:3])

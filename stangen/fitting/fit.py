@@ -120,7 +120,8 @@ class Fit:
 
     def quantities(self) -> pd.DataFrame:
         """ICC per level, pooling factors, design effects and effective N (with AR errors also the effective
-        observations per series): posterior mean and 95% interval (stangen.results.multilevel)."""
+        observations per series), Nakagawa's and the Bayesian R²: posterior mean and 95% interval
+        (stangen.results.multilevel)."""
         return self.table("quantities")
 
     def predict(self, newdata: pd.DataFrame | str | Path, kind: str = "response", new_groups: str = "error",

@@ -175,6 +175,7 @@ def marginal_means(fit: "Fit", by: str, at: dict[str, float] | None = None, cont
 
 
 def _summary(draws: np.ndarray, index: pd.Index) -> pd.DataFrame:
+    """Each column of draws: posterior mean, sd and 95% interval, one row per entry of `index`."""
     lo, hi = np.quantile(draws, [0.025, 0.975], axis=0)
     return pd.DataFrame({"estimate": draws.mean(axis=0), "est_error": draws.std(axis=0, ddof=1),
                          "q2.5%": lo, "q97.5%": hi}, index=index)
@@ -230,10 +231,7 @@ def average_slopes(fit: "Fit", predictor: str, by: str | None = None, eps: float
     values = np.column_stack([change[:, rows].mean(axis=1) for _, rows in groups])
     if draws:
         return values
-    lo, hi = np.quantile(values, [0.025, 0.975], axis=0)
-    return pd.DataFrame({"estimate": values.mean(axis=0), "est_error": values.std(axis=0, ddof=1),
-                         "q2.5%": lo, "q97.5%": hi},
-                        index=pd.Index([label for label, _ in groups], name=by or "slope of"))
+    return _summary(values, pd.Index([label for label, _ in groups], name=by or "slope of"))
 
 
 def _group_lines(fit, frame, predictor, level, groups, values, reference, seed, parameter=None) -> pd.DataFrame:

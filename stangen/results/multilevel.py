@@ -145,7 +145,7 @@ def r_squared(fit: "Fit") -> dict[str, np.ndarray]:
     if residual is not None:
         fixed = linear_predictor(fit, replace(rows, offsets=None), "population", None, group_effects=False)
         var_f = fixed.var(axis=1)
-        var_levels = sum(_level_variance(fit, lv, rows) for lv in d.levels) if d.levels else 0.0
+        var_levels = sum(_level_variance(fit, lv, rows) for lv in d.levels)
         total = var_f + var_levels + residual
         out["R2 marginal"], out["R2 conditional"] = var_f / total, (var_f + var_levels) / total
     expected = d.family.expected(linear_predictor(fit, rows, "population", None), aux_draws(fit, rows), rows.trials)
@@ -166,7 +166,8 @@ def _level_variance(fit: "Fit", level, rows) -> np.ndarray:
     cov = corr * sd[:, :, None] * sd[:, None, :]
     z = np.column_stack([np.ones(rows.n) if c.term is None else rows.slopes[c.term.columns_key]
                          for c in level.coefficients])  # (rows, q)
-    return np.einsum("ni,sij,nj->s", z, cov, z) / rows.n
+    # mean over rows of z_i' Σ z_i = Σ_jk Σ_jk · mean(z_ij z_ik): the rows' second moments once, not per draw
+    return np.einsum("sij,ij->s", cov, z.T @ z / rows.n)
 
 
 def _table(draws: dict[str, np.ndarray]) -> pd.DataFrame:

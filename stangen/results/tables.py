@@ -19,7 +19,7 @@ import pandas as pd
 from ..compiler.peers import formula, submodel_formula
 from ..spec.validate import INTERCEPT
 from .diagnostics import diagnostics
-from .multilevel import r_squared, design_effects
+from .multilevel import design_effects
 
 if TYPE_CHECKING:
     from ..fitting import Fit
@@ -216,14 +216,15 @@ def _design_effect_lines(fit: "Fit", n: int) -> list[str]:
 
 
 def _r_squared_lines(fit: "Fit") -> list[str]:
-    """'R2: marginal 0.36 [0.30, 0.41], conditional 0.45 [0.41, 0.50] (Nakagawa); Bayes R2 0.47 [0.45, 0.49]'."""
-    draws = r_squared(fit)
+    """'R2: marginal 0.36 [0.30, 0.41], conditional 0.45 [0.41, 0.50] (Nakagawa); Bayes R2 0.47 [0.45, 0.49]',
+    from the fit's quantities table (computed once per fit: the report shows it too)."""
+    table = fit.table("quantities")
 
     def shown(name: str) -> str:
-        lo, hi = np.quantile(draws[name], [0.025, 0.975])
-        return f"{draws[name].mean():.2f} [{lo:.2f}, {hi:.2f}]"
+        row = table.loc[name]
+        return f"{row['mean']:.2f} [{row['q2.5%']:.2f}, {row['q97.5%']:.2f}]"
     parts = ([f"marginal {shown('R2 marginal')}, conditional {shown('R2 conditional')} (Nakagawa)"]
-             if "R2 marginal" in draws else []) + [f"Bayes R2 {shown('Bayes R2')}"]
+             if "R2 marginal" in table.index else []) + [f"Bayes R2 {shown('Bayes R2')}"]
     return [f"R2: {'; '.join(parts)}"]
 
 

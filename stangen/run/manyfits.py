@@ -29,13 +29,12 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from tqdm import tqdm
-
 import numpy as np
+from tqdm import tqdm
 
 from ..core.errors import Problem, UserError, require_count
 from .backends import SamplerSettings, get_backend
-from .backends.chains import display_mode, terminal_columns
+from .backends.chains import display_mode, terminal_size
 
 INLINE = "inline"
 
@@ -174,7 +173,8 @@ def run_fits(code: str, jobs: Iterable[FitJob], summarize: Callable[[Any, FitJob
     # a terminal or a notebook: one tqdm bar, redrawn; a log: a line every tenth of the batch
     bar = None
     if progress and todo and display_mode() == "live":
-        bar = tqdm(total=total, initial=len(done), desc=label, file=sys.stderr, ncols=terminal_columns())
+        columns, rows = terminal_size()  # (0 x 0 on a bare pseudo-terminal: tqdm would hide the bar)
+        bar = tqdm(total=total, initial=len(done), desc=label, file=sys.stderr, ncols=columns, nrows=rows)
 
     def record(result: FitResult) -> None:
         result.batch = batch

@@ -72,10 +72,6 @@ def terminal_size(default: tuple[int, int] = (100, 50)) -> tuple[int, int]:
         return default
 
 
-def terminal_columns() -> int:
-    return terminal_size()[0]
-
-
 class Progress:
     """Per-chain progress on stderr: in a terminal or a notebook a tqdm bar per chain (tqdm handles widths,
     refresh rates and notebooks; it is installed with cmdstanpy anyway), in a log one line every LOG_SECONDS.
@@ -105,9 +101,9 @@ class Progress:
                 self._draw()
             elif force or time.monotonic() - self._last >= LOG_SECONDS:
                 self._last = time.monotonic()
-                states = [self._text(c) for c in self.chains]
                 if force and all(c.state == "done" for c in self.chains):
                     return  # (the fit's own lines say it finished)
+                states = [self._text(c) for c in self.chains]
                 print("; ".join(f"chain {c.index + 1}: {n}/{self.total} {what}" for c, (n, what)
                                 in zip(self.chains, states)), file=sys.stderr, flush=True)
         except (OSError, ValueError):
@@ -116,9 +112,10 @@ class Progress:
     def _draw(self) -> None:
         if not self._bars:
             # (tqdm.std's text bars: a notebook shows them in the cell's output too, without ipywidgets)
+            columns, rows = terminal_size()
             self._bars = [tqdm(total=self.total, desc=f"chain {c.index + 1}", position=k, leave=True,
-                               file=sys.stderr, mininterval=0.25, ncols=terminal_size()[0],
-                               nrows=max(terminal_size()[1], len(self.chains) + 1),
+                               file=sys.stderr, mininterval=0.25, ncols=columns,
+                               nrows=max(rows, len(self.chains) + 1),
                                unit="starting", bar_format="{desc}: {bar} {n_fmt}/{total_fmt} {unit}")
                           for k, c in enumerate(self.chains)]
         for bar, c in zip(self._bars, self.chains):
