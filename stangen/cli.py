@@ -1,4 +1,4 @@
-"""The `stangen` command: validate | render | from-formula | fit | check | hypothesis | means | slopes | report | compare | pooling |
+"""The `stangen` command: validate | render | from-formula | fit | check | hypothesis | means | slopes | comparisons | report | compare | pooling |
 simulate | predict | effects | sbc | kfold | plan | install-cmdstan.
 
 Exit codes: 0 ok; 1 user error (spec or data); 2 sampling or convergence failure; 3 internal error.
@@ -223,6 +223,7 @@ def cmd_means(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from .fitting import Fit
+    from .results import effects
 
     at = {}
     for part in filter(None, (args.at or "").split(",")):
@@ -235,10 +236,15 @@ def cmd_means(args: argparse.Namespace) -> int:
     fit = Fit.load(args.run_dir)
     if args.data:
         fit.use_data(args.data)
-    means, contrasts = fit.means(args.by, at=at, contrast=args.contrast, scale=args.scale, weights=args.weights)
+    means, contrasts = fit.means(args.by, at=at, contrast=args.contrast, scale=args.scale, weights=args.weights,
+                                 groups=args.groups)
     d = fit.description
-    what = f"E[{d.outcome}]" + (" per trial" if d.trials else "") if args.scale == "response" else "the linear predictor"
-    print(f"Marginal means of {what} by {args.by}: population level (group effects 0), other factors averaged "
+    what = ("the linear predictor" if args.scale == "link" else f"P({d.outcome} = category)" if d.family.ordinal
+            else f"E[{d.outcome}]" + (" per trial" if d.trials else ""))
+    groups = ("population level (group effects 0)" if args.groups == "population" else
+              f"averaged over new groups (effects drawn from the fitted distribution, {effects.NEW_GROUPS} per "
+              "cell and draw)")
+    print(f"Marginal means of {what} by {args.by}: {groups}, other factors averaged "
           f"({args.weights} weights), numeric predictors at their means" + (f" or {args.at}" if at else "") +
           (f"; offset {d.offset} = 0" if d.offset else ""))
     print(means.to_string(float_format=lambda v: f"{v:.4g}"))
@@ -263,6 +269,22 @@ def cmd_slopes(args: argparse.Namespace) -> int:
     print(f"Average slope of E[{fit.description.outcome}] in {args.predictor}, over the data's rows "
           "(each with its groups' effects):")
     print(table.to_string(float_format=lambda v: f"{v:.4g}"))
+    return 0
+
+
+def cmd_comparisons(args: argparse.Namespace) -> int:
+    from .fitting import Fit
+
+    fit = Fit.load(args.run_dir)
+    if args.data:
+        fit.use_data(args.data)
+    values = None if args.values is None else tuple(v.strip() for v in args.values.split(","))
+    table = fit.comparisons(args.predictor, values=values, by=args.by)
+    print(f"Average change in E[{fit.description.outcome}] when {args.predictor} changes, over the data's rows "
+          "(each with its groups' effects):")
+    print(table.to_string(float_format=lambda v: f"{v:.4g}"))
+    if args.output:
+        files.write_text(Path(args.output), table.reset_index().to_csv(index=False))
     return 0
 
 
@@ -711,6 +733,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--scale", choices=("response", "link"), default="response")
     p.add_argument("--weights", choices=("equal", "proportional"), default="equal",
                    help="how the other factors' combinations are averaged (emmeans' default: equal)")
+    p.add_argument("--groups", choices=("population", "sample"), default="population",
+                   help="group effects at 0 (emmeans' re.form = NA), or averaged over new groups drawn from the "
+                        "fitted distribution")
     p.add_argument("--data", help="the training data's CSV, when it moved since the fit")
     p.add_argument("-o", "--output", help="also write the tables as CSV here")
     p.set_defaults(run=cmd_means)
@@ -721,6 +746,15 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--by", help="a categorical level-1 predictor: one slope per category")
     p.add_argument("--data", help="the training data's CSV, when it moved since the fit")
     p.set_defaults(run=cmd_slopes)
+    p = sub.add_parser("comparisons", help="average change of the expected outcome when a predictor changes "
+                                           "(marginaleffects' avg_comparisons)")
+    p.add_argument("run_dir")
+    p.add_argument("--predictor", required=True, help="a level-1 predictor, numeric or categorical")
+    p.add_argument("--values", help="from,to (default: +1 for a number; each category against the reference)")
+    p.add_argument("--by", help="a categorical level-1 predictor: one comparison per category")
+    p.add_argument("--data", help="the training data's CSV, when it moved since the fit")
+    p.add_argument("-o", "--output", help="also write the table as CSV here")
+    p.set_defaults(run=cmd_comparisons)
     p = sub.add_parser("report", help="write report.html (self-contained) and report.md of a run directory")
     p.add_argument("run_dir")
     p.add_argument("--data", help="the training data's CSV, when it moved since the fit (checked against the run's "

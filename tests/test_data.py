@@ -7,7 +7,7 @@ from stangen import DataError, Level, Spec
 from stangen.cli import main
 from stangen.compiler.program import build
 
-from conftest import SPECS, read_example, write_spec
+from conftest import ROOT, SPECS, read_example, write_spec
 
 
 def problems_of(spec, df):
@@ -156,6 +156,19 @@ def test_default_priors_scale_with_the_data():
     np.testing.assert_allclose(data["prior_sd_Subject_rate"], [1 / s_y, df.Days.std(ddof=0) / s_y])
     assert data["prior_sigma_rate"] == pytest.approx(1 / s_y)
     assert program.data.priors["sigma"]["source"] == "default"
+
+
+def test_default_coefficient_priors_on_a_log_scale_are_gelman_s():
+    """Owls' poisson model: 2.5 per two sds of each column (Gelman et al. 2008), so a balanced 0/1 column gets
+    normal(0, 2.5), not rstanarm's 2.5 / s_x = 5; the intercept keeps scale 2.5 (at the log of the mean count
+    per unit of exposure)."""
+    program = build(SPECS / "owls.yaml")
+    data, df = program.stan_data, pd.read_csv(ROOT / "examples" / "data" / "owls.csv")
+    satiated = (df["food"] == "Satiated").astype(float)
+    assert data["prior_beta_food_scale"] == pytest.approx([1.25 / satiated.std(ddof=0)])
+    assert 2.4 < data["prior_beta_food_scale"][0] < 2.6
+    assert data["prior_Intercept_scale"] == pytest.approx(2.5)
+    assert data["prior_Intercept_location"] == pytest.approx(np.log(df["calls"].mean()) - df["log_brood"].mean())
 
 
 # ---- errors ----------------------------------------------------------------------------------

@@ -135,6 +135,46 @@ def test_an_average_slope_on_a_logit_model_is_the_brute_force_one(tmp_path):
     assert err.value.problems[0].path == "--predictor"
 
 
+def test_average_comparisons_are_the_brute_force_ones(tmp_path, capsys):
+    """marginaleffects' avg_comparisons on a logit model: +1 in x, x from 0 to 2, f's category against its
+    reference, by f; each the rows' mean of a difference of probabilities, per draw."""
+    rng = np.random.default_rng(5)
+    n = 90
+    data = pd.DataFrame({"y": rng.integers(0, 2, n), "x": rng.normal(0, 1, n), "g": rng.choice(list("abcd"), n),
+                         "f": rng.choice(["lo", "hi"], n)})
+    data.to_csv(tmp_path / "d.csv", index=False)
+    (tmp_path / "logit.yaml").write_text("data: d.csv\nfamily: bernoulli\noutcome: y\npredictors: [x, f]\n"
+                                         "levels: {g: {}}\n")
+    fit = fake_fit(tmp_path / "logit.yaml")
+    post = fit.posterior
+    intercept, beta_x = post["Intercept"].values.reshape(-1), post["beta_x"].values.reshape(-1)
+    beta_f = post["beta_f"].values.reshape(len(intercept), -1)[:, 0]
+    u = post["u_g"].values.reshape(len(intercept), -1)
+    g = data["g"].map({label: k for k, label in enumerate(fit.program.data.labels["g"])}).to_numpy()
+    reference, other = fit.program.data.categories["f"]
+    x, is_other = data["x"].to_numpy(), (data["f"] == other).to_numpy()
+
+    def p(x_value, other_value):
+        eta = intercept[:, None] + beta_x[:, None] * x_value + beta_f[:, None] * other_value + u[:, g]
+        return 1 / (1 + np.exp(-eta))
+    plus_one = (p(x + 1, is_other) - p(x, is_other)).mean(axis=1)
+    table = fit.comparisons("x")
+    assert table.loc[("x", "+1"), "estimate"] == pytest.approx(plus_one.mean(), abs=1e-12)
+    assert table.loc[("x", "+1"), "P(>0)"] == pytest.approx((plus_one > 0).mean())
+    span = fit.comparisons("x", values=(0, 2), by="f")
+    for label in ("hi", "lo"):
+        rows = (data["f"] == label).to_numpy()
+        expected = (p(2.0, is_other) - p(0.0, is_other))[:, rows].mean(axis=1).mean()
+        assert span.loc[(label, "2 - 0"), "estimate"] == pytest.approx(expected, abs=1e-12)
+    category = fit.comparisons("f")
+    expected = (p(x, 1.0) - p(x, 0.0)).mean(axis=1).mean()
+    assert category.loc[("f", f"{other} - {reference}"), "estimate"] == pytest.approx(expected, abs=1e-12)
+    from stangen.core.errors import UserError
+    with pytest.raises(UserError) as err:
+        fit.comparisons("f", values=("lo", "mid"), by="x")
+    assert {p.path for p in err.value.problems} == {"--values", "--by"}
+
+
 # -- marginal means and contrasts (emmeans) ------------------------------------------------------------------
 
 EMMEANS = json.loads((ROOT / "tests" / "reference" / "emmeans.json").read_text())
@@ -177,6 +217,55 @@ def test_marginal_means_average_the_grid_with_equal_or_proportional_weights(tmp_
     assert {p.path for p in err.value.problems} == {"--by", "--contrast", "--at"}
 
 
+def test_marginal_means_over_new_groups_integrate_their_effects(tmp_path):
+    """groups='sample': each draw's mean averages the probability over new groups' intercepts drawn from
+    N(0, sd²); with sd 2 that is the Gauss–Hermite integral of the logistic, well below the population-level
+    (u = 0) probability at eta = 2."""
+    rng = np.random.default_rng(6)
+    n = 80
+    data = pd.DataFrame({"y": rng.integers(0, 2, n), "g": rng.choice(list("abcd"), n),
+                         "f": rng.choice(["a", "b"], n)})
+    data.to_csv(tmp_path / "d.csv", index=False)
+    (tmp_path / "m.yaml").write_text("data: d.csv\nfamily: bernoulli\noutcome: y\npredictors: [f]\n"
+                                     "levels: {g: {}}\n")
+    fit = fake_fit(tmp_path / "m.yaml")
+    fit.posterior["Intercept"] = fit.posterior["Intercept"] + 2.0
+    fit.posterior["sd_g"] = fit.posterior["sd_g"] * 0 + 2.0
+    population, _ = fit.means("f")
+    sampled, contrasts = fit.means("f", groups="sample", contrast="pairwise")
+    nodes, weights = np.polynomial.hermite_e.hermegauss(40)
+    b0 = fit.posterior["Intercept"].values.reshape(-1)
+    bf = fit.posterior["beta_f"].values.reshape(len(b0), -1)[:, 0]
+    for label, eta in (("a", b0), ("b", b0 + bf)):
+        integral = (1 / (1 + np.exp(-(eta[:, None] + 2.0 * nodes[None, :])))) @ weights / np.sqrt(2 * np.pi)
+        assert sampled.loc[label, "estimate"] == pytest.approx(integral.mean(), abs=0.025)
+        assert population.loc[label, "estimate"] == pytest.approx((1 / (1 + np.exp(-eta))).mean(), abs=1e-12)
+        assert population.loc[label, "estimate"] - sampled.loc[label, "estimate"] > 0.08
+    # the same new groups in every cell of a draw: with no effect of f, its contrast is 0 in every draw
+    fit.posterior["beta_f"] = fit.posterior["beta_f"] * 0
+    _, contrasts = fit.means("f", groups="sample", contrast="pairwise")
+    assert contrasts.loc["a - b", "estimate"] == 0 and contrasts.loc["a - b", "est_error"] == 0
+
+
+def test_an_ordinal_outcome_s_means_are_its_category_probabilities():
+    """soup's SURENESS (6 categories) by PROD: P(y = k) at each product, population level, the respondent's
+    gender predictor at the reference; they sum to 1, and contrasts compare each category's probability."""
+    fit = fake_fit(SPECS / "soup.yaml")
+    means, contrasts = fit.means("PROD", contrast="pairwise")
+    cuts = fit.posterior["cutpoints"].values.reshape(-1, 5)
+    beta = fit.posterior["beta_PROD"].values.reshape(len(cuts), -1)[:, 0]
+    categories = fit.program.data.outcome_categories
+    assert list(means.index.names) == ["PROD", "SURENESS"] and len(means) == 2 * 6
+    for label, eta in (("Ref", np.zeros(len(cuts))), ("Test", beta)):
+        below = 1 / (1 + np.exp(-(cuts - eta[:, None])))
+        p = np.diff(np.column_stack([np.zeros(len(cuts)), below, np.ones(len(cuts))]), axis=1)
+        assert np.allclose(means.loc[label, "estimate"].to_numpy(), p.mean(axis=0), atol=1e-12)
+    assert means.groupby(level="PROD")["estimate"].sum().to_numpy() == pytest.approx([1, 1])
+    assert list(contrasts.index)[0] == ("Ref - Test", categories[0]) and len(contrasts) == 6
+    link, _ = fit.means("PROD", scale="link")
+    assert link.loc["Test", "estimate"] == pytest.approx(beta.mean(), abs=1e-12)
+
+
 @pytest.mark.sampling
 def test_marginal_means_agree_with_emmeans(tmp_path, capsys):
     from stangen.cli import main
@@ -198,3 +287,10 @@ def test_marginal_means_agree_with_emmeans(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "Marginal means of E[incidence] per trial by period: population level" in out and "2 - 1" in out
     assert len(pd.read_csv(tmp_path / "m.csv")) == 4 + 3
+    assert main(["means", str(run), "--by", "period", "--groups", "sample"]) == 0
+    assert "averaged over new groups (effects drawn from the fitted distribution, 100 per cell" in \
+        capsys.readouterr().out
+    assert main(["comparisons", str(run), "--predictor", "period", "-o", str(tmp_path / "c.csv")]) == 0
+    out = capsys.readouterr().out
+    assert "Average change in E[incidence] when period changes" in out and "4 - 1" in out
+    assert list(pd.read_csv(tmp_path / "c.csv")["contrast"]) == ["2 - 1", "3 - 1", "4 - 1"]

@@ -50,7 +50,7 @@ def _plot_files(run):
 @sampling
 def test_every_plot_is_a_nonempty_png(run):
     names = {p.name for p in _plot_files(run)}
-    assert names == {"trace.png", "caterpillar_Subject.png", "pairs.png", "effects_Days.png"}  # no ppc: no y_rep
+    assert names == {"trace.png", "caterpillar_Subject.png", "pairs.png", "prior_posterior.png", "effects_Days.png"}  # no ppc: no y_rep
     for path in _plot_files(run):
         data = path.read_bytes()
         assert len(data) > 5000 and data.startswith(PNG), path
@@ -58,7 +58,7 @@ def test_every_plot_is_a_nonempty_png(run):
 
 @sampling
 def test_html_embeds_every_plot_and_nothing_external(run, html):
-    assert html.count(EMBEDDED) == len(_plot_files(run)) == 4
+    assert html.count(EMBEDDED) == len(_plot_files(run)) == 5
     for encoded in re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', html):
         assert base64.b64decode(encoded).startswith(PNG)
     assert not re.search(r'(src|href)="(https?:)?//', html)
@@ -91,7 +91,7 @@ def test_html_has_equations_priors_checks_tables_and_program(sleep_fit, html):
 def test_markdown_links_plots_that_exist(sleep_fit, run):
     md = (run / "report.md").read_text(encoding="utf-8")
     links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md)
-    assert len(links) == len(_plot_files(run)) == 4
+    assert len(links) == len(_plot_files(run)) == 5
     for link in links:
         assert link.startswith("plots/") and (run / link).is_file(), link
     for line in eq.from_fit(sleep_fit).lines():

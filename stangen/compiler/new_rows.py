@@ -278,5 +278,8 @@ def training_rows(desc, prepared) -> EncodedRows:
     group = {lv.name: np.asarray(data[lv.index_key]) - 1 for lv in desc.levels}
     sub_designs = {sub.stan: np.asarray(data[sub.design_key], dtype=float) + np.asarray(data[sub.means_key], dtype=float)
                    if sub.terms else np.zeros((prepared.n, 0)) for sub in desc.submodels}
+    bounds = {key: np.asarray(data[key]) for key in ("truncation_lower", "truncation_upper") if key in data}
+    sigma_group = np.asarray(data["sigma_group"]) - 1 if "sigma_group" in data else None
     return EncodedRows(prepared.n, design, slopes, group, {}, Encoding.of(desc, prepared).group_values,
-                       trials=data.get("trials"), sub_designs=sub_designs, offsets=data.get("offsets"))
+                       trials=data.get("trials"), sub_designs=sub_designs, offsets=data.get("offsets"),
+                       bounds=bounds, sigma_group=sigma_group)

@@ -7,9 +7,9 @@ design column, and s_w the sd of a group-level predictor over groups:
 | parameter                         | default prior                                   |
 |-----------------------------------|-------------------------------------------------|
 | intercept (at predictor means)    | normal(m, 2.5·s_y); m = mean(y) gaussian, log(mean(y)) poisson, 0 logit |
-| coefficient of column x           | normal(0, 2.5·s_y / s_x)                        |
-| effect of group predictor w on the intercept | normal(0, 2.5·s_y / s_w)             |
-| effect of w on the slope of x     | normal(0, 2.5·s_y / (s_x·s_w))                  |
+| coefficient of column x           | normal(0, c / s_x); c = 2.5·s_y on the outcome's scale (identity link), 1.25 on a logit or log scale |
+| effect of group predictor w on the intercept | normal(0, c / s_w)                   |
+| effect of w on the slope of x     | normal(0, c / (s_x·s_w))                        |
 | sigma (gaussian, student; lognormal: s_y of log y) | exponential(1 / s_y)             |
 | phi, shape, nu (other families)   | the family's (stangen/core/families.py): gamma(0.01, 0.01); nu gamma(2, 0.1) |
 | cutpoints (cumulative), each      | student_t(3, 0, 2.5), as brms (at the predictors' means)         |
@@ -18,6 +18,11 @@ design column, and s_w the sd of a group-level predictor over groups:
 | correlation of varying effects    | lkj(2)                                          |
 | a sub-model's (`parameters:`) intercept | normal(log s_y for sigma, else 0; 2.5), on its link scale |
 | its coefficients, sds             | as above with s_y = 1 (on the link scale)       |
+
+On a logit or log scale (and a sub-model's link scale) a coefficient multiplies odds or means by e^b, so c is
+Gelman, Jakulin, Pittau & Su's (2008) 2.5 per two sds of x: 2.5 for a balanced 0/1 column (rstanarm's 2.5 / s_x
+gives it 5). With rstanarm's scale the default priors of glmmTMB's Owls model predicted 14% of the counts
+beyond 100 times the largest one observed (benchmarks/prior_predictive.py, benchmarks/RESULTS.md).
 
 A prior written in the spec is used exactly as written (no rescaling).
 """
@@ -34,7 +39,8 @@ if TYPE_CHECKING:
     from .encoding import Encoded
 
 DEFAULT_LKJ_ETA = 2.0
-COEF_SCALE = 2.5
+COEF_SCALE = 2.5  # a coefficient's sd per sd of x, in outcome sds (identity link) and for the intercept
+LINK_COEF_SCALE = 1.25  # a coefficient's sd per sd of x on a logit or log scale (Gelman et al. 2008)
 
 
 def _safe(sd: np.ndarray) -> np.ndarray:
@@ -54,18 +60,20 @@ def _default_args(target: PriorTarget, desc: ModelDescription, encoded: "Encoded
     if target.submodel is not None:  # on the sub-model's link scale: coefficients of scale 1
         s_y, y_loc = 1.0, desc.family.sub_model_location(target.submodel.aux, y)
     role = target.role
+    # a coefficient's scale per sd of its column: on the outcome's scale in outcome sds, on a link scale fixed
+    coef_scale = COEF_SCALE * s_y if target.submodel is None and desc.family.link == "identity" else LINK_COEF_SCALE
     if role == "intercept":
         if target.submodel is None and "offsets" in encoded.outcome:  # the offset carries part of the location
             y_loc -= float(np.mean(encoded.outcome["offsets"]))
         return {"location": y_loc, "scale": COEF_SCALE * s_y}
     if role == "term":
         s_x = _safe(term_scales[target.term.columns_key])
-        return {"location": np.zeros_like(s_x), "scale": COEF_SCALE * s_y / s_x}
+        return {"location": np.zeros_like(s_x), "scale": coef_scale / s_x}
     if role == "effect":
         s_k = _slope_scale(encoded, target.coefficient.term)
         values, _ = encoded.levels[target.level.name]["predictors"][target.effect.predictor.name]
         s_w = _safe(np.std(np.asarray(values, dtype=float), axis=0))
-        return {"location": np.zeros_like(s_w), "scale": COEF_SCALE * s_y / (s_k * s_w)}
+        return {"location": np.zeros_like(s_w), "scale": coef_scale / (s_k * s_w)}
     if role == "aux":  # the family's default (stangen/core/families.py): fixed numbers, or exponential(1 / s_y)
         if target.aux.default_prior:
             family, args = target.aux.default_prior

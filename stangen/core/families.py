@@ -103,6 +103,9 @@ class Family:
     # the CDFs take vectors: False where Stan 2.35's vectorized ones crash the sampler (poisson_lcdf and
     # poisson_lccdf with a vector of rates: signal 11, measured), so censoring and truncation sum row by row
     cdf_vectorized: bool = True
+    # the outcome has no upper bound (counts, amounts, measurements): a prior-only fit's check flags predictions
+    # far beyond the data's largest (stangen/results/prior_check.py); False for 0/1, shares and categories
+    unbounded: bool = True
 
     def __str__(self) -> str:  # how a family is printed: its name, as the spec writes it
         return self.name
@@ -394,6 +397,7 @@ def _logistic_variance(fit, intercept_variance):
 
 @dataclass(frozen=True)
 class Bernoulli(Family):
+    unbounded: bool = False  # (the prior predictive check has nothing to flag above)
     def header(self, outcome, trials):
         return f"{outcome}[i] ~ bernoulli(p[i])", "logit(p[i])"
 
@@ -443,6 +447,7 @@ def _counts(y, column, family, problem) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Binomial(Family):
+    unbounded: bool = False  # (the prior predictive check has nothing to flag above)
     def header(self, outcome, trials):
         return f"{outcome}[i] ~ binomial({trials}[i], p[i])", "logit(p[i])"
 
@@ -583,8 +588,11 @@ class NegBinomial(Poisson):
         return _log_link_scoring(y, eta, mu, mu / (1 + mu / phi))
 
     def draw(self, eta, aux, trials, errors, rng):
-        mu, phi = np.exp(np.clip(eta, -30, 20)), aux["phi"]
-        return rng.negative_binomial(phi, phi / (phi + mu))
+        # as a gamma mixture of Poissons (the same NB2): numpy's negative_binomial refuses the p below 1e-30 that a
+        # tiny phi from the vague default prior gives in a prior-only fit; rates capped as Poisson's are
+        mu = np.exp(np.clip(eta, -30, 20))
+        phi = np.broadcast_to(np.asarray(aux["phi"], dtype=float), mu.shape)
+        return rng.poisson(np.minimum(rng.gamma(phi, mu / phi), np.exp(20.0)))
 
     def latent_residual_variance(self, fit, intercept_variance):
         """ln(1 + 1/λ + 1/φ): the lognormal approximation for NB2 (Nakagawa, Johnson & Schielzeth 2017)."""
@@ -708,6 +716,7 @@ class GammaFamily(Family):
 class BetaFamily(Family):
     """Beta with a logit link: mean μ = inv_logit(η), precision φ (variance μ(1 − μ)/(1 + φ); glmmTMB's
     beta_family, brms's Beta)."""
+    unbounded: bool = False  # (the prior predictive check has nothing to flag above)
 
     def header(self, outcome, trials):
         return f"{outcome}[i] ~ beta(mu[i] * phi, (1 - mu[i]) * phi)", "logit(mu[i])"
@@ -770,6 +779,7 @@ def _category_text(values) -> str:
 class Cumulative(Family):
     """Ordered categories 1 < 2 < … < K (ordinal::clmm, brms's cumulative("logit")):
     P(y ≤ k) = inv_logit(cutpoint_k − η), with K − 1 ordered cutpoints in place of the population intercept."""
+    unbounded: bool = False  # (the prior predictive check has nothing to flag above)
 
     def header(self, outcome, trials):
         return f"{outcome}[i] ~ ordered_logistic(eta[i], cutpoints),  P({outcome}[i] <= k) = inv_logit(cutpoints[k] - eta[i])", "eta[i]"

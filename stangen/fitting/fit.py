@@ -22,7 +22,7 @@ from ..core.errors import Problem, SpecError, UserError
 from ..core.files import file_sha256
 from ..core.frames import read_csv
 from ..core.version import VERSION
-from ..results import checks, display, effects, hypotheses, tables
+from ..results import checks, display, effects, hypotheses, prior_check, tables
 from ..results.report import write_report
 from ..results.naming import naming, to_inference_data
 from ..results.predict import predict
@@ -192,18 +192,29 @@ class Fit:
                                     data=data, parameter=parameter)
 
     def means(self, by: str, at: dict[str, float] | None = None, contrast: str | None = None,
-              scale: str = "response", weights: str = "equal", data: pd.DataFrame | str | Path | None = None):
-        """emmeans' estimated marginal means of the expected outcome per category of `by` (population level:
-        group effects 0), and with `contrast` ('pairwise', 'revpairwise', 'trt.vs.ctrl') their differences:
-        (means, contrasts), tables of estimate, est_error, 95% interval (contrasts: and P(> 0)); see
+              scale: str = "response", weights: str = "equal", groups: str = "population",
+              data: pd.DataFrame | str | Path | None = None):
+        """emmeans' estimated marginal means of the expected outcome per category of `by` (`groups`:
+        'population', group effects 0, or 'sample', averaged over new groups), and with `contrast`
+        ('pairwise', 'revpairwise', 'trt.vs.ctrl') their differences: (means, contrasts), tables of estimate,
+        est_error, 95% interval (contrasts: and P(> 0)); an ordinal outcome's per category probability; see
         stangen.results.effects.marginal_means."""
-        return effects.marginal_means(self, by, at=at, contrast=contrast, scale=scale, weights=weights, data=data)
+        return effects.marginal_means(self, by, at=at, contrast=contrast, scale=scale, weights=weights,
+                                      groups=groups, data=data)
 
     def slopes(self, predictor: str, by: str | None = None, eps: float | None = None,
                data: pd.DataFrame | str | Path | None = None) -> pd.DataFrame:
         """marginaleffects' avg_slopes: the average over the data's rows of d E[y] / d predictor, per draw
         (by the categories of `by`): estimate, est_error and 95% interval (stangen.results.effects)."""
         return effects.average_slopes(self, predictor, by=by, eps=eps, data=data)
+
+    def comparisons(self, predictor: str, values: tuple | None = None, by: str | None = None,
+                    data: pd.DataFrame | str | Path | None = None) -> pd.DataFrame:
+        """marginaleffects' avg_comparisons: the average over the data's rows of the change in E[y] when
+        `predictor` goes up by 1 (numeric), from values[0] to values[1], or from the reference category to each
+        other one (categorical), per draw (by the categories of `by`): estimate, est_error, 95% interval and
+        P(> 0) (stangen.results.effects)."""
+        return effects.average_comparisons(self, predictor, values=values, by=by, data=data)
 
     def hypothesis(self, text: str, prob: float = 0.95) -> pd.DataFrame:
         """brms's hypothesis(): 'Days > 5', 'a - b > 0', '`sd(g: x)` = 1' (several separated by ';') over the
@@ -212,8 +223,20 @@ class Fit:
         return hypotheses.hypothesis(self, text, prob)
 
     def lme4(self) -> str:
-        """The fit printed like lme4's summary()."""
-        return tables.lme4_text(self)
+        """The fit printed like lme4's summary() (a prior-only fit: and its prior predictive check)."""
+        text = tables.lme4_text(self)
+        if self.info.get("prior_only"):
+            text += "\n\n" + self.prior_predictive().text()
+        return text
+
+    def prior_predictive(self) -> "prior_check.PriorPredictive":
+        """A prior-only fit's (`prior_only=True`) predicted data sets against the data: their statistics, and a
+        note when the priors predict absurd values (stangen.results.prior_check)."""
+        if not self.info.get("prior_only"):
+            raise UserError(Problem("prior_only", "this fit used the data; the prior predictive check needs a "
+                                                  "prior-only fit (stangen fit SPEC --prior-only, or "
+                                                  "stangen.fit(spec, prior_only=True))"))
+        return self._once(("prior_predictive",), lambda: prior_check.prior_predictive(self))
 
     def convergence(self):
         """Convergence checks with pass/warn/fail and advice (stangen.results.checks)."""

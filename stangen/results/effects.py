@@ -92,41 +92,57 @@ def _default_level(fit: "Fit", predictor: str) -> str | None:
     return d.levels[0].name if d.levels else None
 
 
-def _expected(fit: "Fit", grid: pd.DataFrame, parameter: str | None = None, link: bool = False) -> np.ndarray:
-    """The expected outcome of each grid row per draw (or the family parameter `parameter`, from its
-    sub-model; `link`: the linear predictor), with new groups at 0 and their group-level predictors at their
-    means over the fitted groups (the reference category for a categorical one)."""
+def _expected(fit: "Fit", grid: pd.DataFrame, parameter: str | None = None, link: bool = False,
+              probabilities: bool = False, new_groups: str = "population",
+              rng: np.random.Generator | None = None) -> np.ndarray:
+    """The expected outcome of each grid row per draw, (draws, rows) (or the family parameter `parameter`,
+    from its sub-model; `link`: the linear predictor; `probabilities`: an ordinal outcome's category
+    probabilities, (draws, rows, categories)), with new groups at 0 (`new_groups='sample'`: drawn from the
+    fitted distribution with `rng`) and their group-level predictors at their means over the fitted groups
+    (the reference category for a categorical one)."""
     d = fit.description
     grid = grid.copy()
     for lv in d.levels:
         for gp in lv.predictors:  # placeholders: new groups' values are set below
             if gp.column not in grid:
                 grid[gp.column] = fit.program.data.categories[gp.column][0] if gp.categorical else 0.0
-    rows = encode_rows(fit.program, grid, new_groups="population", need_sd_by=False, need_offset=False)
+    rows = encode_rows(fit.program, grid, new_groups=new_groups, need_sd_by=False, need_offset=False)
     for lv in d.levels:
         known = len(fit.program.data.labels[lv.name])
         for gp in lv.predictors:
             values = rows.group_values[(lv.name, gp.name)]
             if len(values) > known:
                 values[known:] = 0.0 if gp.categorical else values[:known].mean(axis=0)
+    rng = rng if rng is not None else np.random.default_rng(0)
     if parameter is not None:
-        return aux_draws(fit, rows)[parameter]
-    eta = linear_predictor(fit, rows, "population", np.random.default_rng(0))
-    return eta if link else fit.description.family.expected(eta, aux_draws(fit, rows), rows.trials)
+        return aux_draws(fit, rows, new_groups, rng)[parameter]
+    eta = linear_predictor(fit, rows, new_groups, rng)
+    if link:
+        return eta
+    aux = aux_draws(fit, rows, new_groups, rng)
+    if probabilities:
+        return d.family.probabilities(eta, aux["cutpoints"])
+    return d.family.expected(eta, aux, rows.trials)
 
 
 CONTRASTS = ("pairwise", "revpairwise", "trt.vs.ctrl")
 WEIGHTS = ("equal", "proportional")
+GROUPS = ("population", "sample")
+NEW_GROUPS = 100  # new groups per grid cell and draw that `groups='sample'` averages over
 
 
 def marginal_means(fit: "Fit", by: str, at: dict[str, float] | None = None, contrast: str | None = None,
-                   scale: str = "response", weights: str = "equal", data: pd.DataFrame | None = None):
+                   scale: str = "response", weights: str = "equal", data: pd.DataFrame | None = None,
+                   groups: str = "population", seed: int = 1):
     """emmeans' estimated marginal means of the expected outcome for each category of `by`, per draw: over the
     reference grid of the model's other categorical level-1 predictors (averaged with equal weights, or with
     `weights='proportional'` as often as the data have each combination), numeric predictors at their means
-    (or `at`), population level (every group effect 0, as emmeans with re.form = NA; group-level predictors at
-    their means), a binomial outcome per trial. `scale`: 'response' or 'link'. Returns (means, contrasts):
-    tables of estimate, est_error, 95% interval, and for contrasts P(> 0); contrasts None without `contrast`."""
+    (or `at`), a binomial outcome per trial. `groups='population'`: every group effect 0 (emmeans with
+    re.form = NA); `'sample'`: averaged over NEW_GROUPS new groups per cell and draw, their effects drawn from
+    the fitted distribution (brms's sample_new_levels; on a nonlinear link the population-averaged mean).
+    Group-level predictors at their means. `scale`: 'response' or 'link'. An ordinal outcome on the response
+    scale: each category's probability, one row per (by, category). Returns (means, contrasts): tables of
+    estimate, est_error, 95% interval, and for contrasts P(> 0); contrasts None without `contrast`."""
     d = fit.description
     categorical = sorted({v for t in d.terms for v in t.variables} & d.categorical)
     numeric = [v for v in numeric_predictors(fit) if v in {w for t in d.terms for w in t.variables}]
@@ -139,7 +155,7 @@ def marginal_means(fit: "Fit", by: str, at: dict[str, float] | None = None, cont
             problems.append(Problem("--at", f"'{name}' is not a numeric level-1 predictor (numeric ones: "
                                             f"{', '.join(numeric) or 'none'})"))
     for value, allowed, path in ((contrast, CONTRASTS, "--contrast"), (scale, ("response", "link"), "--scale"),
-                                 (weights, WEIGHTS, "--weights")):
+                                 (weights, WEIGHTS, "--weights"), (groups, GROUPS, "--groups")):
         if value is not None and value not in allowed:
             problems.append(Problem(path, f"unknown choice {value!r} (allowed: {', '.join(allowed)})"))
     if problems:
@@ -155,12 +171,26 @@ def marginal_means(fit: "Fit", by: str, at: dict[str, float] | None = None, cont
     else:
         share = np.full(len(combos), 1.0 / len(combos))
     base = _reference_row(fit, frame) | dict(at or {}) | {lv.id_column: POPULATION for lv in d.levels}
-    columns = []
-    for label in categories[by]:
-        grid = pd.DataFrame([base | {by: label} | dict(zip(others, combo)) for combo in combos])
-        columns.append(_expected(fit, grid, link=scale == "link") @ share)
-    draws = np.column_stack(columns)  # (draws, categories of by)
-    means = _summary(draws, pd.Index(categories[by], name=by))
+    probabilities = d.family.ordinal and scale == "response"
+    replicates = NEW_GROUPS if groups == "sample" else 1
+    # the grid: categories of by × combinations of the others × copies (each copy new groups at every level:
+    # the same sampled groups for every cell of a draw, so that contrasts compare like with like)
+    grid = pd.DataFrame([base | {by: label} | dict(zip(others, combo))
+                         for label in categories[by] for combo in combos for _ in range(replicates)])
+    if groups == "sample":
+        for lv in d.levels:
+            grid[lv.id_column] = [f"{POPULATION} {k}" for k in range(replicates)] * (len(grid) // replicates)
+    values = _expected(fit, grid, link=scale == "link", probabilities=probabilities, new_groups=groups,
+                       rng=np.random.default_rng(seed))
+    values = values.reshape(values.shape[0], len(categories[by]), len(combos), replicates, *values.shape[2:])
+    per_cell = np.tensordot(values.mean(axis=3), share, axes=([2], [0]))  # (draws, by[, outcome categories])
+    if probabilities:  # one column per (category of by, outcome category)
+        outcome = fit.program.data.outcome_categories
+        draws = per_cell.reshape(per_cell.shape[0], -1)
+        index = pd.MultiIndex.from_product([categories[by], outcome], names=[by, d.outcome])
+    else:
+        draws, index = per_cell, pd.Index(categories[by], name=by)
+    means = _summary(draws, index)
     if contrast is None:
         return means, None
     k = len(categories[by])
@@ -168,8 +198,13 @@ def marginal_means(fit: "Fit", by: str, at: dict[str, float] | None = None, cont
              [(j, i) for i in range(k) for j in range(i + 1, k)] if contrast == "revpairwise" else
              [(j, 0) for j in range(1, k)])
     names = [f"{categories[by][i]} - {categories[by][j]}" for i, j in pairs]
-    differences = np.column_stack([draws[:, i] - draws[:, j] for i, j in pairs])
-    contrasts = _summary(differences, pd.Index(names, name="contrast"))
+    if probabilities:  # the contrasts of each outcome category's probability
+        differences = np.concatenate([per_cell[:, i] - per_cell[:, j] for i, j in pairs], axis=1)
+        index = pd.MultiIndex.from_product([names, outcome], names=["contrast", d.outcome])
+    else:
+        differences = np.column_stack([draws[:, i] - draws[:, j] for i, j in pairs])
+        index = pd.Index(names, name="contrast")
+    contrasts = _summary(differences, index)
     contrasts["P(>0)"] = (differences > 0).mean(axis=0)
     return means, contrasts
 
@@ -218,20 +253,88 @@ def average_slopes(fit: "Fit", predictor: str, by: str | None = None, eps: float
     frame = fit.training_data(data).reset_index(drop=True)
     x = pd.to_numeric(frame[predictor]).to_numpy(dtype=float)
     step = eps if eps is not None else 1e-4 * float(np.ptp(x) or 1.0)
-    d = fit.description
-
-    def expected(rows_frame: pd.DataFrame) -> np.ndarray:
-        rows = encode_rows(fit.program, rows_frame, new_groups="population", need_sd_by=False)
-        eta = linear_predictor(fit, rows, "population", None)
-        return d.family.expected(eta, aux_draws(fit, rows), rows.trials)
-
-    change = (expected(frame.assign(**{predictor: x + step})) - expected(frame)) / step  # (draws, rows)
-    groups = [(predictor, np.ones(len(frame), dtype=bool))] if by is None else \
-        [(label, (frame[by].map(str) == label).to_numpy()) for label in sorted(frame[by].map(str).unique())]
-    values = np.column_stack([change[:, rows].mean(axis=1) for _, rows in groups])
+    change = (_rows_expected(fit, frame.assign(**{predictor: x + step})) - _rows_expected(fit, frame)) / step
+    groups = _row_groups(frame, by, predictor)
+    values = np.column_stack([change[:, rows].mean(axis=1) for _, rows in groups])  # (draws, groups)
     if draws:
         return values
     return _summary(values, pd.Index([label for label, _ in groups], name=by or "slope of"))
+
+
+def average_comparisons(fit: "Fit", predictor: str, values: tuple | None = None, by: str | None = None,
+                        data: pd.DataFrame | None = None, draws: bool = False):
+    """marginaleffects' avg_comparisons: per draw, the mean over the data's rows (of each category of `by`) of
+    the change in the expected outcome when `predictor` changes, each row with its groups' effects. A numeric
+    predictor: from each row's value to that value + 1 ('+1'), or from values[0] to values[1] on every row; a
+    categorical one: each category against the reference (every row set to each), or values[1] against
+    values[0]. A table (by, contrast: estimate, est_error, 95% interval, P(> 0)), or with `draws` a dict
+    contrast → (draws, by groups) array."""
+    d = fit.description
+    used = {v for t in _all_terms(d) for v in t.variables}  # (a sub-model's too: zi moves E[y])
+    categorical = predictor in d.categorical
+    problems = []
+    if predictor not in used:
+        problems.append(Problem("--predictor", f"'{predictor}' is not a level-1 predictor of this model "
+                                               f"(predictors: {', '.join(sorted(used)) or 'none'})"))
+    elif categorical and values is not None:
+        known = [str(c) for c in fit.program.data.categories[predictor]]
+        for value in values:
+            if str(value) not in known:
+                problems.append(Problem("--values", f"'{value}' is not a category of {predictor} (categories: "
+                                                    f"{', '.join(known)})"))
+    elif values is not None:
+        try:
+            values = tuple(float(v) for v in values)
+        except (TypeError, ValueError):
+            problems.append(Problem("--values", f"{predictor} is numeric: give two numbers, got {values!r}"))
+    if values is not None and len(values) != 2:
+        problems.append(Problem("--values", f"give two values (from, to), got {len(values)}"))
+    if by is not None and by not in used & d.categorical:
+        problems.append(Problem("--by", f"'{by}' is not a categorical level-1 predictor of this model "
+                                        f"(categorical ones: {', '.join(sorted(used & d.categorical)) or 'none'})"))
+    if problems:
+        raise UserError(problems)
+    frame = fit.training_data(data).reset_index(drop=True)
+    if categorical:
+        labels = {str(c): c for c in fit.program.data.categories[predictor]}
+        reference = next(iter(labels))
+        pairs = [(reference, other) for other in list(labels)[1:]] if values is None else \
+            [(str(values[0]), str(values[1]))]
+        changes = {f"{hi} - {lo}": _rows_expected(fit, frame.assign(**{predictor: labels[hi]})) -
+                   _rows_expected(fit, frame.assign(**{predictor: labels[lo]})) for lo, hi in pairs}
+    elif values is None:
+        x = pd.to_numeric(frame[predictor]).to_numpy(dtype=float)
+        changes = {"+1": _rows_expected(fit, frame.assign(**{predictor: x + 1})) - _rows_expected(fit, frame)}
+    else:
+        lo, hi = values
+        changes = {f"{hi:g} - {lo:g}": _rows_expected(fit, frame.assign(**{predictor: hi})) -
+                   _rows_expected(fit, frame.assign(**{predictor: lo}))}
+    groups = _row_groups(frame, by, predictor)
+    averaged = {name: np.column_stack([change[:, rows].mean(axis=1) for _, rows in groups])
+                for name, change in changes.items()}
+    if draws:
+        return averaged
+    tables = []
+    for name, value in averaged.items():
+        table = _summary(value, pd.Index([label for label, _ in groups], name=by or "term"))
+        table["P(>0)"] = (value > 0).mean(axis=0)
+        tables.append(table.assign(contrast=name).set_index("contrast", append=True))
+    return pd.concat(tables)
+
+
+def _rows_expected(fit: "Fit", frame: pd.DataFrame) -> np.ndarray:
+    """The expected outcome of each row per draw, (draws, rows), each row with its groups' effects."""
+    rows = encode_rows(fit.program, frame, new_groups="population", need_sd_by=False)
+    eta = linear_predictor(fit, rows, "population", None)
+    return fit.description.family.expected(eta, aux_draws(fit, rows), rows.trials)
+
+
+def _row_groups(frame: pd.DataFrame, by: str | None, label: str) -> list[tuple[str, np.ndarray]]:
+    """(label, which rows) per category of `by` (its labels sorted), or one group of all rows."""
+    if by is None:
+        return [(label, np.ones(len(frame), dtype=bool))]
+    text = frame[by].map(str)
+    return [(value, (text == value).to_numpy()) for value in sorted(text.unique())]
 
 
 def _group_lines(fit, frame, predictor, level, groups, values, reference, seed, parameter=None) -> pd.DataFrame:

@@ -152,3 +152,43 @@ def to_inference_data(program: StanProgram, draws: Draws) -> az.InferenceData:
     dims = {k: v for k, v in names.dims.items() if k in variables} | {"y": ["obs"]}
     return az.from_dict(posterior=variables, sample_stats=stats, observed_data={"y": y}, **groups,
                         coords=names.coords, dims=dims)
+
+
+def prior_names(target, desc: ModelDescription, data: PreparedData) -> list[str]:
+    """The display names of a prior target's elements (compiler.model.PriorTarget): one per number it is on."""
+    sub = target.submodel
+    if sub is not None:  # a sub-model's: named as its summary rows (zi_Intercept, zi_minedno, sd(site: zi_intercept))
+        if target.role == "intercept":
+            return [submodel_name(sub, "Intercept") + (" (at its predictors' means)" if sub.intercept_centered else "")]
+        if target.role == "term":
+            cols = data.columns.get(target.term.columns_key, [target.term.name])
+            return [submodel_name(sub, c) for c in cols]
+        if target.role == "sd":
+            return [f"sd({target.level.name}: {submodel_name(sub, c.name)})" for c in target.level.coefficients]
+        return [f"cor({target.level.name}: {', '.join(submodel_name(sub, c.name) for c in target.level.coefficients)})"]
+    role = target.role
+    if role == "intercept":
+        return ["Intercept" + (" (at the predictors' means)" if target.param.endswith("_centered") else "")]
+    if role == "term":
+        cols = data.columns.get(target.term.name, [target.term.name]) if target.vector else [target.term.name]
+        note = " (at the group-level predictors' means)" if target.term.centered_slope else ""
+        return [c + note for c in cols]
+    if role == "effect":
+        c, pred = target.coefficient, target.effect.predictor
+        cols = data.group_columns.get((target.level.name, pred.name), [pred.name]) if target.vector else [pred.name]
+        shown = [col if c.term is None else f"{c.term.name}:{col}" for col in cols]
+        on = "intercept" if c.term is None else f"{c.name} slope"
+        return [f"{s} (on the {target.level.name} {on})" for s in shown]
+    if role == "aux" and target.aux.size:
+        labels = desc.family.aux_labels(data.outcome_categories)
+        note = " (at the predictors' means)" if target.param.endswith("_centered") else ""
+        return [f"{target.aux.shown}[{label}]{note}" for label in labels] or [target.aux.name]
+    if role == "aux":
+        each = f" (each of {', '.join(data.sigma_labels)})" if desc.residuals.per_value_of(target.aux) else ""
+        return [target.aux.name + each]
+    if role == "sd":
+        note = " (at the slope predictors' means)" if target.param.endswith("_at_mean") else ""
+        return [f"sd({target.level.name}: {c.name}){note}" for c in target.level.coefficients]
+    if role == "correlation":
+        return [f"cor({target.level.name}: {', '.join(c.name for c in target.level.coefficients)})"]
+    return [target.key]

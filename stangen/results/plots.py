@@ -5,6 +5,7 @@ the path written (or None when the plot does not apply to the fit).
     caterpillar(fit, "school", "plots/cat.png")      each group's deviation u, sorted, with 50% and 95% intervals
     pairs(fit, "plots/pairs.png")                    intercept, sds, correlations, sigma; divergences in red
     ppc(fit, "plots/ppc.png")                        observed outcome vs. posterior predictive draws
+    prior_posterior(fit, "plots/prior.png")          each population-level parameter's prior and posterior
     effects.plot_effects(fit, "x", "plots/e.png")    expected outcome against a predictor (results/effects.py)
     all_plots(fit, "run/plots")                      all of them: {name: path or None}, with notes on skipped ones
 
@@ -23,6 +24,7 @@ import xarray as xr
 
 from .effects import numeric_predictors, plot_effects
 from .figures import plt, quiet, save, title
+from .prior_check import prior_and_posterior
 from .tables import coefficient_draws
 
 if TYPE_CHECKING:
@@ -198,6 +200,41 @@ def ppc(fit: "Fit", path: str | Path) -> Path | None:
     return save(fig, path)
 
 
+# -- prior vs posterior -----------------------------------------------------------------------
+
+MAX_PRIOR_PANELS = 24
+
+
+@quiet
+def prior_posterior(fit: "Fit", path: str | Path) -> Path | None:
+    """Each population-level parameter's prior (drawn in numpy from the numbers the program used) behind its
+    posterior: where the data moved it, and where the prior still shapes it. None for a prior-only fit."""
+    if fit.info.get("prior_only"):
+        return None
+    pairs = prior_and_posterior(fit)[:MAX_PRIOR_PANELS]
+    if not pairs:
+        return None
+    cols = min(4, len(pairs))
+    rows = math.ceil(len(pairs) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.3 * rows), layout="constrained", squeeze=False)
+    for ax, (name, stan, prior, posterior) in zip(axes.flat, pairs):
+        lo = min(np.quantile(prior, 0.01), np.quantile(posterior, 0.005))
+        hi = max(np.quantile(prior, 0.99), np.quantile(posterior, 0.995))
+        bins = np.linspace(lo, hi, 60)
+        ax.hist(prior, bins=bins, density=True, histtype="stepfilled", color="0.8", label="prior")
+        ax.hist(posterior, bins=bins, density=True, histtype="stepfilled", color="tab:blue", alpha=0.7,
+                label="posterior")
+        ax.set_title(name if len(name) <= 40 else name[:37] + "…", fontsize=8, loc="left")
+        ax.set_yticks([])
+        ax.tick_params(labelsize=7)
+    for ax in list(axes.flat)[len(pairs):]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=7, loc="upper right")
+    fig.suptitle(f"{title(fit)}: prior (grey) and posterior (blue) of the population-level parameters, on the "
+                 "sampler's scale", fontsize=10, x=0.01, ha="left")
+    return save(fig, path)
+
+
 # -- all of them ------------------------------------------------------------------------------
 
 @dataclass
@@ -232,6 +269,9 @@ def planned_plots(fit: "Fit") -> list[PlannedPlot]:
     out.append(PlannedPlot("ppc", "ppc.png", "Posterior predictive check", lambda path: ppc(fit, path),
                            "This fit has no posterior predictive draws; to check the model against the data, fit "
                            f"with them: `{ENABLE_PPC}`"))
+    out.append(PlannedPlot("prior_posterior", "prior_posterior.png", "Prior and posterior of the population-level "
+                           "parameters", lambda path: prior_posterior(fit, path),
+                           "A prior-only fit: its draws are the priors (the prior predictive check is above)."))
     numeric = numeric_predictors(fit)
     if numeric:
         out.append(PlannedPlot("effects", f"effects_{_file_stem(numeric[0])}.png",

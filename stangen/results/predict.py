@@ -60,7 +60,7 @@ def predict(fit: "Fit", newdata: pd.DataFrame, kind: str = "response", new_group
             if d.family.ordinal:
                 probabilities = d.family.probabilities(eta, aux["cutpoints"])
         else:
-            values = _response(fit, eta, aux, rows, rng)
+            values = response_draws(fit, eta, aux, rows, rng)
     chains, per_chain = fit.posterior.sizes["chain"], fit.posterior.sizes["draw"]
     if draws:
         return xr.DataArray(values.reshape(chains, per_chain, rows.n).astype(float), dims=("chain", "draw", "row"),
@@ -77,7 +77,7 @@ def predict(fit: "Fit", newdata: pd.DataFrame, kind: str = "response", new_group
     return table
 
 
-def _response(fit: "Fit", eta: np.ndarray, aux: dict[str, np.ndarray], rows: EncodedRows, rng) -> np.ndarray:
+def response_draws(fit: "Fit", eta: np.ndarray, aux: dict[str, np.ndarray], rows: EncodedRows, rng) -> np.ndarray:
     """New outcomes, draw by draw (an ordinal outcome as its category number 1..K; a truncated outcome inside
     its range, an uncensored one)."""
     family, truncation = fit.description.family, fit.description.truncation

@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 
 from ..compiler.model import prior_targets
-from .naming import submodel_name
-from . import checks, multilevel, tables
+from .naming import prior_names
+from . import checks, multilevel, prior_check, tables
 from . import equations as _equations
 
 if TYPE_CHECKING:
@@ -101,7 +101,7 @@ def prior_rows(fit: "Fit") -> Table:
     for key, used in priors.items():
         family, args, source = used["family"], used.get("args", {}), used.get("source", "")
         target = targets.get(key)
-        names = _prior_names(target, fit.description, data) if target is not None else [key]
+        names = prior_names(target, fit.description, data) if target is not None else [key]
         vector = {a: np.atleast_1d(np.asarray(v, dtype=float)) for a, v in args.items()}
         n = max([len(v) for v in vector.values()] + [1])
         if target is not None and target.role == "correlation":
@@ -117,44 +117,6 @@ def prior_rows(fit: "Fit") -> Table:
             values = [number(v[i] if len(v) > i else v[0]) for v in vector.values()]
             rows.append((name, [f"{family}({', '.join(values)})", used.get("param", ""), origin]))
     return Table("parameter", ["prior", "Stan parameter", "source"], rows)
-
-
-def _prior_names(target, desc, data) -> list[str]:
-    sub = target.submodel
-    if sub is not None:  # a sub-model's: named as its summary rows (zi_Intercept, zi_minedno, sd(site: zi_intercept))
-        if target.role == "intercept":
-            return [submodel_name(sub, "Intercept") + (" (at its predictors' means)" if sub.intercept_centered else "")]
-        if target.role == "term":
-            cols = data.columns.get(target.term.columns_key, [target.term.name])
-            return [submodel_name(sub, c) for c in cols]
-        if target.role == "sd":
-            return [f"sd({target.level.name}: {submodel_name(sub, c.name)})" for c in target.level.coefficients]
-        return [f"cor({target.level.name}: {', '.join(submodel_name(sub, c.name) for c in target.level.coefficients)})"]
-    role = target.role
-    if role == "intercept":
-        return ["Intercept" + (" (at the predictors' means)" if target.param.endswith("_centered") else "")]
-    if role == "term":
-        cols = data.columns.get(target.term.name, [target.term.name]) if target.vector else [target.term.name]
-        note = " (at the group-level predictors' means)" if target.term.centered_slope else ""
-        return [c + note for c in cols]
-    if role == "effect":
-        c, pred = target.coefficient, target.effect.predictor
-        cols = data.group_columns.get((target.level.name, pred.name), [pred.name]) if target.vector else [pred.name]
-        shown = [col if c.term is None else f"{c.term.name}:{col}" for col in cols]
-        on = "intercept" if c.term is None else f"{c.name} slope"
-        return [f"{s} (on the {target.level.name} {on})" for s in shown]
-    if role == "aux" and target.aux.size:
-        labels = desc.family.aux_labels(data.outcome_categories)
-        note = " (at the predictors' means)" if target.param.endswith("_centered") else ""
-        return [f"{target.aux.shown}[{label}]{note}" for label in labels] or [target.aux.name]
-    if role == "aux":
-        each = f" (each of {', '.join(data.sigma_labels)})" if desc.residuals.per_value_of(target.aux) else ""
-        return [target.aux.name + each]
-    if role == "sd":
-        return [f"sd({target.level.name}: {c.name})" for c in target.level.coefficients]
-    if role == "correlation":
-        return [f"cor({target.level.name}: {', '.join(c.name for c in target.level.coefficients)})"]
-    return [target.key]
 
 
 # -- convergence ------------------------------------------------------------------------------
@@ -262,6 +224,22 @@ def _priors_section(fit: "Fit", s: Section) -> None:
     s.intro = ("The priors in the Stan program, with their numbers. Defaults are weakly informative and scaled "
                "to the data; a prior written in the spec is used as written.")
     s.table = prior_rows(fit)
+
+
+@section("prior_predictive", "Prior predictive check")
+def _prior_predictive_section(fit: "Fit", s: Section) -> None:
+    """Only for a prior-only fit (the templates skip a section with no table)."""
+    if not fit.info.get("prior_only"):
+        return
+    check = prior_check.prior_predictive(fit)
+    s.status = "warn" if check.note else "pass"
+    beyond = (f" {check.beyond:.1%} of the predictions lie beyond {prior_check.ABSURD_FACTOR} times the data's largest "
+              f"|{check.outcome}| ({number(check.limit)})." if check.limit is not None else "")
+    s.intro = (f"{check.draws} data sets of {check.outcome} drawn from the priors for the data's rows (their "
+               "predictors, groups and exposures), each summarized, against the data's own statistics: do the "
+               f"priors allow the data, without predicting absurd values?{beyond}"
+               + (f" {check.note[0].upper()}{check.note[1:]}." if check.note else ""))
+    s.table = frame_table(check.table, "statistic")
 
 
 @section("convergence", "Convergence checks")

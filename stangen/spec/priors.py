@@ -9,6 +9,8 @@ import math
 import re
 from dataclasses import dataclass
 
+import numpy as np
+
 # family → (argument names, arguments that must be > 0)
 FAMILIES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "normal": (("location", "scale"), ("scale",)),
@@ -19,6 +21,38 @@ FAMILIES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "lkj": (("eta",), ("eta",)),
     "beta": (("a", "b"), ("a", "b")),
 }
+
+# family → numpy draws (rng, named arguments as numbers, size); lkj has none (a matrix, not a number)
+SAMPLERS = {
+    "normal": lambda rng, a, n: rng.normal(a["location"], a["scale"], n),
+    "student_t": lambda rng, a, n: a["location"] + a["scale"] * rng.standard_t(a["df"], n),
+    "cauchy": lambda rng, a, n: a["location"] + a["scale"] * rng.standard_cauchy(n),
+    "exponential": lambda rng, a, n: rng.exponential(1 / a["rate"], n),
+    "gamma": lambda rng, a, n: rng.gamma(a["shape"], 1 / a["rate"], n),
+    "beta": lambda rng, a, n: rng.beta(a["a"], a["b"], n),
+}
+
+
+def draw_prior(family: str, args: dict[str, float], size: int, rng: np.random.Generator,
+               lower: float | None = None, upper: float | None = None) -> np.ndarray | None:
+    """`size` draws from a prior on a number, inside the parameter's declared bounds as Stan truncates it (a
+    normal on an sd: half-normal); None for a family with no draws here (lkj)."""
+    sampler = SAMPLERS.get(family)
+    if sampler is None:
+        return None
+    kept = np.empty(0)
+    for _ in range(50):  # rejection: the bounds keep at least a few % of any prior the spec allows
+        draws = sampler(rng, args, size)
+        inside = np.ones(size, dtype=bool)
+        if lower is not None:
+            inside &= draws > lower
+        if upper is not None:
+            inside &= draws < upper
+        kept = np.concatenate([kept, draws[inside]])
+        if len(kept) >= size:
+            break
+    return kept[:size]
+
 
 # prior class → families allowed for it
 CLASS_FAMILIES: dict[str, tuple[str, ...]] = {
