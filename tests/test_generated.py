@@ -20,7 +20,8 @@ from stangen.run.stanc import check
 
 from conftest import read_example, GOLDEN, SPECS
 
-pytestmark = pytest.mark.sampling
+# one worker runs this file's tests: they share module fixtures (fits) that are made once per worker
+pytestmark = [pytest.mark.sampling, pytest.mark.xdist_group("test_generated")]
 SHORT = dict(chains=4, warmup=300, draws=300, seed=7, quiet=True, backend="pystan")
 BOTH = ("y_rep", "log_lik")
 SPEC_FILES = sorted(SPECS.glob("*.yaml"))
