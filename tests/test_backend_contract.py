@@ -29,9 +29,6 @@ from stangen.run.backends import cache
 from stangen.run.backends.cmdstan import find_cmdstan
 from stangen.run.backends.nutpie import NutpieBackend
 
-# one worker runs this file's tests: they share module fixtures (fits) that are made once per worker
-pytestmark = pytest.mark.xdist_group("test_backend_contract")
-
 ROOT = Path(__file__).resolve().parents[1]
 
 PROGRAM = """\

@@ -10,9 +10,6 @@ import pytest
 
 from conftest import ROOT, SPECS
 
-# one worker runs this file's tests: they share module fixtures (fits) that are made once per worker
-pytestmark = pytest.mark.xdist_group("test_blackmore_nlme")
-
 REFERENCE = json.loads((ROOT / "tests" / "reference" / "blackmore.json").read_text())["REML"]
 # the specs' own draws (the default 1000 per chain)
 RUN = dict(chains=4, warmup=1000, seed=2, quiet=True, backend="pystan", generated=("log_lik",))

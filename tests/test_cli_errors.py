@@ -12,9 +12,6 @@ from stangen.cli import main
 from conftest import DATA as EXAMPLE_DATA
 from conftest import SPECS
 
-# one worker runs this file's tests: they share module fixtures (fits) that are made once per worker
-pytestmark = pytest.mark.xdist_group("test_cli_errors")
-
 SPEC = str(SPECS / "sleepstudy.yaml")
 DATA = str(EXAMPLE_DATA / "sleepstudy.csv")
 FORMULA = "Reaction ~ Days + (Days | Subject)"

@@ -20,8 +20,7 @@ from stangen.run.stanc import check
 
 from conftest import read_example, GOLDEN, SPECS
 
-# one worker runs this file's tests: they share module fixtures (fits) that are made once per worker
-pytestmark = [pytest.mark.sampling, pytest.mark.xdist_group("test_generated")]
+pytestmark = pytest.mark.sampling
 SHORT = dict(chains=4, warmup=300, draws=300, seed=7, quiet=True, backend="pystan")
 BOTH = ("y_rep", "log_lik")
 SPEC_FILES = sorted(SPECS.glob("*.yaml"))

@@ -18,9 +18,6 @@ from stangen.results.report import write_report
 
 from conftest import SPECS
 
-# one worker runs this file's tests: they share module fixtures (fits) that are made once per worker
-pytestmark = pytest.mark.xdist_group("test_report")
-
 sampling = pytest.mark.sampling
 SHORT = dict(chains=2, warmup=300, draws=300, seed=5, quiet=True)
 PNG = b"\x89PNG\r\n\x1a\n"

@@ -17,9 +17,6 @@ from stangen.fitting.rundir import check_output
 
 from conftest import SPECS
 
-# one worker runs this file's tests: they share module fixtures (fits) that are made once per worker
-pytestmark = pytest.mark.xdist_group("test_runs")
-
 
 # -- where a run may be written (no fit needed) -----------------------------------------------------------------
 
