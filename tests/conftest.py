@@ -77,3 +77,27 @@ def assert_same_posterior(a, b, names=None, group_effects: bool = False) -> None
         tolerance = 4 * np.hypot(sa.loc[effects, "mcse_mean"], sb.loc[effects, "mcse_mean"]) + 0.02 * sa.loc[effects, "sd"]
         worst = (sa.loc[effects, "mean"] - sb.loc[effects, "mean"]).abs() / tolerance
         assert worst.max() < 1, worst.sort_values().tail(3)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def program_log():
+    """With STANGEN_PROGRAM_LOG=FILE, each embedded-backend compile appends 'test id<TAB>program key<TAB>built
+    now' to FILE: which tests need which of the suite's programs (a fresh clone's test time is their compiles)."""
+    path = os.environ.get("STANGEN_PROGRAM_LOG")
+    if not path:
+        yield
+        return
+    from stangen.run.backends import cache
+    from stangen.run.backends.pystan import PyStanBackend
+
+    original = PyStanBackend.compile
+
+    def compile_and_log(self, program, **kwargs):
+        key = cache.program_key(self.name, self.stan_version, program)
+        model = original(self, program, **kwargs)
+        with open(path, "a") as log:
+            log.write(f"{os.environ.get('PYTEST_CURRENT_TEST', '?')}\t{key[:12]}\t{model.compiled_now}\n")
+        return model
+    PyStanBackend.compile = compile_and_log
+    yield
+    PyStanBackend.compile = original
