@@ -266,8 +266,9 @@ def cmd_slopes(args: argparse.Namespace) -> int:
     if args.data:
         fit.use_data(args.data)
     table = fit.slopes(args.predictor, by=args.by)
-    print(f"Average slope of E[{fit.description.outcome}] in {args.predictor}, over the data's rows "
-          "(each with its groups' effects):")
+    d = fit.description
+    print(f"Average slope of E[{d.outcome}]{' per trial' if d.trials else ''} in {args.predictor}, over the data's "
+          "rows (each with its groups' effects):")
     print(table.to_string(float_format=lambda v: f"{v:.4g}"))
     return 0
 
@@ -280,8 +281,9 @@ def cmd_comparisons(args: argparse.Namespace) -> int:
         fit.use_data(args.data)
     values = None if args.values is None else tuple(v.strip() for v in args.values.split(","))
     table = fit.comparisons(args.predictor, values=values, by=args.by)
-    print(f"Average change in E[{fit.description.outcome}] when {args.predictor} changes, over the data's rows "
-          "(each with its groups' effects):")
+    d = fit.description
+    print(f"Average change in E[{d.outcome}]{' per trial' if d.trials else ''} when {args.predictor} changes, over "
+          "the data's rows (each with its groups' effects):")
     print(table.to_string(float_format=lambda v: f"{v:.4g}"))
     if args.output:
         files.write_text(Path(args.output), table.reset_index().to_csv(index=False))

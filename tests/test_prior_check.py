@@ -25,6 +25,26 @@ def test_priors_are_drawn_inside_the_parameter_s_bounds():
     assert draw_prior("gamma", {"shape": 2.0, "rate": 0.1}, 200_000, rng, lower=1.0).min() > 1
     assert draw_prior("exponential", {"rate": 0.5}, 200_000, rng).mean() == pytest.approx(2.0, rel=0.01)
     assert draw_prior("lkj", {"eta": 2.0}, 10, rng) is None
+    # a prior with little mass inside the bounds (normal(-5, 1) on an sd) still gives its draws, all inside
+    far = draw_prior("normal", {"location": -5.0, "scale": 1.0}, 1000, rng, lower=0.0)
+    assert len(far) == 1000 and far.min() > 0
+    assert draw_prior("normal", {"location": 0.0, "scale": 1.0}, 10, rng, lower=50.0) is None  # none inside
+
+
+def test_counts_drawn_with_a_vanishing_phi_are_counts():
+    """The vague default gamma(0.01, 0.01) on phi reaches 1e-300 and below in a prior-only fit: draws stay
+    non-negative counts (no NaN rate, no inf quantile cast to a negative integer)."""
+    from stangen.core.families import FAMILIES
+    rng = np.random.default_rng(2)
+    eta = np.full(200, 3.0)
+    for phi in (1e-320, 1e-30, 1e-3, 5.0):
+        counts = FAMILIES["negbinomial"].draw(eta, {"phi": np.float64(phi)}, None, None, rng)
+        assert counts.min() >= 0 and np.isfinite(counts).all()
+        positive = FAMILIES["hurdle_negbinomial"].base.draw_positive(eta, {"phi": np.float64(phi)}, rng)
+        assert positive.min() >= 1
+    many = FAMILIES["negbinomial"].draw(np.full(200_000, 1.0), {"phi": np.float64(2.0)}, None, None, rng)
+    mu = np.e
+    assert many.mean() == pytest.approx(mu, rel=0.02) and many.var() == pytest.approx(mu + mu ** 2 / 2, rel=0.05)
 
 
 def test_the_prior_predictive_table_summarizes_each_predicted_data_set():

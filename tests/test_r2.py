@@ -292,5 +292,5 @@ def test_marginal_means_agree_with_emmeans(tmp_path, capsys):
         capsys.readouterr().out
     assert main(["comparisons", str(run), "--predictor", "period", "-o", str(tmp_path / "c.csv")]) == 0
     out = capsys.readouterr().out
-    assert "Average change in E[incidence] when period changes" in out and "4 - 1" in out
+    assert "Average change in E[incidence] per trial when period changes" in out and "4 - 1" in out
     assert list(pd.read_csv(tmp_path / "c.csv")["contrast"]) == ["2 - 1", "3 - 1", "4 - 1"]

@@ -558,7 +558,17 @@ class Poisson(Family):
         """Counts drawn given that they are positive (by the inverse of the distribution function)."""
         mu = np.exp(np.clip(eta, -30, 20))
         p0 = stats.poisson.pmf(0, mu)
-        return np.maximum(stats.poisson.ppf(rng.uniform(p0, 1.0), mu), 1).astype(int)
+        return _positive_counts(stats.poisson.ppf(rng.uniform(p0, 1.0), mu))
+
+
+COUNT_CAP = float(np.exp(20.0))  # the largest rate counts are drawn at (exp of the clipped linear predictor)
+
+
+def _positive_counts(quantiles: np.ndarray) -> np.ndarray:
+    """Counts from quantiles of a count distribution given y > 0: at least 1, and a quantile at probability 1 (a
+    zero probability that rounds to 1 for a tiny phi) at COUNT_CAP, not inf."""
+    quantiles = np.where(np.isfinite(quantiles), quantiles, COUNT_CAP)
+    return np.maximum(np.minimum(quantiles, COUNT_CAP), 1).astype(np.int64)
 
 
 def _positive_outcome(series, column, family, problem) -> dict[str, Any]:
@@ -592,7 +602,8 @@ class NegBinomial(Poisson):
         # tiny phi from the vague default prior gives in a prior-only fit; rates capped as Poisson's are
         mu = np.exp(np.clip(eta, -30, 20))
         phi = np.broadcast_to(np.asarray(aux["phi"], dtype=float), mu.shape)
-        return rng.poisson(np.minimum(rng.gamma(phi, mu / phi), np.exp(20.0)))
+        rate = rng.standard_gamma(phi) * (mu / np.maximum(phi, np.finfo(float).tiny))  # 0 × inf: a rate of 0
+        return rng.poisson(np.minimum(np.nan_to_num(rate, nan=0.0, posinf=COUNT_CAP), COUNT_CAP))
 
     def latent_residual_variance(self, fit, intercept_variance):
         """ln(1 + 1/λ + 1/φ): the lognormal approximation for NB2 (Nakagawa, Johnson & Schielzeth 2017)."""
@@ -610,10 +621,12 @@ class NegBinomial(Poisson):
         return "positive_neg_binomial_2_log_rng"
 
     def draw_positive(self, eta, aux, rng):
-        mu, phi = np.exp(np.clip(eta, -30, 20)), aux["phi"]
+        # phi below 1e-10 (the vague default prior's tail, in a prior-only fit) overflows scipy's quantile; the
+        # zero-truncated distribution has about the same shape there
+        mu, phi = np.exp(np.clip(eta, -30, 20)), np.maximum(aux["phi"], 1e-10)
         p = phi / (phi + mu)
         p0 = stats.nbinom.pmf(0, phi, p)
-        return np.maximum(stats.nbinom.ppf(rng.uniform(p0, 1.0), phi, p), 1).astype(int)
+        return _positive_counts(stats.nbinom.ppf(rng.uniform(p0, 1.0), phi, p))
 
 
 @dataclass(frozen=True)

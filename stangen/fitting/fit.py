@@ -192,8 +192,8 @@ class Fit:
                                     data=data, parameter=parameter)
 
     def means(self, by: str, at: dict[str, float] | None = None, contrast: str | None = None,
-              scale: str = "response", weights: str = "equal", groups: str = "population",
-              data: pd.DataFrame | str | Path | None = None):
+              scale: str = "response", weights: str = "equal", data: pd.DataFrame | str | Path | None = None,
+              groups: str = "population"):
         """emmeans' estimated marginal means of the expected outcome per category of `by` (`groups`:
         'population', group effects 0, or 'sample', averaged over new groups), and with `contrast`
         ('pairwise', 'revpairwise', 'trt.vs.ctrl') their differences: (means, contrasts), tables of estimate,
@@ -226,7 +226,10 @@ class Fit:
         """The fit printed like lme4's summary() (a prior-only fit: and its prior predictive check)."""
         text = tables.lme4_text(self)
         if self.info.get("prior_only"):
-            text += "\n\n" + self.prior_predictive().text()
+            try:
+                text += "\n\n" + self.prior_predictive().text()
+            except Exception as exc:  # the check is an addition: it must not cost the printout
+                text += f"\n\nPrior predictive check: could not be computed ({type(exc).__name__}: {exc})"
         return text
 
     def prior_predictive(self) -> "prior_check.PriorPredictive":

@@ -323,10 +323,12 @@ def average_comparisons(fit: "Fit", predictor: str, values: tuple | None = None,
 
 
 def _rows_expected(fit: "Fit", frame: pd.DataFrame) -> np.ndarray:
-    """The expected outcome of each row per draw, (draws, rows), each row with its groups' effects."""
+    """The expected outcome of each row per draw, (draws, rows), each row with its groups' effects; a binomial
+    outcome per trial (a probability, as marginaleffects gives a binomial glmer's)."""
     rows = encode_rows(fit.program, frame, new_groups="population", need_sd_by=False)
     eta = linear_predictor(fit, rows, "population", None)
-    return fit.description.family.expected(eta, aux_draws(fit, rows), rows.trials)
+    expected = fit.description.family.expected(eta, aux_draws(fit, rows), rows.trials)
+    return expected / np.asarray(rows.trials, dtype=float) if fit.description.trials else expected
 
 
 def _row_groups(frame: pd.DataFrame, by: str | None, label: str) -> list[tuple[str, np.ndarray]]:

@@ -271,7 +271,8 @@ def planned_plots(fit: "Fit") -> list[PlannedPlot]:
                            f"with them: `{ENABLE_PPC}`"))
     out.append(PlannedPlot("prior_posterior", "prior_posterior.png", "Prior and posterior of the population-level "
                            "parameters", lambda path: prior_posterior(fit, path),
-                           "A prior-only fit: its draws are the priors (the prior predictive check is above)."))
+                           "A prior-only fit (its draws are the priors: the prior predictive check is above), or "
+                           "no population-level parameter with a prior drawn here."))
     numeric = numeric_predictors(fit)
     if numeric:
         out.append(PlannedPlot("effects", f"effects_{_file_stem(numeric[0])}.png",

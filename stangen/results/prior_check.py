@@ -57,6 +57,7 @@ class PriorPredictive:
     limit: float | None  # the absurd limit (None: the outcome is bounded)
     beyond: float | None  # share of the predictions beyond it
     note: str  # "" when nothing is absurd
+    caveat: str = ""  # how the data's statistics are not quite the predictions' (censored rows)
 
     def text(self) -> str:
         """As the printout shows it."""
@@ -65,6 +66,8 @@ class PriorPredictive:
         if self.limit is not None:
             lines.append(f"Share beyond {ABSURD_FACTOR} x the data's largest |{self.outcome}| ({_number(self.limit)}): "
                          f"{self.beyond:.1%}")
+        if self.caveat:
+            lines.append(f"({self.caveat})")
         if self.note:
             lines.append(f"Note: {self.note}")
         return "\n".join(lines)
@@ -93,8 +96,10 @@ def prior_predictive(fit: "Fit", seed: int = 1) -> PriorPredictive:
         per_draw = statistic(predicted, axis=1)
         observed = float(statistic(y))
         q = np.nanquantile(per_draw, [0.05, 0.5, 0.95])
-        # Box's (1980) prior predictive p-value, two-sided: how rarely the priors' data sets reach the data's value
-        tail = min(np.mean(per_draw >= observed), np.mean(per_draw <= observed))
+        # Box's (1980) prior predictive p-value on the rarer side: how seldom the priors' data sets reach the data's
+        # value (over the data sets whose statistic is a number: an overflow is not a miss)
+        finite = per_draw[np.isfinite(per_draw)]
+        tail = min(np.mean(finite >= observed), np.mean(finite <= observed)) if len(finite) else np.nan
         rows_out[name] = {"data": observed, "predicted 5%": q[0], "predicted 50%": q[1], "predicted 95%": q[2],
                           "tail": tail}
     table = pd.DataFrame.from_dict(rows_out, orient="index")
@@ -119,7 +124,9 @@ def prior_predictive(fit: "Fit", seed: int = 1) -> PriorPredictive:
         note += (". Narrow or move the priors of the coefficients, the intercept, the group sds or the family's "
                  "parameters (`priors:` in the spec; the Priors table lists those used) and check again with "
                  "--prior-only")
-    return PriorPredictive(d.outcome, table, int(predicted.shape[0]), limit, beyond, note)
+    caveat = ("the data's censored rows count at their bounds, the predictions are uncensored"
+              if d.censoring is not None else "")
+    return PriorPredictive(d.outcome, table, int(predicted.shape[0]), limit, beyond, note, caveat)
 
 
 def _thinned(fit: "Fit", budget: int):

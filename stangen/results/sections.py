@@ -231,13 +231,14 @@ def _prior_predictive_section(fit: "Fit", s: Section) -> None:
     """Only for a prior-only fit (the templates skip a section with no table)."""
     if not fit.info.get("prior_only"):
         return
-    check = prior_check.prior_predictive(fit)
+    check = fit.prior_predictive()
     s.status = "warn" if check.note else "pass"
     beyond = (f" {check.beyond:.1%} of the predictions lie beyond {prior_check.ABSURD_FACTOR} times the data's largest "
               f"|{check.outcome}| ({number(check.limit)})." if check.limit is not None else "")
     s.intro = (f"{check.draws} data sets of {check.outcome} drawn from the priors for the data's rows (their "
                "predictors, groups and exposures), each summarized, against the data's own statistics: do the "
                f"priors allow the data, without predicting absurd values?{beyond}"
+               + (f" ({check.caveat[0].upper()}{check.caveat[1:]}.)" if check.caveat else "")
                + (f" {check.note[0].upper()}{check.note[1:]}." if check.note else ""))
     s.table = frame_table(check.table, "statistic")
 

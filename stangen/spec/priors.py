@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import stats
 
 # family → (argument names, arguments that must be > 0)
 FAMILIES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
@@ -22,36 +23,32 @@ FAMILIES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "beta": (("a", "b"), ("a", "b")),
 }
 
-# family → numpy draws (rng, named arguments as numbers, size); lkj has none (a matrix, not a number)
-SAMPLERS = {
-    "normal": lambda rng, a, n: rng.normal(a["location"], a["scale"], n),
-    "student_t": lambda rng, a, n: a["location"] + a["scale"] * rng.standard_t(a["df"], n),
-    "cauchy": lambda rng, a, n: a["location"] + a["scale"] * rng.standard_cauchy(n),
-    "exponential": lambda rng, a, n: rng.exponential(1 / a["rate"], n),
-    "gamma": lambda rng, a, n: rng.gamma(a["shape"], 1 / a["rate"], n),
-    "beta": lambda rng, a, n: rng.beta(a["a"], a["b"], n),
+# family → its distribution as scipy has it (named arguments as numbers); lkj has none (a matrix, not a number)
+DISTRIBUTIONS = {
+    "normal": lambda a: stats.norm(a["location"], a["scale"]),
+    "student_t": lambda a: stats.t(a["df"], a["location"], a["scale"]),
+    "cauchy": lambda a: stats.cauchy(a["location"], a["scale"]),
+    "exponential": lambda a: stats.expon(scale=1 / a["rate"]),
+    "gamma": lambda a: stats.gamma(a["shape"], scale=1 / a["rate"]),
+    "beta": lambda a: stats.beta(a["a"], a["b"]),
 }
 
 
 def draw_prior(family: str, args: dict[str, float], size: int, rng: np.random.Generator,
                lower: float | None = None, upper: float | None = None) -> np.ndarray | None:
     """`size` draws from a prior on a number, inside the parameter's declared bounds as Stan truncates it (a
-    normal on an sd: half-normal); None for a family with no draws here (lkj)."""
-    sampler = SAMPLERS.get(family)
-    if sampler is None:
+    normal on an sd: half-normal), by the inverse CDF between the bounds' probabilities; None for a family with
+    no draws here (lkj) or no probability inside the bounds."""
+    make = DISTRIBUTIONS.get(family)
+    if make is None:
         return None
-    kept = np.empty(0)
-    for _ in range(50):  # rejection: the bounds keep at least a few % of any prior the spec allows
-        draws = sampler(rng, args, size)
-        inside = np.ones(size, dtype=bool)
-        if lower is not None:
-            inside &= draws > lower
-        if upper is not None:
-            inside &= draws < upper
-        kept = np.concatenate([kept, draws[inside]])
-        if len(kept) >= size:
-            break
-    return kept[:size]
+    distribution = make(args)
+    low = distribution.cdf(lower) if lower is not None else 0.0
+    high = distribution.cdf(upper) if upper is not None else 1.0
+    if not high > low:
+        return None
+    draws = distribution.ppf(rng.uniform(low, high, size))
+    return draws[np.isfinite(draws)]
 
 
 # prior class → families allowed for it
