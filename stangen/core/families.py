@@ -602,7 +602,8 @@ class NegBinomial(Poisson):
         # tiny phi from the vague default prior gives in a prior-only fit; rates capped as Poisson's are
         mu = np.exp(np.clip(eta, -30, 20))
         phi = np.broadcast_to(np.asarray(aux["phi"], dtype=float), mu.shape)
-        rate = rng.standard_gamma(phi) * (mu / np.maximum(phi, np.finfo(float).tiny))  # 0 × inf: a rate of 0
+        with np.errstate(invalid="ignore", over="ignore"):  # 0 × inf: a rate of 0, below
+            rate = rng.standard_gamma(phi) * (mu / np.maximum(phi, np.finfo(float).tiny))
         return rng.poisson(np.minimum(np.nan_to_num(rate, nan=0.0, posinf=COUNT_CAP), COUNT_CAP))
 
     def latent_residual_variance(self, fit, intercept_variance):
