@@ -219,10 +219,20 @@ def cmd_hypothesis(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load_run(args: argparse.Namespace):
+    """The fit saved in args.run_dir, with args.data as its training data when given (moved since the fit:
+    checked to be the file it was fitted on)."""
+    from .fitting import Fit
+
+    fit = Fit.load(args.run_dir)
+    if args.data:
+        fit.use_data(args.data)
+    return fit
+
+
 def cmd_means(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from .fitting import Fit
     from .results import effects
 
     at = {}
@@ -233,9 +243,7 @@ def cmd_means(args: argparse.Namespace) -> int:
         except ValueError:
             raise SpecError(Problem("--at", f"{part!r}: write name=number, several separated by commas "
                                             "(e.g. --at x=1,z=0.5)")) from None
-    fit = Fit.load(args.run_dir)
-    if args.data:
-        fit.use_data(args.data)
+    fit = _load_run(args)
     means, contrasts = fit.means(args.by, at=at, contrast=args.contrast, scale=args.scale, weights=args.weights,
                                  groups=args.groups)
     d = fit.description
@@ -260,11 +268,7 @@ def cmd_means(args: argparse.Namespace) -> int:
 
 
 def cmd_slopes(args: argparse.Namespace) -> int:
-    from .fitting import Fit
-
-    fit = Fit.load(args.run_dir)
-    if args.data:
-        fit.use_data(args.data)
+    fit = _load_run(args)
     table = fit.slopes(args.predictor, by=args.by)
     d = fit.description
     print(f"Average slope of E[{d.outcome}]{' per trial' if d.trials else ''} in {args.predictor}, over the data's "
@@ -274,11 +278,7 @@ def cmd_slopes(args: argparse.Namespace) -> int:
 
 
 def cmd_comparisons(args: argparse.Namespace) -> int:
-    from .fitting import Fit
-
-    fit = Fit.load(args.run_dir)
-    if args.data:
-        fit.use_data(args.data)
+    fit = _load_run(args)
     values = None if args.values is None else tuple(v.strip() for v in args.values.split(","))
     table = fit.comparisons(args.predictor, values=values, by=args.by)
     d = fit.description
@@ -291,12 +291,9 @@ def cmd_comparisons(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .fitting import Fit
     from .results.report import write_report_checked
 
-    fit = Fit.load(args.run_dir)
-    if args.data:  # the training data, moved since the fit: checked to be the file it was fitted on
-        fit.use_data(args.data)
+    fit = _load_run(args)
     html, md, problems = write_report_checked(fit, args.run_dir)
     for problem in problems:
         print(f"warning: report: {problem}", file=sys.stderr)
@@ -387,11 +384,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_effects(args: argparse.Namespace) -> int:
-    from .fitting import Fit
-
-    fit = Fit.load(args.run_dir)
-    if args.data:  # the training data, moved since the fit: checked to be the file it was fitted on
-        fit.use_data(args.data)
+    fit = _load_run(args)
     stem = f"effects_{args.parameter}_{args.predictor}" if args.parameter else f"effects_{args.predictor}"
     out = Path(args.output) if args.output else Path(args.run_dir) / "plots" / f"{stem}.png"
     path = fit.plot_effects(args.predictor, out, by=args.by, groups=args.groups, level=args.level,

@@ -103,15 +103,19 @@ def test_a_hypothesis_stangen_cannot_read_is_named(text, says):
 
 # -- average slopes (marginaleffects' avg_slopes) -----------------------------------------------------------
 
-def test_an_average_slope_on_a_logit_model_is_the_brute_force_one(tmp_path):
-    rng = np.random.default_rng(3)
-    n = 120
-    data = pd.DataFrame({"y": rng.integers(0, 2, n), "x": rng.normal(2, 1.5, n), "g": rng.choice(list("abcdef"), n),
+def _logit_fit(tmp_path, seed: int, n: int, x_mean: float, x_sd: float, groups: str):
+    """A logit model y ~ x + f + (1 | g) (f: 'lo' or 'hi') on random data, with made-up draws: (fit, data)."""
+    rng = np.random.default_rng(seed)
+    data = pd.DataFrame({"y": rng.integers(0, 2, n), "x": rng.normal(x_mean, x_sd, n), "g": rng.choice(list(groups), n),
                          "f": rng.choice(["lo", "hi"], n)})
     data.to_csv(tmp_path / "d.csv", index=False)
     (tmp_path / "logit.yaml").write_text("data: d.csv\nfamily: bernoulli\noutcome: y\npredictors: [x, f]\n"
                                          "levels: {g: {}}\n")
-    fit = fake_fit(tmp_path / "logit.yaml")
+    return fake_fit(tmp_path / "logit.yaml"), data
+
+
+def test_an_average_slope_on_a_logit_model_is_the_brute_force_one(tmp_path):
+    fit, data = _logit_fit(tmp_path, seed=3, n=120, x_mean=2, x_sd=1.5, groups="abcdef")
     table = fit.slopes("x")
     by_f = fit.slopes("x", by="f")
     post = fit.posterior
@@ -138,14 +142,7 @@ def test_an_average_slope_on_a_logit_model_is_the_brute_force_one(tmp_path):
 def test_average_comparisons_are_the_brute_force_ones(tmp_path, capsys):
     """marginaleffects' avg_comparisons on a logit model: +1 in x, x from 0 to 2, f's category against its
     reference, by f; each the rows' mean of a difference of probabilities, per draw."""
-    rng = np.random.default_rng(5)
-    n = 90
-    data = pd.DataFrame({"y": rng.integers(0, 2, n), "x": rng.normal(0, 1, n), "g": rng.choice(list("abcd"), n),
-                         "f": rng.choice(["lo", "hi"], n)})
-    data.to_csv(tmp_path / "d.csv", index=False)
-    (tmp_path / "logit.yaml").write_text("data: d.csv\nfamily: bernoulli\noutcome: y\npredictors: [x, f]\n"
-                                         "levels: {g: {}}\n")
-    fit = fake_fit(tmp_path / "logit.yaml")
+    fit, data = _logit_fit(tmp_path, seed=5, n=90, x_mean=0, x_sd=1, groups="abcd")
     post = fit.posterior
     intercept, beta_x = post["Intercept"].values.reshape(-1), post["beta_x"].values.reshape(-1)
     beta_f = post["beta_f"].values.reshape(len(intercept), -1)[:, 0]

@@ -3,6 +3,7 @@ intercept, coefficients, group deviations and group-level effects, for any encod
 (stangen.results.predict) and by quantities computed from the rows (R², stangen.results.multilevel)."""
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -12,6 +13,17 @@ from ..compiler.new_rows import linear_predictor as shared_linear_predictor
 
 if TYPE_CHECKING:
     from ..fitting import Fit
+
+
+def thinned(fit: "Fit", budget: int):
+    """The fit with every k-th draw of each chain when draws × rows exceed `budget` (what the linear predictor
+    and the family's parameters read of it: posterior, description, program); else the fit itself."""
+    draws = fit.posterior.sizes["chain"] * fit.posterior.sizes["draw"]
+    step = int(np.ceil(draws * fit.program.data.n / budget))
+    if step <= 1:
+        return fit
+    return SimpleNamespace(posterior=fit.posterior.isel(draw=slice(None, None, step)), description=fit.description,
+                           program=fit.program)
 
 
 def flat_draws(values: np.ndarray) -> np.ndarray:

@@ -255,7 +255,7 @@ def average_slopes(fit: "Fit", predictor: str, by: str | None = None, eps: float
     step = eps if eps is not None else 1e-4 * float(np.ptp(x) or 1.0)
     change = (_rows_expected(fit, frame.assign(**{predictor: x + step})) - _rows_expected(fit, frame)) / step
     groups = _row_groups(frame, by, predictor)
-    values = np.column_stack([change[:, rows].mean(axis=1) for _, rows in groups])  # (draws, groups)
+    values = _group_means(change, groups)
     if draws:
         return values
     return _summary(values, pd.Index([label for label, _ in groups], name=by or "slope of"))
@@ -310,8 +310,7 @@ def average_comparisons(fit: "Fit", predictor: str, values: tuple | None = None,
         changes = {f"{hi:g} - {lo:g}": _rows_expected(fit, frame.assign(**{predictor: hi})) -
                    _rows_expected(fit, frame.assign(**{predictor: lo}))}
     groups = _row_groups(frame, by, predictor)
-    averaged = {name: np.column_stack([change[:, rows].mean(axis=1) for _, rows in groups])
-                for name, change in changes.items()}
+    averaged = {name: _group_means(change, groups) for name, change in changes.items()}
     if draws:
         return averaged
     tables = []
@@ -329,6 +328,11 @@ def _rows_expected(fit: "Fit", frame: pd.DataFrame) -> np.ndarray:
     eta = linear_predictor(fit, rows, "population", None)
     expected = fit.description.family.expected(eta, aux_draws(fit, rows), rows.trials)
     return expected / np.asarray(rows.trials, dtype=float) if fit.description.trials else expected
+
+
+def _group_means(per_row: np.ndarray, groups: list[tuple[str, np.ndarray]]) -> np.ndarray:
+    """(draws, rows) → (draws, groups): each draw's mean over each group's rows (_row_groups)."""
+    return np.column_stack([per_row[:, rows].mean(axis=1) for _, rows in groups])
 
 
 def _row_groups(frame: pd.DataFrame, by: str | None, label: str) -> list[tuple[str, np.ndarray]]:

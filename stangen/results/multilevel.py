@@ -38,7 +38,6 @@ R2(level: coefficient) — proportional reduction of a varying coefficient's var
 from __future__ import annotations
 
 from dataclasses import replace
-from types import SimpleNamespace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -47,7 +46,7 @@ import pandas as pd
 from ..compiler.new_rows import training_rows
 from ..spec import Level, Spec
 from ..spec.validate import INTERCEPT
-from .draws import aux_draws, flat_draws, linear_predictor
+from .draws import aux_draws, flat_draws, linear_predictor, thinned
 
 if TYPE_CHECKING:
     from ..fitting import Fit
@@ -134,11 +133,7 @@ def r_squared(fit: "Fit") -> dict[str, np.ndarray]:
     """Nakagawa's marginal and conditional R² and the Bayesian R², per draw (see the module docstring); on large
     data from every k-th draw of each chain (R2_BUDGET), which their intervals do not need more of."""
     d, prepared = fit.description, fit.program.data
-    draws = fit.posterior.sizes["chain"] * fit.posterior.sizes["draw"]
-    step = int(np.ceil(draws * prepared.n / R2_BUDGET))
-    if step > 1:  # the same fit, fewer draws: what the functions below read of it
-        fit = SimpleNamespace(posterior=fit.posterior.isel(draw=slice(None, None, step)), description=d,
-                              program=fit.program)
+    fit = thinned(fit, R2_BUDGET)  # the same fit, fewer draws: what the functions below read of it
     rows = training_rows(d, prepared)
     out = {}
     residual = residual_variance(fit)

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from types import SimpleNamespace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -31,7 +30,7 @@ import pandas as pd
 from ..compiler.model import prior_targets
 from ..compiler.new_rows import training_rows
 from ..spec.priors import draw_prior
-from .draws import aux_draws, flat_draws, linear_predictor
+from .draws import aux_draws, flat_draws, linear_predictor, thinned
 from .naming import prior_names
 from .predict import response_draws
 
@@ -82,7 +81,7 @@ def prior_predictive(fit: "Fit", seed: int = 1) -> PriorPredictive:
     and offsets), summarized per data set, against the data; with the note on absurd predictions."""
     d, prepared = fit.description, fit.program.data
     rng = np.random.default_rng(seed)
-    thin = _thinned(fit, PREDICTION_BUDGET)
+    thin = thinned(fit, PREDICTION_BUDGET)
     rows = training_rows(d, prepared)
     eta = linear_predictor(thin, rows, "population", rng)
     predicted = response_draws(thin, eta, aux_draws(thin, rows, "population", rng), rows, rng)
@@ -127,17 +126,6 @@ def prior_predictive(fit: "Fit", seed: int = 1) -> PriorPredictive:
     caveat = ("the data's censored rows count at their bounds, the predictions are uncensored"
               if d.censoring is not None else "")
     return PriorPredictive(d.outcome, table, int(predicted.shape[0]), limit, beyond, note, caveat)
-
-
-def _thinned(fit: "Fit", budget: int):
-    """The fit with every k-th draw of each chain when draws × rows exceed `budget` (what the linear predictor
-    reads of it: posterior, description, program)."""
-    draws = fit.posterior.sizes["chain"] * fit.posterior.sizes["draw"]
-    step = int(np.ceil(draws * fit.program.data.n / budget))
-    if step <= 1:
-        return fit
-    return SimpleNamespace(posterior=fit.posterior.isel(draw=slice(None, None, step)), description=fit.description,
-                           program=fit.program)
 
 
 _BOUND = re.compile(r"(lower|upper)\s*=\s*([-0-9.eE]+)")
