@@ -25,6 +25,20 @@ def pytest_configure(config):
         os.environ["STANGEN_UPDATE_GOLDEN"] = "1"
 
 
+# The files that take longest on a fresh clone (their compiles and long fits), longest first. xdist hands whole
+# files to its workers in collection order (with --no-loadscope-reorder, pyproject.toml), so a long file that
+# started last would leave the other core idle at the end of the run.
+LONGEST_FIRST = ["test_manyfits.py", "test_residuals.py", "test_blackmore_nlme.py", "test_new_families.py",
+                 "test_predict.py", "test_submodels.py", "test_threads.py", "test_classics.py",
+                 "test_large_crossed.py", "test_censoring.py", "test_weights.py", "test_zero_families.py",
+                 "test_start.py", "test_cumulative.py", "test_results.py", "test_soup_clmm.py", "test_offsets.py"]
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: each file's own order is kept
+
+
 @pytest.fixture
 def data_dir() -> Path:
     return DATA

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 import stangen
-from stangen.run.backends import SamplerSettings
+from stangen.run.backends import SamplerSettings, get_backend
 from stangen.run.backends.cache import cache_root
 from stangen.cli import main
 from stangen.run.manyfits import INLINE, FitJob, job_seeds, run_fits
@@ -17,11 +17,13 @@ from stangen.workflows.sbc import sbc, simultaneous_band, truth_values, uniformi
 
 from conftest import SPECS
 
-GAUSSIAN = stangen.Spec(outcome="y", predictors=["x"], name="sbc_gaussian",
-                        levels={"g": stangen.Level(varying=["intercept", "x"])})
+# y ~ x + (1 + x | g), named as sleepstudy's model: the program text is the same, so the suite compiles it once
+GAUSSIAN = stangen.Spec(outcome="Reaction", predictors=["Days"], name="sbc_gaussian",
+                        levels={"Subject": stangen.Level(varying=["intercept", "Days"])})
 BERNOULLI = stangen.Spec(outcome="y", predictors=["x"], family="bernoulli", name="sbc_bernoulli",
                          levels={"g": stangen.Level()})
-SMALL = dict(data=False, groups={"g": 12}, per_group=6, warmup=300, draws=300)
+SMALL = dict(data=False, per_group=6, warmup=300, draws=300)
+GROUPS = {"sbc_gaussian": {"Subject": 12}, "sbc_bernoulli": {"g": 12}}
 
 
 def test_seeds_derive_from_one_master_seed():
@@ -61,7 +63,7 @@ def _mean_of_intercept(draws, job):
 
 @pytest.mark.sampling
 def test_inline_batch_records_failures_and_resumes(tmp_path):
-    program = stangen.build(GAUSSIAN, stangen.workflows.simulate.simulate(GAUSSIAN, None, data=False, groups={"g": 8},
+    program = stangen.build(GAUSSIAN, stangen.workflows.simulate.simulate(GAUSSIAN, None, data=False, groups={"Subject": 8},
                                                                  per_group=5, from_prior=True).data)
     good = program.stan_data
     bad = dict(good, N=-1)
@@ -80,18 +82,25 @@ def test_inline_batch_records_failures_and_resumes(tmp_path):
 
 @pytest.mark.sampling
 def test_workers_with_their_own_caches_compile_once_each(tmp_path):
-    """Two worker processes that do not share the cache folder: each compiles the program from its text into
-    its own cache, once; the other tasks load it."""
+    """Two worker processes that do not share the cache folder: the one whose cache lacks the program compiles it
+    from its text into its own cache, once; the one whose cache has it (copied there) compiles nothing; every
+    other task loads it."""
+    import shutil
+
     import dask
     from distributed import Nanny, Scheduler, SpecCluster
-    program = stangen.build(GAUSSIAN, stangen.workflows.simulate.simulate(GAUSSIAN, None, data=False, groups={"g": 8},
+    program = stangen.build(GAUSSIAN, stangen.workflows.simulate.simulate(GAUSSIAN, None, data=False, groups={"Subject": 8},
                                                                  per_group=5, from_prior=True).data)
+    here = get_backend("pystan").compile(program.code, quiet=True)  # in this process's cache
+    built_here = [p for p in (cache_root() / "pystan").glob(f"*/{here.key}") if p.is_dir()]
+    assert len(built_here) == 1
     caches = [tmp_path / "cache0", tmp_path / "cache1"]
     for cache in caches:  # the one-off precompiled header is shared (it is not the point here)
         for pch in (cache_root() / "pystan").glob("*/pch-*"):
             target = cache / "pystan" / pch.parent.name / pch.name
             target.parent.mkdir(parents=True, exist_ok=True)
             target.symlink_to(pch)
+    shutil.copytree(built_here[0], caches[1] / "pystan" / built_here[0].parent.name / here.key)
     workers = {f"w{i}": {"cls": Nanny, "options": {"nthreads": 1, "env": {"STANGEN_CACHE": str(c)}}}
                for i, c in enumerate(caches)}
     with dask.config.set({"distributed.worker.daemon": False}):
@@ -107,10 +116,10 @@ def test_workers_with_their_own_caches_compile_once_each(tmp_path):
     by_worker = {}
     for r in results:
         by_worker.setdefault(r.worker, []).append(r.compiled)
-    assert len(by_worker) == 2 and all(sum(c) == 1 for c in by_worker.values()), by_worker
+    assert len(by_worker) == 2 and sorted(sum(c) for c in by_worker.values()) == [0, 1], by_worker
     for cache in caches:
         built = [p for p in (cache / "pystan").glob("*/*") if p.is_dir() and not p.name.startswith("pch-")]
-        assert len(built) == 1
+        assert [p.name for p in built] == [here.key]
 
 
 @pytest.mark.sampling
@@ -119,7 +128,8 @@ def test_sbc_passes_on_right_programs(spec, tmp_path):
     """By design the verdict has a 5% family-wise false-alarm rate for a right program, so the seed is fixed
     (seed 5 gives bernoulli's sd one: chi-square p 0.023 over 100 simulations; with seeds 6 and 7, 200
     simulations each pass with p 0.97 and 0.77)."""
-    result = sbc(spec, sims=100, seed=6, workers=2, out=tmp_path / "sbc", progress=False, **SMALL)
+    result = sbc(spec, sims=100, seed=6, workers=2, out=tmp_path / "sbc", progress=False, groups=GROUPS[spec.name],
+                 **SMALL)
     assert result.ok, result.text()
     assert not result.failures and result.ranks["sim"].nunique() == 100
     assert (tmp_path / "sbc" / "sbc.png").exists() and (tmp_path / "sbc" / "ranks.csv").exists()
@@ -130,9 +140,10 @@ def test_sbc_fails_when_the_data_come_from_another_prior(tmp_path):
     """The check can fail: simulate group sds from exponential(0.2) (mean 5) while the program's prior is
     exponential(1) (as the spec's default for this design)."""
     result = sbc(GAUSSIAN, sims=100, seed=6, workers=2, progress=False,
-                 simulation_priors={"sd_g": "exponential(0.2)"}, **SMALL)
+                 groups=GROUPS[GAUSSIAN.name],
+                 simulation_priors={"sd_Subject": "exponential(0.2)"}, **SMALL)
     assert not result.ok, result.text()
-    assert "sd(g: intercept)" in result.verdict or "sd(g: x)" in result.verdict
+    assert "sd(Subject: intercept)" in result.verdict or "sd(Subject: Days)" in result.verdict
 
 
 @pytest.mark.sampling
@@ -169,45 +180,46 @@ def _exact_random_intercept_elpd(fit, held: pd.DataFrame, by: str) -> dict[str, 
 
 
 @pytest.mark.sampling
-def test_kfold_by_school_prefers_the_school_mean_and_matches_a_brute_force_loop(tmp_path):
+def test_kfold_by_student_prefers_the_student_mean_and_matches_a_brute_force_loop(tmp_path):
     from stangen.workflows.kfold import compare_kfold, fold_assignment, kfold, pinned_spec
     settings = dict(folds=10, seed=3, workers=2, progress=False, warmup=400, draws=400)
-    ri = kfold(SPECS / "language_ri.yaml", "school", out=tmp_path / "ri", **settings)
-    means = kfold(SPECS / "language_within_between.yaml", "school", out=tmp_path / "means", **settings)
-    assert not ri.failures and len(ri.elpd_groups) == 131
+    ri = kfold(SPECS / "students_confounded.yaml", "student", out=tmp_path / "ri", **settings)
+    means = kfold(SPECS / "students_within_between.yaml", "student", out=tmp_path / "means", **settings)
+    assert not ri.failures and len(ri.elpd_groups) == 100
     table = compare_kfold({"ri": ri, "means": means})
     assert table.index[0] == "means" and table.loc["ri", "elpd_diff"] > 0
     assert main(["compare", str(tmp_path / "ri"), str(tmp_path / "means")]) == 0
-    # brute force: refit without each fold's schools, exact held-out density of the random-intercept model
-    spec = stangen.Spec.from_yaml(SPECS / "language_ri.yaml")
+    # brute force: refit without each fold's students, exact held-out density of the random-intercept model
+    spec = stangen.Spec.from_yaml(SPECS / "students_confounded.yaml")
     frame = pd.read_csv(spec.data_path)
     pinned = pinned_spec(spec, stangen.build(spec))
-    fold_of = fold_assignment(stangen.build(spec).data.labels["school"], 10, 3)
-    fold = frame["school"].astype(str).map(fold_of).to_numpy()
+    fold_of = fold_assignment(stangen.build(spec).data.labels["student"], 10, 3)
+    fold = frame["student"].astype(str).map(fold_of).to_numpy()
     exact = {}
     for k in range(10):
         fit = stangen.fit(pinned, frame[fold != k].reset_index(drop=True), chains=2, warmup=400, draws=400,
                           seed=100 + k, quiet=True, backend="pystan")
-        exact.update(_exact_random_intercept_elpd(fit, frame[fold == k].reset_index(drop=True), "school"))
+        exact.update(_exact_random_intercept_elpd(fit, frame[fold == k].reset_index(drop=True), "student"))
     brute = sum(exact.values())
     assert abs(ri.elpd - brute) < 2 * ri.se, (ri.elpd, brute, ri.se)
 
 
 # -- study planning ------------------------------------------------------------------------------------
 
-EXAM_LIKE = stangen.Spec(outcome="y", predictors=["x"], name="plan_exam_like",
-                         levels={"school": stangen.Level(varying={"intercept": ["w"], "x": ["w"]})})
-EXAM_TRUTH = {"Intercept": 0.0, "coefficients": {"x": 0.5}, "effects": {"school": {"intercept": {"w": 0.4},
-                                                                                      "x": {"w": 0.15}}},
-              "sd": {"school": {"intercept": 0.3, "x": 0.1}}, "cor": {"school": 0.3}, "sigma": 0.8}
+# exam's model (specs/exam.yaml) with made-up true values; its names make the program text exam's own
+EXAM_LIKE = stangen.Spec(outcome="normexam", predictors=["standLRT"], name="plan_exam_like",
+                         levels={"school": stangen.Level(varying={"intercept": ["schavg"], "standLRT": ["schavg"]})})
+EXAM_TRUTH = {"Intercept": 0.0, "coefficients": {"standLRT": 0.5},
+              "effects": {"school": {"intercept": {"schavg": 0.4}, "standLRT": {"schavg": 0.15}}},
+              "sd": {"school": {"intercept": 0.3, "standLRT": 0.1}}, "cor": {"school": 0.3}, "sigma": 0.8}
 
 
 @pytest.mark.sampling
 def test_plan_precision_of_a_cross_level_interaction_falls_as_one_over_root_groups(tmp_path):
     from stangen.workflows.plan import plan, precision_slope
-    table = plan(EXAM_LIKE, EXAM_TRUTH, groups={"school": [40, 80, 160]}, per_group=[10], sims=12, focus=["x:w"],
+    table = plan(EXAM_LIKE, EXAM_TRUTH, groups={"school": [40, 80, 160]}, per_group=[10], sims=12, focus=["standLRT:schavg"],
                  workers=2, seed=2, progress=False, out=tmp_path / "plan", warmup=300, draws=300)
-    slope = precision_slope(table, "x:w", "school")
+    slope = precision_slope(table, "standLRT:schavg", "school")
     assert -0.65 <= slope <= -0.35, (slope, table)
     assert (table["coverage 95%"] >= 0.6).all()
     assert table["P(excludes 0)"].iloc[-1] >= table["P(excludes 0)"].iloc[0]
