@@ -77,6 +77,15 @@ def test_lock_excludes_other_processes(tmp_path, monkeypatch) -> None:
 # builds: cwd, leftovers, compiler errors (no real C++ compilation in these tests)
 
 
+def test_model_compiles_drop_debug_information_and_eigens_attribute_warnings() -> None:
+    from stangen.run.backends.pch import model_compile_flags
+    cmd = ["gcc", "-g", "-O3", "-Wall", "-c", "model_x.cpp", "-o", "model_x.o", "-g"]
+    once = model_compile_flags(cmd)
+    assert "-g" not in once and once.count("-Wno-ignored-attributes") == 1
+    assert once[:-1] == ["gcc", "-O3", "-Wall", "-c", "model_x.cpp", "-o", "model_x.o"]
+    assert model_compile_flags(once) == once
+
+
 def _fake_build(program_code: str, *args, **kwargs):
     """Imitates httpstan's build: object files in cwd/build, the module in httpstan's cache."""
     import httpstan.cache
