@@ -10,7 +10,8 @@ import pytest
 
 import stangen
 from stangen.run.backends import SamplerSettings, get_backend
-from stangen.run.backends.cache import cache_root
+from stangen.run.backends import httpstan_api
+from stangen.run.backends.cache import cache_root, entry_dir
 from stangen.cli import main
 from stangen.run.manyfits import INLINE, FitJob, job_seeds, run_fits
 from stangen.workflows.sbc import sbc, simultaneous_band, truth_values, uniformity
@@ -92,15 +93,15 @@ def test_workers_with_their_own_caches_compile_once_each(tmp_path):
     program = stangen.build(GAUSSIAN, stangen.workflows.simulate.simulate(GAUSSIAN, None, data=False, groups={"Subject": 8},
                                                                  per_group=5, from_prior=True).data)
     here = get_backend("pystan").compile(program.code, quiet=True)  # in this process's cache
-    built_here = [p for p in (cache_root() / "pystan").glob(f"*/{here.key}") if p.is_dir()]
-    assert len(built_here) == 1
+    tag = httpstan_api.build_tag()
+    assert entry_dir("pystan", here.key, tag).is_dir()
     caches = [tmp_path / "cache0", tmp_path / "cache1"]
     for cache in caches:  # the one-off precompiled header is shared (it is not the point here)
         for pch in (cache_root() / "pystan").glob("*/pch-*"):
             target = cache / "pystan" / pch.parent.name / pch.name
             target.parent.mkdir(parents=True, exist_ok=True)
             target.symlink_to(pch)
-    shutil.copytree(built_here[0], caches[1] / "pystan" / built_here[0].parent.name / here.key)
+    shutil.copytree(entry_dir("pystan", here.key, tag), caches[1] / "pystan" / tag / here.key)
     workers = {f"w{i}": {"cls": Nanny, "options": {"nthreads": 1, "env": {"STANGEN_CACHE": str(c)}}}
                for i, c in enumerate(caches)}
     with dask.config.set({"distributed.worker.daemon": False}):
