@@ -13,8 +13,8 @@ from conftest import ROOT, SPECS
 REFERENCE = json.loads((ROOT / "tests" / "reference" / "blackmore.json").read_text())["REML"]
 RUN = dict(chains=4, warmup=1000, seed=2, quiet=True, backend="pystan", generated=("log_lik",))
 # The plain model keeps the spec's 1000 draws per chain (at 500 its lp__ has R-hat 1.017 and the verdict fails).
-# The AR model, about 5 times slower per draw, takes 500: its slowest quantity still has a bulk ESS ~600, so a mean's
-# Monte Carlo error is ~1/25 of its sd, well inside the 0.5 sd tolerance below.
+# The AR model takes 500: its slowest quantity still has a bulk ESS ~600, so a mean's Monte Carlo error is ~1/25 of
+# its sd, well inside the 0.5 sd tolerance below.
 DRAWS = {"car1": dict(warmup=500, draws=500), "plain": {}}
 FIXED = {"(Intercept)": "Intercept", "age": "age", "grouppatient": "grouppatient",
          "age:grouppatient": "age:grouppatient"}

@@ -141,13 +141,15 @@ def test_integrated_is_allowed_on_the_series_level_without_a_level_within_it():
              levels={"Subject": Level(), "clinic": Level(varying=["intercept", "t"], parameterization="integrated")})
 
 
-def test_auto_integrates_the_series_level_out_unless_its_series_are_long(monkeypatch):
-    from stangen.compiler import parameterization
+def test_auto_integrates_the_series_level_out_however_long_its_series():
+    """The integrated likelihood costs O(N) (each series whitened, a Cholesky factor of the effects' size per
+    series), so long series are integrated out too."""
     df = panel(n_subjects=6)
     choice = build(ar_spec(), df).parameterization[0]
     assert choice.parameterization == "integrated" and "series of the AR(1) errors" in choice.reason
-    monkeypatch.setattr(parameterization, "MARGINAL_MAX_SERIES", 4)  # every series here holds 5 to 9
-    assert build(ar_spec(), df).parameterization[0].parameterization != "integrated"
+    long = pd.DataFrame({"Subject": np.repeat(["a", "b", "c"], 400), "Days": np.tile(np.arange(400), 3)})
+    long["Reaction"] = np.random.default_rng(1).normal(size=len(long)).cumsum()
+    assert build(ar_spec(), long).parameterization[0].parameterization == "integrated"
     plain = Spec(outcome="Reaction", predictors=["Days"], levels={"Subject": Level(varying=["intercept", "Days"])})
     assert build(plain, df).description.marginal_level is None
 

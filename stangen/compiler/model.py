@@ -235,10 +235,11 @@ class LevelDescription:
         size = self.groups_key
         return f"rep_vector(0, {size})" if self.kind == "intercept" else f"rep_matrix(0, {size}, {self.n_coef})"
 
-    def design_rows(self, rows: str, size: str) -> str:
-        """The level's design (a column per varying coefficient: 1 or the slope's values) of the observations
-        `rows` (an index array of `size`), in Stan."""
-        columns = [f"rep_vector(1, {size})" if c.term is None else f"{c.x}[{rows}]" for c in self.coefficients]
+    @property
+    def design(self) -> str:
+        """The level's design for all observations (a column per varying coefficient: 1 or the slope's
+        values, N × n_coef), in Stan."""
+        columns = ["rep_vector(1, N)" if c.term is None else c.x for c in self.coefficients]
         out = columns[0]
         for column in columns[1:]:
             out = f"append_col({out}, {column})"

@@ -643,10 +643,6 @@ def _single_child_ridges(desc: ModelDescription, choices: dict[str, Choice], dat
     return choices
 
 
-# the longest series whose level is integrated out: each costs a Cholesky factor of its size cubed per gradient
-MARGINAL_MAX_SERIES = 100
-
-
 def _integrate_series(desc: ModelDescription, choices: dict[str, Choice], data: dict) -> dict[str, Choice]:
     """The level of a gaussian model's correlated error series (no level within it) is integrated out of the
     likelihood: each series is jointly normal, its effects' covariance added to the errors', and the effects
@@ -656,17 +652,14 @@ def _integrate_series(desc: ModelDescription, choices: dict[str, Choice], data: 
     varying; 4 × 1000 + 1000, CmdStan, seed 2): min bulk ESS of the population parameters 1382 integrated,
     88 centered, 267 noncentered (benchmarks/RESULTS.md)."""
     name = marginal_level_name(desc.residuals.series_level, {lv.name: lv.parent for lv in desc.levels})
-    if name is None or choices[name].how != "auto" or "series_size" not in data:
-        return choices
-    longest = int(np.max(data["series_size"], initial=0))
-    if longest > MARGINAL_MAX_SERIES:
+    if name is None or choices[name].how != "auto" or "series_rows" not in data:
         return choices
     choice = choices[name]
     choices[name] = replace(choice, parameterization="integrated", centered_groups=None, centered_coefficients=None,
                             coefficient_names=None, reason=(
-        f"{choice.reason}; but {name} holds the series of the {desc.residuals.label} errors (at most {longest} "
-        f"observations each), so its effects are integrated out of the likelihood (each series jointly normal) "
-        f"and drawn afterwards given the data: they would trade off against sigma and phi as parameters"))
+        f"{choice.reason}; but {name} holds the series of the {desc.residuals.label} errors, so its effects are "
+        "integrated out of the likelihood (each series jointly normal) and drawn afterwards given the data: they "
+        "would trade off against sigma and phi as parameters"))
     return choices
 
 

@@ -184,10 +184,9 @@ class ErrorSeries:
                 "N_next": int(following.sum()), "obs_next": order[following] + 1,
                 "obs_prev": order[np.flatnonzero(following) - 1] + 1,
                 "gap": t[following] - t[np.flatnonzero(following) - 1],
-                # each group's series as one block: a program that integrates the level's effects out reads
-                # these, and the parameterization choice reads the longest series from series_size
-                "series_obs": order + 1, "series_time": t,
-                "series_start": np.r_[0, np.cumsum(sizes)[:-1]] + 1, "series_size": sizes}
+                # each group's series as one block: a program that integrates the level's effects out sums over
+                # them (series_rows: where each starts in series_obs, then N + 1; Stan's compressed rows)
+                "series_obs": order + 1, "series_rows": np.r_[0, np.cumsum(sizes)] + 1}
 
     @property
     def parameter_name(self) -> str:
@@ -330,6 +329,14 @@ class Residuals:
     def sd_vector(self, index: str, size: str) -> str:
         """The residual sds of the observations `index` as a vector of `size`, in Stan."""
         return f"sigma[sigma_group[{index}]]" if self.sd_by else f"rep_vector(sigma, {size})"
+
+    def per_unit_sd(self, expr: str) -> str:
+        """The rows of an N-row Stan vector or matrix divided by each observation's residual sd."""
+        return f"diag_pre_multiply(inv(sigma[sigma_group]), {expr})" if self.sd_by else f"{expr} / sigma"
+
+    def log_sd_sum(self) -> str:
+        """The sum of the observations' log residual sds, in Stan."""
+        return "sum(log(sigma[sigma_group]))" if self.sd_by else "N * log(sigma)"
 
     def standardized(self) -> str:
         """Dividing the errors by their sd, in Stan."""

@@ -26,9 +26,7 @@ data {
   vector<lower=0>[N_next] gap;  // the time between them (wave)
   // each person group's series as one block (its effects are integrated out of the likelihood)
   array[N] int<lower=1, upper=N> series_obs;  // the observations, series after series, each in time order
-  vector[N] series_time;  // their times (wave), in that order
-  array[J_person] int<lower=1> series_start;  // where each group's block starts in series_obs
-  array[J_person] int<lower=0> series_size;  // how many observations it holds
+  array[J_person + 1] int<lower=1> series_rows;  // where each group's block starts in series_obs (then N + 1)
 
   // numbers of the priors (from the spec, or defaults scaled to the data)
   real prior_Intercept_location;
@@ -83,25 +81,37 @@ model {
     vector[N] eta = b_person[idx_person, 1]  // person intercepts (with the pooled coefficient)
         + b_person[idx_person, 2] .* x_wave_at_mean;  // person wave slopes (with the pooled coefficient)
     vector[N] r = y - (eta);  // residuals from each series' mean
+    vector[N_next] rho = pow(phi, gap);  // correlation with the observation before, gap wave units earlier
+    vector[N_next] innovation_sd = sqrt(1 - square(rho));  // sd of a unit error given the one before it
+    // [r, Z] whitened by the errors' structure: columns the residuals, then the person design (intercept, wave)
+    matrix[N, 3] W = append_col(r, append_col(rep_vector(1, N), x_wave_at_mean)) / sigma;
+    W[obs_next] = diag_pre_multiply(inv(innovation_sd), W[obs_next] - diag_pre_multiply(rho, W[obs_prev]));
     matrix[2, 2] L_Sigma = diag_pre_multiply(sd_person_at_mean, L_person_at_mean);  // Cholesky factor of the person effects' covariance
-    for (j in 1:J_person) {  // each person series, its effects integrated out
-      if (series_size[j] == 0) continue;
-      int n = series_size[j];
-      array[n] int o = segment(series_obs, series_start[j], n);  // the group's observations, in time order
-      vector[n] t = segment(series_time, series_start[j], n);
-      vector[n] s = rep_vector(sigma, n);  // their residual sds
-      matrix[n, 2] Z = append_col(rep_vector(1, n), x_wave_at_mean[o]);  // their intercept, wave columns
-      matrix[n, n] V = tcrossprod(Z * L_Sigma);  // the person effects' part of the covariance ...
-      for (a in 1:n) {  // ... plus the errors': sd_a sd_b phi^(time apart)
-        V[a, a] += square(s[a]);
-        for (k in (a + 1):n) {
-          real c = s[a] * s[k] * pow(phi, t[k] - t[a]);
-          V[a, k] += c;
-          V[k, a] += c;
-        }
+    matrix[N, 2] A = W[:, 2:3] * L_Sigma;  // the whitened design on the effects' standard scale
+    // each person group's g = A'r̃ and M = I + A'A, element by element as vectors over the groups (sums over
+    // each series); then M's Cholesky factor L_M in place (column by column) and g = L_M⁻¹ g
+    array[2] vector[J_person] g;
+    array[2, 2] vector[J_person] L_M;  // lower triangle
+    for (a in 1:2) {
+      g[a] = csr_matrix_times_vector(J_person, N, rep_vector(1, N), series_obs, series_rows, A[:, a] .* W[:, 1]);
+      for (b in a:2) {
+        L_M[b, a] = csr_matrix_times_vector(J_person, N, rep_vector(1, N), series_obs, series_rows, A[:, a] .* A[:, b]);
       }
-      target += multi_normal_cholesky_lupdf(r[o] | rep_vector(0, n), cholesky_decompose(V));
+      L_M[a, a] += 1;
     }
+    for (a in 1:2) {
+      for (k in 1:(a - 1)) {
+        for (b in a:2) L_M[b, a] -= L_M[b, k] .* L_M[a, k];
+        g[a] -= L_M[a, k] .* g[k];
+      }
+      L_M[a, a] = sqrt(L_M[a, a]);
+      for (b in (a + 1):2) L_M[b, a] ./= L_M[a, a];
+      g[a] ./= L_M[a, a];
+    }
+    // the errors' density as if the person effects were at their predicted values, and each series'
+    // correction for its effects integrated out: ½ g'M⁻¹g - ½ log|M|
+    target += -0.5 * dot_self(W[:, 1]) - N * log(sigma) - sum(log(innovation_sd));
+    for (a in 1:2) target += 0.5 * dot_self(g[a]) - sum(log(L_M[a, a]));
   }
 }
 generated quantities {
@@ -135,37 +145,42 @@ generated quantities {
       vector[N] eta = b_person[idx_person, 1]  // person intercepts (with the pooled coefficient)
           + b_person[idx_person, 2] .* x_wave_at_mean;  // person wave slopes (with the pooled coefficient)
       vector[N] r = y - (eta);  // residuals from each series' mean
-      matrix[2, 2] L_Sigma = diag_pre_multiply(sd_person_at_mean, L_person_at_mean);
-      matrix[2, 2] Sigma = multiply_lower_tri_self_transpose(L_Sigma);
-      for (j in 1:J_person) {
-        vector[2] m_j = b_person[j]';  // the group's predicted coefficients
-        vector[2] draw;
-        if (prior_only || series_size[j] == 0) {
-          draw = multi_normal_cholesky_rng(m_j, L_Sigma);
-        } else {
-          int n = series_size[j];
-          array[n] int o = segment(series_obs, series_start[j], n);  // the group's observations, in time order
-          vector[n] t = segment(series_time, series_start[j], n);
-          vector[n] s = rep_vector(sigma, n);  // their residual sds
-          matrix[n, 2] Z = append_col(rep_vector(1, n), x_wave_at_mean[o]);  // their intercept, wave columns
-          matrix[n, n] V = tcrossprod(Z * L_Sigma);  // the person effects' part of the covariance ...
-          for (a in 1:n) {  // ... plus the errors': sd_a sd_b phi^(time apart)
-            V[a, a] += square(s[a]);
-            for (k in (a + 1):n) {
-              real c = s[a] * s[k] * pow(phi, t[k] - t[a]);
-              V[a, k] += c;
-              V[k, a] += c;
-            }
-          }
-          matrix[n, n] L_V = cholesky_decompose(V);
-          matrix[n, 2] A = mdivide_left_tri_low(L_V, Z * Sigma);  // L_V⁻¹ Z Σ
-          matrix[2, 2] C = Sigma - crossprod(A);  // the effects' covariance given the data
-          C = 0.5 * (C + C');
-          draw = multi_normal_cholesky_rng(m_j + A' * mdivide_left_tri_low(L_V, r[o]),
-                                           cholesky_decompose(add_diag(C, 1e-12 * max(diagonal(Sigma)))));
+      vector[N_next] rho = pow(phi, gap);  // correlation with the observation before, gap wave units earlier
+      vector[N_next] innovation_sd = sqrt(1 - square(rho));  // sd of a unit error given the one before it
+      // [r, Z] whitened by the errors' structure: columns the residuals, then the person design (intercept, wave)
+      matrix[N, 3] W = append_col(r, append_col(rep_vector(1, N), x_wave_at_mean)) / sigma;
+      W[obs_next] = diag_pre_multiply(inv(innovation_sd), W[obs_next] - diag_pre_multiply(rho, W[obs_prev]));
+      matrix[2, 2] L_Sigma = diag_pre_multiply(sd_person_at_mean, L_person_at_mean);  // Cholesky factor of the person effects' covariance
+      matrix[N, 2] A = W[:, 2:3] * L_Sigma;  // the whitened design on the effects' standard scale
+      // each person group's g = A'r̃ and M = I + A'A, element by element as vectors over the groups (sums over
+      // each series); then M's Cholesky factor L_M in place (column by column) and g = L_M⁻¹ g
+      array[2] vector[J_person] g;
+      array[2, 2] vector[J_person] L_M;  // lower triangle
+      for (a in 1:2) {
+        g[a] = csr_matrix_times_vector(J_person, N, rep_vector(1, N), series_obs, series_rows, A[:, a] .* W[:, 1]);
+        for (b in a:2) {
+          L_M[b, a] = csr_matrix_times_vector(J_person, N, rep_vector(1, N), series_obs, series_rows, A[:, a] .* A[:, b]);
         }
-        b_person[j] = draw';
+        L_M[a, a] += 1;
       }
+      for (a in 1:2) {
+        for (k in 1:(a - 1)) {
+          for (b in a:2) L_M[b, a] -= L_M[b, k] .* L_M[a, k];
+          g[a] -= L_M[a, k] .* g[k];
+        }
+        L_M[a, a] = sqrt(L_M[a, a]);
+        for (b in (a + 1):2) L_M[b, a] ./= L_M[a, a];
+        g[a] ./= L_M[a, a];
+      }
+      matrix[J_person, 2] u;  // the effects on the standard scale, drawn given the data
+      for (back in 1:2) {  // back-substitution with L_M', last column first
+        int a = 3 - back;
+        u[:, a] = to_vector(normal_rng(rep_vector(0, J_person), 1)) + (prior_only ? rep_vector(0, J_person) : g[a]);
+        if (prior_only) continue;
+        for (k in (a + 1):2) u[:, a] -= L_M[k, a] .* u[:, k];
+        u[:, a] ./= L_M[a, a];
+      }
+      b_person += u * L_Sigma';  // b = m + L u
     }
     u_person = (b_person - m_person) * T_person;  // intercepts at 0
   }
