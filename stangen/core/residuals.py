@@ -326,10 +326,6 @@ class Residuals:
         times, over = (" .* ", " ./ ") if vector else (" * ", " / ")
         return f"{times}{self.sd_of(this)}{over}{self.sd_of(before)}"
 
-    def sd_vector(self, index: str, size: str) -> str:
-        """The residual sds of the observations `index` as a vector of `size`, in Stan."""
-        return f"sigma[sigma_group[{index}]]" if self.sd_by else f"rep_vector(sigma, {size})"
-
     def per_unit_sd(self, expr: str) -> str:
         """The rows of an N-row Stan vector or matrix divided by each observation's residual sd."""
         return f"diag_pre_multiply(inv(sigma[sigma_group]), {expr})" if self.sd_by else f"{expr} / sigma"
