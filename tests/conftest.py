@@ -28,11 +28,10 @@ def pytest_configure(config):
 # The files that take longest on a fresh clone (their compiles and long fits), longest first. xdist hands whole
 # files to its workers in collection order (with --no-loadscope-reorder, pyproject.toml), so a long file that
 # started last would leave the other core idle at the end of the run.
-LONGEST_FIRST = ["test_manyfits.py", "test_new_families.py", "test_predict.py", "test_residuals.py",
-                 "test_submodels.py", "test_blackmore_nlme.py", "test_threads.py", "test_classics.py",
-                 "test_zero_families.py", "test_large_crossed.py", "test_weights.py", "test_results.py",
-                 "test_cumulative.py", "test_soup_clmm.py", "test_censoring.py", "test_truncation.py",
-                 "test_offsets.py", "test_pooling.py", "test_display.py", "test_fit.py", "test_r2.py"]
+LONGEST_FIRST = ["test_manyfits.py", "test_residuals.py", "test_blackmore_nlme.py", "test_new_families.py",
+                 "test_predict.py", "test_submodels.py", "test_threads.py", "test_classics.py",
+                 "test_large_crossed.py", "test_censoring.py", "test_weights.py", "test_zero_families.py",
+                 "test_start.py", "test_cumulative.py", "test_results.py", "test_soup_clmm.py", "test_offsets.py"]
 
 
 def pytest_collection_modifyitems(config, items):

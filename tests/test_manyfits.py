@@ -13,7 +13,7 @@ from stangen.run.backends import SamplerSettings, get_backend
 from stangen.run.backends import httpstan_api
 from stangen.run.backends.cache import cache_root, entry_dir
 from stangen.cli import main
-from stangen.run.manyfits import INLINE, FitJob, job_seeds, local_cluster, run_fits
+from stangen.run.manyfits import INLINE, FitJob, job_seeds, run_fits
 from stangen.workflows.sbc import sbc, simultaneous_band, truth_values, uniformity
 
 from conftest import SPECS
@@ -25,15 +25,6 @@ BERNOULLI = stangen.Spec(outcome="y", predictors=["x"], family="bernoulli", name
                          levels={"g": stangen.Level()})
 SMALL = dict(data=False, per_group=6, warmup=300, draws=300)
 GROUPS = {"sbc_gaussian": {"Subject": 12}, "sbc_bernoulli": {"g": 12}}
-
-
-@pytest.fixture(scope="module")
-def scheduler():
-    """One local Dask cluster of 2 worker processes for the module's batches: each start of a cluster (its workers
-    importing stangen) costs ~5 s of CPU. test_sbc_command still has `--workers` make its own."""
-    cluster = local_cluster(2)
-    yield cluster.scheduler_address
-    cluster.close()
 
 
 def test_seeds_derive_from_one_master_seed():
@@ -134,11 +125,11 @@ def test_workers_with_their_own_caches_compile_once_each(tmp_path):
 
 @pytest.mark.sampling
 @pytest.mark.parametrize("spec", [GAUSSIAN, BERNOULLI], ids=["gaussian_correlated_slope", "bernoulli"])
-def test_sbc_passes_on_right_programs(spec, tmp_path, scheduler):
+def test_sbc_passes_on_right_programs(spec, tmp_path):
     """By design the verdict has a 5% family-wise false-alarm rate for a right program, so the seed is fixed
     (seed 5 gives bernoulli's sd one: chi-square p 0.023 over 100 simulations; with seeds 6 and 7, 200
     simulations each pass with p 0.97 and 0.77)."""
-    result = sbc(spec, sims=100, seed=6, scheduler=scheduler, out=tmp_path / "sbc", progress=False, groups=GROUPS[spec.name],
+    result = sbc(spec, sims=100, seed=6, workers=2, out=tmp_path / "sbc", progress=False, groups=GROUPS[spec.name],
                  **SMALL)
     assert result.ok, result.text()
     assert not result.failures and result.ranks["sim"].nunique() == 100
@@ -146,11 +137,11 @@ def test_sbc_passes_on_right_programs(spec, tmp_path, scheduler):
 
 
 @pytest.mark.sampling
-def test_sbc_fails_when_the_data_come_from_another_prior(scheduler):
+def test_sbc_fails_when_the_data_come_from_another_prior(tmp_path):
     """The check can fail: simulate group sds from exponential(0.2) (mean 5) while the program's prior is
     exponential(1) (as the spec's default for this design). 40 simulations are plenty (30 already flag both sds;
     wide sds make these fits the batch's slowest)."""
-    result = sbc(GAUSSIAN, sims=40, seed=6, scheduler=scheduler, progress=False, groups=GROUPS[GAUSSIAN.name],
+    result = sbc(GAUSSIAN, sims=40, seed=6, workers=2, progress=False, groups=GROUPS[GAUSSIAN.name],
                  simulation_priors={"sd_Subject": "exponential(0.2)"}, **SMALL)
     assert not result.ok, result.text()
     assert "sd(Subject: intercept)" in result.verdict or "sd(Subject: Days)" in result.verdict
@@ -190,9 +181,9 @@ def _exact_random_intercept_elpd(fit, held: pd.DataFrame, by: str) -> dict[str, 
 
 
 @pytest.mark.sampling
-def test_kfold_by_student_prefers_the_student_mean_and_matches_a_brute_force_loop(tmp_path, scheduler):
+def test_kfold_by_student_prefers_the_student_mean_and_matches_a_brute_force_loop(tmp_path):
     from stangen.workflows.kfold import compare_kfold, fold_assignment, kfold, pinned_spec
-    settings = dict(folds=10, seed=3, scheduler=scheduler, progress=False, warmup=400, draws=400)
+    settings = dict(folds=10, seed=3, workers=2, progress=False, warmup=400, draws=400)
     ri = kfold(SPECS / "students_confounded.yaml", "student", out=tmp_path / "ri", **settings)
     means = kfold(SPECS / "students_within_between.yaml", "student", out=tmp_path / "means", **settings)
     assert not ri.failures and len(ri.elpd_groups) == 100
@@ -225,10 +216,10 @@ EXAM_TRUTH = {"Intercept": 0.0, "coefficients": {"standLRT": 0.5},
 
 
 @pytest.mark.sampling
-def test_plan_precision_of_a_cross_level_interaction_falls_as_one_over_root_groups(tmp_path, scheduler):
+def test_plan_precision_of_a_cross_level_interaction_falls_as_one_over_root_groups(tmp_path):
     from stangen.workflows.plan import plan, precision_slope
     table = plan(EXAM_LIKE, EXAM_TRUTH, groups={"school": [40, 80, 160]}, per_group=[10], sims=12, focus=["standLRT:schavg"],
-                 scheduler=scheduler, seed=2, progress=False, out=tmp_path / "plan", warmup=300, draws=300)
+                 workers=2, seed=2, progress=False, out=tmp_path / "plan", warmup=300, draws=300)
     slope = precision_slope(table, "standLRT:schavg", "school")
     assert -0.65 <= slope <= -0.35, (slope, table)
     assert (table["coverage 95%"] >= 0.6).all()
