@@ -248,7 +248,7 @@ def cmd_means(args: argparse.Namespace) -> int:
                                  groups=args.groups)
     d = fit.description
     what = ("the linear predictor" if args.scale == "link" else f"P({d.outcome} = category)" if d.family.ordinal
-            else f"E[{d.outcome}]" + (" per trial" if d.trials else ""))
+            else _expected_outcome(d))
     groups = ("population level (group effects 0)" if args.groups == "population" else
               f"averaged over new groups (effects drawn from the fitted distribution, {effects.NEW_GROUPS} per "
               "cell and draw)")
@@ -267,11 +267,16 @@ def cmd_means(args: argparse.Namespace) -> int:
     return 0
 
 
+def _expected_outcome(d) -> str:
+    """What the effects commands average: the expected outcome, per trial for a binomial one."""
+    return f"E[{d.outcome}]" + (" per trial" if d.trials else "")
+
+
 def cmd_slopes(args: argparse.Namespace) -> int:
     fit = _load_run(args)
     table = fit.slopes(args.predictor, by=args.by)
     d = fit.description
-    print(f"Average slope of E[{d.outcome}]{' per trial' if d.trials else ''} in {args.predictor}, over the data's "
+    print(f"Average slope of {_expected_outcome(d)} in {args.predictor}, over the data's "
           "rows (each with its groups' effects):")
     print(table.to_string(float_format=lambda v: f"{v:.4g}"))
     return 0
@@ -282,7 +287,7 @@ def cmd_comparisons(args: argparse.Namespace) -> int:
     values = None if args.values is None else tuple(v.strip() for v in args.values.split(","))
     table = fit.comparisons(args.predictor, values=values, by=args.by)
     d = fit.description
-    print(f"Average change in E[{d.outcome}]{' per trial' if d.trials else ''} when {args.predictor} changes, over "
+    print(f"Average change in {_expected_outcome(d)} when {args.predictor} changes, over "
           "the data's rows (each with its groups' effects):")
     print(table.to_string(float_format=lambda v: f"{v:.4g}"))
     if args.output:

@@ -49,6 +49,14 @@ def numeric_predictors(fit: "Fit") -> list[str]:
     return seen
 
 
+def _by_problem(by: str | None, categorical) -> list[Problem]:
+    """`by` must be one of the model's categorical level-1 predictors (`categorical`): [] or the problem."""
+    if by is None or by in categorical:
+        return []
+    return [Problem("--by", f"'{by}' is not a categorical level-1 predictor of this model "
+                            f"(categorical ones: {', '.join(sorted(categorical)) or 'none'})")]
+
+
 def _check(fit: "Fit", predictor: str, by: str | None, level: str | None, parameter: str | None = None) -> None:
     d = fit.description
     problems = []
@@ -61,9 +69,7 @@ def _check(fit: "Fit", predictor: str, by: str | None, level: str | None, parame
         problems.append(Problem("--predictor", f"'{predictor}' is not a numeric level-1 predictor of this model "
                                                f"(numeric ones: {', '.join(numeric) or 'none'})"))
     categorical = sorted({v for t in d.terms for v in t.variables} & d.categorical)
-    if by is not None and by not in categorical:
-        problems.append(Problem("--by", f"'{by}' is not a categorical level-1 predictor of this model "
-                                        f"(categorical ones: {', '.join(categorical) or 'none'})"))
+    problems += _by_problem(by, categorical)
     if level is not None and level not in [lv.name for lv in d.levels]:
         problems.append(Problem("--level", f"no level '{level}' (levels: {', '.join(lv.name for lv in d.levels)})"))
     if problems:
@@ -147,9 +153,7 @@ def marginal_means(fit: "Fit", by: str, at: dict[str, float] | None = None, cont
     categorical = sorted({v for t in d.terms for v in t.variables} & d.categorical)
     numeric = [v for v in numeric_predictors(fit) if v in {w for t in d.terms for w in t.variables}]
     problems = []
-    if by not in categorical:
-        problems.append(Problem("--by", f"'{by}' is not a categorical level-1 predictor of this model "
-                                        f"(categorical ones: {', '.join(categorical) or 'none'})"))
+    problems += _by_problem(str(by), categorical)  # required here
     for name in at or {}:
         if name not in numeric:
             problems.append(Problem("--at", f"'{name}' is not a numeric level-1 predictor (numeric ones: "
@@ -289,9 +293,7 @@ def average_comparisons(fit: "Fit", predictor: str, values: tuple | None = None,
             problems.append(Problem("--values", f"{predictor} is numeric: give two numbers, got {values!r}"))
     if values is not None and len(values) != 2:
         problems.append(Problem("--values", f"give two values (from, to), got {len(values)}"))
-    if by is not None and by not in used & d.categorical:
-        problems.append(Problem("--by", f"'{by}' is not a categorical level-1 predictor of this model "
-                                        f"(categorical ones: {', '.join(sorted(used & d.categorical)) or 'none'})"))
+    problems += _by_problem(by, used & d.categorical)
     if problems:
         raise UserError(problems)
     frame = fit.training_data(data).reset_index(drop=True)

@@ -144,14 +144,15 @@ def precompiled_header(root: Path, httpstan_version: str, log_path: Path) -> Ite
     def rewrite(cmd: list[str]) -> list[str]:
         if _is_model_compile(cmd):
             cmd = model_compile_flags(cmd)
-        if _is_model_compile(cmd) and use.path is None and not use.problem:
-            flags, _ = _flags(cmd)
-            try:
-                use.path = ensure_header(flags, root / f"pch-{header_key(flags, httpstan_version)}", log_path, use)
-            except (OSError, subprocess.TimeoutExpired) as exc:
-                use.problem = f"{type(exc).__name__}: {exc}"
-        if _is_model_compile(cmd) and use.path is not None:
-            cmd = [*cmd, "-include", str(use.path), "-Winvalid-pch"]
+            if use.path is None and not use.problem:
+                flags, _ = _flags(cmd)
+                try:
+                    use.path = ensure_header(flags, root / f"pch-{header_key(flags, httpstan_version)}", log_path,
+                                             use)
+                except (OSError, subprocess.TimeoutExpired) as exc:
+                    use.problem = f"{type(exc).__name__}: {exc}"
+            if use.path is not None:
+                cmd = [*cmd, "-include", str(use.path), "-Winvalid-pch"]
         use.commands.append(cmd)
         return cmd
 
