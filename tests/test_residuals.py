@@ -229,8 +229,10 @@ def test_recovery_of_ar1_errors_on_an_uneven_panel():
 @pytest.mark.sampling
 def test_ignoring_the_autocorrelation_understates_the_slopes_uncertainty():
     """The lecture's warning. With a varying intercept only, the fit without `residuals:` reports a fixed
-    Days slope far more certain than the AR(1) fit does (0.011 against 0.019 here). (With a varying Days slope
-    as well, as in the recovery test, the between-subject slope variance dominates and both give 0.022.)"""
+    Days slope far more certain than the AR(1) fit does (0.011 against 0.021 here). (With a varying Days slope
+    as well, as in the recovery test, the between-subject slope variance dominates and both give 0.022.) The AR
+    fit also gives each `group` its own residual sd (equal in these data), so that its program is the next
+    test's."""
     import stangen
 
     df = panel()
@@ -238,7 +240,7 @@ def test_ignoring_the_autocorrelation_understates_the_slopes_uncertainty():
     sd = {}
     # the plain fit's y_rep and log_lik are unused: with them its program is one the suite compiles anyway
     for name, res, generated in (("plain", None, ("y_rep", "log_lik")),
-                                 ("ar1", {"correlation": "ar1", "time": "Days"}, ())):
+                                 ("ar1", {"correlation": "ar1", "time": "Days", "sd_by": "group"}, ())):
         fit = stangen.fit(Spec(outcome="Reaction", predictors=["Days"], levels={"Subject": Level()}, residuals=res),
                           df, generated=generated, **settings)
         sd[name] = fit.summary().loc["Days", "sd"]
@@ -248,18 +250,20 @@ def test_ignoring_the_autocorrelation_understates_the_slopes_uncertainty():
 @pytest.mark.sampling
 def test_simulate_draws_the_structure_and_a_fit_recovers_it():
     """`stangen simulate` draws AR(1) errors with one sd per value of `sd_by`; fitting the spec to them recovers
-    the true values (99% intervals: six of them at once)."""
+    the true values (99% intervals: six of them at once). The time is the predictor too (0, 1, … in each
+    series), named as the previous test's data, so the program is the same."""
     import stangen
     from stangen.workflows.simulate import simulate
 
-    spec = Spec(outcome="y", predictors=["x"], levels={"g": Level()},
-                residuals={"correlation": "ar1", "time": "t", "sd_by": "h"})
-    truth = {"Intercept": 1, "coefficients": {"x": 0.5}, "sd": {"g": 0.5}, "sigma": {"a": 1.0, "b": 2.0}, "phi": 0.8}
-    sim = simulate(spec, truth, data=False, groups={"g": 40}, per_group=15, seed=3)
-    assert list(sim.data.groupby("g").t.apply(list).iloc[0]) == list(range(15))
+    spec = Spec(outcome="Reaction", predictors=["Days"], levels={"Subject": Level()},
+                residuals={"correlation": "ar1", "time": "Days", "sd_by": "group"})
+    truth = {"Intercept": 1, "coefficients": {"Days": 0.5}, "sd": {"Subject": 0.5}, "sigma": {"a": 1.0, "b": 2.0},
+             "phi": 0.8}
+    sim = simulate(spec, truth, data=False, groups={"Subject": 40}, per_group=15, seed=3)
+    assert list(sim.data.groupby("Subject").Days.apply(list).iloc[0]) == list(range(15))
     fit = stangen.fit(spec, sim.data, chains=4, warmup=500, draws=500, seed=1, quiet=True, backend="pystan")
-    expected = {"Intercept": 1.0, "x": 0.5, "sd(g: intercept)": 0.5, "sigma(h: a)": 1.0, "sigma(h: b)": 2.0,
-                "phi (AR(1), t within g)": 0.8}
+    expected = {"Intercept": 1.0, "Days": 0.5, "sd(Subject: intercept)": 0.5, "sigma(group: a)": 1.0,
+                "sigma(group: b)": 2.0, "phi (AR(1), Days within Subject)": 0.8}
     for name, value in expected.items():
         lo, hi = np.quantile(fit.parameter_draws(name), [0.005, 0.995])
         assert lo < value < hi, f"{name}: {value} outside [{lo:.3f}, {hi:.3f}]"
