@@ -175,8 +175,9 @@ generated quantities {
       matrix[J_person, 2] u;  // the effects on the standard scale, drawn given the data
       for (back in 1:2) {  // back-substitution with L_M', last column first
         int a = 3 - back;
-        u[:, a] = to_vector(normal_rng(rep_vector(0, J_person), 1)) + (prior_only ? rep_vector(0, J_person) : g[a]);
+        u[:, a] = to_vector(normal_rng(rep_vector(0, J_person), 1));
         if (prior_only) continue;
+        u[:, a] += g[a];
         for (k in (a + 1):2) u[:, a] -= L_M[k, a] .* u[:, k];
         u[:, a] ./= L_M[a, a];
       }
